@@ -1,0 +1,1 @@
+"""Conversions at the edge: ROS messages and files <-> numpy. Never imports rclpy."""
