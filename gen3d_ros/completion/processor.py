@@ -1,0 +1,112 @@
+"""``CompletionProcessor``: LiDAR points in, completed mesh + voxels out. No ROS, no messages.
+
+Methods (``CompletionConfig.method``):
+- ``classical-poisson`` / ``classical-ballpivot``: surface reconstruction of what was seen (no completion);
+  always available, the baseline.
+- learned GCA / hGCA methods register here as they land (see ``completion/``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gen3d_ros.completion.classical import TriangleMesh, ball_pivot_mesh, poisson_mesh
+from gen3d_ros.config import param, validate
+
+CLASSICAL_METHODS = ("classical-poisson", "classical-ballpivot")
+
+
+class EmptyInputError(ValueError):
+    """No usable points after filtering and cropping."""
+
+
+@dataclass
+class CompletionConfig:
+    """Knobs of the completion processor; every field is also a ROS parameter of ``completion_node``."""
+
+    method: str = param("classical-poisson", "completion method", choices=CLASSICAL_METHODS)
+    voxel_size: float = param(0.2, "voxel side of the completion grid", unit="m", lo=0.02, hi=2.0)
+    roi_radius: float = param(20.0, "keep points within this horizontal range of the sensor", unit="m",
+                              lo=1.0, hi=200.0)
+    z_min: float = param(-3.0, "lowest kept point, sensor frame", unit="m", lo=-50.0, hi=50.0)
+    z_max: float = param(5.0, "highest kept point, sensor frame", unit="m", lo=-50.0, hi=50.0)
+    max_points: int = param(200_000, "random subsample above this many points", lo=100, hi=10_000_000)
+    min_points: int = param(50, "reject clouds with fewer usable points", lo=1, hi=1_000_000)
+    poisson_depth: int = param(9, "Poisson octree depth (classical-poisson)", lo=5, hi=12)
+    density_quantile: float = param(0.05, "trim this fraction of least-supported Poisson vertices",
+                                    lo=0.0, hi=0.9)
+    seed: int = param(0, "random seed (subsampling, sampling of generative methods)", lo=0, hi=2**31 - 1)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.z_min >= self.z_max:
+            raise ValueError(f"CompletionConfig.z_min={self.z_min} must be below z_max={self.z_max}")
+
+
+@dataclass
+class CompletionResult:
+    """Output of one completion, in the input frame (metres)."""
+
+    mesh: TriangleMesh
+    voxels: np.ndarray  # (M,3) float32 centres of completed occupied voxels
+    voxel_size: float
+    steps: int
+    input_points: int
+    dropped_points: int
+    latency_ms: float
+    model_id: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def crop_roi(points: np.ndarray, config: CompletionConfig) -> np.ndarray:
+    """Boolean mask of ``points`` (N,3) inside the region of interest around the sensor origin."""
+    r2 = points[:, 0] ** 2 + points[:, 1] ** 2
+    return (r2 <= config.roi_radius**2) & (points[:, 2] >= config.z_min) & (points[:, 2] <= config.z_max)
+
+
+class CompletionProcessor:
+    """Completes one LiDAR sweep. ``points``: (N,3) float32, metres, sensor frame (sensor at the origin)."""
+
+    def __init__(self, config: CompletionConfig | None = None) -> None:
+        self.config = config or CompletionConfig()
+        self.rng = np.random.default_rng(self.config.seed)
+
+    @property
+    def model_id(self) -> str:
+        return self.config.method
+
+    def process(self, points: np.ndarray, *, dropped: int = 0) -> CompletionResult:
+        """Complete ``points``; ``dropped``: points the caller already removed (NaNs), added to the count."""
+        start = time.perf_counter()
+        points = np.asarray(points, np.float32)
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise ValueError(f"points must be (N,3), got shape {points.shape}")
+        finite = np.isfinite(points).all(1)
+        keep = finite & crop_roi(np.nan_to_num(points), self.config)
+        dropped += int(len(points) - keep.sum())
+        points = points[keep]
+        if len(points) > self.config.max_points:
+            points = points[self.rng.choice(len(points), self.config.max_points, replace=False)]
+        if len(points) < self.config.min_points:
+            raise EmptyInputError(f"{len(points)} usable points after filtering and a {self.config.roi_radius} m "
+                                  f"region of interest; need at least min_points={self.config.min_points}")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        voxel = self.config.voxel_size
+        cells = np.unique(np.floor(points / voxel).astype(np.int64), axis=0)
+        voxels = ((cells + 0.5) * voxel).astype(np.float32)
+        timings["voxelize"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        if self.config.method == "classical-poisson":
+            mesh = poisson_mesh(points, voxel_size=voxel, depth=self.config.poisson_depth,
+                                density_quantile=self.config.density_quantile)
+        else:
+            mesh = ball_pivot_mesh(points, voxel_size=voxel)
+        timings["mesh"] = (time.perf_counter() - t0) * 1e3
+        latency = (time.perf_counter() - start) * 1e3
+        return CompletionResult(mesh=mesh, voxels=voxels, voxel_size=voxel, steps=0, input_points=len(points),
+                                dropped_points=dropped, latency_ms=latency, model_id=self.model_id,
+                                timings_ms=timings)

@@ -1,0 +1,97 @@
+"""The contract between processors and their two hosts (rclpy nodes in ``ros/``, bag mode in ``bagmode.py``).
+
+A :class:`Stage` owns one processor. It declares the messages it consumes and produces by *logical* name
+(``"cloud"``, ``"mesh_marker"``); the host maps logical names to topics. ``process`` takes a message of
+either world (rclpy or rosbags) and returns output messages of the world of ``factory``. It never raises for
+bad input data: it returns no outputs and records the reason in :attr:`StageStats`, so a node never dies and
+a bag run carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gen3d_ros.io.messages import MessageFactory
+
+log = logging.getLogger("gen3d_ros.pipeline")
+
+
+@dataclass
+class Output:
+    """One produced message: logical output ``name`` (a key of ``Stage.outputs``) and the message."""
+
+    name: str
+    msg: Any
+
+
+@dataclass
+class StageStats:
+    """Counters a host reports as diagnostics."""
+
+    processed: int = 0
+    rejected: int = 0
+    failed: int = 0
+    dropped: int = 0  # frames the host skipped because the stage was busy (latest-only queue)
+    last_latency_ms: float = 0.0
+    total_latency_ms: float = 0.0
+    last_error: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mean_latency_ms(self) -> float:
+        return self.total_latency_ms / self.processed if self.processed else 0.0
+
+    def as_dict(self) -> dict[str, str]:
+        values = {
+            "processed": self.processed, "rejected": self.rejected, "failed": self.failed,
+            "dropped": self.dropped, "last_latency_ms": f"{self.last_latency_ms:.1f}",
+            "mean_latency_ms": f"{self.mean_latency_ms:.1f}", "last_error": self.last_error,
+        }
+        values.update({k: f"{v:.3f}" for k, v in self.extra.items()})
+        return {k: str(v) for k, v in values.items()}
+
+
+class InputRejected(ValueError):
+    """The input message is malformed or unusable (empty cloud, wrong encoding…); say why in the text."""
+
+
+class Stage:
+    """Base class: subclasses set ``name``, ``inputs``, ``outputs`` and implement :meth:`handle`."""
+
+    name: str = "stage"
+    #: logical input name -> ROS type, e.g. {"cloud": "sensor_msgs/msg/PointCloud2"}
+    inputs: dict[str, str] = {}
+    #: logical output name -> ROS type
+    outputs: dict[str, str] = {}
+
+    def __init__(self) -> None:
+        self.stats = StageStats()
+
+    def handle(self, input_name: str, msg: Any, factory: MessageFactory) -> list[Output]:
+        raise NotImplementedError
+
+    def process(self, input_name: str, msg: Any, factory: MessageFactory) -> list[Output]:
+        """Run :meth:`handle`, timing it and turning exceptions into counted, logged rejections/failures."""
+        if input_name not in self.inputs:
+            raise KeyError(f"stage {self.name!r} has no input {input_name!r}; inputs: {sorted(self.inputs)}")
+        start = time.perf_counter()
+        try:
+            outputs = self.handle(input_name, msg, factory)
+        except InputRejected as exc:
+            self.stats.rejected += 1
+            self.stats.last_error = f"rejected: {exc}"
+            log.warning("%s rejected a %s message: %s", self.name, input_name, exc)
+            return []
+        except Exception as exc:  # noqa: BLE001 - a host must survive any one bad frame
+            self.stats.failed += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("%s failed on a %s message", self.name, input_name)
+            return []
+        elapsed = (time.perf_counter() - start) * 1e3
+        self.stats.processed += 1
+        self.stats.last_latency_ms = elapsed
+        self.stats.total_latency_ms += elapsed
+        return outputs
