@@ -28,6 +28,10 @@ _NUMPY_OF_ROS = {
 }
 
 
+# Non-zero defaults declared in .msg files, which the rosbags typestore does not keep (rclpy does).
+_MSG_DEFAULTS: dict[str, dict[str, Any]] = {"geometry_msgs/msg/Quaternion": {"w": 1.0}}
+
+
 class MessageFactory(Protocol):
     """Creates messages of one world. ``name`` is ``"rclpy"`` or ``"rosbags"``."""
 
@@ -92,6 +96,9 @@ class RosbagsFactory:
         if unknown:
             raise TypeError(f"{msgtype} has no field(s) {sorted(unknown)}; fields are {sorted(names)}")
         values = {name: fields[name] if name in fields else self._default(desc) for name, desc in fielddefs}
+        for name, value in _MSG_DEFAULTS.get(msgtype, {}).items():
+            if name not in fields:
+                values[name] = value
         return cls(**values)
 
     def time(self, seconds: float | int | None = None, *, sec: int = 0, nanosec: int = 0) -> Any:
