@@ -106,7 +106,7 @@ def _storage_of(path: Path) -> str:
     raise BagError(f"{path} is not a rosbag2 bag: give a bag directory, a .mcap file or a .db3 file")
 
 
-def _types_from_definition(msgtype: str, fmt: MessageDefinitionFormat, text: str) -> dict:
+def types_from_definition(msgtype: str, fmt: MessageDefinitionFormat, text: str) -> dict:
     """Parse a definition stored in a bag (msg with ``MSG:`` sub-definitions, or IDL) into a rosbags types dict."""
     if fmt == MessageDefinitionFormat.MSG:
         return get_types_from_msg(text, msgtype)
@@ -210,7 +210,7 @@ class BagReader:
         if conn.msgdef.format != MessageDefinitionFormat.NONE and conn.msgdef.data:
             try:
                 store = get_typestore(Stores.EMPTY)
-                store.register(_types_from_definition(conn.msgtype, conn.msgdef.format, conn.msgdef.data))
+                store.register(types_from_definition(conn.msgtype, conn.msgdef.format, conn.msgdef.data))
             except Exception as exc:  # noqa: BLE001 - a bad definition only disables that topic
                 log.warning("bag %s: cannot parse the stored definition of %s: %s", self.path, conn.msgtype, exc)
             else:
@@ -398,7 +398,7 @@ class BagWriter:
             self.abort()
             raise
         self._cleanup()
-        log.info("wrote %s (%s, %d messages on %d topics)", self.path, self.storage,
+        log.debug("wrote %s (%s, %d messages on %d topics)", self.path, self.storage,
                  sum(t.count for t in self.topics.values()), len(self.topics))
         return self.path
 
@@ -431,8 +431,13 @@ class BagWriter:
         self.topics[topic] = _Topic(conn, msgtype)
 
     def write(self, topic: str, msg: Any, time_ns: int, *, msgtype: str | None = None) -> None:
-        """Serialise ``msg`` (a message of either world with the gen3d typestore's field layout) and write it on
-        ``topic`` at log time ``time_ns``. The topic is declared on first use."""
+        """Serialise ``msg`` (a rosbags-world message, e.g. from ``rosbags_factory()``) and write it on ``topic``
+        at log time ``time_ns``. The topic is declared on first use. An rclpy message is refused: serialise it
+        with ``rclpy.serialization.serialize_message`` and use :meth:`write_raw` (``io/`` never imports rclpy)."""
+        if not hasattr(msg, "__msgtype__"):
+            raise TypeError(f"BagWriter.write takes rosbags messages, got {type(msg).__module__}."
+                            f"{type(msg).__name__} on {topic}; serialise rclpy messages with "
+                            "rclpy.serialization.serialize_message and call write_raw")
         msgtype = msgtype or msgtype_of(msg)
         if topic not in self.topics:
             self.add_topic(topic, msgtype)

@@ -1,0 +1,409 @@
+"""Bag mode: run stages over a rosbag2 recording and write their outputs as a new rosbag2. No middleware.
+
+    report = run_bag("drive/", "completed/", stages=[CompletionStage()])
+    print(report.format())
+
+Each message on a stage's input topic is fed to :meth:`Stage.process` in log-time order (all topics merged);
+every output message is written on its configured topic with the input message's log time (or its header
+stamp, ``output_time="header"``), so rviz2 / Foxglove replay inputs and results in step. The input bag is
+only read (see :mod:`gen3d_ros.io.rosbag2`); the output is written atomically.
+
+Topics: ``topic_map`` maps ``(stage name, logical name)`` to a topic, for inputs and outputs alike; missing
+entries take :func:`default_topic_map`'s. An input topic the bag lacks is auto-detected when the bag has exactly
+one topic of the input's type (logged); otherwise :class:`BagModeError` lists the candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from gen3d_ros.io.messages import rosbags_factory, stamp_to_nanoseconds
+from gen3d_ros.io.rosbag2 import BagError, BagReader, BagWriter, TopicInfo, same_or_nested
+from gen3d_ros.io.typestore import get_gen3d_typestore
+from gen3d_ros.pipeline.base import Stage
+
+log = logging.getLogger("gen3d_ros.bagmode")
+
+#: Default topics per stage name and logical input/output name. The outputs match the topic parameters of the
+#: stage nodes in ``gen3d_ros/ros/`` (``<logical>_topic``); the input is the common name of a LiDAR driver's cloud.
+DEFAULT_TOPICS: dict[str, dict[str, str]] = {
+    "completion": {
+        "cloud": "/points",
+        "mesh_marker": "/gen3d/completion/mesh_marker",
+        "completed_mesh": "/gen3d/completion/mesh",
+        "completed_voxels": "/gen3d/completion/voxels",
+    },
+}
+#: Bags with at least this many messages to read get a progress bar (when ``progress`` is on).
+PROGRESS_MIN_MESSAGES = 20
+
+TopicKey = tuple[str, str]  # (stage name, logical input or output name)
+
+
+class BagModeError(RuntimeError):
+    """The run cannot start as configured (topic missing or ambiguous, type mismatch, output = input…)."""
+
+
+def default_topic_map(stages: Iterable[Stage]) -> dict[TopicKey, str]:
+    """Default topic of every input and output of ``stages``: :data:`DEFAULT_TOPICS`, else
+    ``/gen3d/input/<input>`` and ``/gen3d/<stage>/<output>`` (the node convention of ``ros/params.py``)."""
+    topics: dict[TopicKey, str] = {}
+    for stage in stages:
+        known = DEFAULT_TOPICS.get(stage.name, {})
+        for name in stage.inputs:
+            topics[(stage.name, name)] = known.get(name, f"/gen3d/input/{name}")
+        for name in stage.outputs:
+            topics[(stage.name, name)] = known.get(name, f"/gen3d/{stage.name}/{name}")
+    return topics
+
+
+def topics_from_params(stage: Stage, params: Mapping[str, Any]) -> dict[TopicKey, str]:
+    """Topic overrides from a node's parameters: ``<logical>_topic`` keys (``cloud_topic: /velodyne_points``)."""
+    out = {}
+    for name in [*stage.inputs, *stage.outputs]:
+        value = params.get(f"{name}_topic")
+        if value:
+            out[(stage.name, name)] = str(value)
+    return out
+
+
+#: Parameters of a live node that bag mode ignores, besides the ``<logical>_topic`` ones it uses.
+NODE_ONLY_PARAMS = frozenset({"input_qos", "input_depth", "worker", "use_sim_time"})
+
+
+def node_host_params(stage: Stage) -> set[str]:
+    """Names of the host (non-config) parameters a stage node declares: topics, QoS, worker… Taken from
+    ``gen3d_ros.ros.params`` (no rclpy import) so that a node's params file always works in bag mode."""
+    names = {f"{name}_topic" for name in [*stage.inputs, *stage.outputs]} | set(NODE_ONLY_PARAMS)
+    try:
+        from gen3d_ros.ros.params import host_param_specs
+
+        topics = {name: "" for name in [*stage.inputs, *stage.outputs]}
+        names |= {spec.name for spec in host_param_specs(list(stage.inputs), list(stage.outputs), topics)}
+    except Exception:  # noqa: BLE001 - the ROS layer is optional here; fall back to the known names
+        log.debug("gen3d_ros.ros.params unavailable; using the built-in host parameter names", exc_info=True)
+    return names
+
+
+def completion_stage_from_params(params: Mapping[str, Any] | None = None) -> tuple[Stage, dict[TopicKey, str]]:
+    """A ``CompletionStage`` and its topic overrides from ``completion_node`` parameters (a params YAML section
+    plus ``--set`` overrides). Config keys are validated by ``CompletionConfig``; host parameters of the node
+    (QoS, worker) are ignored; any other key is an error."""
+    from gen3d_ros.completion.processor import CompletionConfig
+    from gen3d_ros.config import from_mapping
+    from gen3d_ros.pipeline.completion import CompletionStage
+
+    params = dict(params or {})
+    host = node_host_params(CompletionStage)
+    config_values = {k: v for k, v in params.items() if k not in host}
+    stage = CompletionStage(from_mapping(CompletionConfig, config_values))
+    return stage, topics_from_params(stage, params)
+
+
+@dataclass
+class StageReport:
+    """What one stage did in a run. Latencies: wall time of :meth:`Stage.process` on messages it processed."""
+
+    name: str
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    processed: int = 0
+    rejected: int = 0  # includes messages on its input topics that could not be deserialised
+    failed: int = 0
+    undecodable: int = 0
+    mean_latency_ms: float = 0.0
+    max_latency_ms: float = 0.0
+    last_error: str = ""
+
+
+@dataclass
+class BagReport:
+    """Summary of :func:`run_bag`. ``messages_in``: messages read per stage-input topic; ``messages_out``:
+    messages written per output topic (results only); ``copied``: input messages copied per topic."""
+
+    input_path: str
+    output_path: str
+    storage: str
+    messages_in: dict[str, int] = field(default_factory=dict)
+    messages_out: dict[str, int] = field(default_factory=dict)
+    copied: dict[str, int] = field(default_factory=dict)
+    write_errors: int = 0
+    stages: dict[str, StageReport] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    limit_reached: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        """A few human-readable lines (the CLI prints them)."""
+        lines = [f"{self.input_path} -> {self.output_path} ({self.storage}) in {self.wall_time_s:.2f} s"
+                 + (" (stopped at --limit)" if self.limit_reached else "")]
+        for topic, n in self.messages_in.items():
+            lines.append(f"  in   {topic:<40} {n:6d}")
+        for topic, n in self.messages_out.items():
+            lines.append(f"  out  {topic:<40} {n:6d}")
+        for topic, n in self.copied.items():
+            lines.append(f"  copy {topic:<40} {n:6d}")
+        for s in self.stages.values():
+            lines.append(f"  stage {s.name}: processed {s.processed}, rejected {s.rejected}, failed {s.failed}, "
+                         f"latency mean {s.mean_latency_ms:.1f} ms, max {s.max_latency_ms:.1f} ms")
+            if s.last_error:
+                lines.append(f"    last error: {s.last_error}")
+        if self.write_errors:
+            lines.append(f"  {self.write_errors} output message(s) could not be written (see log)")
+        return "\n".join(lines)
+
+
+def _resolve_input_topic(bag: BagReader, stage: Stage, name: str, wanted: str, explicit: bool,
+                         autodetect: bool) -> str:
+    msgtype = stage.inputs[name]
+    info = bag.topics.get(wanted)
+    if info is not None:
+        if info.msgtype != msgtype:
+            raise BagModeError(f"topic {wanted} in {bag.path} carries {info.msgtype}, but stage {stage.name!r} input "
+                               f"{name!r} needs {msgtype}")
+        return wanted
+    candidates = bag.topics_of_type(msgtype)
+    if not autodetect:
+        raise BagModeError(f"bag {bag.path} has no topic {wanted} for stage {stage.name!r} input {name!r}; its "
+                           f"{msgtype} topics: {candidates}")
+    if len(candidates) == 1:
+        log.info("bag %s has no %s; using %s, its only %s topic, as %s input %r", bag.path, wanted, candidates[0],
+                 msgtype, stage.name, name)
+        return candidates[0]
+    hint = "" if explicit else " (the default)"
+    if not candidates:
+        raise BagModeError(f"bag {bag.path} has no {msgtype} topic for stage {stage.name!r} input {name!r} "
+                           f"(looked for {wanted}{hint}); topics: {sorted(bag.topics)}")
+    raise BagModeError(f"bag {bag.path} has no topic {wanted}{hint} and {len(candidates)} {msgtype} topics "
+                       f"{candidates}; choose one (--input-topic)")
+
+
+def _copy_definition(info: TopicInfo) -> tuple[str | None, str | None] | None:
+    """``(msgdef, rihs01)`` to declare a copied topic with; ``(None, None)`` = from our typestore; ``None`` when
+    the type is unknown and the bag stores no definition (the topic cannot be copied faithfully)."""
+    store = get_gen3d_typestore()
+    if info.msgtype in store.types and (not info.digest or info.digest == store.hash_rihs01(info.msgtype)):
+        return None, None
+    if info.msgdef:
+        if info.digest.startswith("RIHS01_"):
+            return info.msgdef, info.digest
+        from rosbags.interfaces import MessageDefinitionFormat
+        from rosbags.typesys import Stores, get_typestore
+
+        from gen3d_ros.io.rosbag2 import types_from_definition
+
+        fmt = MessageDefinitionFormat.IDL if info.msgdef_format == "ros2idl" else MessageDefinitionFormat.MSG
+        try:
+            own = get_typestore(Stores.EMPTY)
+            own.register(types_from_definition(info.msgtype, fmt, info.msgdef))
+            return info.msgdef, own.hash_rihs01(info.msgtype)
+        except Exception:  # noqa: BLE001
+            return None
+    if info.msgtype in store.types:
+        return None, None
+    return None
+
+
+def run_bag(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    stages: list[Stage],
+    topic_map: Mapping[tuple[Any, str], str] | None = None,
+    copy_inputs: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    limit: int | None = None,
+    storage: str | None = None,
+    output_time: str = "log",
+    autodetect: bool = True,
+) -> BagReport:
+    """Run ``stages`` over the bag at ``input_path``; write their outputs (and, with ``copy_inputs``, every
+    topic of the input bag) to a new bag at ``output_path``.
+
+    Args:
+        stages: stages with distinct names; each input topic feeds every stage input mapped to it.
+        topic_map: ``(stage or stage name, logical name) -> topic`` for inputs and outputs; the rest default.
+        copy_inputs: also copy all input topics (raw bytes, same definitions, hashes and QoS) except those that
+            an output is written to.
+        force: replace an existing output (atomically); without it an existing output is an error.
+        progress: show a tqdm bar on stderr for bags of :data:`PROGRESS_MIN_MESSAGES` messages or more.
+        limit: stop after this many messages were fed to stages (copied topics are cut at the same time).
+        storage: ``"mcap"`` (default) or ``"sqlite3"``; an output named ``*.mcap``/``*.db3`` implies it.
+        output_time: ``"log"``: outputs get the input message's log time; ``"header"``: its ``header.stamp``
+            (the log time when the input has no header or a zero stamp).
+        autodetect: when an input topic is absent from the bag, use the bag's only topic of the input's type
+            (logged); off: an absent input topic is an error.
+
+    Raises:
+        FileNotFoundError: no input bag. OutputExistsError: output exists without ``force``.
+        BagModeError / BagError: the run cannot be set up; nothing is written.
+    """
+    if output_time not in ("log", "header"):
+        raise ValueError(f"output_time must be 'log' or 'header', got {output_time!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of messages, got {limit}")
+    names = [s.name for s in stages]
+    if not stages or len(set(names)) != len(names):
+        raise BagModeError(f"run_bag needs one or more stages with distinct names, got {names}")
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.exists():
+        raise FileNotFoundError(f"input bag {input_path} does not exist")
+    if same_or_nested(input_path, output_path):
+        raise BagModeError(f"output {output_path} is, contains or is inside the input bag {input_path}; "
+                           "choose another output path (the input is never modified)")
+
+    given = {(k[0] if isinstance(k[0], str) else k[0].name, k[1]): v for k, v in (topic_map or {}).items()}
+    unknown = [k for k in given if k[0] not in names or k[1] not in {**_stage(stages, k[0]).inputs,
+                                                                     **_stage(stages, k[0]).outputs}]
+    if unknown:
+        raise BagModeError(f"topic_map keys {unknown} name no stage input or output; stages: "
+                           + ", ".join(f"{s.name} {sorted([*s.inputs, *s.outputs])}" for s in stages))
+    topics = {**default_topic_map(stages), **given}
+    factory = rosbags_factory()
+    start = time.perf_counter()
+
+    with BagReader(input_path) as bag:
+        consumers: dict[str, list[tuple[Stage, str]]] = {}
+        inputs_of: dict[str, dict[str, str]] = {}
+        for stage in stages:
+            inputs_of[stage.name] = {}
+            for name in stage.inputs:
+                topic = _resolve_input_topic(bag, stage, name, topics[(stage.name, name)], (stage.name, name) in given,
+                                             autodetect)
+                consumers.setdefault(topic, []).append((stage, name))
+                inputs_of[stage.name][name] = topic
+        outputs_of = {s.name: {name: topics[(s.name, name)] for name in s.outputs} for s in stages}
+        out_types: dict[str, str] = {}
+        for stage in stages:
+            for name, topic in outputs_of[stage.name].items():
+                if topic in consumers:
+                    raise BagModeError(f"output {stage.name}.{name} topic {topic} is also an input topic")
+                if out_types.setdefault(topic, stage.outputs[name]) != stage.outputs[name]:
+                    raise BagModeError(f"topic {topic} is mapped to outputs of types {out_types[topic]} and "
+                                       f"{stage.outputs[name]}")
+
+        copy_topics: list[str] = []
+        if copy_inputs:
+            for topic, info in bag.topics.items():
+                if topic in out_types:
+                    log.warning("not copying input topic %s: bag mode writes its outputs there", topic)
+                elif _copy_definition(info) is None:
+                    log.warning("not copying %s (%s): type unknown and the bag stores no definition",
+                                topic, info.msgtype)
+                else:
+                    copy_topics.append(topic)
+        read_topics = sorted(set(consumers) | set(copy_topics))
+        total = sum(bag.topics[t].count for t in read_topics)
+
+        report = BagReport(str(input_path), str(output_path), "", messages_in={t: 0 for t in consumers},
+                           messages_out={t: 0 for t in out_types}, copied={t: 0 for t in copy_topics})
+        before = {s.name: (s.stats.processed, s.stats.rejected, s.stats.failed, s.stats.total_latency_ms)
+                  for s in stages}
+        max_latency = {s.name: 0.0 for s in stages}
+        undecodable = {s.name: 0 for s in stages}
+
+        with BagWriter(output_path, storage=storage, force=force) as out:
+            report.storage = out.storage
+            for topic in copy_topics:  # inputs first: they are the context the outputs refer to
+                info = bag.topics[topic]
+                msgdef, rihs01 = _copy_definition(info)  # type: ignore[misc]
+                out.add_topic(topic, info.msgtype, msgdef=msgdef, rihs01=rihs01, qos=info.qos)
+            for topic, msgtype in out_types.items():
+                out.add_topic(topic, msgtype)
+
+            bar = _progress_bar(total, enabled=progress, desc=f"bag {input_path.name}")
+            fed = 0
+            copy_set = set(copy_topics)
+            try:
+                for message in bag.messages(read_topics, decode=False):
+                    bar.update(1)
+                    users = consumers.get(message.topic)
+                    if users and limit is not None and fed >= limit:
+                        report.limit_reached = True
+                        break
+                    if message.topic in copy_set:
+                        out.write_raw(message.topic, message.raw, message.log_time_ns)
+                        report.copied[message.topic] += 1
+                    if not users:
+                        continue
+                    fed += 1
+                    report.messages_in[message.topic] += 1
+                    try:
+                        msg = bag.decode(message)
+                    except BagError as exc:
+                        log.warning("%s; counted as rejected", exc)
+                        for stage, _ in users:
+                            undecodable[stage.name] += 1
+                        continue
+                    stamp_ns = _output_time(message.log_time_ns, msg, output_time)
+                    for stage, name in users:
+                        t0 = time.perf_counter()
+                        results = stage.process(name, msg, factory)
+                        max_latency[stage.name] = max(max_latency[stage.name], (time.perf_counter() - t0) * 1e3)
+                        for result in results:
+                            topic = outputs_of[stage.name].get(result.name)
+                            if topic is None:
+                                log.error("stage %s produced unknown output %r; dropped", stage.name, result.name)
+                                report.write_errors += 1
+                                continue
+                            try:
+                                out.write(topic, result.msg, stamp_ns, msgtype=stage.outputs[result.name])
+                            except Exception as exc:  # noqa: BLE001 - one bad output must not end the run
+                                log.error("cannot write %s output %s on %s: %s: %s", stage.name, result.name,
+                                          topic, type(exc).__name__, exc)
+                                report.write_errors += 1
+                                continue
+                            report.messages_out[topic] += 1
+            finally:
+                bar.close()
+
+    for stage in stages:
+        p0, r0, f0, l0 = before[stage.name]
+        processed = stage.stats.processed - p0
+        report.stages[stage.name] = StageReport(
+            name=stage.name, inputs=inputs_of[stage.name], outputs=outputs_of[stage.name], processed=processed,
+            rejected=stage.stats.rejected - r0 + undecodable[stage.name], failed=stage.stats.failed - f0,
+            undecodable=undecodable[stage.name],
+            mean_latency_ms=(stage.stats.total_latency_ms - l0) / processed if processed else 0.0,
+            max_latency_ms=max_latency[stage.name], last_error=stage.stats.last_error)
+    report.wall_time_s = time.perf_counter() - start
+    return report
+
+
+def _stage(stages: list[Stage], name: str) -> Stage:
+    return next(s for s in stages if s.name == name)
+
+
+def _output_time(log_time_ns: int, msg: Any, mode: str) -> int:
+    if mode == "header":
+        header = getattr(msg, "header", None)
+        if header is not None:
+            stamp = stamp_to_nanoseconds(header.stamp)
+            if stamp > 0:
+                return stamp
+    return log_time_ns
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, *, enabled: bool, desc: str) -> Any:
+    if not enabled or total < PROGRESS_MIN_MESSAGES:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="msg", file=sys.stderr, dynamic_ncols=True, leave=False)

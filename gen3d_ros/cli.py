@@ -1,0 +1,257 @@
+"""``gen3d``: the command line of gen3d_ros (also ``python -m gen3d_ros``).
+
+    gen3d demo -o demo_out                       # synthetic drive -> bag -> completion -> meshes + preview
+    gen3d bag drive/ -o completed/ --copy-inputs # completion over a rosbag2 (mcap or sqlite3), no middleware
+    gen3d info completed/                        # topics, types, counts, duration
+    gen3d run --params config/gen3d.yaml         # start the ROS 2 nodes (rclpy) where `ros2 launch` is absent
+
+Each subcommand is a ``register_<name>(subparsers)`` function that adds its parser and sets ``func`` to a
+``cmd_<name>(args) -> int``; add new ones to :data:`COMMANDS`. A user mistake (missing file, existing output,
+bad value) raises :class:`UsageError` or one of :data:`USER_ERRORS` and ends with a one-line message and exit
+code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+log = logging.getLogger("gen3d_ros.cli")
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake of the user: printed as ``gen3d <command>: <message>``, exit code 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "the user asked for something impossible", not a bug (imported lazily)."""
+    from gen3d_ros.bagmode import BagModeError
+    from gen3d_ros.io.rosbag2 import BagError
+
+    return (UsageError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+            PermissionError, BagError, BagModeError, ValueError)
+
+
+# --------------------------------------------------------------------------------------------------- demo
+
+
+def register_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="synthetic drive -> rosbag2 -> completion -> meshes, preview PNG, report",
+                       description="Generate a procedural street scene and a short LiDAR drive, write it as a "
+                                   "rosbag2 (drive/), complete every sweep in bag mode (completed/), and write "
+                                   "meshes/*.ply, preview.png and demo_report.json into the output folder.")
+    p.add_argument("-o", "--output", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
+    p.add_argument("--sweeps", type=int, default=None, help="LiDAR sweeps to simulate (default: 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scene and the drive (default: 0)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gen3d_ros.demo import DEFAULT_SWEEPS, run_demo
+
+    sweeps = DEFAULT_SWEEPS if args.sweeps is None else args.sweeps
+    if sweeps < 1:
+        raise UsageError(f"--sweeps must be at least 1, got {sweeps}")
+    report = run_demo(args.output, n_sweeps=sweeps, seed=args.seed, force=args.force,
+                      progress=sys.stderr.isatty())
+    print(report.format())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- bag
+
+
+def register_bag(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bag", help="run scene completion over a rosbag2 and write the results as a new rosbag2",
+                       description="Feed every sensor_msgs/PointCloud2 of the input topic to the completion stage "
+                                   "in log-time order and write mesh Marker, CompletedMesh and voxel cloud on the "
+                                   "/gen3d/completion/* topics with the input's log time. The input is only read; "
+                                   "the output is written atomically.")
+    p.add_argument("input", type=Path, help="input rosbag2: a bag directory, a .mcap or a .db3 file")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output bag: a directory, or a single *.mcap / *.db3 file")
+    p.add_argument("--copy-inputs", action="store_true", help="also copy every input topic (e.g. /tf, the clouds)")
+    p.add_argument("--force", action="store_true", help="replace an existing output")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default=None, help="output storage (default: mcap)")
+    p.add_argument("--params", type=Path, default=None,
+                   help="ROS 2 params YAML with a completion_node section (e.g. config/completion_node.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a completion_node parameter (repeatable), e.g. --set voxel_size=0.1")
+    p.add_argument("--input-topic", default=None,
+                   help="PointCloud2 topic to complete, exactly (default: /points or the params file's cloud_topic; "
+                        "when the bag lacks it, the bag's only PointCloud2 topic)")
+    p.add_argument("--limit", type=int, default=None, help="stop after N input clouds")
+    p.add_argument("--output-time", choices=("log", "header"), default="log",
+                   help="log time of outputs: the input's log time (default) or its header stamp")
+    p.add_argument("--report", type=Path, default=None, help="also write the run report as JSON here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bag)
+
+
+def cmd_bag(args: argparse.Namespace) -> int:
+    from gen3d_ros.bagmode import completion_stage_from_params, run_bag
+    from gen3d_ros.config import load_node_params, parse_overrides
+
+    if not args.input.exists():
+        raise UsageError(f"input bag {args.input} does not exist")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
+    params: dict = {}
+    if args.params is not None:
+        if not args.params.is_file():
+            raise UsageError(f"params file {args.params} does not exist")
+        params = load_node_params(args.params, "completion_node")
+        if not params:
+            raise UsageError(f"{args.params} has no completion_node (or /**) section with ros__parameters")
+    params.update(parse_overrides(args.overrides))
+    stage, topics = completion_stage_from_params(params)
+    if args.input_topic:
+        topics[(stage.name, "cloud")] = args.input_topic
+    report = run_bag(args.input, args.output, stages=[stage], topic_map=topics, copy_inputs=args.copy_inputs,
+                     force=args.force, progress=not args.no_progress and sys.stderr.isatty(), limit=args.limit,
+                     storage=args.storage, output_time=args.output_time, autodetect=not args.input_topic)
+    print(report.format())
+    if args.report is not None:
+        args.report.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- info
+
+
+def register_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="topics, types, message counts and duration of a rosbag2",
+                       description="Summarise a rosbag2 bag (directory, .mcap or .db3).")
+    p.add_argument("bag", type=Path, help="a bag directory, a .mcap or a .db3 file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from gen3d_ros.io.rosbag2 import read_bag_info
+
+    if not args.bag.exists():
+        raise UsageError(f"bag {args.bag} does not exist")
+    info = read_bag_info(args.bag)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(format_bag_info(info))
+    return 0
+
+
+def format_bag_info(info: dict) -> str:
+    """The table ``gen3d info`` prints."""
+    def when(ns: int) -> str:
+        return datetime.fromtimestamp(ns * 1e-9, timezone.utc).isoformat(timespec="milliseconds")
+
+    lines = [f"bag:       {info['path']}", f"storage:   {info['storage']}",
+             f"messages:  {info['message_count']}", f"duration:  {info['duration_s']:.3f} s"]
+    if info["message_count"]:
+        lines += [f"start:     {when(info['start_ns'])} ({info['start_ns'] * 1e-9:.3f})",
+                  f"end:       {when(info['end_ns'])} ({info['end_ns'] * 1e-9:.3f})"]
+    topics = info["topics"]
+    width = max([len("topic")] + [len(t) for t in topics])
+    twidth = max([len("type")] + [len(t["type"]) for t in topics.values()])
+    lines.append(f"topics:    {len(topics)}")
+    lines.append(f"  {'topic':<{width}}  {'type':<{twidth}}  {'count':>7}")
+    for name, t in topics.items():
+        lines.append(f"  {name:<{width}}  {t['type']:<{twidth}}  {t['count']:>7}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------- run
+
+
+def register_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="start gen3d ROS 2 nodes (rclpy) from a params YAML",
+                       description="Start the nodes of a ROS 2 params file in one process (what `ros2 launch "
+                                   "gen3d_ros gen3d.launch.py` does). Arguments after --ros-args go to rcl.")
+    p.add_argument("--params", type=Path, default=None, help="params YAML (default: config/gen3d.yaml)")
+    p.add_argument("--nodes", nargs="+", default=[], metavar="NODE",
+                   help="nodes to start (default: every node with a section in the params file)")
+    p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
+                   help="remaining arguments are passed to rcl (e.g. --ros-args -p completion_node:voxel_size:=0.1)")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    params = args.params
+    if params is None:
+        from gen3d_ros.ros.params import default_params_file
+
+        params = default_params_file("gen3d.yaml")
+    elif not params.is_file():
+        raise UsageError(f"params file {params} does not exist")
+    try:
+        from gen3d_ros.ros.runner import run_nodes
+    except ImportError as exc:
+        raise UsageError(f"cannot start ROS 2 nodes: {exc} (install rclpy: pip install '.[ros]', or source a "
+                         "ROS 2 Jazzy install)") from exc
+    return int(run_nodes(params, args.nodes, ros_args=args.ros_args) or 0)
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+#: Subcommands in the order ``gen3d --help`` lists them. Later ones (train-completion, complete, train-robot,
+#: estimate-pose, act) are one ``register_*`` function each, appended here.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [register_demo, register_bag, register_info,
+                                                                 register_run]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gen3d_ros import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more log output (-v: debug)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="only warnings and errors")
+    parser = argparse.ArgumentParser(prog="gen3d", description="gen3d_ros: generative 3D perception for ROS 2.",
+                                     parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.split("\n\n")[1].splitlines()))
+    parser.add_argument("--version", action="version", version=f"gen3d_ros {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in COMMANDS:
+        register(sub)
+    for choice in sub.choices.values():  # -v/-q also after the subcommand
+        for action in common._actions:
+            if action.option_strings and not any(o in choice._option_string_actions for o in action.option_strings):
+                choice._add_action(action)
+    return parser
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    """gen3d_ros loggers at INFO (DEBUG with -v, WARNING with -q); other libraries at WARNING."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("gen3d_ros").setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "verbose", 0) or 0, getattr(args, "quiet", False))
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"gen3d {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as exc:
+        if getattr(args, "verbose", 0):
+            log.debug("details", exc_info=True)
+        message = str(exc) or type(exc).__name__
+        print(f"gen3d {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

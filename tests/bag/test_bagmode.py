@@ -1,0 +1,179 @@
+"""Bag mode: the completion stage over small synthetic bags (ground plane + a box, no sim module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from bagdata import T0_NS, cloud_msg, tree_fingerprint, write_cloud_bag
+from gen3d_ros.bagmode import DEFAULT_TOPICS, BagModeError, completion_stage_from_params, run_bag
+from gen3d_ros.completion.processor import CompletionConfig
+from gen3d_ros.io.messages import rosbags_factory, stamp_to_nanoseconds
+from gen3d_ros.io.rosbag2 import BagReader, BagWriter, OutputExistsError, read_messages
+from gen3d_ros.pipeline.completion import CompletionStage
+
+#: coarse and shallow: about 50 ms a cloud
+FAST = dict(voxel_size=0.4, poisson_depth=6, roi_radius=12.0)
+OUT = DEFAULT_TOPICS["completion"]
+
+
+def fast_stage() -> CompletionStage:
+    return CompletionStage(CompletionConfig(**FAST))
+
+
+def by_topic(path: Path) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for m in read_messages(path):
+        out.setdefault(m.topic, []).append(m)
+    return out
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_run_bag_writes_one_mesh_per_cloud_with_the_input_stamps_and_frame(tmp_path: Path, storage: str) -> None:
+    stamps = write_cloud_bag(tmp_path / "in", 3, storage=storage)
+    report = run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False, storage=storage)
+    assert report.stages["completion"].processed == 3
+    assert report.stages["completion"].rejected == 0 and report.stages["completion"].failed == 0
+    assert report.messages_in == {"/points": 3}
+    assert report.messages_out == {OUT["mesh_marker"]: 3, OUT["completed_mesh"]: 3, OUT["completed_voxels"]: 3}
+    assert report.stages["completion"].mean_latency_ms > 0 and report.wall_time_s > 0
+    with BagReader(tmp_path / "out") as bag:
+        assert bag.storage == storage
+        assert {t: i.msgtype for t, i in bag.topics.items()} == {
+            "/gen3d/completion/mesh_marker": "visualization_msgs/msg/Marker",
+            "/gen3d/completion/mesh": "gen3d_ros/msg/CompletedMesh",
+            "/gen3d/completion/voxels": "sensor_msgs/msg/PointCloud2",
+        }
+    topics = by_topic(tmp_path / "out")
+    for topic in OUT.values():
+        if topic == "/points":
+            continue
+        assert [m.log_time_ns for m in topics[topic]] == stamps
+        assert [stamp_to_nanoseconds(m.msg.header.stamp) for m in topics[topic]] == stamps
+        assert {m.msg.header.frame_id for m in topics[topic]} == {"lidar"}
+    for m in topics["/gen3d/completion/mesh"]:
+        assert len(m.msg.mesh.triangles) > 100 and m.msg.model_id == "classical-poisson"
+        vertices = np.array([[p.x, p.y, p.z] for p in m.msg.mesh.vertices])
+        assert vertices[:, 2].min() == pytest.approx(-1.5, abs=0.3)  # the ground plane is in the mesh
+    for m in topics["/gen3d/completion/mesh_marker"]:
+        assert m.msg.type == 11 and len(m.msg.points) % 3 == 0 and len(m.msg.points) > 300  # TRIANGLE_LIST
+
+
+def test_malformed_cloud_is_counted_as_rejected_and_the_run_continues(tmp_path: Path) -> None:
+    stamps = write_cloud_bag(tmp_path / "in", 4, malformed_at=1)
+    report = run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False)
+    stage = report.stages["completion"]
+    assert (stage.processed, stage.rejected, stage.failed) == (3, 1, 0)
+    assert "malformed PointCloud2" in stage.last_error
+    meshes = by_topic(tmp_path / "out")["/gen3d/completion/mesh"]
+    assert [m.log_time_ns for m in meshes] == [stamps[0], stamps[2], stamps[3]]
+
+
+def test_undeserialisable_message_is_counted_as_rejected(tmp_path: Path) -> None:
+    with BagWriter(tmp_path / "in") as out:
+        out.write("/points", cloud_msg(0, T0_NS), T0_NS)
+        out.write_raw("/points", b"\x00\x01\x00\x00\xff\xff", T0_NS + 1)
+        out.write("/points", cloud_msg(1, T0_NS + 2), T0_NS + 2)
+    report = run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False)
+    stage = report.stages["completion"]
+    assert (stage.processed, stage.rejected, stage.undecodable) == (2, 1, 1)
+    assert report.messages_out["/gen3d/completion/mesh"] == 2
+
+
+def test_input_topic_is_autodetected_when_the_default_is_absent(tmp_path: Path, caplog) -> None:
+    write_cloud_bag(tmp_path / "in", 1, topic="/velodyne_points")
+    with caplog.at_level("INFO", logger="gen3d_ros.bagmode"):
+        report = run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False)
+    assert report.stages["completion"].inputs == {"cloud": "/velodyne_points"}
+    assert "using /velodyne_points" in caplog.text
+    assert report.messages_out["/gen3d/completion/mesh"] == 1
+
+
+def test_ambiguous_or_wrongly_typed_input_topic_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    f = rosbags_factory()
+    write_cloud_bag(tmp_path / "in", 1, topic="/a", extra=[("/b", cloud_msg(5, T0_NS), T0_NS),
+                                                           ("/points", f.new("std_msgs/msg/Header"), T0_NS)])
+    with pytest.raises(BagModeError, match="carries std_msgs/msg/Header"):
+        run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False)
+    with pytest.raises(BagModeError, match="choose one"):
+        run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False,
+                topic_map={("completion", "cloud"): "/missing"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    report = run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False,
+                     topic_map={("completion", "cloud"): "/b"})
+    assert report.messages_in == {"/b": 1}
+
+
+def test_copy_inputs_copies_every_topic_byte_for_byte(tmp_path: Path) -> None:
+    f = rosbags_factory()
+    tf = f.new("tf2_msgs/msg/TFMessage", transforms=[f.new(
+        "geometry_msgs/msg/TransformStamped", header=f.new("std_msgs/msg/Header", frame_id="world"),
+        child_frame_id="lidar")])
+    write_cloud_bag(tmp_path / "in", 2, extra=[("/tf", tf, T0_NS + 5)])
+    report = run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], copy_inputs=True, progress=False)
+    assert report.copied == {"/points": 2, "/tf": 1}
+    src, dst = by_topic(tmp_path / "in"), by_topic(tmp_path / "out")
+    for topic in ("/points", "/tf"):
+        assert [(m.log_time_ns, m.raw) for m in dst[topic]] == [(m.log_time_ns, m.raw) for m in src[topic]]
+    with BagReader(tmp_path / "in") as a, BagReader(tmp_path / "out") as b:
+        for topic in ("/points", "/tf"):
+            assert (b.topics[topic].msgtype, b.topics[topic].msgdef) == (a.topics[topic].msgtype,
+                                                                         a.topics[topic].msgdef)
+
+
+def test_limit_stops_after_n_input_clouds(tmp_path: Path) -> None:
+    write_cloud_bag(tmp_path / "in", 4)
+    report = run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], limit=2, progress=False)
+    assert report.limit_reached and report.messages_in == {"/points": 2}
+    assert report.messages_out["/gen3d/completion/mesh"] == 2
+
+
+def test_output_time_header_uses_the_input_header_stamp(tmp_path: Path) -> None:
+    with BagWriter(tmp_path / "in") as out:
+        out.write("/points", cloud_msg(0, T0_NS), T0_NS + 123_456)  # received later than stamped
+    run_bag(tmp_path / "in", tmp_path / "log", stages=[fast_stage()], progress=False)
+    run_bag(tmp_path / "in", tmp_path / "hdr", stages=[fast_stage()], progress=False, output_time="header")
+    assert by_topic(tmp_path / "log")["/gen3d/completion/mesh"][0].log_time_ns == T0_NS + 123_456
+    assert by_topic(tmp_path / "hdr")["/gen3d/completion/mesh"][0].log_time_ns == T0_NS
+
+
+def test_existing_output_is_refused_and_the_input_is_never_the_output(tmp_path: Path) -> None:
+    write_cloud_bag(tmp_path / "in", 1)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(OutputExistsError):
+        run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+    for bad in (tmp_path / "in", tmp_path / "in" / "nested"):
+        with pytest.raises(BagModeError, match="input"):
+            run_bag(tmp_path / "in", bad, stages=[fast_stage()], progress=False, force=True)
+    run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False, force=True)
+    assert by_topic(tmp_path / "out")["/gen3d/completion/mesh"]
+
+
+def test_run_bag_leaves_the_input_bag_untouched(tmp_path: Path) -> None:
+    write_cloud_bag(tmp_path / "in", 2, storage="sqlite3")
+    before = tree_fingerprint(tmp_path / "in")
+    run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], copy_inputs=True, progress=False)
+    assert tree_fingerprint(tmp_path / "in") == before
+
+
+def test_topics_and_config_come_from_completion_node_params() -> None:
+    stage, topics = completion_stage_from_params({"voxel_size": 0.3, "cloud_topic": "/velodyne_points",
+                                                  "completed_mesh_topic": "/m", "input_qos": "reliable",
+                                                  "worker": "process"})
+    assert stage.processor.config.voxel_size == 0.3
+    assert topics == {("completion", "cloud"): "/velodyne_points", ("completion", "completed_mesh"): "/m"}
+    with pytest.raises(ValueError, match="vox_size"):
+        completion_stage_from_params({"vox_size": 0.3})
+
+
+def test_default_output_topics_match_the_completion_node_params_file() -> None:
+    params_file = Path(__file__).resolve().parents[2] / "config" / "completion_node.yaml"
+    if not params_file.exists():
+        pytest.skip(f"{params_file} not written yet")
+    params = yaml.safe_load(params_file.read_text())["completion_node"]["ros__parameters"]
+    for name in CompletionStage.outputs:
+        assert params[f"{name}_topic"] == OUT[name], name
