@@ -175,7 +175,8 @@ def register_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="start gen3d ROS 2 nodes (rclpy) from a params YAML",
                        description="Start the nodes of a ROS 2 params file in one process (what `ros2 launch "
                                    "gen3d_ros gen3d.launch.py` does). Arguments after --ros-args go to rcl.")
-    p.add_argument("--params", type=Path, default=None, help="params YAML (default: config/gen3d.yaml)")
+    p.add_argument("--params", "--params-file", dest="params", type=Path, default=None,
+                   help="params YAML (default: config/gen3d.yaml)")
     p.add_argument("--nodes", nargs="+", default=[], metavar="NODE",
                    help="nodes to start (default: every node with a section in the params file)")
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
@@ -188,7 +189,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if params is None:
         from gen3d_ros.ros.params import default_params_file
 
-        params = default_params_file("gen3d.yaml")
+        try:
+            params = default_params_file("gen3d.yaml")
+        except FileNotFoundError as exc:
+            raise UsageError(f"{exc}; pass --params") from exc
     elif not params.is_file():
         raise UsageError(f"params file {params} does not exist")
     try:
@@ -199,11 +203,93 @@ def cmd_run(args: argparse.Namespace) -> int:
     return int(run_nodes(params, args.nodes, ros_args=args.ros_args) or 0)
 
 
+# ------------------------------------------------------------------------------------------ train-completion
+
+
+def register_train_completion(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-completion", help="train a GCA completion kernel on simulated LiDAR scenes",
+                       description="Infusion training of a Generative Cellular Automata kernel on procedural "
+                                   "street scenes scanned by a simulated LiDAR. Writes model.pt, metrics.json "
+                                   "and training_curve.png into the output folder.")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    p.add_argument("--preset", default=None, help="start from a preset: tiny (seconds) or demo (about an hour)")
+    p.add_argument("--config", type=Path, default=None, help="YAML of TrainConfig keys (applied after --preset)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key (dotted for nested: model.steps=20, data.voxel_size_m=0.2); repeatable")
+    p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
+    p.add_argument("--force", action="store_true", help="write into an existing run folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_completion)
+
+
+def cmd_train_completion(args: argparse.Namespace) -> int:
+    import yaml
+
+    from gen3d_ros.completion.training import make_config, train
+    from gen3d_ros.config import parse_overrides
+
+    if (args.output / "model.pt").exists() and not args.force:
+        raise UsageError(f"{args.output}/model.pt exists; pass --force to overwrite")
+    overrides: dict = {}
+    if args.config is not None:
+        if not args.config.is_file():
+            raise FileNotFoundError(f"config file {args.config} does not exist")
+        overrides.update(yaml.safe_load(args.config.read_text()) or {})
+    overrides.update(parse_overrides(args.overrides))
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    config = make_config(args.preset, overrides)
+    _, summary = train(config, args.output, progress=not args.no_progress)
+    final = summary["final"]
+    print(f"trained in {summary['train_seconds']:.0f} s -> {args.output}/model.pt")
+    if final:
+        print(f"held-out IoU {final['iou']:.3f} (input only {final['input_iou']:.3f}), "
+              f"F-score {final['fscore']:.3f} (input {final['input_fscore']:.3f}), "
+              f"Chamfer-L1 {final['chamfer_l1']:.3f} m (input {final['input_chamfer_l1']:.3f} m)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- complete
+
+
+def register_complete(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("complete", help="complete one LiDAR scan file with a trained GCA model",
+                       description="Read a scan (.bin KITTI, .pcd, .ply, .npy, .xyz/.txt[.bz2]) in the sensor "
+                                   "frame, voxelise it on the model's grid, run the cellular automaton and write "
+                                   "the completed voxel centres as a .ply point cloud (one per sample).")
+    p.add_argument("input", type=Path, help="scan file, points in the sensor frame (metres)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .ply (OUT_k.ply for --samples > 1)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="model.pt from gen3d train-completion")
+    p.add_argument("--samples", type=int, default=1, help="independent completions (diversity; TMD reported)")
+    p.add_argument("--steps", type=int, default=None, help="transitions (default: the model's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(func=cmd_complete)
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from gen3d_ros.completion.scan_completion import complete_file
+
+    if args.samples < 1:
+        raise UsageError(f"--samples must be >= 1, got {args.samples}")
+    report = complete_file(args.input, args.output, args.checkpoint, samples=args.samples, steps=args.steps,
+                           seed=args.seed, device=args.device, force=args.force)
+    for path, n in zip(report["outputs"], report["cells"]):
+        print(f"{path}: {n} completed voxels")
+    print(f"input {report['input_points']} points -> {report['input_cells']} voxels of "
+          f"{report['voxel_size']:.2f} m; {report['seconds']:.1f} s")
+    if report.get("tmd") is not None:
+        print(f"total mutual difference over {args.samples} samples: {report['tmd']:.4f} m")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------- main
 
 #: Subcommands in the order ``gen3d --help`` lists them. Later ones (train-completion, complete, train-robot,
 #: estimate-pose, act) are one ``register_*`` function each, appended here.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [register_demo, register_bag, register_info,
+                                                                register_train_completion, register_complete,
                                                                  register_run]
 
 

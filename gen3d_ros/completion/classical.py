@@ -76,7 +76,11 @@ def poisson_mesh(points: np.ndarray, *, voxel_size: float, depth: int = 9, densi
     if density_quantile > 0 and len(densities):
         mesh.remove_vertices_by_mask(densities < np.quantile(densities, density_quantile))
     # Poisson closes the surface far beyond the data: keep only what lies near the input.
-    mesh = mesh.crop(pcd.get_axis_aligned_bounding_box().scale(1.05, pcd.get_center()))
+    box = pcd.get_axis_aligned_bounding_box()
+    # Pad by a voxel: a flat cloud (a noise-free ground plane) has a box of zero thickness.
+    pad = np.full(3, voxel_size)
+    box = o3d.geometry.AxisAlignedBoundingBox(box.min_bound - pad, box.max_bound + pad)
+    mesh = mesh.crop(box)
     mesh.remove_unreferenced_vertices()
     vertices = np.asarray(mesh.vertices, np.float32)
     return TriangleMesh(vertices, np.asarray(mesh.triangles, np.int32), height_colors(vertices))

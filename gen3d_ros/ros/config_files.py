@@ -1,0 +1,63 @@
+"""Writes ``config/<node>.yaml`` and ``config/gen3d.yaml`` from the nodes' declared parameters.
+
+    python -m gen3d_ros.ros.config_files [CONFIG_DIR]      # default: config/ of the source checkout
+
+The files are ROS 2 params files (``<node>: ros__parameters: …``) with every declared parameter at its
+default and a comment (description, unit, range, read-only). Rerun after adding a config field or a node;
+``tests/ros/test_params.py`` fails while a file and the declared parameters differ. Tuned values in an
+existing file are kept.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from gen3d_ros.config import load_node_params
+from gen3d_ros.ros.params import render_params_yaml, source_config_dir
+from gen3d_ros.ros.runner import NODES, node_class
+
+HEADER_NODE = """ROS 2 parameters of {node} (gen3d_ros). Written by `python -m gen3d_ros.ros.config_files`; edit values
+freely, keys must stay the declared parameters (tests/ros/test_params.py).
+  ros2 run gen3d_ros {node} --ros-args --params-file config/{node}.yaml
+  python -m gen3d_ros.ros.{node} --ros-args --params-file config/{node}.yaml"""
+
+HEADER_ALL = """ROS 2 parameters of every gen3d_ros node: `ros2 launch gen3d_ros gen3d.launch.py` and `gen3d run` read
+this file by default. Written by `python -m gen3d_ros.ros.config_files`; edit values freely, keys must stay the
+declared parameters (tests/ros/test_params.py)."""
+
+
+def _kept_values(path: Path, nodes: Sequence[str]) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    return {node: load_node_params(path, node) for node in nodes}
+
+
+def write_config_files(config_dir: Path) -> list[Path]:
+    """Write one params file per registered node and ``gen3d.yaml`` with all of them; the paths written."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    sections = {name: node_class(name).declared_params() for name in NODES}
+    written = []
+    for name, params in sections.items():
+        path = config_dir / f"{name}.yaml"
+        text = render_params_yaml({name: params}, header=HEADER_NODE.format(node=name),
+                                  values=_kept_values(path, [name]))
+        path.write_text(text)
+        written.append(path)
+    path = config_dir / "gen3d.yaml"
+    path.write_text(render_params_yaml(sections, header=HEADER_ALL, values=_kept_values(path, list(sections))))
+    written.append(path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config_dir = Path(argv[0]) if argv else source_config_dir()
+    for path in write_config_files(config_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""ROS parameters of the stage nodes, generated from the config dataclasses (:func:`gen3d_ros.config.param_specs`).
+
+A node has two kinds of parameters:
+
+- **config parameters**: one per field of the stage's config dataclass (``CompletionConfig.voxel_size`` ->
+  ``voxel_size``), with a descriptor carrying the description and unit, and a ``FloatingPointRange`` /
+  ``IntegerRange`` from the field's ``lo``/``hi``. They may change at runtime: the node rebuilds its stage
+  from them and rejects a change that the dataclass does not validate.
+- **host parameters** (:func:`host_param_specs`): topics, input QoS, worker kind. They are read-only (the endpoints are
+  created once), so a runtime change is rejected by rclpy with "Trying to set a read-only parameter".
+
+Topic convention: for every logical input ``<in>`` of the stage, a parameter ``<in>_topic`` (default
+``/gen3d/input/<in>``: inputs are shared sensors, the same LiDAR feeds every stage); for every logical
+output ``<out>``, a parameter ``<out>_topic`` (default ``/gen3d/<stage>/<out>``, a node may shorten it). Topics
+are absolute, so a node namespace does not move them; remap through the parameters.
+
+:func:`render_params_yaml` writes the ``config/*.yaml`` params files from the same specs, so the files, the
+declared parameters and the dataclass cannot drift apart (``tests/ros/test_params.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from gen3d_ros.config import ParamSpec, from_mapping, param_specs
+
+INPUT_QOS_CHOICES = ("sensor_data", "reliable")
+WORKER_CHOICES = ("process", "thread")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class NodeParam:
+    """A parameter a node declares: its :class:`ParamSpec` and whether it may change at runtime."""
+
+    spec: ParamSpec
+    read_only: bool = False
+    group: str = "config"  # "config" (a field of the stage config) or "host" (topics, QoS)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def topic_param_name(logical: str) -> str:
+    """``"cloud"`` -> ``"cloud_topic"``: the parameter naming a stage input's or output's topic."""
+    return f"{logical}_topic"
+
+
+def host_param_specs(inputs: Iterable[str], outputs: Iterable[str], topics: Mapping[str, str],
+                     worker: str = "thread") -> list[ParamSpec]:
+    """Host parameters of a stage node: ``<in>_topic``…, ``<out>_topic``…, ``input_qos``, ``input_depth``,
+    ``worker``.
+
+    ``topics``: default topic of every logical input and output name; ``worker``: default of ``worker``.
+    """
+    specs = []
+    for name in inputs:
+        specs.append(ParamSpec(topic_param_name(name), topics[name], str, f"topic of input '{name}'", "",
+                               None, None, None))
+    for name in outputs:
+        specs.append(ParamSpec(topic_param_name(name), topics[name], str,
+                               f"topic of output '{name}' (reliable, depth 1)", "", None, None, None))
+    specs.append(ParamSpec("input_qos", "sensor_data", str,
+                           "QoS of the input subscriptions: 'sensor_data' (best effort, volatile) or 'reliable'",
+                           "", None, None, INPUT_QOS_CHOICES))
+    specs.append(ParamSpec("input_depth", 5, int, "history depth of the input subscriptions; the worker keeps "
+                           "only the latest message anyway", "messages", 1, 1000, None))
+    specs.append(ParamSpec("worker", worker, str,
+                           "where the stage runs: 'process' (a child process; callbacks, diagnostics and parameter "
+                           "services never wait for native code holding the GIL, and a crash of the stage is "
+                           "survived) or 'thread' (a thread of the node's process)", "", None, None, WORKER_CHOICES))
+    return specs
+
+
+def node_params(config_cls: type, inputs: Iterable[str], outputs: Iterable[str],
+                topics: Mapping[str, str], worker: str = "thread") -> list[NodeParam]:
+    """Every parameter of a stage node, config fields first, in declaration order.
+
+    Raises ValueError if a config field has the name of a host parameter.
+    """
+    config = [NodeParam(spec, read_only=False, group="config") for spec in param_specs(config_cls)]
+    host = [NodeParam(spec, read_only=True, group="host")
+            for spec in host_param_specs(list(inputs), list(outputs), topics, worker)]
+    clash = {p.name for p in config} & {p.name for p in host}
+    if clash:
+        raise ValueError(f"{config_cls.__name__} field(s) {sorted(clash)} clash with host parameters of the node; "
+                         "rename the field(s)")
+    return config + host
+
+
+def config_from_values(config_cls: type, values: Mapping[str, Any]) -> Any:
+    """Build and validate ``config_cls`` from parameter values; keys that are not fields are ignored.
+
+    Raises ValueError (range, choices, cross-field checks such as ``z_min < z_max``) naming the field.
+    """
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    try:
+        return from_mapping(config_cls, {k: v for k, v in values.items() if k in fields})
+    except TypeError as exc:  # e.g. a dataclass __init__ complaining about a value it cannot use
+        raise ValueError(str(exc)) from exc
+
+
+# --- rclpy descriptors ---------------------------------------------------------------------------------------
+
+
+def parameter_type(spec: ParamSpec) -> Any:
+    """The ``rcl_interfaces/ParameterType`` value of a spec (bool before int: bool is an int in Python)."""
+    from rcl_interfaces.msg import ParameterType
+
+    default = spec.default
+    if isinstance(default, bool):
+        return ParameterType.PARAMETER_BOOL
+    if isinstance(default, int):
+        return ParameterType.PARAMETER_INTEGER
+    if isinstance(default, float):
+        return ParameterType.PARAMETER_DOUBLE
+    if isinstance(default, str):
+        return ParameterType.PARAMETER_STRING
+    if isinstance(default, (list, tuple)):
+        kinds = {type(v) for v in default}
+        if kinds <= {bool} and kinds:
+            return ParameterType.PARAMETER_BOOL_ARRAY
+        if kinds <= {int} and kinds:
+            return ParameterType.PARAMETER_INTEGER_ARRAY
+        if kinds <= {float, int} and kinds:
+            return ParameterType.PARAMETER_DOUBLE_ARRAY
+        if kinds <= {str} and kinds:
+            return ParameterType.PARAMETER_STRING_ARRAY
+        raise TypeError(f"parameter {spec.name!r}: cannot infer a ROS array type from the default {default!r} "
+                        "(an empty or mixed list); give the config field a non-empty default")
+    raise TypeError(f"parameter {spec.name!r} has default {default!r} of type {type(default).__name__}, which is "
+                    "not a ROS parameter type (bool, int, float, str or a list of one of them)")
+
+
+def descriptor_for(param: NodeParam) -> Any:
+    """``rcl_interfaces/ParameterDescriptor`` of a parameter: type, description with unit, range, read-only."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    spec = param.spec
+    kind = parameter_type(spec)
+    descriptor = ParameterDescriptor(name=spec.name, type=kind, description=spec.description,
+                                     read_only=param.read_only)
+    constraints = []
+    if spec.lo is not None or spec.hi is not None:
+        if kind == ParameterType.PARAMETER_INTEGER:
+            lo = int(spec.lo) if spec.lo is not None else INT64_MIN
+            hi = int(spec.hi) if spec.hi is not None else INT64_MAX
+            descriptor.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=0)]
+        elif kind == ParameterType.PARAMETER_DOUBLE:
+            lo = float(spec.lo) if spec.lo is not None else -math.inf
+            hi = float(spec.hi) if spec.hi is not None else math.inf
+            descriptor.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
+        else:
+            constraints.append(f"range [{spec.lo}, {spec.hi}]")
+    if spec.choices:
+        constraints.append("one of: " + ", ".join(spec.choices))
+    if param.group == "config":
+        constraints.append("may change at runtime (the stage is rebuilt; an invalid value is rejected)")
+    descriptor.additional_constraints = "; ".join(constraints)
+    return descriptor
+
+
+def coerce_value(spec: ParamSpec, value: Any) -> Any:
+    """A parameter value as the config field wants it (rclpy gives lists as array.array, ints for doubles)."""
+    if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(spec.default, (list, tuple)) and value is not None and not isinstance(value, (list, tuple)):
+        return list(value)
+    return value
+
+
+# --- params files ----------------------------------------------------------------------------------------------
+
+
+def yaml_scalar(value: Any) -> str:
+    """A YAML literal that PyYAML and rcl's params parser both read back with the same type.
+
+    Doubles always carry a dot (``1.0``, ``1.0e-05``): an integer literal for a double parameter makes rclpy
+    refuse the whole params file, and PyYAML reads ``1e-05`` (no dot) as a string.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot write non-finite double {value!r} to a params file")
+        text = repr(value)
+        if "e" in text or "E" in text:
+            mantissa, exponent = text.lower().split("e")
+            if "." not in mantissa:
+                mantissa += ".0"
+            text = f"{mantissa}e{exponent}"
+        elif "." not in text:
+            text += ".0"
+        return text
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid double-quoted YAML scalar
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(yaml_scalar(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} to a params file")
+
+
+def param_comment(param: NodeParam) -> str:
+    """One-line comment for a params file: description with unit, range or choices, read-only."""
+    spec = param.spec
+    parts = [spec.description]
+    if spec.lo is not None or spec.hi is not None:
+        parts.append(f"range [{spec.lo}, {spec.hi}]")
+    if spec.choices:
+        parts.append("one of " + ", ".join(spec.choices))
+    if param.read_only:
+        parts.append("read-only")
+    return "; ".join(parts)
+
+
+def render_params_yaml(sections: Mapping[str, list[NodeParam]], *, header: str = "",
+                       values: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """A ROS 2 params file (``node: ros__parameters: …``) for each node of ``sections``, with comments.
+
+    ``values``: per node, values replacing the defaults (e.g. a tuned YAML); defaults otherwise.
+    """
+    lines = [f"# {line}".rstrip() for line in header.strip().splitlines()] if header else []
+    for node_name, params in sections.items():
+        if lines:
+            lines.append("")
+        lines += [f"{node_name}:", "  ros__parameters:"]
+        overrides = (values or {}).get(node_name, {})
+        group = None
+        for param in params:
+            if param.group != group:
+                group = param.group
+                title = ("stage configuration (may change at runtime)" if group == "config"
+                         else "topics and QoS (read-only)")
+                lines.append(f"    # --- {title}")
+            lines += [f"    # {line}" for line in textwrap.wrap(param_comment(param), 108)]
+            value = overrides.get(param.name, param.spec.default)
+            lines.append(f"    {param.name}: {yaml_scalar(value)}")
+    return "\n".join(lines) + "\n"
+
+
+# --- where the params files are ------------------------------------------------------------------------------
+
+
+def source_config_dir() -> Path:
+    """``config/`` of the source checkout this package was imported from (may not exist in an install)."""
+    return Path(__file__).resolve().parents[2] / "config"
+
+
+def share_config_dir() -> Path | None:
+    """``share/gen3d_ros/config`` of an installed package (ament index), or None (not installed, no index)."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("gen3d_ros")) / "config"
+    except (ImportError, LookupError, OSError, ValueError):  # PackageNotFoundError is a KeyError; OSError: no
+        return None  # AMENT_PREFIX_PATH
+
+
+def default_params_file(filename: str) -> Path:
+    """Path of ``config/<filename>``: the source checkout first (pip/editable), else the package's share dir.
+
+    Raises FileNotFoundError listing the places searched.
+    """
+    looked = []
+    for directory in (source_config_dir(), share_config_dir()):
+        if directory is None:
+            continue
+        path = directory / filename
+        if path.is_file():
+            return path
+        looked.append(str(path))
+    raise FileNotFoundError(f"params file {filename!r} not found; looked in {looked}; pass one with --params-file")

@@ -1,0 +1,131 @@
+"""``gen3d run``: start gen3d nodes from one params YAML in one process, where ``ros2 launch`` is absent.
+
+    python -m gen3d_ros.ros.runner                                 # every node of config/gen3d.yaml
+    python -m gen3d_ros.ros.runner --params-file my.yaml --nodes completion_node
+    python -m gen3d_ros.ros.runner --ros-args -p completion_node:voxel_size:=0.1   # extra ROS arguments
+
+It does what ``ros2 launch gen3d_ros gen3d.launch.py params_file:=…`` does, in one process: the params file
+is handed to rcl as a global ``--params-file`` argument (same YAML semantics, ``/**`` sections included) and
+the nodes spin in one ``MultiThreadedExecutor``. SIGINT/SIGTERM stop them cleanly (exit code 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+#: every node ``gen3d run`` can start: node name -> "module:Class". Adding a node is one line here (and one in
+#: launch/gen3d.launch.py, config/gen3d.yaml).
+NODES: dict[str, str] = {
+    "completion_node": "gen3d_ros.ros.completion_node:CompletionNode",
+}
+
+
+def node_class(name: str) -> type:
+    """The node class registered as ``name``; KeyError listing the known names."""
+    try:
+        module, cls = NODES[name].split(":")
+    except KeyError:
+        raise KeyError(f"unknown node {name!r}; known nodes: {sorted(NODES)}") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def nodes_in_params_file(params_file: str | Path) -> list[str]:
+    """Registered nodes that have a section in ``params_file`` (``name``, ``/name`` or ``/ns/name``); all of
+    them if it has only a ``/**`` section."""
+    data = yaml.safe_load(Path(params_file).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{params_file}: a params file is a mapping of node names, got {type(data).__name__}")
+    sections = {str(key).rstrip("/").rsplit("/", 1)[-1] for key in data}
+    found = [name for name in NODES if name in sections]
+    if not found and "**" in sections:
+        return list(NODES)
+    return found
+
+
+def run_nodes(params_file: str | Path, node_names: Sequence[str] = (), *, ros_args: Sequence[str] = ()) -> int:
+    """Start ``node_names`` (default: every registered node with a section in ``params_file``), spin until
+    SIGINT/SIGTERM. Returns 0 on a clean shutdown, 2 on a bad params file or node name (reason on stderr)."""
+    params_file = Path(params_file)
+    if not params_file.is_file():
+        print(f"gen3d run: params file {params_file} does not exist", file=sys.stderr)
+        return 2
+    try:
+        names = list(node_names) or nodes_in_params_file(params_file)
+        classes = [node_class(name) for name in names]
+    except (KeyError, ValueError, yaml.YAMLError) as exc:
+        print(f"gen3d run: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 2
+    if not names:
+        print(f"gen3d run: {params_file} has no section for any of {sorted(NODES)}; pass --nodes",
+              file=sys.stderr)
+        return 2
+    try:
+        import rclpy
+        import rclpy.logging
+        from rclpy.exceptions import ParameterException
+
+        from gen3d_ros.ros.stage_node import install_log_bridge, spin_nodes
+    except ImportError as exc:
+        print(f"gen3d run: cannot import rclpy ({exc}); install the ros extra (pip install '.[ros]') or source "
+              "a ROS 2 Jazzy install", file=sys.stderr)
+        return 2
+
+    rclpy.init(args=["gen3d-run", "--ros-args", "--params-file", str(params_file), *ros_args])
+    install_log_bridge()
+    nodes = []
+    try:
+        for name, cls in zip(names, classes):
+            nodes.append(cls(name))
+    except (ValueError, TypeError, ParameterException) as exc:
+        rclpy.logging.get_logger("gen3d_run").fatal(f"invalid parameters in {params_file}: {exc}")
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        return 2
+    except KeyboardInterrupt:
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        return 0
+    rclpy.logging.get_logger("gen3d_run").info(f"running {names} with {params_file}")
+    return spin_nodes(nodes)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gen3d run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params-file", type=Path, default=None,
+                        help="ROS 2 params YAML (default: config/gen3d.yaml of the package)")
+    parser.add_argument("--nodes", nargs="+", default=[], metavar="NODE",
+                        help=f"nodes to start (default: those with a section in the params file); "
+                             f"known: {', '.join(NODES)}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of ``gen3d run``; arguments after ``--ros-args`` go to rcl unchanged."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ros_args: list[str] = []
+    if "--ros-args" in argv:
+        cut = argv.index("--ros-args")
+        argv, ros_args = argv[:cut], argv[cut + 1:]
+    args = build_parser().parse_args(argv)
+    params_file = args.params_file
+    if params_file is None:
+        from gen3d_ros.ros.params import default_params_file
+
+        try:
+            params_file = default_params_file("gen3d.yaml")
+        except FileNotFoundError as exc:
+            print(f"gen3d run: {exc}", file=sys.stderr)
+            return 2
+    return run_nodes(params_file, args.nodes, ros_args=ros_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

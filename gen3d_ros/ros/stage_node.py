@@ -1,0 +1,360 @@
+"""``StageNode``: the one generic rclpy host of a :class:`gen3d_ros.pipeline.base.Stage`.
+
+A concrete node is a few lines (see ``completion_node.py``): the stage class, its config dataclass, default
+topics. The host does the rest, the same way for every stage:
+
+- parameters: one per config field (descriptor with description/unit/range from the dataclass, changeable at
+  runtime) + read-only host parameters ``<in>_topic``, ``<out>_topic``, ``input_qos``, ``input_depth``,
+  ``worker`` (see :mod:`gen3d_ros.ros.params`);
+- one subscription per stage input (QoS ``sensor_data`` or ``reliable``, depth ``input_depth``); callbacks
+  only put the message in a latest-only queue (:mod:`gen3d_ros.ros.latest_queue`) and return;
+- a worker thread takes the latest message and runs the stage — in this process (``worker: thread``), or in a
+  child process (``worker: process``, :mod:`gen3d_ros.ros.stage_process`: raw subscriptions, serialized
+  messages over a pipe, outputs published raw) so that native code holding the GIL cannot stall the
+  executor — and publishes the outputs (reliable, depth 1; outputs in ``latched_outputs`` also
+  transient-local, so an rviz started later still gets the last one);
+- ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` at 1 Hz (:mod:`gen3d_ros.ros.diagnostics`);
+- a runtime change of config parameters rebuilds the stage; an invalid one is rejected with the dataclass's
+  reason in ``SetParametersResult``; the counters carry over.
+
+:func:`run_node` / :func:`spin_nodes` start nodes and shut them down cleanly on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any, Iterable, Sequence
+
+import rclpy
+import rclpy.logging
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
+
+from gen3d_ros.io.messages import rclpy_factory
+from gen3d_ros.pipeline.base import Stage, StageStats
+from gen3d_ros.ros.diagnostics import StageHealth, stage_status
+from gen3d_ros.ros.latest_queue import LatestOnlyQueue, Pending, Worker
+from gen3d_ros.ros.logs import ThrottleFilter
+from gen3d_ros.ros.params import (NodeParam, coerce_value, config_from_values, descriptor_for, node_params,
+                                  topic_param_name)
+from gen3d_ros.ros.stage_process import StageProcess
+
+DIAGNOSTICS_TOPIC = "/diagnostics"
+DIAGNOSTICS_PERIOD_S = 1.0
+
+
+def input_qos_profile(kind: str, depth: int) -> QoSProfile:
+    """QoS of an input subscription: ``"sensor_data"`` (best effort: takes reliable publishers too) or
+    ``"reliable"`` (a reliable subscriber does not match best-effort publishers)."""
+    reliability = {"sensor_data": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}[kind]
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def output_qos_profile(latched: bool) -> QoSProfile:
+    """QoS of an output publisher: reliable, depth 1; ``latched``: transient-local (late joiners get the last)."""
+    durability = DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=durability)
+
+
+class StageNode(Node):
+    """Generic host of one stage. Subclasses set the class attributes below (and may override
+    :meth:`make_stage`, used by the ``thread`` worker)."""
+
+    #: default node name (the section of the params YAML)
+    default_name: str = ""
+    #: the stage class; its ``inputs``/``outputs`` class attributes define the topics
+    stage_cls: type[Stage] = Stage
+    #: the stage's config dataclass; every field becomes a parameter
+    config_cls: type = object
+    #: default topic per logical input/output name; missing ones follow the convention of ``params.py``
+    default_topics: dict[str, str] = {}
+    #: outputs published transient-local as well (e.g. a mesh marker for rviz instances started later)
+    latched_outputs: frozenset[str] = frozenset()
+    #: default of the ``worker`` parameter: "process" for stages whose native code holds the GIL for long
+    default_worker: str = "thread"
+
+    def __init__(self, node_name: str | None = None, **node_kwargs: Any) -> None:
+        super().__init__(node_name or self.default_name, **node_kwargs)
+        self._shutting_down = False
+        try:
+            self._setup()
+        except BaseException:
+            self.destroy_node()  # a node that cannot start leaves nothing behind (endpoints, stage process)
+            raise
+
+    def _setup(self) -> None:
+        self.factory = rclpy_factory()
+        self._params = self.declared_params()
+        self._config_names = {p.name for p in self._params if p.group == "config"}
+        values = self._declare(self._params)
+        self.config = config_from_values(self.config_cls, values)  # ValueError: the node cannot start
+        self.stats = StageStats()
+        self.worker_kind = values["worker"]
+        self.received = 0
+        self._last_input_t: float | None = None
+        self._stage_lock = threading.Lock()
+        self.stage: Stage | None = None
+        self._stage_process: StageProcess | None = None
+        if self.worker_kind == "thread":
+            self.stage = self.make_stage(self.config)
+            self.stage.stats = self.stats
+        else:
+            self._stage_process = StageProcess(self.stage_cls, self.config, self.stats,
+                                               name=f"{self.get_name()}_stage")
+            self._stage_process.start()  # imports and builds in the background while the node comes up
+        raw = self.worker_kind == "process"  # the node's process only moves bytes
+
+        qos = input_qos_profile(values["input_qos"], values["input_depth"])
+        self.input_topics = {name: values[topic_param_name(name)] for name in self.stage_cls.inputs}
+        self.output_topics = {name: values[topic_param_name(name)] for name in self.stage_cls.outputs}
+        self._publishers_by_output = {
+            name: self.create_publisher(self.factory.cls(msgtype), self.output_topics[name],
+                                        output_qos_profile(name in self.latched_outputs))
+            for name, msgtype in self.stage_cls.outputs.items()}
+        self._queue = LatestOnlyQueue()
+        self._worker = Worker(self._queue, self._handle, name=f"{self.get_name()}_worker",
+                              on_error=self._on_worker_error)
+        self._subscriptions_by_input = {
+            name: self.create_subscription(self.factory.cls(msgtype), self.input_topics[name],
+                                           lambda msg, name=name: self._on_input(name, msg), qos, raw=raw)
+            for name, msgtype in self.stage_cls.inputs.items()}
+        self._health = StageHealth(tuple(self.input_topics.values()))
+        self._diagnostics_pub = self.create_publisher(self.factory.cls("diagnostic_msgs/msg/DiagnosticArray"),
+                                                      DIAGNOSTICS_TOPIC, 10)
+        self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._worker.start()
+        self.get_logger().info(
+            f"{self.stage_cls.name}: inputs {self.input_topics} ({values['input_qos']}, depth "
+            f"{values['input_depth']}) -> outputs {self.output_topics}; {self.worker_kind} worker; {self.config}")
+
+    # --- construction --------------------------------------------------------------------------------------
+
+    @classmethod
+    def topic_defaults(cls) -> dict[str, str]:
+        """Default topic of every logical input (``/gen3d/input/<in>``) and output (``/gen3d/<stage>/<out>``)."""
+        topics = {name: f"/gen3d/input/{name}" for name in cls.stage_cls.inputs}
+        topics.update({name: f"/gen3d/{cls.stage_cls.name}/{name}" for name in cls.stage_cls.outputs})
+        topics.update(cls.default_topics)
+        return topics
+
+    @classmethod
+    def declared_params(cls) -> list[NodeParam]:
+        """Every parameter the node declares (without rclpy's own), in declaration order."""
+        return node_params(cls.config_cls, cls.stage_cls.inputs, cls.stage_cls.outputs, cls.topic_defaults(),
+                           cls.default_worker)
+
+    def make_stage(self, config: Any) -> Stage:
+        """A stage for ``config`` (``thread`` worker); may raise ValueError for a config it cannot use (the
+        change is then rejected). The ``process`` worker builds ``stage_cls(config)`` in its child."""
+        return self.stage_cls(config)  # type: ignore[call-arg]
+
+    def _declare(self, params: Sequence[NodeParam]) -> dict[str, Any]:
+        """Declare ``params`` with descriptors; their values (defaults, or the overrides of a params file)."""
+        overrides = getattr(self, "_parameter_overrides", None)
+        values = {}
+        for param in params:
+            spec = param.spec
+            # An integer literal for a double parameter ("voxel_size: 1") would make rclpy refuse to start.
+            if isinstance(overrides, dict) and isinstance(spec.default, float) and spec.name in overrides:
+                given = overrides[spec.name]
+                if given.type_ == Parameter.Type.INTEGER:
+                    overrides[spec.name] = Parameter(spec.name, Parameter.Type.DOUBLE, float(given.value))
+            value = self.declare_parameter(spec.name, spec.default, descriptor_for(param)).value
+            values[spec.name] = coerce_value(spec, value)
+        return values
+
+    # --- runtime parameters --------------------------------------------------------------------------------
+
+    def _on_set_parameters(self, changes: list[Parameter]) -> SetParametersResult:
+        """Validate a change of config parameters with the dataclass (and, with the thread worker, by building
+        the stage); apply it. rclpy has already checked types, ranges and read-only."""
+        changed = {p.name: p.value for p in changes if p.name in self._config_names}
+        if not changed:
+            return SetParametersResult(successful=True)
+        specs = {p.name: p.spec for p in self._params}
+        values = {name: getattr(self.config, name) for name in self._config_names}
+        values.update({name: coerce_value(specs[name], value) for name, value in changed.items()})
+        try:
+            config = config_from_values(self.config_cls, values)
+            stage = self.make_stage(config) if self.stage is not None else None
+        except (ValueError, TypeError) as exc:
+            reason = f"rejected {changed}: {exc}"
+            self.get_logger().warning(reason)
+            return SetParametersResult(successful=False, reason=reason)
+        with self._stage_lock:
+            if stage is not None:
+                stage.stats = self.stats  # counters carry over a reconfiguration
+                self.stage = stage
+            self.config = config
+        if self._stage_process is not None:
+            self._stage_process.reconfigure(config)  # the child rebuilds its stage before the next frame
+        self.get_logger().info(f"reconfigured {self.stage_cls.name}: {changed}")
+        return SetParametersResult(successful=True)
+
+    # --- data path -----------------------------------------------------------------------------------------
+
+    def _on_input(self, name: str, msg: Any) -> None:
+        self.received += 1
+        self._last_input_t = time.monotonic()
+        if self._queue.put(name, msg):
+            self.stats.dropped += 1
+
+    def _handle(self, pending: Pending) -> None:
+        wait_ms = (time.monotonic() - pending.arrival) * 1e3
+        if self._stage_process is not None:
+            outputs = self._stage_process.process(pending.key, pending.msg)  # [(name, CDR bytes)]
+        else:
+            with self._stage_lock:
+                stage = self.stage
+            outputs = [(o.name, o.msg) for o in stage.process(pending.key, pending.msg, self.factory)]
+        self.stats.extra["queue_wait_ms"] = wait_ms
+        for name, msg in outputs:
+            publisher = self._publishers_by_output.get(name)
+            if publisher is None:
+                self.get_logger().error(f"stage {self.stage_cls.name!r} produced unknown output {name!r}")
+                continue
+            publisher.publish(msg)  # a message, or its serialized bytes
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        if self._shutting_down or not self.context.ok():
+            return  # publishing, or waiting for a stage process that was stopped, during shutdown
+        self.stats.failed += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self.get_logger().error(f"worker: {type(exc).__name__}: {exc}")
+
+    # --- diagnostics ---------------------------------------------------------------------------------------
+
+    def diagnostic_status(self) -> Any:
+        """The node's ``DiagnosticStatus`` now (advances the rate window)."""
+        stats = self.stats
+        busy_since = self._worker.busy_since
+        busy_for = time.monotonic() - busy_since if busy_since is not None else None
+        level, message = self._health.update(stats, self.received, busy_for_s=busy_for)
+        values: dict[str, Any] = {"received": self.received, "pending": len(self._queue),
+                                  "worker": self.worker_kind}
+        if self._stage_process is not None:
+            values["stage_pid"] = self._stage_process.pid
+        values.update({k: f"{v:.2f}" for k, v in self._health.rates.items()})
+        if self._last_input_t is not None:
+            values["since_last_input_s"] = f"{time.monotonic() - self._last_input_t:.1f}"
+        values.update({f"topic.{k}": v for k, v in {**self.input_topics, **self.output_topics}.items()})
+        return stage_status(f"{self.get_name()}: {self.stage_cls.name}", self.get_fully_qualified_name(), level,
+                            message, stats, values)
+
+    def publish_diagnostics(self) -> None:
+        array = self.factory.new("diagnostic_msgs/msg/DiagnosticArray")
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [self.diagnostic_status()]
+        self._diagnostics_pub.publish(array)
+
+    # --- shutdown ------------------------------------------------------------------------------------------
+
+    def destroy_node(self) -> None:
+        """Stop the worker and the stage process (a frame in progress is abandoned), then destroy the node."""
+        self._shutting_down = True
+        queue = getattr(self, "_queue", None)
+        if queue is not None:
+            queue.close()
+        if getattr(self, "_stage_process", None) is not None:
+            self._stage_process.stop()
+        worker = getattr(self, "_worker", None)
+        if worker is not None and not worker.stop(timeout=5.0):
+            self.get_logger().warning("worker still busy after 5 s; leaving it (daemon thread)")
+        super().destroy_node()
+
+
+# --- process entry points ----------------------------------------------------------------------------------
+
+
+class _RclpyLogBridge(logging.Handler):
+    """Forwards Python ``logging`` records of ``gen3d_ros.*`` (stages, processors) to rclpy logging, throttled
+    to one per second per call site (:class:`gen3d_ros.ros.logs.ThrottleFilter`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.addFilter(ThrottleFilter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            logger = rclpy.logging.get_logger(record.name)
+            if record.levelno >= logging.ERROR:
+                logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                logger.warning(text)
+            else:
+                logger.info(text)
+        except Exception:  # noqa: BLE001 - logging must never take the node down
+            self.handleError(record)
+
+
+_bridge_lock = threading.Lock()
+
+
+def install_log_bridge() -> None:
+    """Route the ``gen3d_ros`` Python loggers to rclpy logging (once per process)."""
+    with _bridge_lock:
+        logger = logging.getLogger("gen3d_ros")
+        if not any(isinstance(h, _RclpyLogBridge) for h in logger.handlers):
+            logger.addHandler(_RclpyLogBridge())
+            if logger.level == logging.NOTSET:
+                logger.setLevel(logging.INFO)
+
+
+def spin_nodes(nodes: Iterable[Node], *, context: Any = None) -> int:
+    """Spin ``nodes`` until shutdown (SIGINT, SIGTERM, or the context shut down); destroy them; 0.
+
+    One node: a single-threaded executor; several: a multi-threaded one (heavy work runs on the nodes' own
+    workers either way).
+    """
+    nodes = list(nodes)
+    executor = (MultiThreadedExecutor(context=context) if len(nodes) > 1
+                else SingleThreadedExecutor(context=context))
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for node in nodes:
+            if node.context.ok():  # after a signal the context is already down: rosout would complain
+                node.get_logger().info("shutting down")
+            node.destroy_node()
+        executor.shutdown(timeout_sec=1.0)
+        rclpy.try_shutdown(context=context)
+    return 0
+
+
+def run_node(node_cls: type[StageNode], argv: Sequence[str] | None = None) -> int:
+    """``main`` of a stage node: ``rclpy.init`` with ``argv`` (``--ros-args …``), spin, clean exit code.
+
+    Returns 0 after SIGINT/SIGTERM, 2 when the parameters are invalid (the reason is logged).
+    """
+    args = list(sys.argv if argv is None else argv)
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # noqa: BLE001 - e.g. a malformed --ros-args / params file
+        print(f"{node_cls.default_name}: cannot initialise rclpy: {exc}", file=sys.stderr)
+        return 2
+    install_log_bridge()
+    try:
+        node = node_cls()
+    except (ValueError, TypeError, ParameterException) as exc:
+        rclpy.logging.get_logger(node_cls.default_name).fatal(f"invalid parameters: {exc}")
+        rclpy.try_shutdown()
+        return 2
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 0
+    return spin_nodes([node])

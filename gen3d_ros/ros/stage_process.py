@@ -1,0 +1,210 @@
+"""A stage in a child process: serialized (CDR) messages in, serialized messages out. No rclpy here.
+
+Why: native code that holds the GIL for the whole call (open3d's Poisson reconstruction does, for seconds)
+stalls every thread of the node's process, so with a worker *thread* the executor could not run subscription
+callbacks, the diagnostics timer or parameter services until the frame is done. In a child process the node's
+process only moves bytes: subscriptions are raw (``raw=True``), outputs are published raw, and the child works
+in the rosbags message world (``rosbags_factory``), which every stage supports (bag mode uses it). A crash of
+native code (a segfault on a weird cloud) kills the child, not the node: the frame counts as failed and the
+child is restarted.
+
+Protocol over a ``multiprocessing`` pipe (the child is started with ``spawn``: never fork a process that runs
+DDS threads): ``("process", input_name, cdr)`` -> ``("done", [(output_name, cdr), …], StageStats)``;
+``("config", config)`` -> the stage is rebuilt before the next frame; ``("stop",)``. At start the child sends
+``("ready", "")`` or ``("fatal", reason)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import signal
+import threading
+from typing import Any
+
+from gen3d_ros.pipeline.base import StageStats
+from gen3d_ros.ros.logs import setup_stage_process_logging
+
+
+class StageProcessError(RuntimeError):
+    """The child could not build its stage, or died during a frame; the text says which and why."""
+
+
+def class_path(cls: type) -> str:
+    """``"module:QualName"`` of a class, to import it in the child."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _import(path: str) -> Any:
+    module, name = path.split(":")
+    obj = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def merge_child_stats(into: StageStats, child: StageStats) -> None:
+    """Copy the child's counters into the node's ``StageStats``; ``dropped`` is the node's own (its queue)."""
+    into.processed, into.rejected, into.failed = child.processed, child.rejected, child.failed
+    into.last_latency_ms, into.total_latency_ms = child.last_latency_ms, child.total_latency_ms
+    into.last_error = child.last_error or into.last_error
+    into.extra.update(child.extra)
+
+
+def _serve(conn: Any, stage_path: str, config: Any, stats: StageStats) -> None:
+    """Child main loop: build the stage (counting on from ``stats``), answer requests until "stop" or EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
+    setup_stage_process_logging()
+    log = logging.getLogger("gen3d_ros.ros.stage_process")
+    try:
+        from gen3d_ros.io.messages import rosbags_factory
+
+        stage_cls = _import(stage_path)
+        factory = rosbags_factory()
+        typestore = factory.typestore
+        stage = stage_cls(config)
+        stage.stats = stats
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which reports it in diagnostics
+        conn.send(("fatal", f"cannot build {stage_path} in the stage process: {type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", ""))
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        kind = request[0]
+        if kind == "stop":
+            return
+        if kind == "config":
+            try:
+                new_stage = stage_cls(request[1])
+            except Exception as exc:  # noqa: BLE001 - keep the old stage, say why
+                stage.stats.last_error = f"reconfiguration failed, kept the previous config: {exc}"
+                log.error(stage.stats.last_error)
+            else:
+                new_stage.stats = stage.stats
+                stage = new_stage
+            continue
+        _, input_name, data = request
+        try:
+            msg = typestore.deserialize_cdr(data, stage.inputs[input_name])
+        except Exception as exc:  # noqa: BLE001 - not a valid message of the input's type
+            stage.stats.rejected += 1
+            stage.stats.last_error = f"rejected: cannot deserialize a {input_name} message: {exc}"
+            conn.send(("done", [], stage.stats))
+            continue
+        packed = []
+        for output in stage.process(input_name, msg, factory):  # never raises for bad data
+            try:
+                packed.append((output.name, bytes(typestore.serialize_cdr(output.msg, stage.outputs[output.name]))))
+            except Exception as exc:  # noqa: BLE001 - a stage produced a message its type cannot hold
+                stage.stats.failed += 1
+                stage.stats.last_error = f"cannot serialize output {output.name!r}: {type(exc).__name__}: {exc}"
+                log.error(stage.stats.last_error)
+        conn.send(("done", packed, stage.stats))
+
+
+class StageProcess:
+    """Parent side: one child process running ``stage_cls(config)``; :meth:`process` is called from one thread
+    (the node's worker), :meth:`reconfigure` and :meth:`stop` from any. ``stats``: the node's counters, kept
+    up to date from the child's (a restarted child counts on from them)."""
+
+    def __init__(self, stage_cls: type, config: Any, stats: StageStats, *, name: str = "gen3d_stage") -> None:
+        self.stage_path = class_path(stage_cls)
+        self.config = config
+        self.stats = stats
+        self.name = name
+        self._fatal = ""
+        self.restarts = 0
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc: Any = None
+        self._conn: Any = None
+        self._ready = False
+        self._pending_config: Any = None
+        self._lock = threading.Lock()  # guards sends and the process handle
+        self._stopped = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Start the child (returns at once; it imports and builds its stage in the background)."""
+        with self._lock:
+            if self._stopped:
+                raise StageProcessError("stage process stopped")
+            parent, child = self._ctx.Pipe()
+            self._proc = self._ctx.Process(target=_serve, args=(child, self.stage_path, self.config, self.stats),
+                                           name=self.name, daemon=True)
+            self._proc.start()
+            child.close()
+            self._conn, self._ready, self._pending_config = parent, False, None
+
+    def reconfigure(self, config: Any) -> None:
+        """Use ``config`` from the next frame on (the child rebuilds its stage between frames)."""
+        with self._lock:
+            self.config = config
+            self._pending_config = config
+            self._fatal = ""  # the new config may build; the next frame tries
+
+    def _wait_ready(self) -> None:
+        kind, reason = self._conn.recv()
+        if kind != "ready":
+            self._fatal = reason
+            raise StageProcessError(reason)
+        self._ready = True
+
+    def process(self, input_name: str, data: bytes) -> list[tuple[str, bytes]]:
+        """Run one serialized message through the child; its serialized outputs. Updates ``stats``.
+
+        Raises StageProcessError when the child died during the frame (it is restarted for the next one) or
+        cannot build its stage (then every frame fails with that reason until :meth:`reconfigure`).
+        """
+        if self._fatal:
+            raise StageProcessError(self._fatal)
+        if self._proc is None or not self._proc.is_alive():  # died while idle: restart, lose nothing
+            if self._proc is not None:
+                self.restarts += 1
+            self.start()
+        try:
+            if not self._ready:
+                self._wait_ready()
+            with self._lock:
+                if self._pending_config is not None:
+                    self._conn.send(("config", self._pending_config))
+                    self._pending_config = None
+                self._conn.send(("process", input_name, data))
+            kind, outputs, child_stats = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            code = self._proc.exitcode if self._proc is not None else None
+            self._proc.join(1.0)
+            code = self._proc.exitcode if code is None else code
+            self._proc = None
+            self.restarts += 1
+            raise StageProcessError(f"stage process died during a {input_name} message (exit code {code}); "
+                                    f"restarting it") from exc
+        merge_child_stats(self.stats, child_stats)
+        self.stats.extra["stage_process_restarts"] = float(self.restarts)
+        return outputs
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the child to exit; terminate it after ``timeout`` s (a frame in progress is abandoned)."""
+        with self._lock:
+            self._stopped = True
+            proc, conn = self._proc, self._conn
+            if proc is None:
+                return
+            try:
+                conn.send(("stop",))
+            except (OSError, ValueError):
+                pass
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(2.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
+        conn.close()

@@ -1,0 +1,90 @@
+"""Bad clouds do not take the completion node down: each is counted as a rejection in /diagnostics (with the
+reason), and the next good cloud still becomes a mesh with its stamp. Neither does the death of its stage
+process (a segfault in native code looks the same): it is restarted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from ros_harness import (REPO, TEST_FRAME, diagnostic_values, make_cloud, plane_and_box, spin_until, stamp_ns_of,
+                         wait_pid_gone)
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+NODE_ARGS = ["-m", "gen3d_ros.ros.completion_node", "--ros-args",
+             "--params-file", str(REPO / "config" / "completion_node.yaml"), "-p", "poisson_depth:=6"]
+
+
+def test_bad_clouds_are_rejected_and_counted_and_the_node_keeps_meshing(ros, executor, children):
+    rclpy, context = ros
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+
+    from gen3d_ros.msg import CompletedMesh
+
+    node_proc = children("completion_node", NODE_ARGS)
+    node = rclpy.create_node("bad_input_test", context=context)
+    executor.add_node(node)
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub = node.create_publisher(PointCloud2, "/gen3d/input/cloud", reliable)
+    meshes: list = []
+    node.create_subscription(CompletedMesh, "/gen3d/completion/mesh", meshes.append, reliable)
+    diag: list = []
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda a: diag.extend(s for s in a.status if s.name.startswith("completion_node")),
+                             reliable)
+    alive = [node_proc]
+    assert spin_until(executor, lambda: diag and pub.get_subscription_count() > 0, 30.0, alive=alive), \
+        node_proc.output()
+
+    def latest() -> dict[str, str]:
+        return diagnostic_values(diag[-1])
+
+    good = plane_and_box(seed=3)
+    bad_clouds = {
+        "empty cloud": make_cloud(np.zeros((0, 3), np.float32), stamp_ns=1_000),
+        "all-NaN cloud": make_cloud(np.full((800, 3), np.nan, np.float32), stamp_ns=2_000),
+        "point_step smaller than its fields": make_cloud(good, stamp_ns=3_000, field_step=8),
+    }
+    for what, cloud in bad_clouds.items():
+        before = int(latest()["rejected"])
+        deadline = time.monotonic() + 15.0
+        while int(latest()["rejected"]) <= before:  # best effort input: resend until it is counted
+            assert time.monotonic() < deadline, f"{what} was not counted as rejected: {latest()}"
+            pub.publish(cloud)
+            spin_until(executor, lambda: int(latest()["rejected"]) > before, 1.5, alive=alive)
+        values = latest()
+        assert values["last_error"].startswith("rejected:"), (what, values)
+        assert int(values["failed"]) == 0, (what, values)
+        assert diag[-1].level == b"\x01", (what, diag[-1].message)  # WARN while rejections are recent
+    assert "point_step" in latest()["last_error"]
+
+    def mesh_for(stamp: int, what: str):
+        cloud = make_cloud(good, stamp_ns=stamp)
+        deadline = time.monotonic() + 20.0
+        while not any(stamp_ns_of(m) == stamp for m in meshes):
+            assert time.monotonic() < deadline, f"no mesh {what}: {latest()}\n{node_proc.output()}"
+            pub.publish(cloud)
+            spin_until(executor, lambda: any(stamp_ns_of(m) == stamp for m in meshes), 2.0, alive=alive)
+        return next(m for m in meshes if stamp_ns_of(m) == stamp)
+
+    mesh = mesh_for(1_700_000_123_456_789_000, "after the bad clouds")
+    assert mesh.header.frame_id == TEST_FRAME and len(mesh.mesh.triangles) > 0
+    assert spin_until(executor, lambda: int(latest()["processed"]) >= 1, 5.0, alive=alive)
+    assert int(latest()["rejected"]) >= 3 and int(latest()["failed"]) == 0
+
+    # The stage process dies (SIGKILL, as a segfault would): the node restarts it and meshes the next cloud.
+    stage_pid = int(latest()["stage_pid"])
+    os.kill(stage_pid, signal.SIGKILL)
+    assert wait_pid_gone(stage_pid)
+    mesh = mesh_for(1_700_000_124_000_000_000, "after the stage process died")
+    assert len(mesh.mesh.triangles) > 0
+    assert spin_until(executor, lambda: float(latest().get("stage_process_restarts", "0")) >= 1, 5.0, alive=alive)
+    assert int(latest()["stage_pid"]) != stage_pid
+    assert node_proc.alive()

@@ -1,0 +1,138 @@
+"""Launch files, without ``launch``/``launch_ros`` (no wheels here): they compile, define
+``generate_launch_description``, and — run against recording stand-ins of the launch classes — start only
+executables that CMake installs from ``scripts/ros``, with a ``params_file`` argument defaulting to an existing
+``config/`` file. (On a ROS 2 install, ``ros2 launch gen3d_ros gen3d.launch.py`` is the real test.)"""
+
+from __future__ import annotations
+
+import ast
+import os
+import py_compile
+import re
+import runpy
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ros_harness import REPO
+
+LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
+STANDINS = {
+    "launch": ["LaunchDescription"],
+    "launch.actions": ["DeclareLaunchArgument", "IncludeLaunchDescription", "GroupAction", "LogInfo"],
+    "launch.conditions": ["IfCondition", "UnlessCondition"],
+    "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution", "TextSubstitution"],
+    "launch_ros.actions": ["Node"],
+    "launch_ros.substitutions": ["FindPackageShare"],
+}
+
+
+class Recorded:
+    """Stand-in of a launch class: keeps its constructor arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def __eq__(self, other):
+        return type(self).__name__ == type(other).__name__ and (self.args, self.kwargs) == (other.args, other.kwargs)
+
+    def __repr__(self):
+        return f"{type(self).__name__}{self.args}{self.kwargs}"
+
+
+@pytest.fixture
+def launch_standins(monkeypatch):
+    modules = {}
+    for name, classes in STANDINS.items():
+        module = types.ModuleType(name)
+        for cls in classes:
+            setattr(module, cls, type(cls, (Recorded,), {}))
+        monkeypatch.setitem(sys.modules, name, module)
+        modules[name] = module
+    return modules
+
+
+def cmake_installed_executables() -> set[str]:
+    """Executables CMakeLists.txt installs: it globs scripts/ros/*_node into lib/gen3d_ros."""
+    text = (REPO / "CMakeLists.txt").read_text()
+    assert re.search(r"file\(GLOB node_executables \"\$\{CMAKE_CURRENT_SOURCE_DIR\}/scripts/ros/\*_node\"\)", text), \
+        "CMakeLists.txt no longer installs the scripts/ros/*_node programs"
+    assert "install(PROGRAMS ${node_executables} DESTINATION lib/${PROJECT_NAME})" in text
+    return {p.name for p in (REPO / "scripts" / "ros").glob("*_node") if p.stat().st_mode & 0o111}
+
+
+def cmake_installed_dirs() -> set[str]:
+    match = re.search(r"foreach\(dir ([^)]*)\)", (REPO / "CMakeLists.txt").read_text())
+    return set(match.group(1).split()) if match else set()
+
+
+def describe(path: Path) -> list:
+    """The entries of the launch file's LaunchDescription (needs the ``launch_standins`` fixture)."""
+    return list(runpy.run_path(str(path))["generate_launch_description"]().args[0])
+
+
+def share_path(subst) -> Path:
+    """``PathJoinSubstitution([FindPackageShare("gen3d_ros"), "config", X])`` -> REPO/config/X."""
+    parts = subst.args[0]
+    assert type(parts[0]).__name__ == "FindPackageShare" and parts[0].args == ("gen3d_ros",), subst
+    return REPO.joinpath(*parts[1:])
+
+
+def test_there_is_an_all_in_one_and_a_completion_launch_file():
+    assert {p.name for p in LAUNCH_FILES} >= {"gen3d.launch.py", "completion.launch.py"}
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_compiles_and_defines_generate_launch_description(path, tmp_path):
+    py_compile.compile(str(path), cfile=str(tmp_path / "out.pyc"), doraise=True)
+    functions = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in functions
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_starts_installed_executables_with_an_existing_params_file(path, launch_standins):
+    entries = describe(path)
+    arguments = {e.args[0]: e for e in entries if type(e).__name__ == "DeclareLaunchArgument"}
+    assert "params_file" in arguments
+    default = share_path(arguments["params_file"].kwargs["default_value"])
+    assert default.is_file(), f"{path.name}: default params file {default} does not exist"
+    assert default.parent.name in cmake_installed_dirs(), "config/ is not installed by CMakeLists.txt"
+
+    nodes = [e for e in entries if type(e).__name__ == "Node" and e.kwargs["package"] == "gen3d_ros"]
+    assert nodes, f"{path.name} starts no gen3d_ros node"
+    installed = cmake_installed_executables()
+    for node in nodes:
+        exe = node.kwargs["executable"]
+        assert exe in installed, f"{exe} is not installed to lib/gen3d_ros by CMakeLists.txt"
+        script = REPO / "scripts" / "ros" / exe
+        assert script.is_file() and os.access(script, os.X_OK), f"{script} missing or not executable"
+        assert f"from gen3d_ros.ros.{exe} import main" in script.read_text()
+        assert node.kwargs["name"] == exe
+        params_file = launch_standins["launch.substitutions"].LaunchConfiguration("params_file")
+        assert node.kwargs["parameters"] == [params_file]
+        # the params file has a section for this node
+        assert exe in {k.strip("/") for k in yaml.safe_load(default.read_text())}
+    rviz = [e for e in entries if type(e).__name__ == "Node" and e.kwargs["package"] == "rviz2"]
+    for node in rviz:
+        assert share_path(node.kwargs["arguments"][1]).is_file()
+
+
+def test_all_in_one_launch_file_starts_every_node_gen3d_run_knows(launch_standins):
+    from gen3d_ros.ros.runner import NODES
+
+    entries = describe(REPO / "launch" / "gen3d.launch.py")
+    started = [e.kwargs["executable"] for e in entries
+               if type(e).__name__ == "Node" and e.kwargs["package"] == "gen3d_ros"]
+    assert started == list(NODES)
+
+
+def test_node_entry_points_exist():
+    text = (REPO / "pyproject.toml").read_text()
+    for exe in sorted({e for e in cmake_installed_executables() if (REPO / "scripts/ros" / e).exists()}):
+        module = REPO / "gen3d_ros" / "ros" / f"{exe}.py"
+        assert module.is_file()
+        assert "main" in {n.name for n in ast.parse(module.read_text()).body if isinstance(n, ast.FunctionDef)}
+        assert f'"gen3d_ros.ros.{exe}:main"' in text, f"pyproject.toml has no console script for {exe}"
