@@ -8,7 +8,7 @@ STAMP := $(VENV)/.gen3d-installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: all install interfaces demo test clean
+.PHONY: all install interfaces sparse-backends demo test clean
 
 all: demo
 
@@ -25,11 +25,22 @@ interfaces: $(STAMP)
 
 install: $(STAMP) interfaces
 
+# Optional sparse-conv backends (spconv wheel, MinkowskiEngine built from source, wheel cached in
+# ~/.cache/gen3d_ros): `make test` installs them so the backend agreement tests run against both.
+BACKENDS_STAMP := $(VENV)/.gen3d-sparse-backends
+$(BACKENDS_STAMP): requirements/sparse-backends.txt scripts/build_minkowski.sh $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements/sparse-backends.txt 2>&1 | grep -v '^WARNING: Location' || true
+	scripts/build_minkowski.sh $(VENV)
+	$(PY) -c 'import spconv.pytorch, MinkowskiEngine'
+	@touch $@
+
+sparse-backends: $(BACKENDS_STAMP)
+
 demo: install
 	$(VENV)/bin/gen3d demo --output $(DEMO_OUT) --force
 
 # pytest exits 5 when it collected no test; that is not a failure of the code, so say so and pass.
-test: install
+test: install sparse-backends
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 
