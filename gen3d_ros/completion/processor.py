@@ -3,7 +3,8 @@
 Methods (``CompletionConfig.method``):
 - ``classical-poisson`` / ``classical-ballpivot``: surface reconstruction of what was seen (no completion);
   always available, the baseline.
-- learned GCA / hGCA methods register here as they land (see ``completion/``).
+- ``gca``: a trained Generative Cellular Automata kernel (``checkpoint``) grows the scan into a complete
+  scene on its training grid around the sensor; the completed voxels are meshed by marching cubes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gen3d_ros.completion.classical import TriangleMesh, ball_pivot_mesh, poisso
 from gen3d_ros.config import param, validate
 
 CLASSICAL_METHODS = ("classical-poisson", "classical-ballpivot")
+METHODS = (*CLASSICAL_METHODS, "gca")
 
 
 class EmptyInputError(ValueError):
@@ -27,7 +29,10 @@ class EmptyInputError(ValueError):
 class CompletionConfig:
     """Knobs of the completion processor; every field is also a ROS parameter of ``completion_node``."""
 
-    method: str = param("classical-poisson", "completion method", choices=CLASSICAL_METHODS)
+    method: str = param("classical-poisson", "completion method", choices=METHODS)
+    checkpoint: str = param("", "GCA checkpoint (model.pt of gen3d train-completion); empty: the packaged demo model")
+    steps: int = param(0, "GCA transitions; 0: the model's default", lo=0, hi=200)
+    device: str = param("cpu", "torch device of learned methods (cpu, cuda, cuda:1)")
     voxel_size: float = param(0.2, "voxel side of the completion grid", unit="m", lo=0.02, hi=2.0)
     roi_radius: float = param(20.0, "keep points within this horizontal range of the sensor", unit="m",
                               lo=1.0, hi=200.0)
@@ -73,10 +78,17 @@ class CompletionProcessor:
     def __init__(self, config: CompletionConfig | None = None) -> None:
         self.config = config or CompletionConfig()
         self.rng = np.random.default_rng(self.config.seed)
+        self.completer = None
+        self.calls = 0
+        if self.config.method == "gca":
+            from gen3d_ros.completion.scan_completion import GCACompleter, default_checkpoint
+
+            path = self.config.checkpoint or str(default_checkpoint())
+            self.completer = GCACompleter(path, device=self.config.device, steps=self.config.steps or None)
 
     @property
     def model_id(self) -> str:
-        return self.config.method
+        return self.completer.model_id if self.completer is not None else self.config.method
 
     def process(self, points: np.ndarray, *, dropped: int = 0) -> CompletionResult:
         """Complete ``points``; ``dropped``: points the caller already removed (NaNs), added to the count."""
@@ -93,6 +105,8 @@ class CompletionProcessor:
         if len(points) < self.config.min_points:
             raise EmptyInputError(f"{len(points)} usable points after filtering and a {self.config.roi_radius} m "
                                   f"region of interest; need at least min_points={self.config.min_points}")
+        if self.completer is not None:
+            return self._process_gca(points, dropped, start)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         voxel = self.config.voxel_size
@@ -109,4 +123,28 @@ class CompletionProcessor:
         latency = (time.perf_counter() - start) * 1e3
         return CompletionResult(mesh=mesh, voxels=voxels, voxel_size=voxel, steps=0, input_points=len(points),
                                 dropped_points=dropped, latency_ms=latency, model_id=self.model_id,
+                                timings_ms=timings)
+
+    def _process_gca(self, points: np.ndarray, dropped: int, start: float) -> CompletionResult:
+        from gen3d_ros.completion.scan_completion import voxels_to_mesh
+
+        completer = self.completer
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        cells = completer.voxelize(points)
+        timings["voxelize"] = (time.perf_counter() - t0) * 1e3
+        if len(cells) == 0:
+            raise EmptyInputError(f"no point lies in the model's {completer.grid_shape.tolist()} voxel grid "
+                                  f"of {completer.voxel_size} m around the sensor")
+        t0 = time.perf_counter()
+        out = completer.complete_cells(cells, seed=self.config.seed + self.calls)
+        self.calls += 1
+        timings["gca"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        mesh = voxels_to_mesh(out, completer.voxel_size, completer.origin)
+        timings["mesh"] = (time.perf_counter() - t0) * 1e3
+        steps = completer.steps or completer.model.config.steps
+        return CompletionResult(mesh=mesh, voxels=completer.centers(out), voxel_size=completer.voxel_size,
+                                steps=int(steps), input_points=len(points), dropped_points=dropped,
+                                latency_ms=(time.perf_counter() - start) * 1e3, model_id=completer.model_id,
                                 timings_ms=timings)

@@ -1,0 +1,172 @@
+"""Generative Cellular Automata (Zhang et al., ICLR 2021): a learned, local, sparse transition kernel.
+
+State ``s_t`` = a set of occupied voxels. The transition network (a sparse UNet) gives every occupied cell
+``c`` one occupancy logit per offset ``o`` of the neighbourhood ``N`` (an L1 ball, "hypercross"). A candidate
+cell ``c'`` is proposed by every occupied cell within reach; its probability is the *mean* of the
+probabilities its proposers give it:
+
+    p(c' | s_t) = mean_{c in s_t, c' - c in N} sigmoid(logit(c, c' - c))
+
+``s_{t+1}`` samples every candidate independently (Bernoulli); the input cells ``s_0`` are always kept, so
+the scan is never erased. The last ``mode_steps`` transitions take the most likely state (p > 0.5) instead of
+sampling, which prunes unlikely cells (cGCA's mode seeking).
+
+Coordinates are integer voxel indices ``(batch, x, y, z)`` (int32), in the grid of the input (sensor) frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from gen3d_ros.sparse import Neighbourhood, SparseTensor, SparseUNet, unique_coords
+
+# Packed int64 keys for set membership: 6 bits batch + 3 x 19 bits space (±262k voxels per axis).
+_AXIS_BITS = 19
+_AXIS_OFFSET = 1 << (_AXIS_BITS - 1)
+
+
+def pack_coords(coords: Tensor) -> Tensor:
+    """(N, 4) int (batch, x, y, z) -> (N,) int64 keys, order-preserving per axis; ±262143 voxels per axis."""
+    c = coords.long()
+    xyz = c[:, 1:] + _AXIS_OFFSET
+    if bool(((xyz < 0) | (xyz >= (1 << _AXIS_BITS))).any()) or bool((c[:, 0] >= 64).any()):
+        raise ValueError("voxel coordinates exceed ±262143 per axis or batch index >= 64")
+    return (((c[:, 0] << _AXIS_BITS | xyz[:, 0]) << _AXIS_BITS | xyz[:, 1]) << _AXIS_BITS) | xyz[:, 2]
+
+
+def isin_coords(query: Tensor, reference: Tensor) -> Tensor:
+    """(M,) bool: which rows of ``query`` (M, 4) are rows of ``reference`` (K, 4)."""
+    if len(reference) == 0 or len(query) == 0:
+        return torch.zeros(len(query), dtype=torch.bool, device=query.device)
+    return torch.isin(pack_coords(query), pack_coords(reference))
+
+
+def union_coords(a: Tensor, b: Tensor) -> Tensor:
+    """Unique rows of ``a`` ∪ ``b`` ((N, 4) int32)."""
+    return unique_coords(torch.cat([a, b]).int())[0]
+
+
+@dataclass
+class GCAConfig:
+    """Architecture and sampling of a GCA transition kernel."""
+
+    neighbourhood: str = "hypercross2"
+    """Cells a cell can make occupied: ``hypercrossR`` (L1 ball of radius R) or ``cubeK``."""
+    widths: Sequence[int] = (16, 32, 64)
+    blocks_per_level: int = 1
+    kernel: str = "cube3"
+    norm: str = "batch"
+    activation: str = "relu"
+    steps: int = 15
+    """Transitions T at inference."""
+    mode_steps: int = 2
+    """The last ``mode_steps`` of the T transitions keep cells with p > 0.5 instead of sampling."""
+    keep_input: bool = True
+    """Always keep the input cells s_0 in every state."""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+
+class GCATransition(nn.Module):
+    """The transition kernel p(s_{t+1} | s_t). Input features per cell: [1, is_input]."""
+
+    in_channels = 2
+
+    def __init__(self, config: GCAConfig | None = None, backend: str | None = None) -> None:
+        super().__init__()
+        self.config = config or GCAConfig()
+        self.neighbourhood = Neighbourhood.parse(self.config.neighbourhood)
+        self.register_buffer("offsets", self.neighbourhood.offsets().int(), persistent=False)
+        self.unet = SparseUNet(self.in_channels, self.neighbourhood.volume, widths=self.config.widths,
+                               blocks_per_level=self.config.blocks_per_level, kernel=self.config.kernel,
+                               norm=self.config.norm, activation=self.config.activation, backend=backend)
+
+    def forward(self, state: Tensor, input_cells: Tensor) -> Tensor:
+        """Occupancy logits (N, K) of the K neighbourhood offsets of every state cell.
+
+        ``state``: (N, 4) int32 occupied cells; ``input_cells``: (M, 4) int32 cells of s_0 (conditioning).
+        """
+        is_input = isin_coords(state, input_cells).float()
+        feats = torch.stack([torch.ones_like(is_input), is_input], 1)
+        return self.unet(SparseTensor(feats, state.to(feats.device))).feats
+
+    def candidates(self, state: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
+        """Candidate cells (M, 4) int32 and their probabilities (M,), the mean over proposing cells."""
+        n, k = logits.shape
+        cand = state[:, None, :].repeat(1, k, 1)
+        cand[:, :, 1:] += self.offsets.to(state.device)[None]
+        cand = cand.reshape(-1, 4)
+        uniq, inverse = unique_coords(cand)
+        probs = torch.sigmoid(logits).reshape(-1)
+        total = probs.new_zeros(len(uniq)).index_add_(0, inverse, probs)
+        count = torch.bincount(inverse, minlength=len(uniq)).to(probs.dtype)
+        return uniq.int(), total / count
+
+
+def crop_to_bounds(cells: Tensor, bounds: tuple[Sequence[int], Sequence[int]] | None) -> Tensor:
+    """Keep cells with lo <= xyz < hi (``bounds`` = (lo (3,), hi (3,)) in voxels); None keeps all."""
+    if bounds is None or len(cells) == 0:
+        return cells
+    lo = torch.as_tensor(bounds[0], device=cells.device)
+    hi = torch.as_tensor(bounds[1], device=cells.device)
+    keep = ((cells[:, 1:] >= lo) & (cells[:, 1:] < hi)).all(1)
+    return cells[keep]
+
+
+@dataclass
+class ChainResult:
+    """States of one completion chain: ``states[t]`` (N_t, 4) int32, t = 0..T (0 = input)."""
+
+    states: list[Tensor] = field(default_factory=list)
+
+    @property
+    def final(self) -> Tensor:
+        return self.states[-1]
+
+
+@torch.no_grad()
+def complete(model: GCATransition, input_cells: Tensor, *, steps: int | None = None,
+             mode_steps: int | None = None, bounds: tuple[Sequence[int], Sequence[int]] | None = None,
+             generator: torch.Generator | None = None, keep_states: bool = False,
+             max_cells: int = 2_000_000) -> ChainResult:
+    """Run the automaton from ``input_cells`` (N, 4) int32 for ``steps`` transitions.
+
+    ``bounds``: region (voxels) the state may occupy, e.g. the crop the model was trained on.
+    ``max_cells``: a guard against a runaway chain on out-of-distribution input (stops growing).
+    """
+    cfg = model.config
+    steps = cfg.steps if steps is None else steps
+    mode_steps = cfg.mode_steps if mode_steps is None else mode_steps
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    s0 = input_cells.int().to(device)
+    state = s0
+    result = ChainResult([state.cpu()] if keep_states else [])
+    for t in range(steps):
+        logits = model(state, s0)
+        cand, p = model.candidates(state, logits)
+        if t >= steps - mode_steps:
+            occupied = p > 0.5
+        else:
+            occupied = torch.bernoulli(p, generator=generator).bool()
+        nxt = cand[occupied]
+        if cfg.keep_input:
+            nxt = union_coords(nxt, s0)
+        nxt = crop_to_bounds(nxt, bounds)
+        if len(nxt) > max_cells:
+            break
+        state = nxt if len(nxt) else s0
+        if keep_states:
+            result.states.append(state.cpu())
+    if not keep_states:
+        result.states.append(state.cpu())
+    model.train(was_training)
+    return result
