@@ -44,10 +44,18 @@ TF_TOPIC = "/tf"
 
 
 def demo_completion_config() -> Any:
-    """The completion settings of the demo: the node defaults (0.2 m voxels, 20 m around the sensor)."""
+    """The completion settings of the demo: GCA with the packaged demo model (trained on simulated VLP-32
+    sweeps, a 24 m x 24 m grid of 0.4 m voxels around the sensor); the classical Poisson stage if that model
+    is missing (logged)."""
     from gen3d_ros.completion.processor import CompletionConfig
+    from gen3d_ros.completion.scan_completion import default_checkpoint
 
-    return CompletionConfig(voxel_size=0.2, roi_radius=20.0, poisson_depth=9)
+    try:
+        default_checkpoint()
+    except FileNotFoundError as exc:
+        log.warning("%s; the demo falls back to classical-poisson", exc)
+        return CompletionConfig(voxel_size=0.2, roi_radius=20.0, poisson_depth=9)
+    return CompletionConfig(method="gca")
 
 
 @dataclass
@@ -217,7 +225,7 @@ def write_mesh_ply(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: 
 
 
 def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, seed: int = 0, force: bool = False,
-             progress: bool = False, lidar_preset: str = "demo", completion: Any = None,
+             progress: bool = False, lidar_preset: str = "vlp32", completion: Any = None,
              storage: str | None = None) -> DemoReport:
     """Run the demo into ``output_dir`` (see module docstring) and return its report.
 
