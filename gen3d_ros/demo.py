@@ -43,6 +43,18 @@ POINTS_TOPIC = "/points"
 TF_TOPIC = "/tf"
 
 
+def describe_grid(config: Any) -> str:
+    """Where the completion works, in words: the model's grid for GCA, the voxel size and ROI otherwise."""
+    if config.method == "gca":
+        from gen3d_ros.completion.scan_completion import GCACompleter, default_checkpoint
+
+        c = GCACompleter(config.checkpoint or default_checkpoint())
+        lo, hi = c.origin, c.origin + c.grid_shape * c.voxel_size
+        return (f"{c.voxel_size:g} m voxels, x/y [{lo[0]:g}, {hi[0]:g}) m, z [{lo[2]:g}, {hi[2]:g}) m, "
+                f"{c.model.config.steps} transitions")
+    return f"voxel {config.voxel_size} m, ROI {config.roi_radius} m"
+
+
 def demo_completion_config() -> Any:
     """The completion settings of the demo: GCA with the packaged demo model (trained on simulated VLP-32
     sweeps, a 24 m x 24 m grid of 0.4 m voxels around the sensor); the classical Poisson stage if that model
@@ -299,12 +311,13 @@ def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, s
         shown = sorted({0, n_sweeps // 2})
         rows = []
         latencies = report.bag["stages"]["completion"]
+        grid = describe_grid(config)
         for i in shown:
             vertices, faces = meshes.get(i, (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)))
             rows.append(PreviewSweep(
                 f"sweep {i} (t = {sweeps[i].stamp_s:.1f} s)", sweeps[i].scan.points, vertices, faces,
                 stats=f"{len(sweeps[i].scan):,} input points -> {len(vertices):,} vertices, {len(faces):,} "
-                      f"triangles\n{config.method}, voxel {config.voxel_size} m, ROI {config.roi_radius} m; "
+                      f"triangles\n{config.method}, {grid}; "
                       f"mean latency {latencies['mean_latency_ms']:.0f} ms"))
         save_preview(work / "preview.png", rows, extent_m=float(config.roi_radius),
                      title=f"gen3d demo: procedural street (seed {seed}), {lidar_preset} LiDAR, {n_sweeps} sweeps "

@@ -33,6 +33,8 @@ class CompletionConfig:
     checkpoint: str = param("", "GCA checkpoint (model.pt of gen3d train-completion); empty: the packaged demo model")
     steps: int = param(0, "GCA transitions; 0: the model's default", lo=0, hi=200)
     device: str = param("cpu", "torch device of learned methods (cpu, cuda, cuda:1)")
+    threads: int = param(0, "torch CPU threads of learned methods; 0: torch's default (1 is best on a busy small CPU)",
+                         lo=0, hi=256)
     voxel_size: float = param(0.2, "voxel side of the completion grid", unit="m", lo=0.02, hi=2.0)
     roi_radius: float = param(20.0, "keep points within this horizontal range of the sensor", unit="m",
                               lo=1.0, hi=200.0)
@@ -81,8 +83,12 @@ class CompletionProcessor:
         self.completer = None
         self.calls = 0
         if self.config.method == "gca":
+            import torch
+
             from gen3d_ros.completion.scan_completion import GCACompleter, default_checkpoint
 
+            if self.config.threads > 0:
+                torch.set_num_threads(self.config.threads)
             path = self.config.checkpoint or str(default_checkpoint())
             self.completer = GCACompleter(path, device=self.config.device, steps=self.config.steps or None)
 
