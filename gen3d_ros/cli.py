@@ -212,7 +212,8 @@ def register_train_completion(sub: argparse._SubParsersAction) -> None:
                                    "street scenes scanned by a simulated LiDAR. Writes model.pt, metrics.json "
                                    "and training_curve.png into the output folder.")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
-    p.add_argument("--preset", default=None, help="start from a preset: tiny (seconds) or demo (about an hour)")
+    p.add_argument("--preset", default=None,
+                   help="start from a preset: tiny (seconds), tiny_planner (tiny + hGCA BEV planner), demo")
     p.add_argument("--config", type=Path, default=None, help="YAML of TrainConfig keys (applied after --preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key (dotted for nested: model.steps=20, data.voxel_size_m=0.2); repeatable")
@@ -264,6 +265,8 @@ def register_complete(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="transitions (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: small sparse ops gain little, shared cores lose a lot; 0: torch's)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_complete)
 
@@ -273,6 +276,10 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise UsageError(f"--samples must be >= 1, got {args.samples}")
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     report = complete_file(args.input, args.output, args.checkpoint, samples=args.samples, steps=args.steps,
                            seed=args.seed, device=args.device, force=args.force)
     for path, n in zip(report["outputs"], report["cells"]):

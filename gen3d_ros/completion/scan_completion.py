@@ -10,7 +10,8 @@ import torch
 
 from gen3d_ros.completion.classical import TriangleMesh, height_colors
 from gen3d_ros.completion.gca import complete
-from gen3d_ros.completion.training import load_checkpoint
+from gen3d_ros.completion.hgca_coarse import PlannedGCATransition, complete_planned
+from gen3d_ros.completion.training import load_checkpoint, planner_points
 from gen3d_ros.completion.voxelize import voxel_centers
 from gen3d_ros.sim.dataset import CompletionDatasetConfig
 
@@ -29,6 +30,10 @@ class GCACompleter:
 
     The grid is a box around the sensor: ``origin`` (3,) metres (corner of voxel 0), ``grid_shape`` (3,)
     voxels of ``voxel_size`` metres, in the sensor frame (x forward, z up, sensor at the origin).
+
+    A planned checkpoint (hGCA coarse stage, ``planner_config`` in the file) loads as a
+    :class:`~gen3d_ros.completion.hgca_coarse.PlannedGCATransition` (``planned`` is True); it plans from the voxel
+    centres of the input cells before each chain, as in training.
     """
 
     def __init__(self, checkpoint: str | Path, *, device: str = "cpu", steps: int | None = None,
@@ -41,6 +46,7 @@ class GCACompleter:
         self.steps = steps
         self.device = device
         self.model_id = f"gca:{Path(checkpoint).name}"
+        self.planned = isinstance(self.model, PlannedGCATransition)
 
     def voxelize(self, points: np.ndarray) -> np.ndarray:
         """(N,3) metres, sensor frame -> (M,3) int32 unique cells inside the grid."""
@@ -52,8 +58,14 @@ class GCACompleter:
         """Run the automaton from ``cells`` (M,3) int32; returns the final state (K,3) int32."""
         s0 = torch.cat([torch.zeros((len(cells), 1), dtype=torch.int32), torch.from_numpy(cells.astype(np.int32))], 1)
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        out = complete(self.model, s0, steps=steps if steps is not None else self.steps,
-                       bounds=((0, 0, 0), tuple(int(v) for v in self.grid_shape)), generator=gen)
+        kwargs = dict(steps=steps if steps is not None else self.steps,
+                      bounds=((0, 0, 0), tuple(int(v) for v in self.grid_shape)), generator=gen)
+        if self.planned:
+            points = [planner_points(cells, self.voxel_size, self.origin)]
+            extent = self.grid_shape.astype(np.float64) * self.voxel_size
+            out = complete_planned(self.model, points, self.origin, extent, s0, **kwargs)
+        else:
+            out = complete(self.model, s0, **kwargs)
         return out.final[:, 1:].numpy().astype(np.int32)
 
     def centers(self, cells: np.ndarray) -> np.ndarray:

@@ -4,6 +4,13 @@ Training data: :class:`gen3d_ros.sim.dataset.CompletionDataset` (procedural stre
 validation: held-out scene seeds, full chains from the input, voxel IoU / F-score / Chamfer against the
 complete scene. Outputs in the run folder: ``model.pt`` (weights + every config + backend + version),
 ``metrics.json`` and ``training_curve.png``.
+
+With ``TrainConfig.planner`` set (e.g. ``--preset tiny_planner``) the kernel is hGCA's coarse stage,
+:class:`~gen3d_ros.completion.hgca_coarse.PlannedGCATransition`: a BEV planner reads the input scan once per
+chain and modulates every transition; it trains with :func:`~gen3d_ros.completion.hgca_coarse.
+planned_infusion_step` (GCA KL + beta * BEV occupancy BCE). The planner always sees the *voxel centres* of the
+input cells (:func:`planner_points`) -- in training (the replay buffer keeps only voxels), in :func:`evaluate`
+and in :class:`~gen3d_ros.completion.scan_completion.GCACompleter` alike.
 """
 
 from __future__ import annotations
@@ -22,12 +29,16 @@ import torch
 
 from gen3d_ros import __version__
 from gen3d_ros.completion.gca import GCAConfig, GCATransition, complete
+from gen3d_ros.completion.hgca_coarse import PlannedGCATransition, complete_planned, planned_infusion_step
 from gen3d_ros.completion.infusion import Chain, InfusionSchedule, ReplayBuffer, infusion_step
+from gen3d_ros.completion.planner import BEVPlannerConfig, bev_iou, bev_occupancy_target, cell_centres
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
 
 log = logging.getLogger("gen3d_ros.completion.training")
 
 CHECKPOINT_FORMAT = "gen3d_ros.gca/1"
+PLANNED_CHECKPOINT_FORMAT = "gen3d_ros.hgca_coarse/1"
+"""Format of checkpoints of planned kernels (older readers refuse them instead of failing on the weights)."""
 VALIDATION_SEED_OFFSET = 1_000_000
 
 
@@ -55,16 +66,29 @@ class TrainConfig:
     """:class:`GCAConfig` fields."""
     data: dict = field(default_factory=dict)
     """:class:`CompletionDatasetConfig` fields (``lidar: {preset: ...}``, ``scene: {...}``)."""
+    planner: dict = field(default_factory=dict)
+    """:class:`~gen3d_ros.completion.planner.BEVPlannerConfig` fields; empty = plain GCA. ``voxel_size_m`` always
+    comes from ``data`` (the GCA grid). ``target_z_range_m`` is in the grid (= sensor) frame."""
 
+
+_TINY: dict[str, Any] = {
+    "iterations": 120, "batch_size": 2, "lr": 2e-3, "val_every": 60, "val_samples": 3,
+    "buffer_size": 8, "max_phase": 12,
+    "model": {"widths": [8, 16], "neighbourhood": "hypercross1", "steps": 6, "mode_steps": 1},
+    "data": {"voxel_size_m": 0.5, "half_extent_m": [6.0, 6.0], "z_range_m": [-2.5, 2.5],
+             "lidar": {"preset": "demo"}, "scene": {"size_m": 30.0}, "augment": True, "length": 64},
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds on a CPU: tests and CI. Small scenes, demo LiDAR, coarse voxels.
-    "tiny": {
-        "iterations": 120, "batch_size": 2, "lr": 2e-3, "val_every": 60, "val_samples": 3,
-        "buffer_size": 8, "max_phase": 12,
-        "model": {"widths": [8, 16], "neighbourhood": "hypercross1", "steps": 6, "mode_steps": 1},
-        "data": {"voxel_size_m": 0.5, "half_extent_m": [6.0, 6.0], "z_range_m": [-2.5, 2.5],
-                 "lidar": {"preset": "demo"}, "scene": {"size_m": 30.0}, "augment": True, "length": 64},
+    "tiny": _TINY,
+    # tiny + hGCA's BEV planner, small widths: 1 m pillars (12 x 12 over the 12 m crop). The BEV target counts
+    # voxel centres at z >= -1.2 m in the sensor frame, i.e. >= ~0.5 m above the road (sensor 1.73 m up):
+    # with the ground, every column is occupied (target all ones); with the band about 57 % of pillars are.
+    "tiny_planner": {
+        **copy.deepcopy(_TINY),
+        "planner": {"bev_cell_m": 1.0, "feat_dim": 8, "pointnet_hidden": 8, "unet_widths": [8, 16], "out_dim": 8,
+                    "target_z_range_m": [-1.2, 10.0]},
     },
     # The committed demo model: about an hour on a 2-core CPU.
     "demo": {
@@ -79,9 +103,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """A :class:`TrainConfig` from a preset plus overrides (dotted keys reach nested dicts: ``model.steps``)."""
-    values: dict[str, Any] = copy.deepcopy(PRESETS[preset]) if preset else {}
     if preset and preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    values: dict[str, Any] = copy.deepcopy(PRESETS[preset]) if preset else {}
     for key, value in (overrides or {}).items():
         target = values
         *parents, leaf = key.split(".")
@@ -98,7 +122,34 @@ def make_config(preset: str | None = None, overrides: Mapping[str, Any] | None =
     config = TrainConfig(**values)
     GCAConfig(**config.model)  # validate early: a typo should fail before any data is generated
     CompletionDatasetConfig.from_dict(config.data)
+    planner_config(config)
     return config
+
+
+def planner_config(config: TrainConfig) -> BEVPlannerConfig | None:
+    """The run's :class:`BEVPlannerConfig` (``voxel_size_m`` = the data's voxel size), or None for plain GCA."""
+    if not config.planner:
+        return None
+    voxel = float(CompletionDatasetConfig.from_dict(config.data).voxel_size_m)
+    return BEVPlannerConfig(**{**config.planner, "voxel_size_m": voxel})
+
+
+def build_model(config: TrainConfig) -> GCATransition:
+    """A fresh kernel: :class:`PlannedGCATransition` when ``config.planner`` is set, else :class:`GCATransition`."""
+    planner = planner_config(config)
+    if planner is None:
+        return GCATransition(GCAConfig(**config.model), backend=config.backend)
+    return PlannedGCATransition(GCAConfig(**config.model), planner, backend=config.backend)
+
+
+def planner_points(cells: np.ndarray | torch.Tensor, voxel_size: float, origin) -> torch.Tensor:
+    """(M, 3) float32 voxel centres (metres, grid frame) of ``cells`` (M, 3): what the planner sees.
+
+    Bit-identical to what :meth:`PlannedGCATransition.plan_from_cells` (used in training) feeds the planner.
+    """
+    c = torch.as_tensor(np.asarray(cells) if not isinstance(cells, torch.Tensor) else cells).long().reshape(-1, 3)
+    rows = torch.cat([torch.zeros((len(c), 1), dtype=torch.long), c.cpu()], 1)
+    return cell_centres(rows, float(voxel_size), np.asarray(origin, np.float64), 1).float()
 
 
 def _cells(array: np.ndarray) -> torch.Tensor:
@@ -107,21 +158,56 @@ def _cells(array: np.ndarray) -> torch.Tensor:
 
 def evaluate(model: GCATransition, samples: list, *, generator: torch.Generator | None = None,
              samples_per_input: int = 1) -> dict[str, float]:
-    """Mean completion metrics of full chains over ``samples`` (CompletionSample), plus the input-only baseline."""
+    """Mean completion metrics of full chains over ``samples`` (CompletionSample), plus the input-only baseline.
+
+    A :class:`PlannedGCATransition` plans each chain from the voxel centres of the input cells (as in training)
+    and adds ``bev_iou``: IoU of its BEV occupancy (logit > 0) against the complete scene's, in the planner's
+    height band, and ``input_bev_iou``: the same for "pillars the input occupies in the band".
+    """
     from gen3d_ros.completion.metrics import completion_metrics
 
-    rows, base = [], []
+    planned = isinstance(model, PlannedGCATransition)
+    rows, base, bev_rows = [], [], []
     for s in samples:
         bounds = ((0, 0, 0), tuple(int(v) for v in s.grid_shape))
         s0 = torch.cat([torch.zeros((len(s.partial), 1), dtype=torch.int32), _cells(s.partial)], 1)
+        if planned:
+            origin = np.asarray(s.origin, np.float64)
+            extent = np.asarray(s.grid_shape, np.float64) * float(s.voxel_size)
+            points = [planner_points(s.partial, s.voxel_size, origin)]
+            bev_rows.append(_bev_scores(model, points, origin, extent, s))
         for _ in range(samples_per_input):
-            out = complete(model, s0, bounds=bounds, generator=generator).final[:, 1:].numpy()
-            rows.append(completion_metrics(out, s.complete, s.voxel_size))
+            if planned:
+                chain = complete_planned(model, points, origin, extent, s0, bounds=bounds, generator=generator)
+            else:
+                chain = complete(model, s0, bounds=bounds, generator=generator)
+            rows.append(completion_metrics(chain.final[:, 1:].numpy(), s.complete, s.voxel_size))
         base.append(completion_metrics(s.partial, s.complete, s.voxel_size))
     keys = ("iou", "precision", "recall", "fscore", "chamfer_l1")
     result = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     result.update({f"input_{k}": float(np.mean([r[k] for r in base])) for k in keys})
+    if bev_rows:
+        result["bev_iou"] = float(np.mean([r[0] for r in bev_rows]))
+        result["input_bev_iou"] = float(np.mean([r[1] for r in bev_rows]))
     return result
+
+
+def _bev_scores(model: PlannedGCATransition, points: list, origin: np.ndarray, extent: np.ndarray,
+                sample) -> tuple[float, float]:
+    """(planner BEV IoU, input BEV IoU) of one sample against its complete scene, in the planner's band."""
+    cfg = model.planner_config
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            bev = model.planner(points, origin, extent)
+    finally:
+        model.train(was_training)
+    h, w = bev.shape
+    kw = dict(cell_m=bev.cell_m, z_range_m=cfg.target_z_range_m, batch_size=1)
+    target = bev_occupancy_target([sample.complete], sample.voxel_size, origin, h, w, **kw)
+    seen = bev_occupancy_target([sample.partial], sample.voxel_size, origin, h, w, **kw)
+    return bev_iou(bev.occupancy_logits.cpu() > 0, target), bev_iou(seen, target)
 
 
 def validation_samples(config: TrainConfig) -> list:
@@ -135,7 +221,8 @@ def validation_samples(config: TrainConfig) -> list:
 
 def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: bool = True,
           on_validation: Callable[[int, dict], None] | None = None) -> tuple[GCATransition, dict]:
-    """Train a GCA kernel; returns the model and a summary (curves, final validation metrics, timings)."""
+    """Train a GCA kernel (planned when ``config.planner`` is set); returns the model and a summary (curves, final
+    validation metrics, timings). A planned run also records ``history["bev_loss"]`` (beta * BEV BCE per step)."""
     from tqdm import tqdm
 
     if config.threads > 0:
@@ -143,7 +230,11 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = GCATransition(GCAConfig(**config.model), backend=config.backend).to(config.device)
+    model = build_model(config).to(config.device)
+    planned = isinstance(model, PlannedGCATransition)
+    if planned and model.planner_config.target_z_range_m is None:
+        log.warning("planner.target_z_range_m is not set: the BEV target is the whole column, which the ground "
+                    "makes ~100 %% occupied on street scenes; set a band above the road (see the tiny_planner preset)")
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = InfusionSchedule(config.infusion_start, config.infusion_speed)
     data_config = CompletionDatasetConfig.from_dict({**config.data, "augment_seed": config.seed})
@@ -151,6 +242,8 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
     buffer = ReplayBuffer(config.buffer_size, seed=config.seed)
     val = validation_samples(config)
     history: dict[str, list] = {"iteration": [], "loss": [], "completion": [], "val_iteration": [], "val": []}
+    if planned:
+        history["bev_loss"] = []
 
     def fresh_chain() -> Chain:
         index = int(rng.integers(len(dataset)))
@@ -166,8 +259,14 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
             buffer.push(fresh_chain())
         chains = buffer.pop(config.batch_size)
         model.train()
-        loss, step = infusion_step(model, chains, schedule, completion_rate=config.completion_rate,
-                                   max_phase=config.max_phase, generator=generator)
+        if planned:  # plans from the voxel centres of the chains' input cells (what evaluate/inference see)
+            loss, step = planned_infusion_step(model, chains, schedule, voxel_size=data_config.voxel_size_m,
+                                               grid_origin=data_config.origin, points=None,
+                                               completion_rate=config.completion_rate, max_phase=config.max_phase,
+                                               generator=generator)
+        else:
+            loss, step = infusion_step(model, chains, schedule, completion_rate=config.completion_rate,
+                                       max_phase=config.max_phase, generator=generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -177,13 +276,22 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
         history["iteration"].append(it)
         history["loss"].append(step.loss)
         history["completion"].append(float(np.mean(step.completion)))
-        bar.set_postfix(loss=f"{step.loss:.4f}", cover=f"{np.mean(step.completion):.2f}")
+        if planned:
+            history["bev_loss"].append(step.bev_loss)
+            bar.set_postfix(loss=f"{step.loss:.4f}", bev=f"{step.bev_loss:.3f}",
+                            cover=f"{np.mean(step.completion):.2f}")
+        else:
+            bar.set_postfix(loss=f"{step.loss:.4f}", cover=f"{np.mean(step.completion):.2f}")
         if it % config.val_every == 0 or it == config.iterations:
             metrics = evaluate(model, val, generator=torch.Generator().manual_seed(config.seed))
             history["val_iteration"].append(it)
             history["val"].append(metrics)
             log.info("iteration %d: val IoU %.3f (input %.3f), Chamfer-L1 %.3f m", it, metrics["iou"],
                      metrics["input_iou"], metrics["chamfer_l1"])
+            if planned:
+                log.info("iteration %d: planner BEV IoU %.3f (input %.3f), BEV loss (last %d steps) %.4f", it,
+                         metrics["bev_iou"], metrics["input_bev_iou"], min(it, config.val_every),
+                         float(np.mean(history["bev_loss"][-config.val_every:])))
             if on_validation:
                 on_validation(it, metrics)
     summary = {"history": history, "final": history["val"][-1] if history["val"] else {},
@@ -194,12 +302,18 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
 
 
 def save_checkpoint(model: GCATransition, config: TrainConfig, path: Path, metrics: Mapping | None = None) -> None:
-    """Weights + model/data/training config + sparse backend + package/torch versions, in one file."""
+    """Weights + model/planner/data/training config + sparse backend + package/torch versions, in one file.
+
+    ``planner_config`` is the :class:`BEVPlannerConfig` dict of a planned kernel (format
+    ``PLANNED_CHECKPOINT_FORMAT``), None for a plain one (format ``CHECKPOINT_FORMAT``, as before).
+    """
     from gen3d_ros.sparse import get_backend
 
+    planned = isinstance(model, PlannedGCATransition)
     torch.save({
-        "format": CHECKPOINT_FORMAT,
+        "format": PLANNED_CHECKPOINT_FORMAT if planned else CHECKPOINT_FORMAT,
         "gca_config": model.config.to_dict(),
+        "planner_config": model.planner_config.to_dict() if planned else None,
         "train_config": {k: getattr(config, k) for k in TrainConfig.__dataclass_fields__},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "backend": get_backend(config.backend).name,
@@ -210,14 +324,25 @@ def save_checkpoint(model: GCATransition, config: TrainConfig, path: Path, metri
 
 
 def load_checkpoint(path: str | Path, *, device: str = "cpu", backend: str | None = None) -> tuple[GCATransition, dict]:
-    """Model (eval mode) and the checkpoint dict. Errors name the file and what is wrong with it."""
+    """Model (eval mode) and the checkpoint dict. Errors name the file and what is wrong with it.
+
+    A checkpoint with a ``planner_config`` gives a :class:`PlannedGCATransition`, else a :class:`GCATransition`.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GCA checkpoint {path} does not exist")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a gen3d_ros GCA checkpoint (format {CHECKPOINT_FORMAT!r})")
-    model = GCATransition(GCAConfig(**ckpt["gca_config"]), backend=backend)
+    formats = (CHECKPOINT_FORMAT, PLANNED_CHECKPOINT_FORMAT)
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in formats:
+        raise ValueError(f"{path} is not a gen3d_ros GCA checkpoint (format {CHECKPOINT_FORMAT!r} or "
+                         f"{PLANNED_CHECKPOINT_FORMAT!r})")
+    planner = ckpt.get("planner_config")
+    if (ckpt["format"] == PLANNED_CHECKPOINT_FORMAT) != bool(planner):
+        raise ValueError(f"{path}: format {ckpt['format']!r} but planner_config is {planner!r}")
+    if planner:
+        model = PlannedGCATransition(GCAConfig(**ckpt["gca_config"]), BEVPlannerConfig(**planner), backend=backend)
+    else:
+        model = GCATransition(GCAConfig(**ckpt["gca_config"]), backend=backend)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
 
@@ -233,28 +358,45 @@ def save_run(model: GCATransition, config: TrainConfig, summary: dict, out_dir: 
     plot_training_curve(summary["history"], out_dir / "training_curve.png")
 
 
+def _moving_average(ax, its: np.ndarray, values: np.ndarray, colour: str) -> None:
+    if len(values) >= 5:
+        w = max(5, len(values) // 50)
+        smooth = np.convolve(values, np.ones(w) / w, mode="valid")
+        ax.plot(its[w - 1:], smooth, color=colour, lw=1.8, label=f"moving average ({w})")
+
+
 def plot_training_curve(history: dict, path: Path) -> None:
-    """Loss (raw + moving average) and validation IoU against the input-only IoU."""
+    """Loss (raw + moving average), the planner's BEV loss when there is one, and validation IoU against the
+    input-only IoU (plus the planner's BEV IoU when there is one)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    bev = np.asarray(history.get("bev_loss") or [])
+    panels = 3 if len(bev) else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
+    ax_loss, ax_val = axes[0], axes[-1]
     its, loss = np.asarray(history["iteration"]), np.asarray(history["loss"])
     ax_loss.plot(its, loss, color="0.75", lw=0.8, label="KL(q||p) per step")
-    if len(loss) >= 5:
-        w = max(5, len(loss) // 50)
-        smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
-        ax_loss.plot(its[w - 1:], smooth, color="C0", lw=1.8, label=f"moving average ({w})")
+    _moving_average(ax_loss, its, loss, "C0")
     ax_loss.set(xlabel="iteration", ylabel="loss [nats / candidate cell]", title="infusion training loss")
     ax_loss.legend()
+    if len(bev):
+        ax_bev = axes[1]
+        ax_bev.plot(its[:len(bev)], bev, color="0.75", lw=0.8, label="beta * BEV BCE per step")
+        _moving_average(ax_bev, its[:len(bev)], bev, "C3")
+        ax_bev.set(xlabel="iteration", ylabel="loss [nats / pillar]", title="planner BEV occupancy loss")
+        ax_bev.legend()
     if history["val"]:
         vits = history["val_iteration"]
-        for key, label, colour in (("iou", "GCA IoU", "C1"), ("fscore", "GCA F-score", "C2")):
+        for key, label, colour in (("iou", "GCA IoU", "C1"), ("fscore", "GCA F-score", "C2"),
+                                   ("bev_iou", "planner BEV IoU", "C3")):
+            if key not in history["val"][0]:
+                continue
             ax_val.plot(vits, [v[key] for v in history["val"]], "o-", color=colour, label=label)
             ax_val.plot(vits, [v[f"input_{key}"] for v in history["val"]], "--", color=colour,
-                        label=f"input-only {label.split()[-1]}")
+                        label=f"input-only {label.split()[-1]}" if key != "bev_iou" else "input-only BEV IoU")
         ax_val.set(xlabel="iteration", ylabel="held-out score", title="validation (full chains)", ylim=(0, 1))
         ax_val.legend()
     fig.tight_layout()
