@@ -1,0 +1,495 @@
+"""Pre-training of cGCA's latent autoencoder (surface points -> codes per cell -> unsigned distance field).
+
+Data: the procedural scenes of :class:`gen3d_ros.sim.dataset.CompletionDataset`, in its sample frame and on its
+grid. For scene index ``i`` the encoder sees the dense surface samples behind ``dataset[i].complete`` (same
+spacing, seed and crop, so their cells *are* ``complete``: ``tests/completion/test_cgca_autoencoder.py`` checks
+it). No LiDAR sweep is simulated: the autoencoder only needs complete surfaces.
+
+Ground-truth UDF (``gt_udf``): ``"mesh"`` (default) is the exact distance to the scene's triangles (open3d
+``RaycastingScene.compute_distance``, the scene's cached BVH); ``"samples"`` is the KD-tree distance to a denser
+surface sample (``gt_spacing_voxels``) cropped to the grid. Measured on tiny-preset scenes (voxel 0.5 m), the
+KD-tree distances at near-surface queries are biased up by the sampling floor: mean 0.060 m at spacing 0.1 voxel
+and 0.083 m at 0.25 voxel where the exact mean is 0.047 m, and the dense sample costs ~0.13 s per scene against
+~0.01 s for the exact distances. The exact distance also sees surfaces just outside the crop (a query near the
+grid's border may be nearer to them than to anything the encoder saw); the KD-tree mode does not.
+
+Queries per sample: half near the surface (surface samples + N(0, sigma = ``near_sigma_voxels``)), half
+uniform in the occupied cells grown by ``cell_margin_voxels``. Loss: L1 between the prediction and the target
+clamped at the truncation ``trunc_voxels * voxel_size``, where a prediction above the truncation is not
+penalised when the target is truncated; in voxel units, so it does not depend on the voxel size.
+
+Validation (held-out scene seeds, offset by ``VALIDATION_SEED_OFFSET``, no augmentation): mean absolute UDF
+error at near-surface queries, and Chamfer-L1 between the meshed UDF (:func:`mesh_from_udf`) and the
+ground-truth surface samples. Outputs in the run folder: ``model.pt`` (format ``gen3d_ros.cgca_ae/1``: weights
++ every config + grid + backend + versions), ``metrics.json``, ``training_curve.png``, ``val_mesh.ply``.
+
+    model, summary = train_autoencoder(make_autoencoder_config("tiny"), "runs/cgca_ae_tiny")
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from gen3d_ros import __version__
+from gen3d_ros.completion.latent import AutoencoderConfig, CGCAAutoencoder
+from gen3d_ros.completion.udf_mesh import mesh_from_udf, sample_mesh, save_mesh
+from gen3d_ros.completion.voxelize import crop_voxels, point_indices, unique_voxels
+from gen3d_ros.geometry.knn import nearest_distances
+from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
+from gen3d_ros.sim.scene import sample_surface
+
+log = logging.getLogger("gen3d_ros.completion.autoencoder_training")
+
+CHECKPOINT_FORMAT = "gen3d_ros.cgca_ae/1"
+VALIDATION_SEED_OFFSET = 1_000_000
+
+
+@dataclass
+class AutoencoderTrainConfig:
+    """Optimisation, queries and data of one autoencoder training run."""
+
+    iterations: int = 3000
+    batch_size: int = 2
+    lr: float = 5e-4
+    grad_clip: float = 1.0
+    queries_per_sample: int = 8192
+    """Half near the surface, half uniform around the occupied cells."""
+    near_sigma_voxels: float = 0.25
+    cell_margin_voxels: float = 1.0
+    gt_udf: str = "mesh"
+    """``"mesh"``: exact distance to the scene triangles; ``"samples"``: KD-tree to a dense surface sample."""
+    gt_spacing_voxels: float = 0.1
+    """Spacing of the dense ground-truth surface sample (``"samples"`` targets; validation Chamfer)."""
+    latent_l2: float = 1e-4
+    """Weight of mean(z^2): keeps the codes near the origin for cGCA's Gaussian latent transitions."""
+    val_every: int = 500
+    val_samples: int = 4
+    val_queries: int = 8192
+    mesh_resolution: int = 4
+    """Lattice steps per voxel edge for validation meshes."""
+    seed: int = 0
+    device: str = "cpu"
+    backend: str | None = None
+    threads: int = 0
+    """torch intra-op threads; 0 keeps torch's default. 1 is fastest on a busy small CPU (OpenMP spinning)."""
+    model: dict = field(default_factory=dict)
+    """:class:`AutoencoderConfig` fields."""
+    data: dict = field(default_factory=dict)
+    """:class:`CompletionDatasetConfig` fields."""
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.batch_size < 1 or self.queries_per_sample < 2:
+            raise ValueError("need iterations >= 0, batch_size >= 1 and queries_per_sample >= 2")
+        if not (self.lr > 0 and self.near_sigma_voxels >= 0 and self.cell_margin_voxels >= 0
+                and self.gt_spacing_voxels > 0):
+            raise ValueError("need lr > 0, near_sigma_voxels >= 0, cell_margin_voxels >= 0, gt_spacing_voxels > 0")
+        if self.gt_udf not in ("mesh", "samples"):
+            raise ValueError(f"gt_udf={self.gt_udf!r} is not 'mesh' or 'samples'")
+        if self.val_every < 1 or self.val_samples < 0:
+            raise ValueError(f"need val_every >= 1 and val_samples >= 0, got {self.val_every}, {self.val_samples}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: copy.deepcopy(getattr(self, k)) for k in AutoencoderTrainConfig.__dataclass_fields__}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~30 s of training on one CPU core (+ ~1 s validation): tests and CI. A small crop, coarse voxels, a narrow
+    # network. Held-out Chamfer-L1 ~0.075 m = 0.15 voxels (seeds 0-2).
+    "tiny": {
+        "iterations": 150, "batch_size": 2, "lr": 2e-3, "queries_per_sample": 4096, "val_every": 150,
+        "val_samples": 2, "val_queries": 4096,
+        "model": {"z_dim": 16, "hidden": 64, "encoder_point_blocks": 2, "encoder_conv_blocks": 1,
+                  "decoder_blocks": 3},
+        "data": {"voxel_size_m": 0.5, "half_extent_m": [4.0, 4.0], "z_range_m": [-2.5, 2.5],
+                 "scene": {"size_m": 30.0}, "lidar": {"preset": "demo"}, "augment": True, "length": 64,
+                 "cache_size": 64},
+    },
+    # cGCA's sizes (32-dim codes, 4 x 128 decoder) on the GCA demo grid. ~170k surface points per sample: about
+    # 5 s per iteration on one CPU core (hours for the whole run; meant for a GPU).
+    "demo": {
+        "iterations": 3000, "batch_size": 2, "lr": 5e-4, "queries_per_sample": 8192, "val_every": 500,
+        "val_samples": 4,
+        "model": {"z_dim": 32, "hidden": 128, "decoder_blocks": 4},
+        "data": {"voxel_size_m": 0.4, "half_extent_m": [12.0, 12.0], "z_range_m": [-2.8, 4.4],
+                 "scene": {"size_m": 50.0}, "lidar": {"preset": "vlp32"}, "augment": True, "length": 400,
+                 "cache_size": 32},
+    },
+}
+
+
+def make_autoencoder_config(preset: str | None = None,
+                            overrides: Mapping[str, Any] | None = None) -> AutoencoderTrainConfig:
+    """An :class:`AutoencoderTrainConfig` from a preset plus overrides (dotted keys reach nested dicts)."""
+    if preset and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    values: dict[str, Any] = copy.deepcopy(PRESETS[preset]) if preset else {}
+    for key, value in (overrides or {}).items():
+        target = values
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        if isinstance(value, Mapping) and isinstance(target.get(leaf), Mapping):
+            target[leaf] = {**target[leaf], **value}
+        else:
+            target[leaf] = value
+    known = set(AutoencoderTrainConfig.__dataclass_fields__)
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown training key(s) {sorted(unknown)}; known: {sorted(known)}")
+    config = AutoencoderTrainConfig(**values)
+    AutoencoderConfig.from_dict(config.model)  # a typo fails before any data is generated
+    CompletionDatasetConfig.from_dict(config.data)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class SurfaceSample:
+    """Complete surfaces of one dataset index on its grid (sample frame, metres).
+
+    Attributes:
+        points: (P, 3) float32 encoder input: the dense samples behind ``complete``, cropped to the grid.
+        gt_points: (G, 3) float32 denser samples of the same surfaces, cropped alike (KD-tree targets,
+            Chamfer), or None when not asked for.
+        cells: (N, 3) int32 unique voxels of ``points`` (== the dataset's ``complete``).
+        voxel_size: metres; origin: (3,) float64 corner of voxel (0, 0, 0); grid_shape: (3,) int64.
+        sensor: (3,) float64 sensor position in the sample frame.
+        T_world_sample: (4, 4) float64 sample frame -> world (the scene mesh's frame).
+        scene: the scene (its cached ``RaycastingScene`` gives exact distances).
+        index: dataset index.
+    """
+
+    points: np.ndarray
+    gt_points: np.ndarray | None
+    cells: np.ndarray
+    voxel_size: float
+    origin: np.ndarray
+    grid_shape: np.ndarray
+    sensor: np.ndarray
+    T_world_sample: np.ndarray
+    scene: Any
+    index: int
+
+
+def _surface_in_grid(dataset: CompletionDataset, index: int, T_sample_world: np.ndarray, spacing: float,
+                     seed: int) -> np.ndarray:
+    """Surface samples of scene ``index`` in the sample frame, cropped to the grid, exactly as
+    :meth:`CompletionDataset.sample` builds ``complete`` (same box, margin and transform)."""
+    cfg = dataset.config
+    origin, shape = cfg.origin, cfg.grid_shape
+    lo, hi = origin, origin + shape * cfg.voxel_size_m
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    T_world_sample = np.linalg.inv(T_sample_world)
+    corners_w = corners @ T_world_sample[:3, :3].T + T_world_sample[:3, 3]
+    dense = sample_surface(dataset.scene(index), spacing, seed=seed,
+                           aabb=(corners_w.min(axis=0) - 0.1, corners_w.max(axis=0) + 0.1))
+    dense_s = dense @ T_sample_world[:3, :3].T.astype(np.float32) + T_sample_world[:3, 3].astype(np.float32)
+    return dense_s[crop_voxels(point_indices(dense_s, cfg.voxel_size_m, origin), shape)]
+
+
+def surface_sample(dataset: CompletionDataset, index: int, T_sample_lidar: np.ndarray | None = None, *,
+                   gt_spacing_voxels: float | None = 0.1) -> SurfaceSample:
+    """The complete surfaces of dataset index ``index``, in the frame ``T_sample_lidar`` (identity: sensor frame).
+
+    ``points`` are the samples behind ``dataset.sample(index, ...).complete`` (seed and spacing of the dataset),
+    so ``cells`` equals that sample's ``complete`` when the same augmentation is passed. ``gt_spacing_voxels``:
+    spacing of the denser ``gt_points`` (None: skip them).
+    """
+    cfg = dataset.config
+    A = np.eye(4) if T_sample_lidar is None else np.asarray(T_sample_lidar, np.float64)
+    T_sample_world = A @ np.linalg.inv(dataset.sensor_pose(index))
+    spacing = cfg.surface_spacing_m if cfg.surface_spacing_m is not None else cfg.voxel_size_m / 4.0
+    seed = int(np.random.default_rng([cfg.base_seed, index, 3]).integers(2**31))
+    points = _surface_in_grid(dataset, index, T_sample_world, spacing, seed)
+    gt_points = None
+    if gt_spacing_voxels is not None:
+        gt_seed = int(np.random.default_rng([cfg.base_seed, index, 4]).integers(2**31))
+        gt_points = _surface_in_grid(dataset, index, T_sample_world, gt_spacing_voxels * cfg.voxel_size_m,
+                                     gt_seed).astype(np.float32)
+    cells = unique_voxels(point_indices(points, cfg.voxel_size_m, cfg.origin))
+    return SurfaceSample(points.astype(np.float32), gt_points, cells, float(cfg.voxel_size_m),
+                         cfg.origin.astype(np.float64), cfg.grid_shape.copy(), A[:3, 3].copy(),
+                         np.linalg.inv(T_sample_world), dataset.scene(index), int(index))
+
+
+def sample_queries(s: SurfaceSample, n: int, rng: np.random.Generator, *, near_sigma_voxels: float = 0.25,
+                   cell_margin_voxels: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Training queries of one sample: (n, 3) float32 metres and (n,) bool "near the surface".
+
+    ``n // 2`` are surface samples (``s.points``) plus N(0, sigma^2) per axis; the rest are uniform in a random
+    occupied cell grown by ``cell_margin_voxels`` on every side.
+    """
+    v = s.voxel_size
+    n_near = n // 2
+    near = s.points[rng.integers(len(s.points), size=n_near)].astype(np.float64)
+    near += rng.normal(0.0, near_sigma_voxels * v, size=near.shape)
+    cells = s.cells[rng.integers(len(s.cells), size=n - n_near)].astype(np.float64)
+    m = cell_margin_voxels
+    far = s.origin + (cells + rng.uniform(-m, 1.0 + m, size=cells.shape)) * v
+    flags = np.r_[np.ones(n_near, bool), np.zeros(n - n_near, bool)]
+    return np.concatenate([near, far]).astype(np.float32), flags
+
+
+def udf_targets(queries: np.ndarray, s: SurfaceSample, trunc: float, mode: str = "mesh") -> np.ndarray:
+    """(M,) float32 ground-truth unsigned distance of (M, 3) sample-frame queries, clamped at ``trunc`` metres.
+
+    ``mode``: ``"mesh"``, exact distance to the scene's triangles; ``"samples"``, distance to the nearest of
+    ``s.gt_points`` (KD-tree).
+    """
+    if mode == "samples":
+        if s.gt_points is None:
+            raise ValueError("udf_targets(mode='samples') needs gt_points; build the sample with gt_spacing_voxels")
+        d = nearest_distances(queries, s.gt_points)
+    elif mode == "mesh":
+        import open3d as o3d
+
+        T = s.T_world_sample
+        qw = np.ascontiguousarray(queries @ T[:3, :3].T + T[:3, 3], dtype=np.float32)
+        d = s.scene.to_raycasting_scene().compute_distance(o3d.core.Tensor(qw)).numpy()
+    else:
+        raise ValueError(f"mode {mode!r} is not 'mesh' or 'samples'")
+    return np.minimum(d, trunc).astype(np.float32)
+
+
+def udf_loss(pred: torch.Tensor, target: torch.Tensor, trunc: float, voxel_size: float) -> torch.Tensor:
+    """Mean L1 in voxel units between the raw prediction and the clamped target; a truncated target only asks
+    for ``pred >= trunc`` (so the clamp does not cut the gradient of predictions above it)."""
+    err = torch.where(target < trunc, (pred - target).abs(), torch.relu(trunc - pred))
+    return err.mean() / float(voxel_size)
+
+
+# ---------------------------------------------------------------------------------------------- model I/O
+
+
+def build_model(config: AutoencoderTrainConfig) -> CGCAAutoencoder:
+    data = CompletionDatasetConfig.from_dict(config.data)
+    return CGCAAutoencoder.from_config(AutoencoderConfig.from_dict(config.model), data.voxel_size_m,
+                                       tuple(data.origin), backend=config.backend)
+
+
+def save_checkpoint(model: CGCAAutoencoder, config: AutoencoderTrainConfig, path: Path,
+                    metrics: Mapping | None = None) -> None:
+    """Weights + architecture/grid/training config + sparse backend + package/torch versions, in one file."""
+    from gen3d_ros.sparse import get_backend
+
+    torch.save({
+        "format": CHECKPOINT_FORMAT,
+        "autoencoder_config": (model.config or AutoencoderConfig()).to_dict(),
+        "grid": {"voxel_size": model.voxel_size, "origin": list(model.origin)},
+        "train_config": config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "backend": get_backend(config.backend).name,
+        "gen3d_ros_version": __version__,
+        "torch_version": torch.__version__,
+        "metrics": dict(metrics or {}),
+    }, path)
+
+
+def load_checkpoint(path: str | Path, *, device: str = "cpu",
+                    backend: str | None = None) -> tuple[CGCAAutoencoder, dict]:
+    """Model (eval mode) and the checkpoint dict. Errors name the file and what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"cGCA autoencoder checkpoint {path} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not a cGCA autoencoder checkpoint: format {found!r}, "
+                         f"expected {CHECKPOINT_FORMAT!r}")
+    model = CGCAAutoencoder.from_config(AutoencoderConfig.from_dict(ckpt["autoencoder_config"]),
+                                        ckpt["grid"]["voxel_size"], ckpt["grid"]["origin"], backend=backend)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class ValidationItem:
+    """A held-out surface with fixed near-surface queries and their targets."""
+
+    surface: SurfaceSample
+    queries: np.ndarray
+    targets: np.ndarray
+
+
+def validation_items(config: AutoencoderTrainConfig) -> list[ValidationItem]:
+    """Held-out samples: scene seeds offset by ``VALIDATION_SEED_OFFSET``, sensor frame, fixed queries."""
+    data = CompletionDatasetConfig.from_dict({**config.data, "augment": False,
+                                              "base_seed": int(config.data.get("base_seed", 0))
+                                              + VALIDATION_SEED_OFFSET})
+    dataset = CompletionDataset(data)
+    trunc = AutoencoderConfig.from_dict(config.model).trunc_voxels * data.voxel_size_m
+    items = []
+    for i in range(config.val_samples):
+        s = surface_sample(dataset, i, gt_spacing_voxels=config.gt_spacing_voxels)
+        rng = np.random.default_rng([config.seed, i, 7])
+        q, near = sample_queries(s, 2 * config.val_queries, rng, near_sigma_voxels=config.near_sigma_voxels,
+                                 cell_margin_voxels=config.cell_margin_voxels)
+        q = q[near]
+        items.append(ValidationItem(s, q, udf_targets(q, s, trunc, config.gt_udf)))
+    return items
+
+
+def reconstruct_mesh(model: CGCAAutoencoder, surface: SurfaceSample, *, resolution: int = 4, **mesh_kwargs):
+    """Encode a surface and mesh the decoded UDF around its cells (sensor side kept)."""
+    with torch.no_grad():
+        latents = model.encode(surface.points, surface.voxel_size, surface.origin)
+    return mesh_from_udf(model.udf_function(latents, surface.voxel_size, surface.origin), surface.cells,
+                         surface.voxel_size, surface.origin, resolution=resolution,
+                         sensor_origin=surface.sensor, **mesh_kwargs)
+
+
+def evaluate_autoencoder(model: CGCAAutoencoder, items: list[ValidationItem], *, resolution: int = 4,
+                         mesh_points: int = 50_000) -> dict[str, float]:
+    """Means over ``items``: ``udf_mae`` (m, near-surface queries), ``chamfer_l1`` (m, mesh vs ground-truth
+    samples; ``inf`` for an empty mesh), ``chamfer_l1_voxels``, ``faces`` and ``mesh_seconds`` per item."""
+    from gen3d_ros.completion.metrics import chamfer_l1
+
+    was_training = model.training
+    model.eval()
+    mae, chamfer, faces, seconds = [], [], [], []
+    for k, item in enumerate(items):
+        s = item.surface
+        with torch.no_grad():
+            latents = model.encode(s.points, s.voxel_size, s.origin)
+            pred = model.decode(latents, item.queries, s.voxel_size, s.origin).cpu().numpy()
+        mae.append(float(np.mean(np.abs(pred - item.targets))))
+        t0 = time.perf_counter()
+        mesh = reconstruct_mesh(model, s, resolution=resolution)
+        seconds.append(time.perf_counter() - t0)
+        faces.append(len(mesh.faces))
+        chamfer.append(chamfer_l1(sample_mesh(mesh, mesh_points, seed=k), s.gt_points))
+    model.train(was_training)
+    v = items[0].surface.voxel_size if items else 1.0
+    out = {"udf_mae": float(np.mean(mae)), "chamfer_l1": float(np.mean(chamfer)),
+           "faces": float(np.mean(faces)), "mesh_seconds": float(np.mean(seconds))}
+    out["chamfer_l1_voxels"] = out["chamfer_l1"] / v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def train_autoencoder(config: AutoencoderTrainConfig, out_dir: str | Path | None = None, *, progress: bool = True,
+                      on_validation: Callable[[int, dict], None] | None = None) -> tuple[CGCAAutoencoder, dict]:
+    """Train the latent autoencoder; returns the model (eval mode) and a summary (curves, final validation
+    metrics, ``train_seconds``)."""
+    from tqdm import tqdm
+
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    aug_rng = np.random.default_rng([config.seed, 1])
+    model = build_model(config).to(config.device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    data_config = CompletionDatasetConfig.from_dict(config.data)
+    dataset = CompletionDataset(data_config)
+    v, origin = data_config.voxel_size_m, data_config.origin
+    trunc = model.decoder.trunc_voxels * v
+    val = validation_items(config) if config.val_samples else []
+    history: dict[str, list] = {"iteration": [], "loss": [], "val_iteration": [], "val": []}
+
+    start = time.perf_counter()
+    bar = tqdm(range(1, config.iterations + 1), desc="train cGCA autoencoder", unit="it", disable=not progress,
+               dynamic_ncols=True)
+    model.train()
+    for it in bar:
+        pts, pb, qs, qb, tg = [], [], [], [], []
+        for b in range(config.batch_size):
+            index = int(rng.integers(len(dataset)))
+            A = dataset.augmentation(aug_rng if data_config.augment else None)
+            s = surface_sample(dataset, index, A,
+                               gt_spacing_voxels=config.gt_spacing_voxels if config.gt_udf == "samples" else None)
+            if len(s.points) == 0:
+                continue
+            q, _ = sample_queries(s, config.queries_per_sample, rng, near_sigma_voxels=config.near_sigma_voxels,
+                                  cell_margin_voxels=config.cell_margin_voxels)
+            pts.append(s.points)
+            pb.append(np.full(len(s.points), b))
+            qs.append(q)
+            qb.append(np.full(len(q), b))
+            tg.append(udf_targets(q, s, trunc, config.gt_udf))
+        if not pts:
+            continue
+        dev = config.device
+        latents = model.encode(torch.from_numpy(np.concatenate(pts)).to(dev), v, origin,
+                               torch.from_numpy(np.concatenate(pb)).to(dev))
+        pred = model.decode(latents, torch.from_numpy(np.concatenate(qs)).to(dev), v, origin,
+                            torch.from_numpy(np.concatenate(qb)).to(dev), clamp=False)
+        target = torch.from_numpy(np.concatenate(tg)).to(dev)
+        loss = udf_loss(pred, target, trunc, v)
+        total = loss + config.latent_l2 * latents.feats.square().mean() if config.latent_l2 > 0 else loss
+        optimiser.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimiser.step()
+        history["iteration"].append(it)
+        history["loss"].append(float(loss.detach()))
+        bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+        if val and (it % config.val_every == 0 or it == config.iterations):
+            metrics = evaluate_autoencoder(model, val, resolution=config.mesh_resolution)
+            history["val_iteration"].append(it)
+            history["val"].append(metrics)
+            log.info("iteration %d: val UDF MAE %.4f m, Chamfer-L1 %.4f m (%.2f voxels)", it, metrics["udf_mae"],
+                     metrics["chamfer_l1"], metrics["chamfer_l1_voxels"])
+            if on_validation:
+                on_validation(it, metrics)
+    model.eval()
+    summary = {"history": history, "final": history["val"][-1] if history["val"] else {},
+               "train_seconds": time.perf_counter() - start}
+    if out_dir is not None:
+        save_run(model, config, summary, Path(out_dir), val)
+    return model, summary
+
+
+def save_run(model: CGCAAutoencoder, config: AutoencoderTrainConfig, summary: dict, out_dir: Path,
+             val: list[ValidationItem] | None = None) -> None:
+    """``model.pt``, ``metrics.json``, ``training_curve.png`` and (with validation items) ``val_mesh.ply``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, config, out_dir / "model.pt", summary.get("final"))
+    metrics = {"final": summary["final"], "train_seconds": summary["train_seconds"], "config": config.to_dict()}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    plot_training_curve(summary["history"], out_dir / "training_curve.png")
+    if val:
+        save_mesh(out_dir / "val_mesh.ply", reconstruct_mesh(model, val[0].surface, resolution=config.mesh_resolution))
+
+
+def plot_training_curve(history: dict, path: Path) -> None:
+    """Loss (raw + moving average) and the validation UDF error / Chamfer-L1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    its, loss = np.asarray(history["iteration"]), np.asarray(history["loss"])
+    ax_loss.plot(its, loss, color="0.75", lw=0.8, label="L1 per step")
+    if len(loss) >= 5:
+        w = max(5, len(loss) // 50)
+        ax_loss.plot(its[w - 1:], np.convolve(loss, np.ones(w) / w, mode="valid"), color="C0", lw=1.8,
+                     label=f"moving average ({w})")
+    ax_loss.set(xlabel="iteration", ylabel="loss [voxels]", title="truncated UDF L1", yscale="log")
+    ax_loss.legend()
+    if history["val"]:
+        vits = history["val_iteration"]
+        ax_val.plot(vits, [m["udf_mae"] for m in history["val"]], "o-", color="C1", label="UDF MAE near surface")
+        ax_val.plot(vits, [m["chamfer_l1"] for m in history["val"]], "s-", color="C2", label="mesh Chamfer-L1")
+        ax_val.set(xlabel="iteration", ylabel="metres", title="held-out scenes")
+        ax_val.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
