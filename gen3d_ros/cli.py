@@ -212,6 +212,8 @@ def register_train_completion(sub: argparse._SubParsersAction) -> None:
                                    "street scenes scanned by a simulated LiDAR. Writes model.pt, metrics.json "
                                    "and training_curve.png into the output folder.")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    p.add_argument("--stage", choices=("transition", "autoencoder"), default="transition",
+                   help="transition: the (planned) GCA kernel; autoencoder: cGCA's latent encoder + UDF decoder")
     p.add_argument("--preset", default=None,
                    help="start from a preset: tiny (seconds), tiny_planner (tiny + hGCA BEV planner), demo")
     p.add_argument("--config", type=Path, default=None, help="YAML of TrainConfig keys (applied after --preset)")
@@ -239,6 +241,17 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
     overrides.update(parse_overrides(args.overrides))
     if args.seed is not None:
         overrides["seed"] = args.seed
+    if args.stage == "autoencoder":
+        from gen3d_ros.completion.autoencoder_training import make_autoencoder_config, train_autoencoder
+
+        _, summary = train_autoencoder(make_autoencoder_config(args.preset, overrides), args.output,
+                                       progress=not args.no_progress)
+        final = summary["final"]
+        print(f"trained in {summary['train_seconds']:.0f} s -> {args.output}/model.pt")
+        if final:
+            print(f"held-out UDF mean error {final['udf_mae']:.3f} m, mesh Chamfer-L1 {final['chamfer_l1']:.3f} m "
+                  f"({final['chamfer_l1_voxels']:.2f} voxels)")
+        return 0
     config = make_config(args.preset, overrides)
     _, summary = train(config, args.output, progress=not args.no_progress)
     final = summary["final"]
