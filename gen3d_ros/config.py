@@ -6,6 +6,7 @@ and ranges), and the CLI. Validation happens once, at the edge (:func:`validate`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,7 @@ def from_mapping(cls: type[T], values: Mapping[str, Any] | None = None, **overri
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(merged) - known
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} key(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise ValueError(f"unknown training key(s) {sorted(unknown)}; known: {sorted(known)}")
     return validate(cls(**merged))
 
 
@@ -90,6 +91,30 @@ def load_node_params(path: str | Path, node_name: str) -> dict[str, Any]:
         section = data.get(key) or {}
         params.update(section.get("ros__parameters", {}))
     return params
+
+
+def preset_with_overrides(presets: Mapping[str, Mapping[str, Any]], preset: str | None,
+                          overrides: Mapping[str, Any] | None, cls: type) -> dict[str, Any]:
+    """Field values of the config dataclass ``cls``: a deep copy of ``presets[preset]`` (or nothing), then
+    ``overrides`` — dotted keys reach nested dicts (``model.steps``), a mapping merges into a mapping.
+    An unknown preset or top-level key raises ValueError listing the known ones."""
+    if preset and preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(presets)}")
+    values: dict[str, Any] = copy.deepcopy(dict(presets[preset])) if preset else {}
+    for key, value in (overrides or {}).items():
+        target = values
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        if isinstance(value, Mapping) and isinstance(target.get(leaf), Mapping):
+            target[leaf] = {**target[leaf], **value}
+        else:
+            target[leaf] = value
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown training key(s) {sorted(unknown)}; known: {sorted(known)}")
+    return values
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

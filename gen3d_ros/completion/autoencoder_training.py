@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from gen3d_ros import __version__
+from gen3d_ros.config import preset_with_overrides
 from gen3d_ros.completion.latent import AutoencoderConfig, CGCAAutoencoder
 from gen3d_ros.completion.udf_mesh import mesh_from_udf, sample_mesh, save_mesh
 from gen3d_ros.completion.voxelize import crop_voxels, point_indices, unique_voxels
@@ -129,22 +130,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def make_autoencoder_config(preset: str | None = None,
                             overrides: Mapping[str, Any] | None = None) -> AutoencoderTrainConfig:
     """An :class:`AutoencoderTrainConfig` from a preset plus overrides (dotted keys reach nested dicts)."""
-    if preset and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    values: dict[str, Any] = copy.deepcopy(PRESETS[preset]) if preset else {}
-    for key, value in (overrides or {}).items():
-        target = values
-        *parents, leaf = key.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-        if isinstance(value, Mapping) and isinstance(target.get(leaf), Mapping):
-            target[leaf] = {**target[leaf], **value}
-        else:
-            target[leaf] = value
-    known = set(AutoencoderTrainConfig.__dataclass_fields__)
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown training key(s) {sorted(unknown)}; known: {sorted(known)}")
+    values = preset_with_overrides(PRESETS, preset, overrides, AutoencoderTrainConfig)
     config = AutoencoderTrainConfig(**values)
     AutoencoderConfig.from_dict(config.model)  # a typo fails before any data is generated
     CompletionDatasetConfig.from_dict(config.data)

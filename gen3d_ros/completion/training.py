@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from gen3d_ros import __version__
+from gen3d_ros.config import preset_with_overrides
 from gen3d_ros.completion.gca import GCAConfig, GCATransition, complete
 from gen3d_ros.completion.hgca_coarse import PlannedGCATransition, complete_planned, planned_infusion_step
 from gen3d_ros.completion.infusion import Chain, InfusionSchedule, ReplayBuffer, infusion_step
@@ -103,22 +104,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """A :class:`TrainConfig` from a preset plus overrides (dotted keys reach nested dicts: ``model.steps``)."""
-    if preset and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    values: dict[str, Any] = copy.deepcopy(PRESETS[preset]) if preset else {}
-    for key, value in (overrides or {}).items():
-        target = values
-        *parents, leaf = key.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-        if isinstance(value, Mapping) and isinstance(target.get(leaf), Mapping):
-            target[leaf] = {**target[leaf], **value}
-        else:
-            target[leaf] = value
-    known = set(TrainConfig.__dataclass_fields__)
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown training key(s) {sorted(unknown)}; known: {sorted(known)}")
+    values = preset_with_overrides(PRESETS, preset, overrides, TrainConfig)
     config = TrainConfig(**values)
     GCAConfig(**config.model)  # validate early: a typo should fail before any data is generated
     CompletionDatasetConfig.from_dict(config.data)
