@@ -1,0 +1,316 @@
+"""Continuous GCA (cGCA, Zhang et al., ICLR 2022): the GCA automaton over cells that carry latent codes.
+
+State ``s_t`` = a set of occupied cells, each with a latent code ``z`` (N, z_dim) of the local surface (the
+latent space of :class:`gen3d_ros.completion.latent.CGCAAutoencoder`); unoccupied cells have ``z = 0`` and are
+simply absent. Per cell the network sees ``[z, 1, is_input]`` (the constant 1 marks occupancy, so a cell whose
+code happens to be 0 is still seen).
+
+**Head: per-offset heads** (not a ``GenerativeConv3d`` onto the dilated set). The sparse UNet's 1x1x1 head gives,
+per occupied cell ``c`` and per neighbourhood offset ``o`` (K of them), an occupancy logit and a latent mean:
+``K * (1 + z_dim)`` channels. A candidate ``c'`` proposed by several cells gets the *mean* over its proposers,
+for the probability (as in :mod:`gen3d_ros.completion.gca`) and for the latent mean:
+
+    p(c' | s_t)  = mean_{c in s_t, c' - c in N} sigmoid(logit(c, c' - c))
+    mu(c' | s_t) = mean_{c in s_t, c' - c in N} mu(c, c' - c)
+
+``s_{t+1}``: occupancy ~ Bernoulli(p), ``z ~ N(mu, sigma^2 I)`` per occupied candidate; the input cells are
+always kept, with their input latents. The last ``mode_steps`` transitions take the mode (p > 0.5, z = mu).
+
+Infusion training (:func:`cgca_infusion_step`) mixes the model with the ground truth ``x`` = (cells, z_gt):
+
+    q_occ = alpha * 1[c' in x] + (1 - alpha) * p,    q_mu = alpha * z_gt(c') + (1 - alpha) * mu   (z_gt = 0 off x)
+
+    loss = mean_c' [ KL(Bern(q_occ) || Bern(p)) + w * q_occ * KL(N(q_mu, s^2) || N(mu, s^2)) ],
+    KL(N(q_mu, s^2) || N(mu, s^2)) = |q_mu - mu|^2 / (2 s^2)
+
+``q_occ`` and ``q_mu`` are targets (detached): the gradient pulls ``p`` towards ``q_occ`` and ``mu`` towards
+``q_mu``. Successors are sampled from ``q``. Chains carry (cells, latents) in :class:`LatentChain`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from gen3d_ros.completion.gca import GCAConfig, isin_coords, pack_coords
+from gen3d_ros.completion.infusion import Chain, InfusionSchedule, bernoulli_kl
+from gen3d_ros.sparse import Neighbourhood, SparseTensor, SparseUNet, unique_coords
+
+
+@dataclass
+class CGCAConfig(GCAConfig):
+    """A GCA config plus the latent code: ``z_dim`` (that of the autoencoder) and the sampling std ``sigma``."""
+
+    z_dim: int = 32
+    sigma: float = 0.1
+    """Std of z ~ N(mu, sigma^2) when sampling, and of both Gaussians in the latent KL."""
+    latent_weight: float = 1.0
+    """w: weight of the latent (Gaussian) KL term against the occupancy (Bernoulli) KL."""
+
+
+class CGCATransition(nn.Module):
+    """The transition kernel p(s_{t+1} | s_t) over (cells, latents): per-offset occupancy logits and latent means."""
+
+    def __init__(self, config: CGCAConfig | None = None, backend: str | None = None) -> None:
+        super().__init__()
+        self.config = config or CGCAConfig()
+        self.z_dim = int(self.config.z_dim)
+        self.in_channels = self.z_dim + 2
+        self.neighbourhood = Neighbourhood.parse(self.config.neighbourhood)
+        self.register_buffer("offsets", self.neighbourhood.offsets().int(), persistent=False)
+        k = self.neighbourhood.volume
+        self.unet = SparseUNet(self.in_channels, k * (1 + self.z_dim), widths=self.config.widths,
+                               blocks_per_level=self.config.blocks_per_level, kernel=self.config.kernel,
+                               norm=self.config.norm, activation=self.config.activation, backend=backend)
+
+    def forward(self, state: Tensor, latents: Tensor, input_cells: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (N, K) and latent means (N, K, z_dim) of the K offsets of every state cell.
+
+        ``state``: (N, 4) int32 occupied cells; ``latents``: (N, z_dim) their codes; ``input_cells``: (M, 4)
+        int32 cells of s_0 (conditioning).
+        """
+        if latents.shape != (len(state), self.z_dim):
+            raise ValueError(f"latents must be ({len(state)}, {self.z_dim}), got {tuple(latents.shape)}")
+        is_input = isin_coords(state, input_cells).to(latents.dtype)
+        feats = torch.cat([latents, torch.ones_like(is_input)[:, None], is_input[:, None]], 1)
+        out = self.unet(SparseTensor(feats, state.to(feats.device))).feats
+        out = out.reshape(len(state), self.neighbourhood.volume, 1 + self.z_dim)
+        return out[..., 0], out[..., 1:]
+
+    def candidates(self, state: Tensor, logits: Tensor, mu: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Candidate cells (M, 4) int32, probabilities (M,) and latent means (M, z_dim): means over proposers."""
+        n, k = logits.shape
+        cand = state[:, None, :].repeat(1, k, 1)
+        cand[:, :, 1:] += self.offsets.to(state.device)[None]
+        uniq, inverse = unique_coords(cand.reshape(-1, 4))
+        probs = torch.sigmoid(logits).reshape(-1)
+        count = torch.bincount(inverse, minlength=len(uniq)).to(probs.dtype)
+        p = probs.new_zeros(len(uniq)).index_add_(0, inverse, probs) / count
+        m = mu.new_zeros(len(uniq), mu.shape[-1]).index_add_(0, inverse, mu.reshape(-1, mu.shape[-1]))
+        return uniq.int(), p, m / count[:, None]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def sort_cells(cells: Tensor, latents: Tensor) -> tuple[Tensor, Tensor]:
+    """Sort (unique) cells by (batch, x, y, z), latents along."""
+    if len(cells) == 0:
+        return cells.int(), latents
+    order = torch.argsort(pack_coords(cells))
+    return cells[order].int(), latents[order]
+
+
+def merge_input(cells: Tensor, latents: Tensor, input_cells: Tensor, input_latents: Tensor) -> tuple[Tensor, Tensor]:
+    """``cells`` ∪ ``input_cells``, sorted; input cells carry ``input_latents`` (they override ``latents``)."""
+    keep = ~isin_coords(cells, input_cells)
+    return sort_cells(torch.cat([cells[keep].int(), input_cells.int()]),
+                      torch.cat([latents[keep], input_latents.to(latents)]))
+
+
+def lookup_latents(query: Tensor, reference: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+    """For rows of ``query`` (M, 4): (found (M,) bool, values (M, D) of the matching ``reference`` row, 0 if none)."""
+    out = values.new_zeros(len(query), values.shape[-1])
+    if len(reference) == 0 or len(query) == 0:
+        return torch.zeros(len(query), dtype=torch.bool, device=query.device), out
+    ref_keys = pack_coords(reference)
+    order = torch.argsort(ref_keys)
+    sorted_keys = ref_keys[order]
+    q_keys = pack_coords(query)
+    pos = torch.searchsorted(sorted_keys, q_keys).clamp(max=len(sorted_keys) - 1)
+    found = sorted_keys[pos] == q_keys
+    out[found] = values[order[pos[found]]]
+    return found, out
+
+
+def in_bounds(cells: Tensor, bounds: tuple[Sequence[int], Sequence[int]] | None) -> Tensor:
+    """(N,) bool: lo <= xyz < hi (``cells`` (N, 4) with batch first); None keeps all."""
+    if bounds is None or len(cells) == 0:
+        return torch.ones(len(cells), dtype=torch.bool, device=cells.device)
+    lo = torch.as_tensor(bounds[0], device=cells.device)
+    hi = torch.as_tensor(bounds[1], device=cells.device)
+    return ((cells[:, 1:] >= lo) & (cells[:, 1:] < hi)).all(1)
+
+
+def _sample_latents(mu: Tensor, sigma: float, generator: torch.Generator | None) -> Tensor:
+    if sigma <= 0 or mu.numel() == 0:
+        return mu
+    noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device="cpu").to(mu.device)
+    return mu + sigma * noise
+
+
+# ---------------------------------------------------------------------------------------------- inference
+
+
+@dataclass
+class CGCAResult:
+    """States of one cGCA chain: ``states[t]`` = (cells (N_t, 4) int32, latents (N_t, z_dim)); 0 = input."""
+
+    states: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+
+    @property
+    def cells(self) -> Tensor:
+        return self.states[-1][0]
+
+    @property
+    def latents(self) -> Tensor:
+        return self.states[-1][1]
+
+
+@torch.no_grad()
+def cgca_complete(model: CGCATransition, input_cells: Tensor, input_latents: Tensor, *,
+                  steps: int | None = None, mode_steps: int | None = None, sigma: float | None = None,
+                  bounds: tuple[Sequence[int], Sequence[int]] | None = None,
+                  generator: torch.Generator | None = None, keep_states: bool = False,
+                  max_cells: int = 2_000_000) -> CGCAResult:
+    """Run the automaton from ``input_cells`` (N, 4) int32 with ``input_latents`` (N, z_dim).
+
+    Occupancy ~ Bernoulli(p) and z ~ N(mu, sigma^2) for ``steps - mode_steps`` transitions, then the mode
+    (p > 0.5, z = mu). Input cells are always kept with their input latents. ``bounds``: (lo, hi) voxels.
+    The final (cells, latents) are ``result.cells`` / ``result.latents`` (on the CPU); decode them with
+    ``CGCAAutoencoder.decode(SparseTensor(latents, cells), ...)``.
+    """
+    cfg = model.config
+    steps = cfg.steps if steps is None else steps
+    mode_steps = cfg.mode_steps if mode_steps is None else mode_steps
+    sigma = cfg.sigma if sigma is None else float(sigma)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    s0, z0 = sort_cells(input_cells.int().to(device), input_latents.float().to(device))
+    state, z = s0, z0
+    result = CGCAResult([(state.cpu(), z.cpu())] if keep_states else [])
+    for t in range(steps):
+        logits, mu = model(state, z, s0)
+        cand, p, m = model.candidates(state, logits, mu)
+        if t >= steps - mode_steps:
+            occupied, zc = p > 0.5, m
+        else:
+            occupied = torch.bernoulli(p, generator=generator).bool()
+            zc = _sample_latents(m, sigma, generator)
+        cells, lat = cand[occupied], zc[occupied]
+        if cfg.keep_input:
+            cells, lat = merge_input(cells, lat, s0, z0)
+        keep = in_bounds(cells, bounds)
+        cells, lat = cells[keep], lat[keep]
+        if len(cells) > max_cells:
+            break
+        state, z = (cells, lat) if len(cells) else (s0, z0)
+        if keep_states:
+            result.states.append((state.cpu(), z.cpu()))
+    if not keep_states:
+        result.states.append((state.cpu(), z.cpu()))
+    model.train(was_training)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class LatentChain(Chain):
+    """A replay-buffer chain with latent codes: ``latents`` (N, z_dim) of ``state``, ``target_latents``
+    (T, z_dim) of ``target`` (the autoencoder's codes of the complete surface), ``input_latents`` (S, z_dim)
+    of ``input_cells`` (codes of the partial scan; None: the target codes at the input cells, 0 off target).
+    Cells are (N, 3) int32 voxel indices, as in :class:`Chain`."""
+
+    latents: Tensor | None = None
+    target_latents: Tensor | None = None
+    input_latents: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.latents is None or self.target_latents is None:
+            raise ValueError("LatentChain needs latents and target_latents")
+        if len(self.latents) != len(self.state) or len(self.target_latents) != len(self.target):
+            raise ValueError("latents / target_latents must have one row per state / target cell")
+        if self.input_latents is None:
+            _, self.input_latents = lookup_latents(_with_batch(self.input_cells), _with_batch(self.target),
+                                                   self.target_latents.float())
+        if len(self.input_latents) != len(self.input_cells):
+            raise ValueError("input_latents must have one row per input cell")
+
+
+@dataclass
+class CGCAStepResult:
+    loss: float
+    occupancy_kl: float
+    latent_kl: float
+    successors: list[LatentChain]
+    finished: int
+    """Chains that reached completion_rate or max_phase this step (they are not in ``successors``)."""
+    completion: list[float]
+
+
+def _with_batch(cells: Tensor, b: int = 0) -> Tensor:
+    return torch.cat([torch.full((len(cells), 1), b, dtype=torch.int32), cells.int().cpu()], 1)
+
+
+def _batch(tensors: list[Tensor]) -> Tensor:
+    return torch.cat([_with_batch(c, i) for i, c in enumerate(tensors)])
+
+
+def cgca_infusion_step(model: CGCATransition, chains: list[LatentChain], schedule: InfusionSchedule, *,
+                       sigma: float | None = None, latent_weight: float | None = None,
+                       completion_rate: float = 0.95, max_phase: int = 30,
+                       generator: torch.Generator | None = None) -> tuple[Tensor, CGCAStepResult]:
+    """One forward pass over a batch of latent chains: the loss (a graph, for backward) and the successors.
+
+    Loss per scene = mean over candidates of [KL_Bern(q_occ || p) + w q_occ |q_mu - mu|^2 / (2 sigma^2)]
+    (|.|^2 summed over z_dim), then mean over scenes. Successors: occupancy ~ Bern(q_occ),
+    z ~ N(q_mu, sigma^2); input cells kept with their input latents; cropped to the chain's grid.
+    """
+    cfg = model.config
+    sigma = cfg.sigma if sigma is None else float(sigma)
+    w = cfg.latent_weight if latent_weight is None else float(latent_weight)
+    if sigma <= 0:
+        raise ValueError("sigma must be > 0 (the latent KL divides by sigma^2)")
+    device = next(model.parameters()).device
+    state = _batch([c.state for c in chains]).to(device)
+    lat = torch.cat([c.latents.float() for c in chains]).to(device)
+    inputs = _batch([c.input_cells for c in chains]).to(device)
+    targets = _batch([c.target for c in chains]).to(device)
+    target_lat = torch.cat([c.target_latents.float() for c in chains]).to(device)
+
+    logits, mu = model(state, lat, inputs)
+    cand, p, m = model.candidates(state, logits, mu)
+    y, z_gt = lookup_latents(cand, targets, target_lat)
+    b = cand[:, 0].long()
+    alpha = torch.tensor([schedule(c.phase) for c in chains], device=device, dtype=p.dtype)[b]
+    with torch.no_grad():
+        q_occ = alpha * y.to(p.dtype) + (1 - alpha) * p
+        q_mu = alpha[:, None] * z_gt + (1 - alpha[:, None]) * m
+    occ_kl = bernoulli_kl(q_occ, p)
+    lat_kl = q_occ * ((q_mu - m) ** 2).sum(1) / (2 * sigma ** 2)
+    counts = torch.bincount(b, minlength=len(chains)).clamp(min=1).to(p.dtype)
+
+    def per_scene_mean(v: Tensor) -> Tensor:
+        return (torch.zeros(len(chains), device=device, dtype=v.dtype).index_add_(0, b, v) / counts).mean()
+
+    occ_loss, lat_loss = per_scene_mean(occ_kl), per_scene_mean(lat_kl)
+    loss = occ_loss + w * lat_loss
+
+    with torch.no_grad():
+        occupied = torch.bernoulli(q_occ, generator=generator).bool()
+        nxt_cells = cand[occupied]
+        nxt_lat = _sample_latents(q_mu[occupied], sigma, generator)
+    successors, completion, finished = [], [], 0
+    for i, chain in enumerate(chains):
+        sel = nxt_cells[:, 0] == i
+        cells, z = merge_input(nxt_cells[sel], nxt_lat[sel], _with_batch(chain.input_cells, i).to(device),
+                               chain.input_latents.float().to(device))
+        keep = in_bounds(cells, ((0, 0, 0), chain.grid_shape))
+        cells, z = cells[keep][:, 1:].cpu(), z[keep].cpu()
+        covered = float(isin_coords(_with_batch(chain.target), _with_batch(cells)).float().mean()) \
+            if len(chain.target) else 1.0
+        completion.append(covered)
+        if covered >= completion_rate or chain.phase + 1 >= max_phase:
+            finished += 1
+            continue
+        successors.append(LatentChain(chain.sample_index, cells, chain.input_cells, chain.target, chain.grid_shape,
+                                      chain.phase + 1, latents=z, target_latents=chain.target_latents,
+                                      input_latents=chain.input_latents))
+    return loss, CGCAStepResult(float(loss.detach()), float(occ_loss.detach()), float(lat_loss.detach()),
+                                successors, finished, completion)
