@@ -79,7 +79,7 @@ def from_mapping(cls: type[T], values: Mapping[str, Any] | None = None, **overri
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(merged) - known
     if unknown:
-        raise ValueError(f"unknown training key(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise ValueError(f"unknown {cls.__name__} key(s) {sorted(unknown)}; known: {sorted(known)}")
     return validate(cls(**merged))
 
 
