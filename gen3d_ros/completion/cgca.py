@@ -35,8 +35,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from gen3d_ros.completion.gca import GCAConfig, isin_coords, pack_coords
-from gen3d_ros.completion.infusion import Chain, InfusionSchedule, bernoulli_kl
+from gen3d_ros.completion.gca import GCAConfig, in_bounds, isin_coords, pack_coords, with_batch
+from gen3d_ros.completion.infusion import Chain, InfusionSchedule, batch_cells, bernoulli_kl, coverage
 from gen3d_ros.sparse import Neighbourhood, SparseTensor, SparseUNet, unique_coords
 
 
@@ -124,15 +124,6 @@ def lookup_latents(query: Tensor, reference: Tensor, values: Tensor) -> tuple[Te
     found = sorted_keys[pos] == q_keys
     out[found] = values[order[pos[found]]]
     return found, out
-
-
-def in_bounds(cells: Tensor, bounds: tuple[Sequence[int], Sequence[int]] | None) -> Tensor:
-    """(N,) bool: lo <= xyz < hi (``cells`` (N, 4) with batch first); None keeps all."""
-    if bounds is None or len(cells) == 0:
-        return torch.ones(len(cells), dtype=torch.bool, device=cells.device)
-    lo = torch.as_tensor(bounds[0], device=cells.device)
-    hi = torch.as_tensor(bounds[1], device=cells.device)
-    return ((cells[:, 1:] >= lo) & (cells[:, 1:] < hi)).all(1)
 
 
 def _sample_latents(mu: Tensor, sigma: float, generator: torch.Generator | None) -> Tensor:
@@ -227,7 +218,7 @@ class LatentChain(Chain):
         if len(self.latents) != len(self.state) or len(self.target_latents) != len(self.target):
             raise ValueError("latents / target_latents must have one row per state / target cell")
         if self.input_latents is None:
-            _, self.input_latents = lookup_latents(_with_batch(self.input_cells), _with_batch(self.target),
+            _, self.input_latents = lookup_latents(with_batch(self.input_cells), with_batch(self.target),
                                                    self.target_latents.float())
         if len(self.input_latents) != len(self.input_cells):
             raise ValueError("input_latents must have one row per input cell")
@@ -242,14 +233,6 @@ class CGCAStepResult:
     finished: int
     """Chains that reached completion_rate or max_phase this step (they are not in ``successors``)."""
     completion: list[float]
-
-
-def _with_batch(cells: Tensor, b: int = 0) -> Tensor:
-    return torch.cat([torch.full((len(cells), 1), b, dtype=torch.int32), cells.int().cpu()], 1)
-
-
-def _batch(tensors: list[Tensor]) -> Tensor:
-    return torch.cat([_with_batch(c, i) for i, c in enumerate(tensors)])
 
 
 def cgca_infusion_step(model: CGCATransition, chains: list[LatentChain], schedule: InfusionSchedule, *,
@@ -268,10 +251,10 @@ def cgca_infusion_step(model: CGCATransition, chains: list[LatentChain], schedul
     if sigma <= 0:
         raise ValueError("sigma must be > 0 (the latent KL divides by sigma^2)")
     device = next(model.parameters()).device
-    state = _batch([c.state for c in chains]).to(device)
+    state = batch_cells([c.state for c in chains]).to(device)
     lat = torch.cat([c.latents.float() for c in chains]).to(device)
-    inputs = _batch([c.input_cells for c in chains]).to(device)
-    targets = _batch([c.target for c in chains]).to(device)
+    inputs = batch_cells([c.input_cells for c in chains]).to(device)
+    targets = batch_cells([c.target for c in chains]).to(device)
     target_lat = torch.cat([c.target_latents.float() for c in chains]).to(device)
 
     logits, mu = model(state, lat, inputs)
@@ -299,12 +282,11 @@ def cgca_infusion_step(model: CGCATransition, chains: list[LatentChain], schedul
     successors, completion, finished = [], [], 0
     for i, chain in enumerate(chains):
         sel = nxt_cells[:, 0] == i
-        cells, z = merge_input(nxt_cells[sel], nxt_lat[sel], _with_batch(chain.input_cells, i).to(device),
+        cells, z = merge_input(nxt_cells[sel], nxt_lat[sel], with_batch(chain.input_cells, i).to(device),
                                chain.input_latents.float().to(device))
         keep = in_bounds(cells, ((0, 0, 0), chain.grid_shape))
         cells, z = cells[keep][:, 1:].cpu(), z[keep].cpu()
-        covered = float(isin_coords(_with_batch(chain.target), _with_batch(cells)).float().mean()) \
-            if len(chain.target) else 1.0
+        covered = coverage(chain.target, cells)
         completion.append(covered)
         if covered >= completion_rate or chain.phase + 1 >= max_phase:
             finished += 1

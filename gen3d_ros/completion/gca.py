@@ -110,14 +110,24 @@ class GCATransition(nn.Module):
         return uniq.int(), total / count
 
 
-def crop_to_bounds(cells: Tensor, bounds: tuple[Sequence[int], Sequence[int]] | None) -> Tensor:
-    """Keep cells with lo <= xyz < hi (``bounds`` = (lo (3,), hi (3,)) in voxels); None keeps all."""
+def in_bounds(cells: Tensor, bounds: tuple[Sequence[int], Sequence[int]] | None) -> Tensor:
+    """(N,) bool: lo <= xyz < hi (``cells`` (N, 4) with batch first, ``bounds`` = (lo (3,), hi (3,)) voxels);
+    None keeps all."""
     if bounds is None or len(cells) == 0:
-        return cells
+        return torch.ones(len(cells), dtype=torch.bool, device=cells.device)
     lo = torch.as_tensor(bounds[0], device=cells.device)
     hi = torch.as_tensor(bounds[1], device=cells.device)
-    keep = ((cells[:, 1:] >= lo) & (cells[:, 1:] < hi)).all(1)
-    return cells[keep]
+    return ((cells[:, 1:] >= lo) & (cells[:, 1:] < hi)).all(1)
+
+
+def crop_to_bounds(cells: Tensor, bounds: tuple[Sequence[int], Sequence[int]] | None) -> Tensor:
+    """Keep cells with lo <= xyz < hi (see :func:`in_bounds`); None keeps all."""
+    return cells[in_bounds(cells, bounds)]
+
+
+def with_batch(cells: Tensor, b: int = 0) -> Tensor:
+    """(N, 3) voxel cells -> (N, 4) int32 on the CPU with batch index ``b`` first."""
+    return torch.cat([torch.full((len(cells), 1), b, dtype=torch.int32), cells.int().cpu()], 1)
 
 
 @dataclass

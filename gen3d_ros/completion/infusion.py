@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gen3d_ros.completion.gca import GCATransition, crop_to_bounds, isin_coords, union_coords
+from gen3d_ros.completion.gca import GCATransition, crop_to_bounds, isin_coords, union_coords, with_batch
 
 
 @dataclass
@@ -55,8 +55,14 @@ def bernoulli_kl(q: Tensor, p: Tensor, eps: float = 1e-6) -> Tensor:
 
 def batch_cells(cells: list[Tensor]) -> Tensor:
     """[(N_i, 3)] -> (sum N_i, 4) int32 with the batch index first."""
-    return torch.cat([torch.cat([torch.full((len(c), 1), i, dtype=torch.int32), c.int()], 1)
-                      for i, c in enumerate(cells)])
+    return torch.cat([with_batch(c, i) for i, c in enumerate(cells)])
+
+
+def coverage(target: Tensor, cells: Tensor) -> float:
+    """|cells ∩ target| / |target| for (N, 3) voxel cells (1.0 for an empty target): a chain's progress."""
+    if len(target) == 0:
+        return 1.0
+    return float(isin_coords(with_batch(target), with_batch(cells)).float().mean())
 
 
 class ReplayBuffer:
@@ -116,11 +122,9 @@ def infusion_step(model: GCATransition, chains: list[Chain], schedule: InfusionS
     successors, completion, finished = [], [], 0
     for i, chain in enumerate(chains):
         nxt = nxt_all[nxt_all[:, 0] == i]
-        cells = union_coords(nxt, torch.cat([torch.full((len(chain.input_cells), 1), i, dtype=torch.int32,
-                                                        device=device), chain.input_cells.to(device).int()], 1))
+        cells = union_coords(nxt, with_batch(chain.input_cells, i).to(device))
         cells = crop_to_bounds(cells, ((0, 0, 0), chain.grid_shape))[:, 1:].cpu()
-        covered = float(isin_coords(_with_batch(chain.target), _with_batch(cells)).float().mean()) \
-            if len(chain.target) else 1.0
+        covered = coverage(chain.target, cells)
         completion.append(covered)
         if covered >= completion_rate or chain.phase + 1 >= max_phase:
             finished += 1
@@ -128,7 +132,3 @@ def infusion_step(model: GCATransition, chains: list[Chain], schedule: InfusionS
         successors.append(Chain(chain.sample_index, cells, chain.input_cells, chain.target, chain.grid_shape,
                                 chain.phase + 1))
     return loss, InfusionStepResult(float(loss.detach()), successors, finished, completion)
-
-
-def _with_batch(cells: Tensor) -> Tensor:
-    return torch.cat([torch.zeros((len(cells), 1), dtype=torch.int32), cells.int().cpu()], 1)
