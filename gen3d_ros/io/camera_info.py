@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gen3d_ros.io.messages import MessageFactory
-from gen3d_ros.io.pointcloud2 import float64_sequence, make_header
+from gen3d_ros.io.messages import float64_sequence, make_header
 
 
 @dataclass(eq=False)  # holds numpy arrays: compare fields explicitly

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from gen3d_ros.io.messages import MessageFactory
-from gen3d_ros.io.pointcloud2 import message_bytes, make_header, uint8_sequence
+from gen3d_ros.io.messages import make_header, message_bytes, uint8_sequence
 
 #: encoding -> (dtype, channels). Keys are the canonical ROS spellings (sensor_msgs/image_encodings.hpp).
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {

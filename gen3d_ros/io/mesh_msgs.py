@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from gen3d_ros.io.messages import MessageFactory
-from gen3d_ros.io.pointcloud2 import make_header
+from gen3d_ros.io.messages import make_header
 
 TRIANGLE_LIST = 11  # visualization_msgs/Marker.TRIANGLE_LIST
 ADD = 0  # visualization_msgs/Marker.ADD

@@ -12,13 +12,18 @@ through a :class:`~gen3d_ros.io.messages.MessageFactory`.
 
 from __future__ import annotations
 
-import array
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from gen3d_ros.io.messages import MessageFactory
+from gen3d_ros.io.messages import (  # noqa: F401  (make_header & co. were defined here first)
+    MessageFactory,
+    float64_sequence,
+    make_header,
+    message_bytes,
+    uint8_sequence,
+)
 
 # sensor_msgs/PointField datatype constants.
 INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64 = 1, 2, 3, 4, 5, 6, 7, 8
@@ -68,69 +73,9 @@ class _Field:
     count: int
 
 
-# ---------------------------------------------------------------------------------------------- helpers
-# Shared by the other io modules (image, camera_info, mesh_msgs).
-
-
-def uint8_sequence(factory: MessageFactory, data: Any, *, owned: bool = False) -> Any:
-    """Bytes-like ``data`` (bytes, numpy array, memoryview) as the uint8 sequence type of ``factory``'s world.
-
-    rosbags: a numpy uint8 array, a copy unless ``owned`` (the caller hands over a fresh numpy array, which
-    then becomes the message's data without copying); rclpy: ``array.array('B')`` (always a copy).
-    """
-    if factory.name == "rosbags":
-        if isinstance(data, np.ndarray):
-            flat = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-            return flat if owned else flat.copy()
-        return np.frombuffer(data, dtype=np.uint8).copy()
-    out = array.array("B")
-    if isinstance(data, np.ndarray):
-        data = memoryview(np.ascontiguousarray(data)).cast("B")
-    out.frombytes(data)
-    return out
-
-
-def float64_sequence(factory: MessageFactory, values: Any) -> Any:
-    """Float values as a ``float64[]`` sequence of ``factory``'s world (numpy for rosbags, array('d') for rclpy)."""
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
-    if factory.name == "rosbags":
-        return values.copy()
-    return array.array("d", values.tolist())
-
-
-def make_header(factory: MessageFactory, header: Any = None, *, frame_id: str = "", stamp: Any = None) -> Any:
-    """A ``std_msgs/Header`` of ``factory``'s world.
-
-    ``header`` (of either world) is copied field by field; otherwise one is built from ``frame_id`` and
-    ``stamp`` (a ``builtin_interfaces/Time`` of either world, or float/int seconds; default 0).
-    """
-    if header is not None:
-        if frame_id or stamp is not None:
-            raise ValueError("pass either header= or frame_id=/stamp=, not both")
-        frame_id = str(header.frame_id)
-        stamp = header.stamp
-    if stamp is None:
-        time = factory.time(0)
-    elif isinstance(stamp, (int, float, np.integer, np.floating)):
-        time = factory.time(float(stamp) if isinstance(stamp, (float, np.floating)) else int(stamp))
-    else:
-        time = factory.time(sec=int(stamp.sec), nanosec=int(stamp.nanosec))
-    return factory.new("std_msgs/msg/Header", frame_id=str(frame_id), stamp=time)
-
-
 def _readonly(array_: np.ndarray) -> np.ndarray:
     array_.flags.writeable = False
     return array_
-
-
-def message_bytes(data: Any) -> np.ndarray:
-    """``msg.data`` of either world (numpy uint8, array.array('B'), bytes, list) as a flat uint8 numpy view."""
-    if isinstance(data, np.ndarray):
-        return data.reshape(-1).view(np.uint8) if data.dtype.itemsize == 1 else data.view(np.uint8).reshape(-1)
-    try:
-        return np.frombuffer(data, dtype=np.uint8)
-    except TypeError:  # a plain list of ints
-        return np.asarray(data, dtype=np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------- reading

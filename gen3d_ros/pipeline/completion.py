@@ -9,15 +9,9 @@ import numpy as np
 
 from gen3d_ros.completion.processor import CompletionConfig, CompletionProcessor, EmptyInputError
 from gen3d_ros.io.mesh_msgs import colors_to_rgba_msgs, mesh_to_marker, mesh_to_shape_mesh
-from gen3d_ros.io.messages import MessageFactory
+from gen3d_ros.io.messages import MessageFactory, make_header
 from gen3d_ros.io.pointcloud2 import arrays_to_pointcloud2, pointcloud2_to_arrays
 from gen3d_ros.pipeline.base import InputRejected, Output, Stage
-
-
-def copy_header(header: Any, factory: MessageFactory) -> Any:
-    """``std_msgs/Header`` of the factory's world with the same stamp and frame_id as ``header``."""
-    stamp = factory.time(sec=int(header.stamp.sec), nanosec=int(header.stamp.nanosec))
-    return factory.new("std_msgs/msg/Header", stamp=stamp, frame_id=str(header.frame_id))
 
 
 class CompletionStage(Stage):
@@ -49,17 +43,17 @@ class CompletionStage(Stage):
         mesh = result.mesh
         outputs = [
             Output("mesh_marker", mesh_to_marker(mesh.vertices, mesh.faces, factory,
-                                                 header=copy_header(msg.header, factory),
+                                                 header=make_header(factory, msg.header),
                                                  vertex_colors=mesh.vertex_colors, ns="gen3d_completion")),
             Output("completed_mesh", factory.new(
                 "gen3d_ros/msg/CompletedMesh",
-                header=copy_header(msg.header, factory),
+                header=make_header(factory, msg.header),
                 mesh=mesh_to_shape_mesh(mesh.vertices, mesh.faces, factory),
                 vertex_colors=colors_to_rgba_msgs(mesh.vertex_colors, factory),
                 voxel_size=float(result.voxel_size), steps=int(result.steps),
                 input_points=int(result.input_points), dropped_points=int(result.dropped_points),
                 latency_ms=float(result.latency_ms), model_id=result.model_id)),
             Output("completed_voxels", arrays_to_pointcloud2(result.voxels.astype(np.float32), factory,
-                                                             header=copy_header(msg.header, factory))),
+                                                             header=make_header(factory, msg.header))),
         ]
         return outputs

@@ -16,7 +16,7 @@ from gen3d_ros.io.mesh_msgs import (
     shape_mesh_to_arrays,
 )
 from gen3d_ros.io.messages import rclpy_factory, rosbags_factory
-from gen3d_ros.io.pointcloud2 import make_header
+from gen3d_ros.io.messages import make_header
 from gen3d_ros.io.typestore import get_gen3d_typestore
 
 
