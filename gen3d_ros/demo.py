@@ -224,18 +224,6 @@ def completed_mesh_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return vertices.astype(np.float32), faces.astype(np.int32), colors
 
 
-def write_mesh_ply(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None) -> None:
-    """Binary PLY triangle mesh (open3d): vertices (V, 3) metres, faces (F, 3), colours (V, 3) 0..1."""
-    import open3d as o3d
-
-    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(vertices, np.float64)),
-                                     o3d.utility.Vector3iVector(np.asarray(faces, np.int32)))
-    if colors is not None and len(colors) == len(vertices):
-        mesh.vertex_colors = o3d.utility.Vector3dVector(np.clip(np.asarray(colors, np.float64), 0, 1))
-    if not o3d.io.write_triangle_mesh(str(path), mesh, write_ascii=False):
-        raise OSError(f"open3d could not write {path}")
-
-
 def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, seed: int = 0, force: bool = False,
              progress: bool = False, lidar_preset: str = "vlp32", completion: Any = None,
              storage: str | None = None) -> DemoReport:
@@ -250,6 +238,8 @@ def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, s
         storage: rosbag2 storage of both bags, ``"mcap"`` (default) or ``"sqlite3"``.
     """
     from gen3d_ros.bagmode import run_bag
+    from gen3d_ros.completion.classical import TriangleMesh
+    from gen3d_ros.completion.udf_mesh import save_mesh
     from gen3d_ros.pipeline.completion import CompletionStage
     from gen3d_ros.preview import PreviewSweep, save_preview
     from gen3d_ros.sim import LidarConfig, SceneConfig, generate_scene, simulate_drive
@@ -302,7 +292,7 @@ def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, s
             if i is None:
                 continue
             vertices, faces, colors = completed_mesh_arrays(m.msg)
-            write_mesh_ply(meshes_dir / f"sweep_{i:03d}.ply", vertices, faces, colors)
+            save_mesh(meshes_dir / f"sweep_{i:03d}.ply", TriangleMesh(vertices, faces, np.clip(colors, 0, 1)))
             meshes[i] = (vertices, faces)
         report.triangles_per_mesh = [len(meshes[i][1]) if i in meshes else 0 for i in range(n_sweeps)]
         timings["write_meshes"] = time.perf_counter() - t0
