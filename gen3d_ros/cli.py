@@ -212,10 +212,15 @@ def register_train_completion(sub: argparse._SubParsersAction) -> None:
                                    "street scenes scanned by a simulated LiDAR. Writes model.pt, metrics.json "
                                    "and training_curve.png into the output folder.")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
-    p.add_argument("--stage", choices=("transition", "autoencoder"), default="transition",
-                   help="transition: the (planned) GCA kernel; autoencoder: cGCA's latent encoder + UDF decoder")
+    p.add_argument("--stage", choices=("transition", "autoencoder", "fine", "hierarchy"), default="transition",
+                   help="transition: the (planned) GCA kernel; autoencoder: cGCA's latent encoder + UDF decoder; "
+                        "fine: a cGCA kernel over a trained autoencoder (--set autoencoder=PATH); hierarchy: the "
+                        "whole hGCA (coarse + autoencoder + fine) into OUTPUT/hgca.pt")
     p.add_argument("--preset", default=None,
-                   help="start from a preset: tiny (seconds), tiny_planner (tiny + hGCA BEV planner), demo")
+                   help="start from a preset: tiny (seconds), tiny_planner (tiny + hGCA BEV planner), demo, "
+                        "demo_planner (transition only)")
+    p.add_argument("--coarse-checkpoint", type=Path, default=None,
+                   help="hierarchy: reuse this trained coarse stage (model.pt) instead of training one")
     p.add_argument("--config", type=Path, default=None, help="YAML of TrainConfig keys (applied after --preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key (dotted for nested: model.steps=20, data.voxel_size_m=0.2); repeatable")
@@ -231,8 +236,9 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
     from gen3d_ros.completion.training import make_config, train
     from gen3d_ros.config import parse_overrides
 
-    if (args.output / "model.pt").exists() and not args.force:
-        raise UsageError(f"{args.output}/model.pt exists; pass --force to overwrite")
+    product = "hgca.pt" if args.stage == "hierarchy" else "model.pt"
+    if (args.output / product).exists() and not args.force:
+        raise UsageError(f"{args.output}/{product} exists; pass --force to overwrite")
     overrides: dict = {}
     if args.config is not None:
         if not args.config.is_file():
@@ -241,6 +247,28 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
     overrides.update(parse_overrides(args.overrides))
     if args.seed is not None:
         overrides["seed"] = args.seed
+    if args.stage == "hierarchy":
+        from gen3d_ros.completion.hgca import train_hierarchy
+
+        if overrides:
+            raise UsageError("--stage hierarchy takes no --set/--config: its stages come from the preset")
+        metrics = train_hierarchy(args.preset or "demo", args.output, coarse_checkpoint=args.coarse_checkpoint,
+                                  progress=not args.no_progress, command="gen3d " + " ".join(sys.argv[1:]))
+        fine = metrics["fine"]
+        print(f"trained in {metrics['train_seconds']:.0f} s -> {args.output}/hgca.pt")
+        if fine:
+            print(f"fine stage on true coarse cells: held-out IoU {fine['iou']:.3f} (input {fine['input_iou']:.3f})")
+        return 0
+    if args.stage == "fine":
+        from gen3d_ros.completion.cgca_training import make_cgca_config, train_cgca
+
+        _, summary = train_cgca(make_cgca_config(args.preset, overrides), args.output, progress=not args.no_progress)
+        final = summary["final"]
+        print(f"trained in {summary['train_seconds']:.0f} s -> {args.output}/model.pt")
+        if final:
+            print(f"held-out IoU {final['iou']:.3f} (input only {final['input_iou']:.3f}), "
+                  f"Chamfer-L1 {final['chamfer_l1']:.3f} m")
+        return 0
     if args.stage == "autoencoder":
         from gen3d_ros.completion.autoencoder_training import make_autoencoder_config, train_autoencoder
 

@@ -25,6 +25,13 @@ Infusion training (:func:`cgca_infusion_step`) mixes the model with the ground t
 
 ``q_occ`` and ``q_mu`` are targets (detached): the gradient pulls ``p`` towards ``q_occ`` and ``mu`` towards
 ``q_mu``. Successors are sampled from ``q``. Chains carry (cells, latents) in :class:`LatentChain`.
+
+**hGCA fine stage** (``CGCAConfig.coarse_scale = r > 0``): the kernel is conditioned on a coarse completion
+given as coarse cells (r fine cells per coarse edge, grids sharing the origin). Every fine cell sees one more
+feature, ``1[parent(c) in coarse]`` with ``parent(c) = floor(c / r)``, and candidates whose parent is not in the
+coarse set are dropped (probability 0): the fine automaton only refines geometry inside the coarse completion.
+Training conditions on the ground-truth coarse cells (hGCA trains the stages separately); inference on the
+coarse stage's output.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ class CGCAConfig(GCAConfig):
     """Std of z ~ N(mu, sigma^2) when sampling, and of both Gaussians in the latent KL."""
     latent_weight: float = 1.0
     """w: weight of the latent (Gaussian) KL term against the occupancy (Bernoulli) KL."""
+    coarse_scale: int = 0
+    """hGCA fine stage: fine cells per coarse cell edge (e.g. 2 for 0.4 m -> 0.2 m); 0: no coarse condition."""
 
 
 class CGCATransition(nn.Module):
@@ -58,7 +67,10 @@ class CGCATransition(nn.Module):
         super().__init__()
         self.config = config or CGCAConfig()
         self.z_dim = int(self.config.z_dim)
-        self.in_channels = self.z_dim + 2
+        self.coarse_scale = int(self.config.coarse_scale)
+        if self.coarse_scale < 0:
+            raise ValueError(f"coarse_scale must be >= 0, got {self.coarse_scale}")
+        self.in_channels = self.z_dim + 2 + (1 if self.coarse_scale else 0)
         self.neighbourhood = Neighbourhood.parse(self.config.neighbourhood)
         self.register_buffer("offsets", self.neighbourhood.offsets().int(), persistent=False)
         k = self.neighbourhood.volume
@@ -66,22 +78,40 @@ class CGCATransition(nn.Module):
                                blocks_per_level=self.config.blocks_per_level, kernel=self.config.kernel,
                                norm=self.config.norm, activation=self.config.activation, backend=backend)
 
-    def forward(self, state: Tensor, latents: Tensor, input_cells: Tensor) -> tuple[Tensor, Tensor]:
+    def parents(self, cells: Tensor) -> Tensor:
+        """(N, 4) fine cells -> (N, 4) their coarse cells (batch column kept)."""
+        out = cells.clone()
+        out[:, 1:] = torch.div(cells[:, 1:], self.coarse_scale, rounding_mode="floor")
+        return out
+
+    def in_coarse(self, cells: Tensor, coarse_cells: Tensor | None) -> Tensor:
+        """(N,) bool: the coarse parent of each fine cell is in ``coarse_cells`` (M, 4)."""
+        if coarse_cells is None:
+            raise ValueError("this kernel is an hGCA fine stage (coarse_scale > 0): pass coarse_cells")
+        return isin_coords(self.parents(cells), coarse_cells.to(cells.device))
+
+    def forward(self, state: Tensor, latents: Tensor, input_cells: Tensor,
+                coarse_cells: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Logits (N, K) and latent means (N, K, z_dim) of the K offsets of every state cell.
 
         ``state``: (N, 4) int32 occupied cells; ``latents``: (N, z_dim) their codes; ``input_cells``: (M, 4)
-        int32 cells of s_0 (conditioning).
+        int32 cells of s_0 (conditioning); ``coarse_cells``: (C, 4) int32 coarse completion (fine stage only).
         """
         if latents.shape != (len(state), self.z_dim):
             raise ValueError(f"latents must be ({len(state)}, {self.z_dim}), got {tuple(latents.shape)}")
         is_input = isin_coords(state, input_cells).to(latents.dtype)
-        feats = torch.cat([latents, torch.ones_like(is_input)[:, None], is_input[:, None]], 1)
+        parts = [latents, torch.ones_like(is_input)[:, None], is_input[:, None]]
+        if self.coarse_scale:
+            parts.append(self.in_coarse(state, coarse_cells).to(latents.dtype)[:, None])
+        feats = torch.cat(parts, 1)
         out = self.unet(SparseTensor(feats, state.to(feats.device))).feats
         out = out.reshape(len(state), self.neighbourhood.volume, 1 + self.z_dim)
         return out[..., 0], out[..., 1:]
 
-    def candidates(self, state: Tensor, logits: Tensor, mu: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Candidate cells (M, 4) int32, probabilities (M,) and latent means (M, z_dim): means over proposers."""
+    def candidates(self, state: Tensor, logits: Tensor, mu: Tensor,
+                   coarse_cells: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Candidate cells (M, 4) int32, probabilities (M,) and latent means (M, z_dim): means over proposers.
+        A fine stage keeps only candidates inside ``coarse_cells``."""
         n, k = logits.shape
         cand = state[:, None, :].repeat(1, k, 1)
         cand[:, :, 1:] += self.offsets.to(state.device)[None]
@@ -90,7 +120,11 @@ class CGCATransition(nn.Module):
         count = torch.bincount(inverse, minlength=len(uniq)).to(probs.dtype)
         p = probs.new_zeros(len(uniq)).index_add_(0, inverse, probs) / count
         m = mu.new_zeros(len(uniq), mu.shape[-1]).index_add_(0, inverse, mu.reshape(-1, mu.shape[-1]))
-        return uniq.int(), p, m / count[:, None]
+        uniq, m = uniq.int(), m / count[:, None]
+        if self.coarse_scale:
+            keep = self.in_coarse(uniq, coarse_cells)
+            return uniq[keep], p[keep], m[keep]
+        return uniq, p, m
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -156,11 +190,12 @@ def cgca_complete(model: CGCATransition, input_cells: Tensor, input_latents: Ten
                   steps: int | None = None, mode_steps: int | None = None, sigma: float | None = None,
                   bounds: tuple[Sequence[int], Sequence[int]] | None = None,
                   generator: torch.Generator | None = None, keep_states: bool = False,
-                  max_cells: int = 2_000_000) -> CGCAResult:
+                  max_cells: int = 2_000_000, coarse_cells: Tensor | None = None) -> CGCAResult:
     """Run the automaton from ``input_cells`` (N, 4) int32 with ``input_latents`` (N, z_dim).
 
     Occupancy ~ Bernoulli(p) and z ~ N(mu, sigma^2) for ``steps - mode_steps`` transitions, then the mode
     (p > 0.5, z = mu). Input cells are always kept with their input latents. ``bounds``: (lo, hi) voxels.
+    ``coarse_cells`` (C, 4) int32: the coarse completion that conditions an hGCA fine stage.
     The final (cells, latents) are ``result.cells`` / ``result.latents`` (on the CPU); decode them with
     ``CGCAAutoencoder.decode(SparseTensor(latents, cells), ...)``.
     """
@@ -172,11 +207,12 @@ def cgca_complete(model: CGCATransition, input_cells: Tensor, input_latents: Ten
     model.eval()
     device = next(model.parameters()).device
     s0, z0 = sort_cells(input_cells.int().to(device), input_latents.float().to(device))
+    coarse = None if coarse_cells is None else coarse_cells.int().to(device)
     state, z = s0, z0
     result = CGCAResult([(state.cpu(), z.cpu())] if keep_states else [])
     for t in range(steps):
-        logits, mu = model(state, z, s0)
-        cand, p, m = model.candidates(state, logits, mu)
+        logits, mu = model(state, z, s0, coarse)
+        cand, p, m = model.candidates(state, logits, mu, coarse)
         if t >= steps - mode_steps:
             occupied, zc = p > 0.5, m
         else:
@@ -206,11 +242,13 @@ class LatentChain(Chain):
     """A replay-buffer chain with latent codes: ``latents`` (N, z_dim) of ``state``, ``target_latents``
     (T, z_dim) of ``target`` (the autoencoder's codes of the complete surface), ``input_latents`` (S, z_dim)
     of ``input_cells`` (codes of the partial scan; None: the target codes at the input cells, 0 off target).
+    ``coarse`` (C, 3) int32: coarse cells conditioning an hGCA fine stage (training: the ground truth's).
     Cells are (N, 3) int32 voxel indices, as in :class:`Chain`."""
 
     latents: Tensor | None = None
     target_latents: Tensor | None = None
     input_latents: Tensor | None = None
+    coarse: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.latents is None or self.target_latents is None:
@@ -256,9 +294,14 @@ def cgca_infusion_step(model: CGCATransition, chains: list[LatentChain], schedul
     inputs = batch_cells([c.input_cells for c in chains]).to(device)
     targets = batch_cells([c.target for c in chains]).to(device)
     target_lat = torch.cat([c.target_latents.float() for c in chains]).to(device)
+    coarse = None
+    if model.coarse_scale:
+        if any(c.coarse is None for c in chains):
+            raise ValueError("an hGCA fine stage trains on chains with coarse cells (LatentChain.coarse)")
+        coarse = batch_cells([c.coarse for c in chains]).to(device)
 
-    logits, mu = model(state, lat, inputs)
-    cand, p, m = model.candidates(state, logits, mu)
+    logits, mu = model(state, lat, inputs, coarse)
+    cand, p, m = model.candidates(state, logits, mu, coarse)
     y, z_gt = lookup_latents(cand, targets, target_lat)
     b = cand[:, 0].long()
     alpha = torch.tensor([schedule(c.phase) for c in chains], device=device, dtype=p.dtype)[b]
@@ -293,6 +336,6 @@ def cgca_infusion_step(model: CGCATransition, chains: list[LatentChain], schedul
             continue
         successors.append(LatentChain(chain.sample_index, cells, chain.input_cells, chain.target, chain.grid_shape,
                                       chain.phase + 1, latents=z, target_latents=chain.target_latents,
-                                      input_latents=chain.input_latents))
+                                      input_latents=chain.input_latents, coarse=chain.coarse))
     return loss, CGCAStepResult(float(loss.detach()), float(occ_loss.detach()), float(lat_loss.detach()),
                                 successors, finished, completion)

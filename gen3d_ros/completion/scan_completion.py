@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ class GCACompleter:
     centres of the input cells before each chain, as in training.
     """
 
-    def __init__(self, checkpoint: str | Path, *, device: str = "cpu", steps: int | None = None,
+    def __init__(self, checkpoint: str | Path | Mapping, *, device: str = "cpu", steps: int | None = None,
                  backend: str | None = None) -> None:
         self.model, self.checkpoint = load_checkpoint(checkpoint, device=device, backend=backend)
         data = CompletionDatasetConfig.from_dict(self.checkpoint["train_config"]["data"])
@@ -45,7 +46,8 @@ class GCACompleter:
         self.grid_shape = np.asarray(data.grid_shape, np.int64)
         self.steps = steps
         self.device = device
-        self.model_id = f"gca:{Path(checkpoint).name}"
+        name = "bundle" if isinstance(checkpoint, Mapping) else Path(checkpoint).name
+        self.model_id = f"gca:{name}"
         self.planned = isinstance(self.model, PlannedGCATransition)
 
     def voxelize(self, points: np.ndarray) -> np.ndarray:

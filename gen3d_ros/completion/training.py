@@ -100,6 +100,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "lidar": {"preset": "vlp32"}, "scene": {"size_m": 50.0}, "augment": True, "length": 400},
     },
 }
+# The coarse stage of the committed hGCA demo model: the GCA demo grid (0.4 m) + hGCA's planner with 2 m BEV
+# cells (the paper's); same data, seed and iterations as "demo", so that model is its no-planner ablation.
+PRESETS["demo_planner"] = {
+    **copy.deepcopy(PRESETS["demo"]), "iterations": 2500, "val_every": 500, "val_samples": 6,
+    "planner": {"bev_cell_m": 2.0, "feat_dim": 16, "pointnet_hidden": 16, "unet_widths": [16, 32], "out_dim": 16,
+                "target_z_range_m": [-1.2, 10.0]},
+}
 
 
 def make_config(preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
@@ -309,15 +316,18 @@ def save_checkpoint(model: GCATransition, config: TrainConfig, path: Path, metri
     }, path)
 
 
-def load_checkpoint(path: str | Path, *, device: str = "cpu", backend: str | None = None) -> tuple[GCATransition, dict]:
+def load_checkpoint(path: str | Path | Mapping, *, device: str = "cpu", backend: str | None = None) -> tuple[GCATransition, dict]:
     """Model (eval mode) and the checkpoint dict. Errors name the file and what is wrong with it.
 
     A checkpoint with a ``planner_config`` gives a :class:`PlannedGCATransition`, else a :class:`GCATransition`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"GCA checkpoint {path} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(path, Mapping):  # a checkpoint nested in an hGCA bundle
+        ckpt, path = dict(path), Path("<bundle>")
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"GCA checkpoint {path} does not exist")
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
     formats = (CHECKPOINT_FORMAT, PLANNED_CHECKPOINT_FORMAT)
     if not isinstance(ckpt, dict) or ckpt.get("format") not in formats:
         raise ValueError(f"{path} is not a gen3d_ros GCA checkpoint (format {CHECKPOINT_FORMAT!r} or "

@@ -1,0 +1,361 @@
+"""``gen3d train-completion --stage fine``: infusion training of a cGCA kernel over a frozen latent autoencoder.
+
+The kernel (:class:`~gen3d_ros.completion.cgca.CGCATransition`) grows (cells, latent codes) on the
+autoencoder's grid. Chains (:class:`~gen3d_ros.completion.cgca.LatentChain`) start from the sweep's cells with
+the codes the encoder gives the sweep's points; targets are the encoder's codes of the complete surface
+samples (the same samples behind ``CompletionSample.complete``). With ``model.coarse_scale = r > 0`` the kernel
+is hGCA's fine stage: every chain is conditioned on the *ground-truth* coarse cells (``floor(complete / r)``),
+as hGCA trains its stages separately; at inference the coarse stage's output takes their place.
+
+Validation (held-out scene seeds, no augmentation): full chains from the sweep (conditioned on the ground-truth
+coarse cells for a fine stage), voxel IoU / F-score / Chamfer of the final cells against the complete scene.
+Outputs in the run folder: ``model.pt`` (format ``gen3d_ros.cgca/1``: weights, every config, the
+autoencoder's checkpoint embedded, backend, versions), ``metrics.json``, ``training_curve.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from gen3d_ros import __version__
+from gen3d_ros.config import preset_with_overrides
+from gen3d_ros.completion import autoencoder_training
+from gen3d_ros.completion.cgca import CGCAConfig, CGCATransition, LatentChain, cgca_complete, cgca_infusion_step
+from gen3d_ros.completion.infusion import InfusionSchedule, ReplayBuffer
+from gen3d_ros.completion.latent import CGCAAutoencoder
+from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig, CompletionSample
+
+log = logging.getLogger("gen3d_ros.completion.cgca_training")
+
+CHECKPOINT_FORMAT = "gen3d_ros.cgca/1"
+VALIDATION_SEED_OFFSET = 1_000_000
+
+
+@dataclass
+class CGCATrainConfig:
+    """Optimisation and data of one cGCA training run. ``data`` must put the sweep on the autoencoder's grid."""
+
+    iterations: int = 2000
+    batch_size: int = 2
+    lr: float = 1e-3
+    grad_clip: float = 0.5
+    infusion_start: float = 0.1
+    infusion_speed: float = 0.005
+    completion_rate: float = 0.95
+    max_phase: int = 20
+    buffer_size: int = 16
+    val_every: int = 250
+    val_samples: int = 3
+    seed: int = 0
+    device: str = "cpu"
+    backend: str | None = None
+    threads: int = 0
+    """torch intra-op threads; 0 keeps torch's default. 1 is fastest on a busy small CPU (OpenMP spinning)."""
+    autoencoder: str = ""
+    """Checkpoint (``model.pt``) of ``--stage autoencoder``; its codes are the latent space of the kernel."""
+    model: dict = field(default_factory=dict)
+    """:class:`CGCAConfig` fields (``z_dim`` comes from the autoencoder)."""
+    data: dict = field(default_factory=dict)
+    """:class:`CompletionDatasetConfig` fields; empty: the autoencoder's training data."""
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError("need iterations >= 0, batch_size >= 1 and lr > 0")
+        if self.val_every < 1 or self.val_samples < 0:
+            raise ValueError(f"need val_every >= 1 and val_samples >= 0, got {self.val_every}, {self.val_samples}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: copy.deepcopy(getattr(self, k)) for k in CGCATrainConfig.__dataclass_fields__}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Tests and CI: a fine stage (0.25 m cells under 0.5 m coarse cells) on the tiny autoencoder's grid.
+    "tiny": {
+        "iterations": 60, "batch_size": 2, "lr": 2e-3, "val_every": 60, "val_samples": 2, "buffer_size": 6,
+        "max_phase": 8,
+        "model": {"widths": [8, 16], "neighbourhood": "hypercross1", "steps": 4, "mode_steps": 1,
+                  "coarse_scale": 2, "sigma": 0.1},
+    },
+    # The fine stage of the committed hGCA demo model (0.2 m under 0.4 m): see gen3d_ros/models/README.md.
+    "demo": {
+        "iterations": 800, "batch_size": 2, "lr": 1e-3, "val_every": 200, "val_samples": 3, "buffer_size": 12,
+        "max_phase": 12,
+        "model": {"widths": [16, 32], "neighbourhood": "hypercross1", "steps": 5, "mode_steps": 2,
+                  "coarse_scale": 2, "sigma": 0.1},
+    },
+}
+
+
+def make_cgca_config(preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> CGCATrainConfig:
+    """A :class:`CGCATrainConfig` from a preset plus overrides (dotted keys reach nested dicts)."""
+    values = preset_with_overrides(PRESETS, preset, overrides, CGCATrainConfig)
+    config = CGCATrainConfig(**values)
+    CGCAConfig(**config.model)  # a typo fails before any data is generated
+    if config.data:
+        CompletionDatasetConfig.from_dict(config.data)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class LatentSample:
+    """One scene on the autoencoder's grid: the sweep and the complete surface, as cells with codes.
+
+    ``input_cells`` (S, 3) int32 / ``input_latents`` (S, z): the encoder on the sweep's points;
+    ``target`` (T, 3) int32 / ``target_latents`` (T, z): the encoder on the complete surface samples;
+    ``coarse`` (C, 3) int32: ``unique(floor(target / r))`` for a fine stage (None otherwise).
+    """
+
+    sample: CompletionSample
+    input_cells: torch.Tensor
+    input_latents: torch.Tensor
+    target: torch.Tensor
+    target_latents: torch.Tensor
+    coarse: torch.Tensor | None
+
+
+def coarse_cells_of(cells: np.ndarray | torch.Tensor, scale: int) -> torch.Tensor:
+    """(N, 3) fine cells -> (C, 3) int32 unique coarse cells, ``scale`` fine cells per coarse edge."""
+    c = torch.as_tensor(np.asarray(cells)).long().reshape(-1, 3)
+    return torch.unique(torch.div(c, scale, rounding_mode="floor"), dim=0).int()
+
+
+@torch.no_grad()
+def encode_cells(autoencoder: CGCAAutoencoder, points: np.ndarray, voxel_size: float,
+                 origin: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder codes of ``points`` (P, 3) metres: cells (N, 3) int32 and latents (N, z) float32, on the CPU."""
+    if len(points) == 0:
+        return torch.zeros((0, 3), dtype=torch.int32), torch.zeros((0, autoencoder.encoder.z_dim))
+    z = autoencoder.encode(np.ascontiguousarray(points, np.float32), voxel_size, origin)
+    return z.coords[:, 1:].int().cpu(), z.feats.float().cpu()
+
+
+def latent_sample(autoencoder: CGCAAutoencoder, dataset: CompletionDataset, index: int,
+                  aug_rng: np.random.Generator | None, coarse_scale: int) -> LatentSample:
+    """Simulate the sweep of ``dataset[index]`` (augmented from ``aug_rng``) and encode sweep and surface."""
+    s = dataset.sample(index, aug_rng)
+    v, origin = float(s.voxel_size), np.asarray(s.origin, np.float64)
+    surface = autoencoder_training.surface_sample(dataset, index, s.T_sample_lidar, gt_spacing_voxels=None)
+    input_cells, input_latents = encode_cells(autoencoder, s.partial_points, v, origin)
+    target, target_latents = encode_cells(autoencoder, surface.points, v, origin)
+    coarse = coarse_cells_of(target, coarse_scale) if coarse_scale else None
+    return LatentSample(s, input_cells, input_latents, target, target_latents, coarse)
+
+
+def _check_grid(autoencoder: CGCAAutoencoder, data: CompletionDatasetConfig) -> None:
+    """Same voxel size and congruent origins (the codes are local: the autoencoder may train on a smaller crop)."""
+    shift = (np.asarray(autoencoder.origin) - data.origin) / data.voxel_size_m
+    if abs(autoencoder.voxel_size - data.voxel_size_m) > 1e-9 or not np.allclose(shift, np.round(shift), atol=1e-6):
+        raise ValueError(f"the data grid (voxel {data.voxel_size_m} m, origin {data.origin.tolist()}) is not the "
+                         f"autoencoder's (voxel {autoencoder.voxel_size} m, origin {list(autoencoder.origin)})")
+
+
+def data_config(config: CGCATrainConfig, ae_checkpoint: Mapping) -> CompletionDatasetConfig:
+    """The run's data: ``config.data`` or, when empty, the autoencoder's training data."""
+    return CompletionDatasetConfig.from_dict(config.data or ae_checkpoint["train_config"]["data"])
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_cgca(model: CGCATransition, samples: list[LatentSample], *,
+                  generator: torch.Generator | None = None) -> dict[str, float]:
+    """Mean voxel metrics of full chains over ``samples`` (fine stage: conditioned on the true coarse cells),
+    plus the sweep-only baseline (``input_*``)."""
+    from gen3d_ros.completion.metrics import completion_metrics
+
+    rows, base = [], []
+    for ls in samples:
+        s = ls.sample
+        bounds = ((0, 0, 0), tuple(int(v) for v in s.grid_shape))
+        cells = torch.cat([torch.zeros((len(ls.input_cells), 1), dtype=torch.int32), ls.input_cells], 1)
+        coarse = None
+        if ls.coarse is not None:
+            coarse = torch.cat([torch.zeros((len(ls.coarse), 1), dtype=torch.int32), ls.coarse], 1)
+        out = cgca_complete(model, cells, ls.input_latents, bounds=bounds, generator=generator, coarse_cells=coarse)
+        rows.append(completion_metrics(out.cells[:, 1:].numpy(), ls.target.numpy(), s.voxel_size))
+        base.append(completion_metrics(ls.input_cells.numpy(), ls.target.numpy(), s.voxel_size))
+    keys = ("iou", "precision", "recall", "fscore", "chamfer_l1")
+    result = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    result.update({f"input_{k}": float(np.mean([r[k] for r in base])) for k in keys})
+    return result
+
+
+def validation_latent_samples(config: CGCATrainConfig, autoencoder: CGCAAutoencoder,
+                              data: CompletionDatasetConfig) -> list[LatentSample]:
+    """Held-out scenes: seeds offset by ``VALIDATION_SEED_OFFSET``, no augmentation."""
+    held_out = CompletionDataset(CompletionDatasetConfig.from_dict(
+        {**data.to_dict(), "augment": False, "base_seed": int(data.base_seed) + VALIDATION_SEED_OFFSET}))
+    scale = int(config.model.get("coarse_scale", 0))
+    return [latent_sample(autoencoder, held_out, i, None, scale) for i in range(config.val_samples)]
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def build_model(config: CGCATrainConfig, z_dim: int) -> CGCATransition:
+    return CGCATransition(CGCAConfig(**{**config.model, "z_dim": int(z_dim)}), backend=config.backend)
+
+
+def train_cgca(config: CGCATrainConfig, out_dir: str | Path | None = None, *, progress: bool = True,
+               autoencoder_checkpoint: Mapping | None = None,
+               on_validation: Callable[[int, dict], None] | None = None) -> tuple[CGCATransition, dict]:
+    """Train a cGCA kernel over the frozen autoencoder ``config.autoencoder`` (or ``autoencoder_checkpoint``,
+    an already-loaded checkpoint dict); returns the model and a summary (curves, final validation metrics)."""
+    from tqdm import tqdm
+
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    aug_rng = np.random.default_rng([config.seed, 1])
+    generator = torch.Generator().manual_seed(config.seed)
+    source = autoencoder_checkpoint if autoencoder_checkpoint is not None else config.autoencoder
+    if not source:
+        raise ValueError("cGCA training needs a trained autoencoder: set `autoencoder` to the model.pt of "
+                         "`gen3d train-completion --stage autoencoder`")
+    autoencoder, ae_ckpt = autoencoder_training.load_checkpoint(source, device="cpu", backend=config.backend)
+    autoencoder.requires_grad_(False)
+    data = data_config(config, ae_ckpt)
+    _check_grid(autoencoder, data)
+    dataset = CompletionDataset(CompletionDatasetConfig.from_dict({**data.to_dict(), "augment_seed": config.seed}))
+    model = build_model(config, autoencoder.encoder.z_dim).to(config.device)
+    scale = model.coarse_scale
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    schedule = InfusionSchedule(config.infusion_start, config.infusion_speed)
+    buffer = ReplayBuffer(config.buffer_size, seed=config.seed)
+    val = validation_latent_samples(config, autoencoder, data)
+    history: dict[str, list] = {"iteration": [], "loss": [], "occupancy_kl": [], "latent_kl": [], "completion": [],
+                                "val_iteration": [], "val": []}
+
+    def fresh_chain() -> LatentChain:
+        index = int(rng.integers(len(dataset)))
+        ls = latent_sample(autoencoder, dataset, index, aug_rng if data.augment else None, scale)
+        return LatentChain(index, ls.input_cells, ls.input_cells, ls.target, tuple(int(v) for v in ls.sample.grid_shape),
+                           latents=ls.input_latents, target_latents=ls.target_latents,
+                           input_latents=ls.input_latents, coarse=ls.coarse)
+
+    start = time.perf_counter()
+    bar = tqdm(range(1, config.iterations + 1), desc="train cGCA" + (" fine stage" if scale else ""), unit="it",
+               disable=not progress, dynamic_ncols=True)
+    for it in bar:
+        while len(buffer) < max(config.buffer_size, config.batch_size):
+            buffer.push(fresh_chain())
+        chains = buffer.pop(config.batch_size)
+        model.train()
+        loss, step = cgca_infusion_step(model, chains, schedule, completion_rate=config.completion_rate,
+                                        max_phase=config.max_phase, generator=generator)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimiser.step()
+        for chain in step.successors:
+            buffer.push(chain)
+        history["iteration"].append(it)
+        history["loss"].append(step.loss)
+        history["occupancy_kl"].append(step.occupancy_kl)
+        history["latent_kl"].append(step.latent_kl)
+        history["completion"].append(float(np.mean(step.completion)))
+        bar.set_postfix(loss=f"{step.loss:.4f}", occ=f"{step.occupancy_kl:.3f}", cover=f"{np.mean(step.completion):.2f}")
+        if val and (it % config.val_every == 0 or it == config.iterations):
+            metrics = evaluate_cgca(model, val, generator=torch.Generator().manual_seed(config.seed))
+            history["val_iteration"].append(it)
+            history["val"].append(metrics)
+            log.info("iteration %d: val IoU %.3f (input %.3f), Chamfer-L1 %.3f m", it, metrics["iou"],
+                     metrics["input_iou"], metrics["chamfer_l1"])
+            if on_validation:
+                on_validation(it, metrics)
+    model.eval()
+    summary = {"history": history, "final": history["val"][-1] if history["val"] else {},
+               "train_seconds": time.perf_counter() - start}
+    if out_dir is not None:
+        save_run(model, config, summary, Path(out_dir), ae_ckpt)
+    return model, summary
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_dict(model: CGCATransition, config: CGCATrainConfig, ae_checkpoint: Mapping,
+                    metrics: Mapping | None = None) -> dict:
+    """Weights + kernel/training config + the autoencoder checkpoint it decodes with + versions."""
+    from gen3d_ros.sparse import get_backend
+
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "cgca_config": model.config.to_dict() if hasattr(model.config, "to_dict") else vars(model.config),
+        "train_config": config.to_dict(),
+        "autoencoder": dict(ae_checkpoint),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "backend": get_backend(config.backend).name,
+        "gen3d_ros_version": __version__,
+        "torch_version": torch.__version__,
+        "metrics": dict(metrics or {}),
+    }
+
+
+def load_cgca_checkpoint(path: str | Path | Mapping, *, device: str = "cpu", backend: str | None = None
+                         ) -> tuple[CGCATransition, CGCAAutoencoder, dict]:
+    """Kernel and autoencoder (eval mode) and the checkpoint dict; errors name the file and the problem."""
+    if isinstance(path, Mapping):
+        ckpt, name = dict(path), "<bundle>"
+    else:
+        name = str(path)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"cGCA checkpoint {path} does not exist")
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{name} is not a cGCA checkpoint: format {found!r}, expected {CHECKPOINT_FORMAT!r}")
+    autoencoder, _ = autoencoder_training.load_checkpoint(ckpt["autoencoder"], device=device, backend=backend)
+    model = CGCATransition(CGCAConfig(**ckpt["cgca_config"]), backend=backend)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), autoencoder, ckpt
+
+
+def save_run(model: CGCATransition, config: CGCATrainConfig, summary: dict, out_dir: Path,
+             ae_checkpoint: Mapping) -> None:
+    """``model.pt``, ``metrics.json`` and ``training_curve.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint_dict(model, config, ae_checkpoint, summary.get("final")), out_dir / "model.pt")
+    metrics = {"final": summary["final"], "train_seconds": summary["train_seconds"], "config": config.to_dict()}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    plot_training_curve(summary["history"], out_dir / "training_curve.png")
+
+
+def plot_training_curve(history: dict, path: Path) -> None:
+    """Occupancy and latent KL per step, and validation IoU against the sweep's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    its = np.asarray(history["iteration"])
+    for key, colour in (("occupancy_kl", "C0"), ("latent_kl", "C1")):
+        values = np.asarray(history[key])
+        if len(values) >= 5:
+            w = max(5, len(values) // 50)
+            ax_loss.plot(its[w - 1:], np.convolve(values, np.ones(w) / w, mode="valid"), color=colour, label=key)
+    ax_loss.set(xlabel="iteration", ylabel="KL (moving average)", title="cGCA infusion loss", yscale="log")
+    ax_loss.legend()
+    if history["val"]:
+        vits = history["val_iteration"]
+        ax_val.plot(vits, [m["iou"] for m in history["val"]], "o-", color="C2", label="cGCA")
+        ax_val.plot(vits, [m["input_iou"] for m in history["val"]], "--", color="0.5", label="sweep only")
+        ax_val.set(xlabel="iteration", ylabel="voxel IoU", title="held-out scenes")
+        ax_val.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
