@@ -15,6 +15,15 @@ Methods, each a set of voxel indices on the sample's grid, scored against ``samp
 * ``poisson``: :func:`gen3d_ros.completion.classical.poisson_mesh` of the raw scan points, the mesh sampled
   on a barycentric lattice (spacing voxel/4) and voxelised on the grid;
 * ``gca``: ``--samples`` GCA chains per scene (metrics averaged over the chains; TMD across them).
+* ``cgca``: a single-level cGCA kernel (``--cgca``, no coarse condition) on the fine grid (voxel / 2), from the
+  autoencoder's codes of the sweep;
+* ``hgca``: the hierarchy (``--hgca`` bundle): planned coarse GCA, fine cGCA inside it;
+* ``hgca_no_planner``: the same fine stage over the plain GCA model (``--checkpoint``) as the coarse stage:
+  trained on the same data, seed and iterations as the bundle's planned coarse stage, without the planner.
+
+The fine methods (cGCA, hGCA) output cells on the fine grid; they are scored on the benchmark's grid through
+their coarse parents (``floor(cell / 2)``), like every other row, and additionally against the fine ground
+truth (``<method>.fine_iou``, ``<method>.fine_chamfer_l1``).
 
 Metrics are computed per scene and averaged over scenes (each scene weighs the same). Ratios are taken
 between those averages, against ``input`` and ``poisson`` of this same run. Outputs in ``--out``:
@@ -44,6 +53,9 @@ if str(REPO) not in sys.path:  # run as a script from a checkout without install
     sys.path.insert(0, str(REPO))
 
 DEFAULT_CHECKPOINT = REPO / "gen3d_ros" / "models" / "gca_demo.pt"
+DEFAULT_HGCA = REPO / "gen3d_ros" / "models" / "hgca_demo.pt"
+DEFAULT_CGCA = REPO / "gen3d_ros" / "models" / "cgca_demo.pt"
+FINE_METHODS = ("cgca", "hgca", "hgca_no_planner")
 HELD_OUT_SEED_OFFSET = 1000
 """Added to ``base_seed + VALIDATION_SEED_OFFSET``: past any validation set used during training."""
 METHODS = ("input", "dilation", "poisson", "gca")
@@ -155,8 +167,8 @@ class SceneResult:
 
 def run_benchmark(checkpoint: str | Path, *, n_scenes: int = 12, samples: int = 3, device: str = "cpu",
                   backend: str | None = None, steps: int | None = None, poisson_depth: int = 9,
-                  threads: int | None = 1, keep_scenes: int = 2,
-                  progress: bool = True) -> tuple[dict, list[SceneResult]]:
+                  threads: int | None = 1, keep_scenes: int = 2, progress: bool = True,
+                  hgca: str | Path | None = None, cgca: str | Path | None = None) -> tuple[dict, list[SceneResult]]:
     """Score every method on ``n_scenes`` held-out scenes; returns (flat results, the first ``keep_scenes``).
 
     The flat dict has ``<method>.<metric>`` means over scenes, ``gca.tmd``, ``ratio.<m>_over_<base>.<metric>``
@@ -174,15 +186,52 @@ def run_benchmark(checkpoint: str | Path, *, n_scenes: int = 12, samples: int = 
         torch.set_num_threads(threads)
     try:
         results, kept = _run(Path(checkpoint), n_scenes=n_scenes, samples=samples, device=device, backend=backend,
-                             steps=steps, poisson_depth=poisson_depth, keep_scenes=keep_scenes, progress=progress)
+                             steps=steps, poisson_depth=poisson_depth, keep_scenes=keep_scenes, progress=progress,
+                             hgca=hgca, cgca=cgca)
         results["torch_threads"] = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
     return results, kept
 
 
+def fine_methods(checkpoint: Path, hgca: str | Path | None, cgca: str | Path | None, device: str,
+                 backend: str | None) -> dict:
+    """name -> (complete(points, seed) -> fine cells (K, 3) int32, fine voxel size m, fine data config)."""
+    import torch
+
+    from gen3d_ros.completion.cgca import cgca_complete
+    from gen3d_ros.completion.cgca_training import encode_cells, load_cgca_checkpoint
+    from gen3d_ros.completion.hgca import SceneCompleter, SceneCompleterConfig, _with_batch
+    from gen3d_ros.sim.dataset import CompletionDatasetConfig
+
+    out = {}
+    if cgca:
+        model, ae, ckpt = load_cgca_checkpoint(cgca, device=device, backend=backend)
+        data = CompletionDatasetConfig.from_dict(ckpt["train_config"]["data"])
+        bounds = ((0, 0, 0), tuple(int(v) for v in data.grid_shape))
+
+        def run_cgca(points: np.ndarray, seed: int, model=model, ae=ae, data=data) -> np.ndarray:
+            idx = np.floor((points - data.origin) / data.voxel_size_m).astype(np.int64)
+            inside = ((idx >= 0) & (idx < data.grid_shape)).all(1)
+            cells, z = encode_cells(ae, points[inside], data.voxel_size_m, data.origin)
+            res = cgca_complete(model, _with_batch(cells), z, bounds=bounds,
+                                generator=torch.Generator().manual_seed(seed))
+            return res.cells[:, 1:].numpy().astype(np.int32)
+
+        out["cgca"] = (run_cgca, data)
+    if hgca:
+        for name, coarse in (("hgca", ""), ("hgca_no_planner", str(checkpoint))):
+            sc = SceneCompleter(hgca, SceneCompleterConfig(mesh=False, device=device, coarse_checkpoint=coarse),
+                                backend=backend)
+            data = CompletionDatasetConfig.from_dict(
+                load_cgca_checkpoint(torch.load(hgca, weights_only=False)["fine"])[2]["train_config"]["data"])
+            out[name] = ((lambda points, seed, sc=sc: sc.complete(points, seed=seed).fine_cells), data)
+    return out
+
+
 def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend: str | None, steps: int | None,
-         poisson_depth: int, keep_scenes: int, progress: bool) -> tuple[dict, list[SceneResult]]:
+         poisson_depth: int, keep_scenes: int, progress: bool, hgca: str | Path | None = None,
+         cgca: str | Path | None = None) -> tuple[dict, list[SceneResult]]:
     from tqdm import tqdm
 
     from gen3d_ros.completion.metrics import total_mutual_difference
@@ -191,9 +240,15 @@ def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend:
 
     completer = GCACompleter(checkpoint, device=device, steps=steps, backend=backend)
     dataset = held_out_dataset(completer.checkpoint["train_config"]["data"], n_scenes)
+    fine = fine_methods(checkpoint, hgca, cgca, device, backend)
+    methods = (*METHODS, *(m for m in FINE_METHODS if m in fine))
+    fine_sets = {m: held_out_dataset({**data.to_dict(), "base_seed": dataset.config.base_seed
+                                      - _validation_offset() - HELD_OUT_SEED_OFFSET}, n_scenes)
+                 for m, (_, data) in fine.items()}
 
-    rows: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
-    seconds: dict[str, list[float]] = {m: [] for m in METHODS}
+    rows: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+    fine_rows: dict[str, list[dict[str, float]]] = {m: [] for m in fine}
+    seconds: dict[str, list[float]] = {m: [] for m in methods}
     tmds: list[float] = []
     gt_voxels: list[int] = []
     scene_seeds: list[int] = []
@@ -235,18 +290,35 @@ def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend:
             rows[m].append(scene_metrics(cells[m], gt, s.voxel_size))
         per_chain = [scene_metrics(c, gt, s.voxel_size) for c in chains]
         rows["gca"].append({k: float(np.mean([r[k] for r in per_chain])) for k in per_chain[0]})
+        fine_first: dict[str, np.ndarray] = {}
+        for m, (fn, data) in fine.items():
+            fs = fine_sets[m][i]
+            if fs.scene_seed != s.scene_seed:
+                raise RuntimeError(f"fine data of {m} is not on the same scenes")
+            t0 = time.perf_counter()
+            outs = [fn(np.asarray(s.partial_points, np.float64), s.scene_seed * 100 + k) for k in range(samples)]
+            seconds[m].append((time.perf_counter() - t0) / samples)
+            ratio = int(round(s.voxel_size / data.voxel_size_m))
+            coarse = [np.unique(o // ratio, axis=0) for o in outs]
+            per = [scene_metrics(c, gt, s.voxel_size) for c in coarse]
+            rows[m].append({k: float(np.mean([r[k] for r in per])) for k in per[0]})
+            per_fine = [scene_metrics(o, fs.complete, data.voxel_size_m) for o in outs]
+            fine_rows[m].append({k: float(np.mean([r[k] for r in per_fine])) for k in per_fine[0]})
+            fine_first[m] = coarse[0]
         if samples >= 2:
             tmds.append(total_mutual_difference([voxel_centers(c, s.voxel_size, s.origin) for c in chains]))
         bar.set_postfix(gca_iou=f"{rows['gca'][-1]['iou']:.3f}", input_iou=f"{rows['input'][-1]['iou']:.3f}")
 
         if len(kept) < keep_scenes:
             cells["gca"] = chains[0]
+            cells.update(fine_first)
             cells["ground truth"] = gt
             kept.append(SceneResult(seed=int(s.scene_seed), voxel_size=float(s.voxel_size),
                                     origin=np.asarray(s.origin, np.float64), grid_shape=np.asarray(s.grid_shape),
                                     sensor=np.asarray(s.T_sample_lidar, np.float64)[:3, 3], cells=cells,
                                     metrics={"input": rows["input"][-1], "poisson": rows["poisson"][-1],
-                                             "gca": per_chain[0], "dilation": rows["dilation"][-1]}))
+                                             "gca": per_chain[0], "dilation": rows["dilation"][-1],
+                                             **{m: rows[m][-1] for m in fine}}))
 
     cfg = dataset.config
     results: dict[str, object] = {
@@ -256,15 +328,23 @@ def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend:
         "gca_steps": int(steps if steps is not None else completer.model.config.steps),
         "poisson_depth": poisson_depth,
     }
-    for m in METHODS:
+    results["methods"] = list(methods)
+    for m in methods:
         for k in (*METRICS, "n_voxels"):
             results[f"{m}.{k}"] = float(np.mean([r[k] for r in rows[m]]))
         results[f"{m}.seconds_per_scene"] = float(np.mean(seconds[m]))
+    for m, (_, data) in fine.items():
+        results[f"{m}.fine_voxel_size_m"] = float(data.voxel_size_m)
+        for k in ("iou", "fscore_1vox", "chamfer_l1"):
+            results[f"{m}.fine_{k}"] = float(np.mean([r[k] for r in fine_rows[m]]))
+        results[f"{m}.fine_input_iou"] = float(np.mean([
+            scene_metrics(fine_sets[m][j].partial, fine_sets[m][j].complete, data.voxel_size_m)["iou"]
+            for j in range(n_scenes)]))
     results["gt.n_voxels"] = float(np.mean(gt_voxels))
     results["gca.tmd"] = float(np.mean(tmds)) if tmds else None
     results["gca.seconds_per_scene_all_samples"] = results["gca.seconds_per_scene"] * samples
     for base, ratio_metrics in (("input", METRICS), ("poisson", (*METRICS, "seconds_per_scene"))):
-        for m in METHODS:
+        for m in methods:
             if m == base:
                 continue
             for k in ratio_metrics:
@@ -277,6 +357,12 @@ def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend:
 
 # --------------------------------------------------------------------------------------------------
 # provenance
+
+
+def _validation_offset() -> int:
+    from gen3d_ros.completion.training import VALIDATION_SEED_OFFSET
+
+    return VALIDATION_SEED_OFFSET
 
 
 def device_description(device: str) -> str:
@@ -342,11 +428,11 @@ def markdown_table(results: dict) -> str:
     head = ("| method | IoU | precision | recall | F@1vox | F@2vox | Chamfer-L1 [m] | Chamfer-L2 [m²] "
             "| voxels | s / scene | IoU ÷ input | CD-L1 ÷ input |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for m in METHODS:
+    for m in results.get("methods", METHODS):
         r = lambda k: results.get(f"{m}.{k}")  # noqa: E731
         iou_ratio = 1.0 if m == "input" else results.get(f"ratio.{m}_over_input.iou")
         cd_ratio = 1.0 if m == "input" else results.get(f"ratio.{m}_over_input.chamfer_l1")
-        name = f"gca (×{results['samples']})" if m == "gca" else m
+        name = f"{m} (×{results['samples']})" if m in ("gca", *FINE_METHODS) else m
         lines.append(f"| {name} | {fmt(r('iou'))} | {fmt(r('precision'))} | {fmt(r('recall'))} "
                      f"| {fmt(r('fscore_1vox'))} | {fmt(r('fscore_2vox'))} | {fmt(r('chamfer_l1'))} "
                      f"| {fmt(r('chamfer_l2'))} | {fmt(r('n_voxels'), 0)} | {secs(r('seconds_per_scene'))} "
@@ -360,6 +446,12 @@ def markdown_table(results: dict) -> str:
                  f"s / scene per chain; TMD {fmt(tmd, 4)} m² (GCA convention). "
                  f"GCA vs Poisson: IoU ×{fmt(results.get('ratio.gca_over_poisson.iou'), 2)}, "
                  f"Chamfer-L1 ×{fmt(results.get('ratio.gca_over_poisson.chamfer_l1'), 2)}.")
+    for m in FINE_METHODS:
+        if f"{m}.fine_iou" in results:
+            lines.append(f"{m} on its own {results[f'{m}.fine_voxel_size_m']} m grid: IoU "
+                         f"{fmt(results[f'{m}.fine_iou'])} (input {fmt(results[f'{m}.fine_input_iou'])}), "
+                         f"F@1vox {fmt(results[f'{m}.fine_fscore_1vox'])}, "
+                         f"Chamfer-L1 {fmt(results[f'{m}.fine_chamfer_l1'])} m.")
     lines.append(f"Checkpoint `{results['checkpoint']}` ({results['checkpoint_sha256'][:12]}), "
                  f"{results['device']}, sparse backend {results['sparse_backend']}.")
     lines.append(f"Command: `{results['command']}`")
@@ -418,14 +510,15 @@ def plot_scenes(scenes: list[SceneResult], path: Path, *, title: str) -> None:
     from gen3d_ros.completion.voxelize import voxel_centers
 
     columns = [("input", "input (LiDAR voxels)"), ("poisson", "Poisson (classical)"), ("gca", "GCA (one sample)"),
-               ("ground truth", "ground truth")]
+               ("hgca", "hGCA (one sample, coarse parents)"), ("ground truth", "ground truth")]
+    columns = [c for c in columns if c[0] in scenes[0].cells]
     width, height, focal = 640, 360, 360.0
     background = "#16161a"
-    fig = plt.figure(figsize=(16, 6.6 * len(scenes) + 0.5), layout="constrained")
+    fig = plt.figure(figsize=(4 * len(columns), 6.6 * len(scenes) + 0.5), layout="constrained")
     subfigs = fig.subfigures(len(scenes), 1, squeeze=False)[:, 0]
     cmap = plt.get_cmap("turbo")
     for sc, sub in zip(scenes, subfigs):
-        axes = sub.subplots(2, 4, gridspec_kw={"height_ratios": [1.0, 0.56]})
+        axes = sub.subplots(2, len(columns), gridspec_kw={"height_ratios": [1.0, 0.56]})
         vs = sc.voxel_size
         x0, y0, z0 = sc.origin
         gx, gy, gz = (int(v) for v in sc.grid_shape)
@@ -487,6 +580,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                    help="GCA checkpoint (gen3d train-completion's model.pt)")
+    p.add_argument("--hgca", type=Path, default=DEFAULT_HGCA if DEFAULT_HGCA.is_file() else None,
+                   help="hGCA bundle (--stage hierarchy's hgca.pt) for the hgca / hgca_no_planner rows")
+    p.add_argument("--cgca", type=Path, default=DEFAULT_CGCA if DEFAULT_CGCA.is_file() else None,
+                   help="single-level cGCA model.pt (--stage fine, coarse_scale 0) for the cgca row")
     p.add_argument("--scenes", type=int, default=12, help="held-out scenes")
     p.add_argument("--samples", type=int, default=3, help="GCA chains per scene (>= 2 for TMD)")
     p.add_argument("--steps", type=int, default=None, help="GCA transitions (default: the checkpoint's)")
@@ -514,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results, kept = run_benchmark(args.checkpoint, n_scenes=args.scenes, samples=args.samples, device=args.device,
                                   backend=args.backend, steps=args.steps, poisson_depth=args.poisson_depth,
                                   threads=args.threads or None, keep_scenes=0 if args.no_plot else 2,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, hgca=args.hgca, cgca=args.cgca)
     out: dict[str, object] = dict(results)
     out.update(provenance(args.checkpoint, args.device, args.backend, command))
     out = {k: _finite_or_none(v) for k, v in out.items()}

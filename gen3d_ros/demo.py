@@ -45,6 +45,13 @@ TF_TOPIC = "/tf"
 
 def describe_grid(config: Any) -> str:
     """Where the completion works, in words: the model's grid for GCA, the voxel size and ROI otherwise."""
+    if config.method == "hgca":
+        from gen3d_ros.completion.hgca import SceneCompleter
+
+        c = SceneCompleter(config.checkpoint or None)
+        lo, hi = c.origin, c.origin + c.fine_shape * c.fine_voxel
+        return (f"hGCA {c.coarse.voxel_size:g} m -> {c.fine_voxel:g} m voxels, x/y [{lo[0]:g}, {hi[0]:g}) m, "
+                f"z [{lo[2]:g}, {hi[2]:g}) m, {c.coarse.model.config.steps}+{c.fine.config.steps} transitions")
     if config.method == "gca":
         from gen3d_ros.completion.scan_completion import GCACompleter, default_checkpoint
 
@@ -56,12 +63,18 @@ def describe_grid(config: Any) -> str:
 
 
 def demo_completion_config() -> Any:
-    """The completion settings of the demo: GCA with the packaged demo model (trained on simulated VLP-32
-    sweeps, a 24 m x 24 m grid of 0.4 m voxels around the sensor); the classical Poisson stage if that model
-    is missing (logged)."""
+    """The completion settings of the demo: hGCA with the packaged demo bundle (trained on simulated VLP-32
+    sweeps: a 24 m x 24 m grid around the sensor, 0.4 m coarse and 0.2 m fine voxels, decoded to a mesh); the
+    packaged GCA model if the bundle is missing, the classical Poisson stage if both are (logged)."""
+    from gen3d_ros.completion.hgca import default_hgca_checkpoint
     from gen3d_ros.completion.processor import CompletionConfig
     from gen3d_ros.completion.scan_completion import default_checkpoint
 
+    try:
+        default_hgca_checkpoint()
+        return CompletionConfig(method="hgca")
+    except FileNotFoundError as exc:
+        log.warning("%s; the demo falls back to gca", exc)
     try:
         default_checkpoint()
     except FileNotFoundError as exc:

@@ -15,3 +15,17 @@ except ImportError:  # pragma: no cover - torch is a hard dependency; keep colle
     torch = None
 else:
     torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_hgca_bundle(tmp_path_factory):
+    """``hgca.pt`` of the tiny hierarchy preset (coarse planned GCA + autoencoder + fine cGCA), trained once per
+    session (~1 min on one core): the hGCA tests never depend on the committed demo model."""
+    from gen3d_ros.completion.hgca import train_hierarchy
+
+    out = tmp_path_factory.mktemp("hgca_tiny")
+    train_hierarchy("tiny", out, progress=False, threads=1)
+    return out / "hgca.pt"

@@ -5,6 +5,8 @@ Methods (``CompletionConfig.method``):
   always available, the baseline.
 - ``gca``: a trained Generative Cellular Automata kernel (``checkpoint``) grows the scan into a complete
   scene on its training grid around the sensor; the completed voxels are meshed by marching cubes.
+- ``hgca``: the hierarchy (:class:`~gen3d_ros.completion.hgca.SceneCompleter`): coarse GCA with the BEV planner,
+  fine cGCA inside it, the decoder's distance field meshed (continuous geometry, not voxel steps).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from gen3d_ros.completion.classical import TriangleMesh, ball_pivot_mesh, poisso
 from gen3d_ros.config import param, validate
 
 CLASSICAL_METHODS = ("classical-poisson", "classical-ballpivot")
-METHODS = (*CLASSICAL_METHODS, "gca")
+METHODS = (*CLASSICAL_METHODS, "gca", "hgca")
 
 
 class EmptyInputError(ValueError):
@@ -30,8 +32,13 @@ class CompletionConfig:
     """Knobs of the completion processor; every field is also a ROS parameter of ``completion_node``."""
 
     method: str = param("classical-poisson", "completion method", choices=METHODS)
-    checkpoint: str = param("", "GCA checkpoint (model.pt of gen3d train-completion); empty: the packaged demo model")
-    steps: int = param(0, "GCA transitions; 0: the model's default", lo=0, hi=200)
+    checkpoint: str = param("", "gca: model.pt of gen3d train-completion; hgca: hgca.pt of --stage hierarchy; "
+                                "empty: the packaged demo model")
+    steps: int = param(0, "GCA transitions (hgca: of the coarse stage); 0: the model's default", lo=0, hi=200)
+    fine_steps: int = param(0, "hgca: fine cGCA transitions; 0: the model's default", lo=0, hi=200)
+    mesh_resolution: int = param(2, "hgca: marching-cubes lattice steps per fine voxel edge", lo=1, hi=8)
+    coarse_checkpoint: str = param("", "hgca: replace the coarse stage (e.g. a plain GCA model.pt); empty: the "
+                                       "bundle's")
     device: str = param("cpu", "torch device of learned methods (cpu, cuda, cuda:1)")
     # One thread by default: chains of ~10k voxels gain little from intra-op threads, and OpenMP spin-waits
     # collapse throughput when cores are shared (measured on 2 busy cores: 0.65 s per VLP-32 sweep with 1
@@ -84,7 +91,18 @@ class CompletionProcessor:
         self.rng = np.random.default_rng(self.config.seed)
         self.completer = None
         self.calls = 0
-        if self.config.method == "gca":
+        if self.config.method == "hgca":
+            import torch
+
+            from gen3d_ros.completion.hgca import SceneCompleter, SceneCompleterConfig
+
+            if self.config.threads > 0:
+                torch.set_num_threads(self.config.threads)
+            c = self.config
+            self.completer = SceneCompleter(c.checkpoint or None, SceneCompleterConfig(
+                coarse_steps=c.steps, fine_steps=c.fine_steps, mesh_resolution=c.mesh_resolution,
+                max_points=c.max_points, device=c.device, coarse_checkpoint=c.coarse_checkpoint, seed=c.seed))
+        elif self.config.method == "gca":
             import torch
 
             from gen3d_ros.completion.scan_completion import GCACompleter, default_checkpoint
@@ -113,6 +131,8 @@ class CompletionProcessor:
         if len(points) < self.config.min_points:
             raise EmptyInputError(f"{len(points)} usable points after filtering and a {self.config.roi_radius} m "
                                   f"region of interest; need at least min_points={self.config.min_points}")
+        if self.config.method == "hgca":
+            return self._process_hgca(points, dropped, start)
         if self.completer is not None:
             return self._process_gca(points, dropped, start)
         timings: dict[str, float] = {}
@@ -156,3 +176,14 @@ class CompletionProcessor:
                                 steps=int(steps), input_points=len(points), dropped_points=dropped,
                                 latency_ms=(time.perf_counter() - start) * 1e3, model_id=completer.model_id,
                                 timings_ms=timings)
+
+    def _process_hgca(self, points: np.ndarray, dropped: int, start: float) -> CompletionResult:
+        try:
+            out = self.completer.complete(points, seed=self.config.seed + self.calls)
+        except ValueError as exc:  # nothing on the model's grid
+            raise EmptyInputError(str(exc)) from exc
+        self.calls += 1
+        return CompletionResult(mesh=out.mesh, voxels=out.fine_centres, voxel_size=out.fine_voxel,
+                                steps=int(sum(out.steps)), input_points=len(points), dropped_points=dropped,
+                                latency_ms=(time.perf_counter() - start) * 1e3, model_id=self.completer.model_id,
+                                timings_ms=dict(out.timings_ms))
