@@ -31,7 +31,9 @@ given as coarse cells (r fine cells per coarse edge, grids sharing the origin). 
 feature, ``1[parent(c) in coarse]`` with ``parent(c) = floor(c / r)``, and candidates whose parent is not in the
 coarse set are dropped (probability 0): the fine automaton only refines geometry inside the coarse completion.
 Training conditions on the ground-truth coarse cells (hGCA trains the stages separately); inference on the
-coarse stage's output.
+coarse stage's output. The fine chain starts from the sweep's cells *and* the upsampled coarse cells
+(:func:`upsample_cells`, codes 0), so it refines (prunes cells, predicts codes) everywhere in the coarse
+completion at once instead of growing into it from the sweep's rings.
 """
 
 from __future__ import annotations
@@ -145,6 +147,22 @@ def merge_input(cells: Tensor, latents: Tensor, input_cells: Tensor, input_laten
                       torch.cat([latents[keep], input_latents.to(latents)]))
 
 
+def upsample_cells(coarse_cells: Tensor, scale: int) -> Tensor:
+    """(C, 4) coarse cells -> (C * scale^3, 4) int32 fine cells covering them (batch column kept)."""
+    r = torch.arange(scale, device=coarse_cells.device)
+    sub = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3).int()
+    fine = coarse_cells[:, None, :].int().repeat(1, len(sub), 1)
+    fine[:, :, 1:] = fine[:, :, 1:] * scale + sub[None]
+    return fine.reshape(-1, 4)
+
+
+def coarse_start(input_cells: Tensor, input_latents: Tensor, coarse_cells: Tensor,
+                 scale: int) -> tuple[Tensor, Tensor]:
+    """The fine stage's s_0: upsampled coarse cells (codes 0) merged with the input cells (their codes)."""
+    up = upsample_cells(coarse_cells.int(), scale).to(input_cells.device)
+    return merge_input(up, input_latents.new_zeros(len(up), input_latents.shape[-1]), input_cells, input_latents)
+
+
 def lookup_latents(query: Tensor, reference: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
     """For rows of ``query`` (M, 4): (found (M,) bool, values (M, D) of the matching ``reference`` row, 0 if none)."""
     out = values.new_zeros(len(query), values.shape[-1])
@@ -195,7 +213,8 @@ def cgca_complete(model: CGCATransition, input_cells: Tensor, input_latents: Ten
 
     Occupancy ~ Bernoulli(p) and z ~ N(mu, sigma^2) for ``steps - mode_steps`` transitions, then the mode
     (p > 0.5, z = mu). Input cells are always kept with their input latents. ``bounds``: (lo, hi) voxels.
-    ``coarse_cells`` (C, 4) int32: the coarse completion that conditions an hGCA fine stage.
+    ``coarse_cells`` (C, 4) int32: the coarse completion that conditions an hGCA fine stage (which then starts
+    from the input cells and the upsampled coarse cells, :func:`coarse_start`).
     The final (cells, latents) are ``result.cells`` / ``result.latents`` (on the CPU); decode them with
     ``CGCAAutoencoder.decode(SparseTensor(latents, cells), ...)``.
     """
@@ -209,6 +228,8 @@ def cgca_complete(model: CGCATransition, input_cells: Tensor, input_latents: Ten
     s0, z0 = sort_cells(input_cells.int().to(device), input_latents.float().to(device))
     coarse = None if coarse_cells is None else coarse_cells.int().to(device)
     state, z = s0, z0
+    if model.coarse_scale and coarse is not None:
+        state, z = coarse_start(s0, z0, coarse, model.coarse_scale)
     result = CGCAResult([(state.cpu(), z.cpu())] if keep_states else [])
     for t in range(steps):
         logits, mu = model(state, z, s0, coarse)

@@ -29,7 +29,8 @@ import torch
 from gen3d_ros import __version__
 from gen3d_ros.config import preset_with_overrides
 from gen3d_ros.completion import autoencoder_training
-from gen3d_ros.completion.cgca import CGCAConfig, CGCATransition, LatentChain, cgca_complete, cgca_infusion_step
+from gen3d_ros.completion.cgca import (CGCAConfig, CGCATransition, LatentChain, cgca_complete, cgca_infusion_step,
+                                       coarse_start)
 from gen3d_ros.completion.infusion import InfusionSchedule, ReplayBuffer
 from gen3d_ros.completion.latent import CGCAAutoencoder
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig, CompletionSample
@@ -79,18 +80,32 @@ class CGCATrainConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Tests and CI: a fine stage (0.25 m cells under 0.5 m coarse cells) on the tiny autoencoder's grid.
+    # Fine stages start from the upsampled ground-truth coarse cells, which already cover the target: chains end
+    # after max_phase transitions, never on coverage (completion_rate > 1), so later states are trained too.
     "tiny": {
         "iterations": 60, "batch_size": 2, "lr": 2e-3, "val_every": 60, "val_samples": 2, "buffer_size": 6,
-        "max_phase": 8,
+        "max_phase": 5, "completion_rate": 1.01,
         "model": {"widths": [8, 16], "neighbourhood": "hypercross1", "steps": 4, "mode_steps": 1,
                   "coarse_scale": 2, "sigma": 0.1},
     },
     # The fine stage of the committed hGCA demo model (0.2 m under 0.4 m): see gen3d_ros/models/README.md.
     "demo": {
         "iterations": 800, "batch_size": 2, "lr": 1e-3, "val_every": 200, "val_samples": 3, "buffer_size": 12,
-        "max_phase": 12,
-        "model": {"widths": [16, 32], "neighbourhood": "hypercross1", "steps": 5, "mode_steps": 2,
+        "max_phase": 6, "completion_rate": 1.01,
+        "model": {"widths": [16, 32], "neighbourhood": "hypercross1", "steps": 4, "mode_steps": 2,
                   "coarse_scale": 2, "sigma": 0.1},
+    },
+    # Single-level cGCA (no coarse condition) on the hGCA demo's fine grid: the benchmark's `cgca` row. It must
+    # reach as far as GCA does on its own, hence the larger neighbourhood and more transitions. Needs
+    # `--set autoencoder=runs/hgca_demo/autoencoder/model.pt`.
+    "demo_flat": {
+        "iterations": 400, "batch_size": 2, "lr": 1e-3, "val_every": 200, "val_samples": 3, "buffer_size": 12,
+        "max_phase": 20,
+        "model": {"widths": [16, 32], "neighbourhood": "hypercross2", "steps": 12, "mode_steps": 2,
+                  "coarse_scale": 0, "sigma": 0.1},
+        "data": {"voxel_size_m": 0.2, "half_extent_m": [12.0, 12.0], "z_range_m": [-2.8, 4.4],
+                 "surface_spacing_m": 0.1, "scene": {"size_m": 50.0}, "lidar": {"preset": "vlp32"},
+                 "augment": True, "length": 400},
     },
 }
 
@@ -242,8 +257,16 @@ def train_cgca(config: CGCATrainConfig, out_dir: str | Path | None = None, *, pr
     def fresh_chain() -> LatentChain:
         index = int(rng.integers(len(dataset)))
         ls = latent_sample(autoencoder, dataset, index, aug_rng if data.augment else None, scale)
-        return LatentChain(index, ls.input_cells, ls.input_cells, ls.target, tuple(int(v) for v in ls.sample.grid_shape),
-                           latents=ls.input_latents, target_latents=ls.target_latents,
+        state, latents = ls.input_cells, ls.input_latents
+        if scale:  # the fine stage starts from the upsampled (ground-truth) coarse cells + the sweep
+            zeros = torch.zeros((len(ls.input_cells), 1), dtype=torch.int32)
+            cells, latents = coarse_start(torch.cat([zeros, ls.input_cells], 1), ls.input_latents,
+                                          torch.cat([torch.zeros((len(ls.coarse), 1), dtype=torch.int32), ls.coarse], 1),
+                                          scale)
+            keep = ((cells[:, 1:] >= 0) & (cells[:, 1:] < torch.as_tensor(ls.sample.grid_shape))).all(1)
+            state, latents = cells[keep, 1:], latents[keep]
+        return LatentChain(index, state, ls.input_cells, ls.target, tuple(int(v) for v in ls.sample.grid_shape),
+                           latents=latents, target_latents=ls.target_latents,
                            input_latents=ls.input_latents, coarse=ls.coarse)
 
     start = time.perf_counter()

@@ -54,11 +54,23 @@ def default_hgca_checkpoint() -> Path:
 # ---------------------------------------------------------------------------------------------- bundle
 
 
+def _half(tree: Any) -> Any:
+    """Floating-point tensors of a nested checkpoint as float16 (``load_state_dict`` casts them back)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.half() if tree.is_floating_point() else tree
+    if isinstance(tree, dict):
+        return {k: _half(v) for k, v in tree.items()}
+    return tree
+
+
 def save_bundle(path: str | Path, coarse: Mapping, fine: Mapping, metrics: Mapping | None = None,
-                command: str = "") -> None:
-    """One file holding the coarse checkpoint and the fine checkpoint (which embeds its autoencoder)."""
-    torch.save({"format": BUNDLE_FORMAT, "coarse": dict(coarse), "fine": dict(fine), "metrics": dict(metrics or {}),
-                "command": command, "gen3d_ros_version": __version__, "torch_version": torch.__version__}, path)
+                command: str = "", *, half: bool = False) -> None:
+    """One file holding the coarse checkpoint and the fine checkpoint (which embeds its autoencoder).
+    ``half``: store the weights as float16 (half the size; what the packaged demo bundle does)."""
+    coarse, fine = (_half(dict(coarse)), _half(dict(fine))) if half else (dict(coarse), dict(fine))
+    torch.save({"format": BUNDLE_FORMAT, "coarse": coarse, "fine": fine, "metrics": dict(metrics or {}),
+                "command": command, "weights_dtype": "float16" if half else "float32",
+                "gen3d_ros_version": __version__, "torch_version": torch.__version__}, path)
 
 
 def load_bundle(path: str | Path) -> dict:
