@@ -39,6 +39,33 @@ DEFAULT_TOPICS: dict[str, dict[str, str]] = {
         "completed_mesh": "/gen3d/completion/mesh",
         "completed_voxels": "/gen3d/completion/voxels",
     },
+    # Inputs: the names image_pipeline / most camera drivers use; outputs: those of robot_pose_node / action_node.
+    "robot_pose": {
+        "image": "/camera/image_raw",
+        "camera_info": "/camera/camera_info",
+        "estimate": "/gen3d/robot_pose/estimate",
+        "joint_states": "/gen3d/robot_pose/joint_states",
+        "camera_pose": "/gen3d/robot_pose/camera_pose",
+        "tf": "/tf",
+    },
+    "action": {
+        "goal_image": "/gen3d/input/goal_image",
+        "goal_keypoints": "/gen3d/input/goal_keypoints",
+        "joint_states": "/joint_states",
+        "camera_info": "/camera/camera_info",
+        "camera_pose": "/gen3d/robot_pose/camera_pose",
+        "trajectory": "/gen3d/action/trajectory",
+        "action": "/gen3d/action/action",
+    },
+}
+
+#: The stages bag mode can run: stage name -> (node name = its params section, "module:Stage", "module:Config").
+BAG_STAGES: dict[str, tuple[str, str, str]] = {
+    "completion": ("completion_node", "gen3d_ros.pipeline.completion:CompletionStage",
+                   "gen3d_ros.completion.processor:CompletionConfig"),
+    "robot_pose": ("robot_pose_node", "gen3d_ros.pipeline.robot_pose:RobotPoseStage",
+                   "gen3d_ros.pipeline.robot_pose:RobotPoseStageConfig"),
+    "action": ("action_node", "gen3d_ros.pipeline.action:ActionStage", "gen3d_ros.pipeline.action:ActionStageConfig"),
 }
 #: Bags with at least this many messages to read get a progress bar (when ``progress`` is on).
 PROGRESS_MIN_MESSAGES = 20
@@ -91,19 +118,51 @@ def node_host_params(stage: Stage) -> set[str]:
     return names
 
 
-def completion_stage_from_params(params: Mapping[str, Any] | None = None) -> tuple[Stage, dict[TopicKey, str]]:
-    """A ``CompletionStage`` and its topic overrides from ``completion_node`` parameters (a params YAML section
-    plus ``--set`` overrides). Config keys are validated by ``CompletionConfig``; host parameters of the node
-    (QoS, worker) are ignored; any other key is an error."""
-    from gen3d_ros.completion.processor import CompletionConfig
-    from gen3d_ros.config import from_mapping
-    from gen3d_ros.pipeline.completion import CompletionStage
+def _import(path: str) -> Any:
+    import importlib
 
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def stage_from_params(stage_name: str, params: Mapping[str, Any] | None = None) -> tuple[Stage, dict[TopicKey, str]]:
+    """A stage of :data:`BAG_STAGES` and its topic overrides from its node's parameters (a params YAML section
+    plus ``--set`` overrides). Config keys are validated by the stage's config dataclass; host parameters of the
+    node (QoS, worker) are ignored; any other key is an error. The stage loads its model here (errors say why)."""
+    from gen3d_ros.config import from_mapping
+
+    if stage_name not in BAG_STAGES:
+        raise BagModeError(f"unknown stage {stage_name!r}; bag mode runs {sorted(BAG_STAGES)}")
+    _, stage_path, config_path = BAG_STAGES[stage_name]
+    stage_cls, config_cls = _import(stage_path), _import(config_path)
     params = dict(params or {})
-    host = node_host_params(CompletionStage)
+    host = node_host_params(stage_cls)
     config_values = {k: v for k, v in params.items() if k not in host}
-    stage = CompletionStage(from_mapping(CompletionConfig, config_values))
+    stage = stage_cls(from_mapping(config_cls, config_values))
     return stage, topics_from_params(stage, params)
+
+
+def completion_stage_from_params(params: Mapping[str, Any] | None = None) -> tuple[Stage, dict[TopicKey, str]]:
+    """A ``CompletionStage`` and its topic overrides from ``completion_node`` parameters (see
+    :func:`stage_from_params`)."""
+    return stage_from_params("completion", params)
+
+
+def stages_for_topics(topic_types: Mapping[str, str]) -> list[str]:
+    """The stages a bag with ``{topic: type}`` can feed, in :data:`BAG_STAGES` order: ``completion`` with a
+    ``PointCloud2`` topic, ``robot_pose`` with an ``Image`` and a ``CameraInfo`` topic, ``action`` with a
+    ``JointState`` topic and a goal on its default topic (``/gen3d/input/goal_image`` or ``goal_keypoints``)."""
+    types = set(topic_types.values())
+    chosen = []
+    if "sensor_msgs/msg/PointCloud2" in types:
+        chosen.append("completion")
+    if {"sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"} <= types:
+        chosen.append("robot_pose")
+    goals = DEFAULT_TOPICS["action"]
+    if "sensor_msgs/msg/JointState" in types and (goals["goal_image"] in topic_types
+                                                  or goals["goal_keypoints"] in topic_types):
+        chosen.append("action")
+    return chosen
 
 
 @dataclass
@@ -170,6 +229,11 @@ def _resolve_input_topic(bag: BagReader, stage: Stage, name: str, wanted: str, e
             raise BagModeError(f"topic {wanted} in {bag.path} carries {info.msgtype}, but stage {stage.name!r} input "
                                f"{name!r} needs {msgtype}")
         return wanted
+    if name in stage.optional_inputs:
+        # Optional inputs are never guessed: the bag's only topic of that type is usually another input's (a goal
+        # image topic would grab the camera stream).
+        log.info("bag %s has no %s: stage %r runs without its optional input %r", bag.path, wanted, stage.name, name)
+        return ""
     candidates = bag.topics_of_type(msgtype)
     if not autodetect:
         raise BagModeError(f"bag {bag.path} has no topic {wanted} for stage {stage.name!r} input {name!r}; its "
@@ -279,6 +343,8 @@ def run_bag(
             for name in stage.inputs:
                 topic = _resolve_input_topic(bag, stage, name, topics[(stage.name, name)], (stage.name, name) in given,
                                              autodetect)
+                if not topic:
+                    continue  # an optional input the bag lacks
                 consumers.setdefault(topic, []).append((stage, name))
                 inputs_of[stage.name][name] = topic
         outputs_of = {s.name: {name: topics[(s.name, name)] for name in s.outputs} for s in stages}

@@ -18,6 +18,8 @@ PARAMS_FILE = "gen3d.yaml"
 # One line per node: the executable (lib/gen3d_ros/<name>), the node name and its params section are the same.
 NODES = [
     "completion_node",
+    "robot_pose_node",
+    "action_node",
 ]
 
 

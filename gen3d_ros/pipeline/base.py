@@ -66,6 +66,9 @@ class Stage:
     inputs: dict[str, str] = {}
     #: logical output name -> ROS type
     outputs: dict[str, str] = {}
+    #: inputs a stage works without (e.g. one of two alternative goal inputs): bag mode skips them when the bag
+    #: lacks their topic instead of failing; nodes subscribe to them anyway
+    optional_inputs: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self.stats = StageStats()

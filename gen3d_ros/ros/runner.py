@@ -23,6 +23,8 @@ import yaml
 #: launch/gen3d.launch.py, config/gen3d.yaml).
 NODES: dict[str, str] = {
     "completion_node": "gen3d_ros.ros.completion_node:CompletionNode",
+    "robot_pose_node": "gen3d_ros.ros.robot_pose_node:RobotPoseNode",
+    "action_node": "gen3d_ros.ros.action_node:ActionNode",
 }
 
 

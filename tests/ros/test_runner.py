@@ -39,7 +39,7 @@ def test_runner_starts_the_nodes_of_the_params_file_and_stops_cleanly_on_sigterm
     assert stamp_ns_of(meshes[0]) == stamp
     assert runner.stop(signal.SIGTERM) == 0, runner.output()
     assert "Traceback" not in runner.stderr(), runner.output()
-    assert "running ['completion_node']" in runner.stderr()
+    assert "running ['completion_node', 'robot_pose_node', 'action_node']" in runner.stderr()
 
 
 def test_default_params_file_is_the_checkout_config_without_an_ament_index(monkeypatch):
@@ -64,5 +64,6 @@ def test_runner_refuses_unknown_nodes_and_missing_files_with_code_2(tmp_path, ca
     assert "no section" in capsys.readouterr().err
     wildcard = tmp_path / "all.yaml"
     wildcard.write_text("/**:\n  ros__parameters: {voxel_size: 0.3}\n")
-    assert nodes_in_params_file(wildcard) == ["completion_node"]
-    assert nodes_in_params_file(REPO / "config/gen3d.yaml") == ["completion_node"]
+    everything = ["completion_node", "robot_pose_node", "action_node"]
+    assert nodes_in_params_file(wildcard) == everything
+    assert nodes_in_params_file(REPO / "config/gen3d.yaml") == everything

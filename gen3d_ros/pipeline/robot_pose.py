@@ -1,0 +1,342 @@
+"""Robot pose stage: ``sensor_msgs/Image`` + ``sensor_msgs/CameraInfo`` -> the robot's joint angles and the camera's
+pose, by analysis-by-synthesis through the Dr. Robot renderer (:class:`gen3d_ros.robot.pose.RobotPoseProcessor`).
+
+Inputs: ``image`` (rgb8/bgr8/rgba8/bgra8/mono8/16-bit colour; see :mod:`gen3d_ros.io.image`) and ``camera_info``;
+an image is paired with the CameraInfo nearest in stamp within ``sync_tolerance`` (:mod:`gen3d_ros.pipeline.sync`),
+whichever arrives first. Outputs, all with the image's ``header.stamp``:
+
+- ``estimate`` ``gen3d_ros/RobotPoseEstimate``: header = the image's (camera optical frame), joints, the camera in
+  the base frame, losses, iterations, hypotheses, convergence, latency, model id;
+- ``joint_states`` ``sensor_msgs/JointState``: the estimated joints (names = the URDF's actuated joints);
+- ``camera_pose`` ``geometry_msgs/PoseStamped``: ``header.frame_id = base_frame``, the pose of the camera optical
+  frame in the base frame, ``T_base_camera`` (REP-103; the estimator works with its inverse ``T_camera_base``,
+  which maps base-frame points into the OpenCV optical frame: x right, y down, z forward);
+- ``tf`` ``tf2_msgs/TFMessage``: one transform, parent ``base_frame`` -> child = the camera frame (the Image's
+  ``header.frame_id``, or the ``camera_frame`` parameter), i.e. the same ``T_base_camera``. Only when ``publish_tf``.
+  Don't publish it when the camera frame already has a parent in your TF tree (a frame has one parent).
+
+Tracking: with ``tracking`` on, each frame warm-starts from the previous estimates (a few Adam steps,
+``track_iterations``); a from-scratch multi-hypothesis estimate runs on the first frame, after the intrinsics
+change, when stamps go backwards or jump by more than ``max_tracking_gap``, and when the tracked loss exceeds
+``relocalize_loss``. ``known_camera`` fixes the camera to ``camera_in_base`` (a calibrated camera): joints only.
+
+Rejected with a reason (counted, never raised): unsupported encodings (e.g. 32FC1 depth), an image whose size
+differs from its CameraInfo's, an uncalibrated or skewed K, distortion on an image not marked ``rectified``, NaN
+intrinsics, no frame id for TF. A stage that cannot load its URDF or checkpoint fails to build with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gen3d_ros.config import param, validate
+from gen3d_ros.io.camera_info import camera_info_to_intrinsics
+from gen3d_ros.io.image import image_to_rgb
+from gen3d_ros.io.joint_state import joint_state_msg
+from gen3d_ros.io.messages import MessageFactory, make_header, stamp_to_nanoseconds
+from gen3d_ros.io.transforms import (check_rigid, invert_rigid, matrix_to_pose, pose_to_matrix, pose_stamped,
+                                     tf_message, transform_stamped)
+from gen3d_ros.pipeline.base import InputRejected, Output, Stage
+from gen3d_ros.pipeline.sync import Paired, StampPairer
+
+log = logging.getLogger("gen3d_ros.pipeline.robot_pose")
+
+SPLAT_BACKENDS = ("auto", "torch", "gsplat")
+
+
+@dataclass
+class RobotPoseStageConfig:
+    """Knobs of the robot pose stage; every field is also a ROS parameter of ``robot_pose_node``."""
+
+    urdf: str = param("", "robot description: a URDF path, 'test_arm' or an example-robot-data name (panda, ur5); "
+                          "empty: the packaged test arm")
+    checkpoint: str = param("", "Dr. Robot model (gen3d train-robot); empty: the packaged model of the robot if one "
+                                "exists, else an untrained model built from the URDF (logged warning)")
+    n_gaussians: int = param(2000, "Gaussians of the untrained fallback model", lo=100, hi=1_000_000)
+    device: str = param("cpu", "torch device of the renderer (cpu, cuda, cuda:1)")
+    backend: str = param("auto", "splatting backend: auto (gsplat on CUDA, else torch), torch, gsplat",
+                         choices=SPLAT_BACKENDS)
+    threads: int = param(1, "torch CPU threads; 0: torch's default", lo=0, hi=256)
+    max_image_side: int = param(160, "images with a longer side are downsampled to it (intrinsics scaled) before "
+                                     "fitting; 0: full resolution", unit="px", lo=0, hi=8192)
+    # A from-scratch estimate (gen3d_ros.robot.pose.PoseEstimatorConfig): a silhouette search (no rendering) over
+    # azimuths x elevations x joint_restarts, hill climbing, base-yaw twins, render scoring, coarse-to-fine Adam.
+    azimuths: int = param(16, "camera azimuth hypotheses over 360 deg about the base z axis", lo=1, hi=256)
+    elevations_deg: list = param([0.0, 20.0, 40.0, 60.0], "camera elevation hypotheses above the base xy plane",
+                                 unit="deg")
+    joint_restarts: int = param(128, "joint samples (neutral + Sobol within the limits) paired with every camera "
+                                     "rotation in the silhouette search; known_camera: x azimuths x elevations "
+                                     "joint samples", lo=1, hi=65_536)
+    search_size: int = param(64, "longer side of the silhouette search's images", unit="px", lo=4, hi=1024)
+    search_points: int = param(1024, "robot surface points per hypothesis in the silhouette search", lo=1,
+                               hi=65_536)
+    search_keep: int = param(8, "hypotheses kept from the silhouette search (near-duplicates suppressed)", lo=1,
+                             hi=1024)
+    search_nms_m: float = param(0.03, "silhouette search: hypotheses whose link origins (camera frame) are closer "
+                                      "than this (mean) to a better one are dropped", unit="m", lo=0.0, hi=10.0)
+    search_climbers: int = param(16, "best (diverse) hypotheses that hill-climb the silhouette score", lo=1,
+                                 hi=1024)
+    search_rounds: int = param(6, "hill-climbing rounds (step sizes halve per round); 0: no hill climbing", lo=0,
+                               hi=100)
+    search_perturbations: int = param(16, "random perturbations per climber per round", lo=1, hi=1024)
+    yaw_offsets: int = param(4, "each kept hypothesis is expanded into this many base-yaw twins (root joint and "
+                                "camera turned together; appearance decides); 1: off", lo=1, hi=64)
+    keep: int = param(3, "rendered candidates refined at the coarsest pyramid level; halved per finer level, at "
+                         "least 1", lo=1, hi=1024)
+    pyramid_levels: int = param(2, "coarse-to-fine levels (scales 1/2^k, ..., 1/2, 1)", lo=1, hi=5)
+    iterations: int = param(30, "Adam steps per coarser pyramid level of a from-scratch estimate", lo=0, hi=10_000)
+    final_iterations: int = param(40, "Adam steps at the finest level (full resolution) of a from-scratch "
+                                      "estimate; 0: iterations", lo=0, hi=10_000)
+    lr_joints: float = param(0.1, "Adam step of the joints (sigmoid-logit units)", lo=1e-6, hi=10.0)
+    lr_rotation: float = param(0.03, "Adam step of the camera rotation", unit="rad", lo=1e-6, hi=10.0)
+    lr_translation: float = param(0.01, "Adam step of the camera translation", unit="m", lo=1e-6, hi=10.0)
+    w_rgb: float = param(1.0, "weight of the photometric L1 loss (RGB in [0, 1])", lo=0.0, hi=1e6)
+    w_mask: float = param(1.0, "weight of the silhouette L2 loss (rendered alpha vs mask)", lo=0.0, hi=1e6)
+    w_outside: float = param(1.0, "weight of the outside-silhouette distance loss", lo=0.0, hi=1e6)
+    tolerance: float = param(1e-3, "a level stops when the loss improved less than this (relative) over "
+                                   "'patience' steps", lo=0.0, hi=1.0)
+    patience: int = param(8, "steps of the convergence test", lo=1, hi=10_000)
+    background: list = param([1.0, 1.0, 1.0], "RGB in [0, 1] behind the robot; pixels differing from it by more "
+                                              "than mask_threshold are the robot")
+    mask_threshold: float = param(0.1, "robot/background colour threshold (RGB in [0, 1])", lo=0.0, hi=1.0)
+    tracking: bool = param(True, "warm-start each frame from the previous estimates")
+    track_iterations: int = param(12, "Adam steps of a tracked frame", lo=0, hi=10_000)
+    w_smooth_joints: float = param(0.01, "tracking: penalty per rad^2 of joint change between frames",
+                                   lo=0.0, hi=1e6)
+    w_smooth_camera: float = param(0.01, "tracking: penalty per rad^2 / m^2 of camera change between frames",
+                                   lo=0.0, hi=1e6)
+    relocalize_loss: float = param(0.0, "tracking: re-estimate from scratch when a tracked frame's loss exceeds "
+                                        "this; 0: never", lo=0.0, hi=1e6)
+    max_tracking_gap: float = param(1.0, "tracking: start over when consecutive stamps differ by more than this",
+                                    unit="s", lo=0.0, hi=1e6)
+    known_camera: bool = param(False, "the camera is calibrated: fix it to camera_in_base, estimate joints only")
+    camera_in_base: list = param([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+                                 "known_camera: pose of the camera optical frame in the base frame, "
+                                 "[x, y, z, qx, qy, qz, qw] (m, unit quaternion)")
+    sync_tolerance: float = param(0.01, "largest stamp difference of an image and its CameraInfo", unit="s",
+                                  lo=0.0, hi=10.0)
+    rectified: bool = param(False, "the images are rectified (image_rect): use CameraInfo P, ignore D; off: K, "
+                                   "and images with non-zero distortion are rejected")
+    base_frame: str = param("", "TF frame of the robot base; empty: the URDF's root link")
+    camera_frame: str = param("", "TF frame of the camera; empty: the Image's header.frame_id")
+    publish_tf: bool = param(True, "publish base_frame -> camera frame on the tf output")
+    seed: int = param(0, "random seed (joint restarts, untrained model)", lo=0, hi=2**31 - 1)
+
+    def __post_init__(self) -> None:
+        self.elevations_deg = [float(v) for v in self.elevations_deg]
+        self.background = [float(v) for v in self.background]
+        self.camera_in_base = [float(v) for v in self.camera_in_base]
+        validate(self)
+        if not self.elevations_deg or not all(-90.0 <= e <= 90.0 for e in self.elevations_deg):
+            raise ValueError(f"RobotPoseStageConfig.elevations_deg must be 1+ angles in [-90, 90] deg, "
+                             f"got {self.elevations_deg}")
+        if len(self.background) != 3 or not all(0.0 <= c <= 1.0 for c in self.background):
+            raise ValueError(f"RobotPoseStageConfig.background must be 3 values in [0, 1], got {self.background}")
+        if len(self.camera_in_base) != 7:
+            raise ValueError(f"RobotPoseStageConfig.camera_in_base must be [x, y, z, qx, qy, qz, qw], got "
+                             f"{self.camera_in_base}")
+        self.T_base_camera_known()  # raises for a zero or non-finite quaternion
+
+    def T_base_camera_known(self) -> np.ndarray:
+        """``camera_in_base`` as a 4x4 ``T_base_camera`` (camera optical frame -> base frame, metres)."""
+        x, y, z, qx, qy, qz, qw = self.camera_in_base
+        pose = _PoseView(x, y, z, qx, qy, qz, qw)
+        try:
+            return pose_to_matrix(pose)
+        except ValueError as exc:
+            raise ValueError(f"RobotPoseStageConfig.camera_in_base: {exc}") from None
+
+    def estimator_config(self) -> Any:
+        """The :class:`~gen3d_ros.robot.pose.PoseEstimatorConfig` of these settings."""
+        from gen3d_ros.robot.pose import PoseEstimatorConfig
+
+        levels = self.pyramid_levels
+        scales = tuple(0.5 ** (levels - 1 - i) for i in range(levels))
+        keep = tuple(max(1, self.keep >> i) for i in range(levels))
+        iterations = (self.iterations,) * (levels - 1) + (self.final_iterations or self.iterations,)
+        return PoseEstimatorConfig(
+            azimuths=self.azimuths, elevations_deg=tuple(self.elevations_deg), joint_restarts=self.joint_restarts,
+            search_size=self.search_size, search_points=self.search_points, search_keep=self.search_keep,
+            search_nms_m=self.search_nms_m, search_climbers=self.search_climbers, search_rounds=self.search_rounds,
+            search_perturbations=self.search_perturbations, yaw_offsets=self.yaw_offsets,
+            pyramid_scales=scales, iterations=iterations, keep=keep, lr_joints=self.lr_joints,
+            lr_rotation=self.lr_rotation, lr_translation=self.lr_translation, w_rgb=self.w_rgb, w_mask=self.w_mask,
+            w_outside=self.w_outside, tolerance=self.tolerance, patience=self.patience,
+            track_iterations=self.track_iterations, w_smooth_joints=self.w_smooth_joints,
+            w_smooth_camera=self.w_smooth_camera,
+            relocalize_loss=self.relocalize_loss if self.relocalize_loss > 0 else math.inf,
+            background=tuple(self.background), mask_threshold=self.mask_threshold, device=self.device,
+            backend=self.backend, seed=self.seed)
+
+
+@dataclass
+class _PoseView:
+    """Duck-typed ``geometry_msgs/Pose`` over plain numbers (for :func:`pose_to_matrix`)."""
+
+    x: float
+    y: float
+    z: float
+    qx: float
+    qy: float
+    qz: float
+    qw: float
+
+    @property
+    def position(self) -> Any:
+        return _XYZW(self.x, self.y, self.z, 0.0)
+
+    @property
+    def orientation(self) -> Any:
+        return _XYZW(self.qx, self.qy, self.qz, self.qw)
+
+
+@dataclass
+class _XYZW:
+    x: float
+    y: float
+    z: float
+    w: float
+
+
+def pinhole_from_camera_info(msg: Any, *, rectified: bool) -> Any:
+    """A :class:`~gen3d_ros.robot.camera.PinholeCamera` of the image a ``CameraInfo`` describes.
+
+    ROS/OpenCV put pixel centres at integer coordinates, ``PinholeCamera`` at integer + 0.5, so the principal
+    point moves by +0.5 px. Raises ValueError (the reason) for intrinsics the renderer cannot model: zero or
+    non-finite focal lengths, skew, or distortion on a raw image.
+    """
+    from gen3d_ros.robot.camera import PinholeCamera
+
+    intr = camera_info_to_intrinsics(msg, rectified=rectified)
+    K = intr.K
+    if abs(K[0, 1]) > 1e-9 * abs(K[0, 0]):
+        raise ValueError(f"CameraInfo K has skew {K[0, 1]}; the renderer models square-axis pinhole cameras only")
+    if not rectified and intr.D.size and np.any(np.abs(intr.D) > 1e-12):
+        raise ValueError(f"CameraInfo has {intr.distortion_model} distortion D={intr.D.tolist()}; feed the "
+                         "rectified image (image_proc, image_rect) and set 'rectified: true'")
+    if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
+        raise ValueError(f"CameraInfo K has non-positive or non-finite focal lengths: {K.reshape(-1).tolist()}")
+    return PinholeCamera(fx=float(K[0, 0]), fy=float(K[1, 1]), cx=float(K[0, 2]) + 0.5, cy=float(K[1, 2]) + 0.5,
+                         width=intr.width, height=intr.height)
+
+
+def resize_for_fitting(rgb: np.ndarray, camera: Any, max_side: int) -> tuple[np.ndarray, Any]:
+    """``(rgb, camera)`` downsampled (area filter) so the longer side is at most ``max_side`` px (0: unchanged)."""
+    import cv2
+
+    side = max(camera.width, camera.height)
+    if max_side <= 0 or side <= max_side:
+        return rgb, camera
+    small = camera.scaled(max_side / side)
+    return cv2.resize(rgb, (small.width, small.height), interpolation=cv2.INTER_AREA), small
+
+
+class RobotPoseStage(Stage):
+    name = "robot_pose"
+    inputs = {"image": "sensor_msgs/msg/Image", "camera_info": "sensor_msgs/msg/CameraInfo"}
+    outputs = {
+        "estimate": "gen3d_ros/msg/RobotPoseEstimate",
+        "joint_states": "sensor_msgs/msg/JointState",
+        "camera_pose": "geometry_msgs/msg/PoseStamped",
+        "tf": "tf2_msgs/msg/TFMessage",
+    }
+
+    def __init__(self, config: RobotPoseStageConfig | None = None) -> None:
+        """Loads the URDF and model: FileNotFoundError / ValueError with the reason when they cannot be used."""
+        super().__init__()
+        import torch
+
+        from gen3d_ros.pipeline.robot_model import load_robot_model
+        from gen3d_ros.robot.pose import RobotPoseProcessor
+
+        self.config = config or RobotPoseStageConfig()
+        c = self.config
+        if c.threads > 0:
+            torch.set_num_threads(c.threads)
+        loaded = load_robot_model(c.urdf, c.checkpoint, device=c.device, n_gaussians=c.n_gaussians, seed=c.seed)
+        self.robot, self.model_id = loaded.robot, loaded.model_id
+        self.base_frame = c.base_frame or self.robot.root
+        known = invert_rigid(c.T_base_camera_known()) if c.known_camera else None
+        self.processor = RobotPoseProcessor(loaded.model, c.estimator_config(), known_camera=known)
+        self.pairer = StampPairer(c.sync_tolerance)
+        self._last_stamp_ns: int | None = None
+
+    @property
+    def joint_names(self) -> list[str]:
+        """Joint order of the outputs: the URDF's actuated joints."""
+        return self.processor.joint_names
+
+    def handle(self, input_name: str, msg: Any, factory: MessageFactory) -> list[Output]:
+        if input_name == "camera_info":
+            pair = self.pairer.add_info(msg)
+        else:
+            pair = self.pairer.add_image(msg)
+        self.stats.extra["sync_dropped"] = float(self.pairer.dropped)
+        self.stats.extra["sync_expired"] = float(self.pairer.expired)
+        if pair is None:
+            return []  # waiting for the other half of the pair: not a frame yet
+        return self._estimate(pair, factory)
+
+    def _estimate(self, pair: Paired, factory: MessageFactory) -> list[Output]:
+        c = self.config
+        image = pair.image
+        try:
+            camera = pinhole_from_camera_info(pair.info, rectified=c.rectified)
+        except ValueError as exc:
+            raise InputRejected(f"unusable CameraInfo: {exc}") from exc
+        if (int(image.width), int(image.height)) != (camera.width, camera.height):
+            raise InputRejected(f"Image is {image.width}x{image.height} but its CameraInfo describes "
+                                f"{camera.width}x{camera.height} (after ROI/binning); they must match")
+        try:
+            rgb = image_to_rgb(image)
+        except ValueError as exc:
+            raise InputRejected(f"unusable Image: {exc}") from exc
+        camera_frame = c.camera_frame or str(image.header.frame_id)
+        if c.publish_tf and not camera_frame:
+            raise InputRejected("Image has an empty header.frame_id and the camera_frame parameter is empty: no "
+                                "frame to publish the camera pose on TF")
+        if camera_frame == self.base_frame:
+            raise InputRejected(f"camera frame and base frame are both {camera_frame!r}")
+        rgb, fit_camera = resize_for_fitting(rgb, camera, c.max_image_side)
+
+        stamp_ns = stamp_to_nanoseconds(image.header.stamp)
+        if not c.tracking:
+            self.processor.reset()
+        elif self._last_stamp_ns is not None and (
+                stamp_ns < self._last_stamp_ns or (stamp_ns - self._last_stamp_ns) * 1e-9 > c.max_tracking_gap):
+            self.processor.reset()  # a bag restarted or frames were lost: the previous pose is no prior any more
+        self._last_stamp_ns = stamp_ns
+        result = self.processor.process(rgb, fit_camera, stamp=stamp_ns * 1e-9)
+        est = result.estimate
+        if not (np.isfinite(est.q).all() and np.isfinite(est.T_camera_base).all()):
+            self.processor.reset()
+            raise RuntimeError(f"pose estimate is not finite (q={est.q.tolist()}); tracking reset")
+        T_base_camera = invert_rigid(check_rigid(est.T_camera_base, "estimated T_camera_base"))
+
+        self.stats.extra["loss"] = float(est.loss)
+        self.stats.extra["tracked"] = float(result.tracked)
+        self.stats.extra["pair_skew_ms"] = pair.skew_s * 1e3
+        header = make_header(factory, image.header)
+        joints = joint_state_msg(est.joint_names, est.q, factory, header=make_header(factory, stamp=image.header.stamp))
+        terms = est.loss_terms
+        outputs = [
+            Output("estimate", factory.new(
+                "gen3d_ros/msg/RobotPoseEstimate", header=header, joints=joints,
+                camera_in_base=matrix_to_pose(T_base_camera, factory), base_frame=self.base_frame,
+                photometric_loss=float(terms.get("rgb", est.loss)), silhouette_loss=float(terms.get("mask", 0.0)),
+                iterations=int(est.iterations), hypotheses=int(est.hypotheses), converged=bool(est.converged),
+                latency_ms=float(result.latency_s * 1e3), model_id=self.model_id)),
+            Output("joint_states", joints),
+            Output("camera_pose", pose_stamped(T_base_camera, factory, frame_id=self.base_frame,
+                                               stamp=image.header.stamp)),
+        ]
+        if c.publish_tf:
+            outputs.append(Output("tf", tf_message([transform_stamped(
+                T_base_camera, factory, parent_frame=self.base_frame, child_frame=camera_frame,
+                stamp=image.header.stamp)], factory)))
+        return outputs
