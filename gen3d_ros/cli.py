@@ -70,25 +70,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def register_bag(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bag", help="run scene completion over a rosbag2 and write the results as a new rosbag2",
-                       description="Feed every sensor_msgs/PointCloud2 of the input topic to the completion stage "
-                                   "in log-time order and write mesh Marker, CompletedMesh and voxel cloud on the "
-                                   "/gen3d/completion/* topics with the input's log time. The input is only read; "
-                                   "the output is written atomically.")
+    p = sub.add_parser("bag", help="run gen3d stages (completion, robot pose, actions) over a rosbag2 and write the "
+                                   "results as a new rosbag2",
+                       description="Feed the input topics of each chosen stage in log-time order and write its "
+                                   "outputs with the input's log time: completion (PointCloud2 -> mesh Marker, "
+                                   "CompletedMesh, voxels on /gen3d/completion/*), robot_pose (Image + CameraInfo "
+                                   "-> RobotPoseEstimate, JointState, PoseStamped, /tf), action (goal + JointState "
+                                   "-> JointTrajectory, RobotAction). By default the stages are chosen by the topic "
+                                   "types in the bag. The input is only read; the output is written atomically.")
     p.add_argument("input", type=Path, help="input rosbag2: a bag directory, a .mcap or a .db3 file")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="output bag: a directory, or a single *.mcap / *.db3 file")
+    p.add_argument("--stages", default="auto",
+                   help="comma-separated stages to run: completion, robot_pose, action; 'auto' (default): those "
+                        "whose inputs the bag has (PointCloud2; Image + CameraInfo; JointState + a goal topic)")
     p.add_argument("--copy-inputs", action="store_true", help="also copy every input topic (e.g. /tf, the clouds)")
     p.add_argument("--force", action="store_true", help="replace an existing output")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default=None, help="output storage (default: mcap)")
     p.add_argument("--params", type=Path, default=None,
-                   help="ROS 2 params YAML with a completion_node section (e.g. config/completion_node.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a completion_node parameter (repeatable), e.g. --set voxel_size=0.1")
+                   help="ROS 2 params YAML with a section per node (completion_node, robot_pose_node, action_node), "
+                        "e.g. config/gen3d.yaml or config/completion_node.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[NODE:]KEY=VALUE",
+                   help="override a node parameter (repeatable), e.g. --set robot_pose_node:iterations=10; without "
+                        "NODE: the only stage run (or completion_node, for compatibility, when several run)")
     p.add_argument("--input-topic", default=None,
                    help="PointCloud2 topic to complete, exactly (default: /points or the params file's cloud_topic; "
                         "when the bag lacks it, the bag's only PointCloud2 topic)")
-    p.add_argument("--limit", type=int, default=None, help="stop after N input clouds")
+    p.add_argument("--limit", type=int, default=None, help="stop after N input messages")
     p.add_argument("--output-time", choices=("log", "header"), default="log",
                    help="log time of outputs: the input's log time (default) or its header stamp")
     p.add_argument("--report", type=Path, default=None, help="also write the run report as JSON here")
@@ -96,26 +104,63 @@ def register_bag(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bag)
 
 
+def _bag_stage_names(args: argparse.Namespace) -> list[str]:
+    from gen3d_ros.bagmode import BAG_STAGES, stages_for_topics
+    from gen3d_ros.io.rosbag2 import read_bag_info
+
+    if args.stages != "auto":
+        names = [n.strip() for n in args.stages.split(",") if n.strip()]
+        unknown = [n for n in names if n not in BAG_STAGES]
+        if unknown or not names:
+            raise UsageError(f"--stages {args.stages!r}: choose from {', '.join(BAG_STAGES)} (comma-separated)")
+        return names
+    topics = {name: t["type"] if isinstance(t, dict) else t.msgtype
+              for name, t in read_bag_info(args.input)["topics"].items()}
+    names = stages_for_topics(topics)
+    if not names:
+        raise UsageError(f"bag {args.input} has no inputs for any stage (PointCloud2; Image + CameraInfo; JointState + "
+                         f"a goal); its topics: {topics}; name the stages and topics with --stages / --params")
+    return names
+
+
 def cmd_bag(args: argparse.Namespace) -> int:
-    from gen3d_ros.bagmode import completion_stage_from_params, run_bag
+    from gen3d_ros.bagmode import BAG_STAGES, run_bag, stage_from_params
     from gen3d_ros.config import load_node_params, parse_overrides
 
     if not args.input.exists():
         raise UsageError(f"input bag {args.input} does not exist")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
-    params: dict = {}
+    if args.params is not None and not args.params.is_file():
+        raise UsageError(f"params file {args.params} does not exist")
+    names = _bag_stage_names(args)
+    node_of = {name: BAG_STAGES[name][0] for name in names}
+    params: dict[str, dict] = {name: {} for name in names}
     if args.params is not None:
-        if not args.params.is_file():
-            raise UsageError(f"params file {args.params} does not exist")
-        params = load_node_params(args.params, "completion_node")
-        if not params:
-            raise UsageError(f"{args.params} has no completion_node (or /**) section with ros__parameters")
-    params.update(parse_overrides(args.overrides))
-    stage, topics = completion_stage_from_params(params)
+        for name in names:
+            params[name] = load_node_params(args.params, node_of[name])
+        if not any(params.values()):
+            raise UsageError(f"{args.params} has no section (or /**) with ros__parameters for "
+                             f"{', '.join(node_of.values())}")
+    default_target = names[0] if len(names) == 1 else "completion"
+    for item in args.overrides:
+        key = item.split("=", 1)[0]
+        node, _, _ = key.rpartition(":")
+        target = next((n for n in names if node_of[n] == node), None) if node else default_target
+        if target is None or target not in names:
+            raise UsageError(f"--set {item!r}: {node or 'completion_node'} is not run; nodes run: "
+                             f"{', '.join(node_of.values())}")
+        params[target].update(parse_overrides([item.split(":", 1)[1] if node else item]))
+    stages, topics = [], {}
+    for name in names:
+        stage, stage_topics = stage_from_params(name, params[name])
+        stages.append(stage)
+        topics.update(stage_topics)
     if args.input_topic:
-        topics[(stage.name, "cloud")] = args.input_topic
-    report = run_bag(args.input, args.output, stages=[stage], topic_map=topics, copy_inputs=args.copy_inputs,
+        if "completion" not in names:
+            raise UsageError("--input-topic names the completion stage's cloud topic, but completion is not run")
+        topics[("completion", "cloud")] = args.input_topic
+    report = run_bag(args.input, args.output, stages=stages, topic_map=topics, copy_inputs=args.copy_inputs,
                      force=args.force, progress=not args.no_progress and sys.stderr.isatty(), limit=args.limit,
                      storage=args.storage, output_time=args.output_time, autodetect=not args.input_topic)
     print(report.format())
@@ -332,13 +377,263 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ train-robot
+
+
+def register_train_robot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-robot", help="train a Dr. Robot model (differentiable robot renderer) from a URDF",
+                       description="Render ground-truth views of a URDF robot, then train skinned 3D Gaussians in "
+                                   "three stages (canonical, skinning, joint). Writes model.pt, metrics.json, "
+                                   "preview.png, curves.png and the view caches (data/) into the output folder.")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    p.add_argument("--urdf", default=None, help="test_arm (default), panda (needs example-robot-data) or a .urdf path")
+    p.add_argument("--preset", default="tiny", help="tiny (CPU, ~1 min), demo (CPU, minutes), gpu (CUDA, Panda)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a RobotTrainConfig field (joint_iters=500, background=0.3,0.3,0.3); repeatable")
+    p.add_argument("--device", default=None, help="torch device (default: the preset's)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0: torch's choice)")
+    p.add_argument("--force", action="store_true", help="write into a run folder that already holds model.pt")
+    p.set_defaults(func=cmd_train_robot)
+
+
+def cmd_train_robot(args: argparse.Namespace) -> int:
+    from gen3d_ros.robot.training import robot_train_config, train_robot
+
+    if (args.output / "model.pt").exists() and not args.force:
+        raise UsageError(f"{args.output}/model.pt exists; pass --force to overwrite")
+    overrides: dict = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    if args.urdf is not None:
+        overrides["urdf"] = args.urdf
+    if args.device is not None:
+        overrides["device"] = args.device
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    metrics = train_robot(robot_train_config(args.preset, overrides), args.output)
+    it, sec = metrics["iterations"], metrics["seconds"]
+    print(f"trained {metrics['robot']} ({metrics['n_gaussians']} Gaussians) in {sum(sec.values()):.0f} s "
+          f"({it['canonical']}/{it['skinning']}/{it['joint']} canonical/skinning/joint iterations) "
+          f"-> {args.output}/model.pt")
+    print(f"held-out PSNR {metrics['psnr_heldout']:.2f} dB (untrained {metrics['psnr_init']:.2f} dB), "
+          f"SSIM {metrics['ssim_heldout']:.4f}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- estimate-pose / act
+
+
+def _robot_model(args: argparse.Namespace):
+    """The Dr. Robot model of ``--checkpoint``, else an untrained one from ``--urdf`` (default: the test arm)."""
+    from gen3d_ros.robot.gaussians import RobotGaussianModel, load_robot
+
+    if args.checkpoint is not None:
+        if not args.checkpoint.is_file():
+            raise UsageError(f"checkpoint {args.checkpoint} does not exist")
+        return RobotGaussianModel.load(args.checkpoint, load_robot(args.urdf) if args.urdf else None)
+    return RobotGaussianModel.from_robot(load_robot(args.urdf or "test_arm"), n_gaussians=args.gaussians,
+                                         skinning=False, appearance=False)
+
+
+def _camera(args: argparse.Namespace, width: int, height: int):
+    """Intrinsics from ``--camera-info`` (ROS CameraInfo YAML: ``camera_matrix.data`` or ``k``/``K``) or ``--fov-deg``."""
+    import yaml
+
+    from gen3d_ros.robot.camera import PinholeCamera
+
+    if args.camera_info is not None:
+        data = yaml.safe_load(Path(args.camera_info).read_text()) or {}
+        K = (data.get("camera_matrix") or {}).get("data") or data.get("k") or data.get("K")
+        if not K or len(K) != 9:
+            raise UsageError(f"{args.camera_info}: no 3x3 camera_matrix.data / k in the CameraInfo YAML")
+        w, h = int(data.get("image_width", data.get("width", width))), int(data.get("image_height", data.get("height", height)))
+        cam = PinholeCamera(float(K[0]), float(K[4]), float(K[2]), float(K[5]), w, h)
+        if (w, h) != (width, height):  # intrinsics of another resolution: scale them to the image
+            cam = PinholeCamera(cam.fx * width / w, cam.fy * height / h, cam.cx * width / w, cam.cy * height / h,
+                                width, height)
+        return cam
+    if args.fov_deg is None:
+        raise UsageError("give the intrinsics: --camera-info FILE.yaml or --fov-deg F (vertical field of view)")
+    return PinholeCamera.from_fov(width, height, float(args.fov_deg))
+
+
+def _pose7(text: str):
+    """``x,y,z,qx,qy,qz,qw`` (camera optical frame in the base frame, metres) -> 4x4 ``T_camera_base``."""
+    import numpy as np
+
+    from gen3d_ros.robot.pose import invert_transform
+
+    try:
+        x, y, z, qx, qy, qz, qw = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"expected x,y,z,qx,qy,qz,qw, got {text!r}") from None
+    n = (qx * qx + qy * qy + qz * qz + qw * qw) ** 0.5
+    if not n > 0:
+        raise UsageError(f"zero quaternion in {text!r}")
+    qx, qy, qz, qw = qx / n, qy / n, qz / n, qw / n
+    T = np.eye(4)
+    T[:3, :3] = [[1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * qw), 2 * (qx * qz + qy * qw)],
+                 [2 * (qx * qy + qz * qw), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * qw)],
+                 [2 * (qx * qz - qy * qw), 2 * (qy * qz + qx * qw), 1 - 2 * (qx * qx + qy * qy)]]
+    T[:3, 3] = (x, y, z)
+    return invert_transform(T)  # T_base_camera -> T_camera_base
+
+
+def _read_image(path: Path, what: str = "image"):
+    import numpy as np
+    from PIL import Image
+
+    if not path.is_file():
+        raise UsageError(f"{what} {path} does not exist")
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, default=None, help="Dr. Robot model (gen3d train-robot model.pt)")
+    p.add_argument("--urdf", default=None, help="without --checkpoint: an untrained model of this robot (test_arm "
+                                                "(default), panda, a .urdf path)")
+    p.add_argument("--gaussians", type=int, default=500, help="Gaussians of the untrained model (default 500)")
+    p.add_argument("--camera-info", type=Path, default=None, help="ROS CameraInfo YAML of the image's camera")
+    p.add_argument("--fov-deg", type=float, default=None, help="or: vertical field of view (pinhole, centred)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0: torch's)")
+
+
+def register_estimate_pose(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("estimate-pose", help="robot joint angles and camera pose from one image (analysis-by-synthesis)",
+                       description="Fit the differentiable robot renderer to IMAGE: joints + T_camera_base from "
+                                   "scratch, or joints only with --known-camera. Writes a JSON result.")
+    p.add_argument("image", type=Path, help="RGB image of the robot on a plain background (or with --mask)")
+    _add_model_args(p)
+    p.add_argument("--mask", type=Path, default=None, help="robot mask image (non-zero = robot); default: pixels "
+                                                           "differing from the white background")
+    p.add_argument("--known-camera", default=None, metavar="x,y,z,qx,qy,qz,qw",
+                   help="calibrated camera: its optical frame's pose in the base frame (m, quaternion)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="result JSON")
+    p.add_argument("--overlay", type=Path, default=None, help="also write the fitted render over the image (PNG)")
+    p.set_defaults(func=cmd_estimate_pose)
+
+
+def cmd_estimate_pose(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    image = _read_image(args.image)
+    camera = _camera(args, image.shape[1], image.shape[0])
+    mask = None if args.mask is None else (_read_image(args.mask, "mask").max(axis=-1) > 0).astype(np.float32)
+    T_known = None if args.known_camera is None else _pose7(args.known_camera)
+    estimator = PoseEstimator(_robot_model(args), PoseEstimatorConfig())
+    est = estimator.estimate(image, camera, mask=mask, T_camera_base=T_known)
+    result = {"joint_names": est.joint_names, "joint_angles_rad": [float(v) for v in est.q],
+              "T_camera_base": np.asarray(est.T_camera_base).tolist(), "loss": est.loss,
+              "loss_terms": est.loss_terms, "seconds": est.seconds, "hypotheses": est.hypotheses,
+              "known_camera": T_known is not None, "image": str(args.image)}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    if args.overlay is not None:
+        from PIL import Image
+
+        out = estimator.render(est.q, est.T_camera_base, camera)
+        alpha = out.alpha.clamp(0, 1).cpu().numpy()[..., None]
+        blend = image / 255.0 * (1 - 0.6 * alpha) + 0.6 * alpha * out.rgb.clamp(0, 1).cpu().numpy()
+        args.overlay.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((blend * 255).round().astype(np.uint8)).save(args.overlay)
+    print(f"{', '.join(f'{n}={v:.3f}' for n, v in zip(est.joint_names, est.q))} rad; loss {est.loss:.4f}; "
+          f"{est.seconds:.1f} s -> {args.output}")
+    return 0
+
+
+def register_act(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("act", help="plan a joint trajectory towards a goal in pixels (visual MPC)",
+                       description="Visual MPC through the differentiable robot renderer: from --current-joints, "
+                                   "move link points to --goal-keypoints or the robot to look like --goal-image, "
+                                   "seen by a known --camera. Writes the trajectory (with times) as JSON.")
+    _add_model_args(p)
+    p.add_argument("--goal-keypoints", nargs="+", default=None, metavar="u,v[:link]",
+                   help="goal pixels (column,row) of link origins (default link: the last link, e.g. tool_tip)")
+    p.add_argument("--goal-image", type=Path, default=None, help="or: a goal image of the robot (same camera)")
+    p.add_argument("--current-joints", required=True, help="comma-separated joint values (rad / m), joint order")
+    p.add_argument("--camera", required=True, metavar="x,y,z,qx,qy,qz,qw",
+                   help="camera optical frame's pose in the base frame (m, quaternion)")
+    p.add_argument("--width", type=int, default=None, help="image width for --goal-keypoints (default: CameraInfo's)")
+    p.add_argument("--height", type=int, default=None, help="image height for --goal-keypoints")
+    p.add_argument("--waypoints", type=int, default=8, help="trajectory points (default 8)")
+    p.add_argument("--dt", type=float, default=0.25, help="seconds between waypoints (default 0.25)")
+    p.add_argument("--iterations", type=int, default=100, help="optimiser steps (default 100)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="trajectory JSON")
+    p.set_defaults(func=cmd_act)
+
+
+def cmd_act(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from gen3d_ros.robot.actions import ActionProcessor, VisualMPCConfig
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if (args.goal_keypoints is None) == (args.goal_image is None):
+        raise UsageError("give exactly one goal: --goal-keypoints u,v[:link] ... or --goal-image IMG")
+    model = _robot_model(args)
+    try:
+        q0 = np.array([float(v) for v in args.current_joints.split(",")])
+    except ValueError:
+        raise UsageError(f"--current-joints: comma-separated numbers, got {args.current_joints!r}") from None
+    if args.goal_image is not None:
+        goal = _read_image(args.goal_image, "goal image")
+        height, width = goal.shape[:2]
+    else:
+        if args.camera_info is None and (args.width is None or args.height is None):
+            raise UsageError("--goal-keypoints needs the image size: --camera-info, or --width and --height")
+        width, height = args.width or 0, args.height or 0
+        pixels, links = [], []
+        for item in args.goal_keypoints:
+            uv, _, link = item.partition(":")
+            try:
+                u, v = (float(x) for x in uv.split(","))
+            except ValueError:
+                raise UsageError(f"--goal-keypoints: expected u,v[:link], got {item!r}") from None
+            pixels.append((u, v))
+            links.append(link or model.fk.link_names[-1])
+        goal = {"pixels": np.array(pixels), "links": links}
+    if args.camera_info is not None and args.goal_keypoints is not None:
+        import yaml
+
+        data = yaml.safe_load(args.camera_info.read_text()) or {}
+        width = args.width or int(data.get("image_width", data.get("width", 0)))
+        height = args.height or int(data.get("image_height", data.get("height", 0)))
+    camera = _camera(args, width, height)
+    processor = ActionProcessor(model, VisualMPCConfig(waypoints=args.waypoints, dt=args.dt, iterations=args.iterations))
+    result = processor.plan(goal, q0, _pose7(args.camera), camera)
+    traj = result.trajectory
+    out = {"joint_names": traj.joint_names, "times_from_start_s": [float(t) for t in traj.times_from_start],
+           "positions": np.asarray(traj.positions).tolist(), "objective": result.objective,
+           "final_cost": result.final_cost, "initial_cost": result.initial_cost,
+           "goal_distance_initial": result.goal_distance_initial, "goal_distance_final": result.goal_distance_final,
+           "seconds": result.seconds}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"{result.objective}: goal distance {result.goal_distance_initial:.3f} -> {result.goal_distance_final:.3f}; "
+          f"{len(traj.times_from_start)} waypoints over {traj.times_from_start[-1]:.2f} s -> {args.output}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------- main
 
 #: Subcommands in the order ``gen3d --help`` lists them. Later ones (train-completion, complete, train-robot,
 #: estimate-pose, act) are one ``register_*`` function each, appended here.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [register_demo, register_bag, register_info,
                                                                 register_train_completion, register_complete,
-                                                                 register_run]
+                                                                 register_run, register_train_robot,
+                                                                 register_estimate_pose, register_act]
 
 
 def build_parser() -> argparse.ArgumentParser:
