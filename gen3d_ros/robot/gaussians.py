@@ -56,7 +56,7 @@ from gen3d_ros.geometry.rotations import matrix_to_quaternion
 from gen3d_ros.robot.camera import PinholeCamera
 from gen3d_ros.robot.kinematics import ForwardKinematics
 from gen3d_ros.robot.meshes import sample_surface
-from gen3d_ros.robot.splatting import SH_C0, RenderOutput, render_gaussians
+from gen3d_ros.robot.splatting import SH_C0, RenderOutput, render_gaussians, render_gaussians_batched
 from gen3d_ros.robot.urdf import RobotModel, example_robot_urdf, load_urdf, test_arm_urdf
 
 CHECKPOINT_FORMAT = "gen3d_ros.drrobot/1"
@@ -375,12 +375,8 @@ class RobotGaussianModel(torch.nn.Module):
             raise ValueError(f"batched q {tuple(q.shape)} needs T_camera_base [B, 4, 4] with the same B, "
                              f"got {tuple(T.shape)}")
         g = self.posed_gaussians(q)
-        outs = [
-            render_gaussians(**{k: v[b] for k, v in g.items()}, T_camera_base=T[b], camera=camera,
-                             background=background, sh_degree=sh_degree, backend=backend)
-            for b in range(q.shape[0])
-        ]
-        return RenderOutput(*(torch.stack([getattr(o, f) for o in outs]) for f in ("rgb", "alpha", "depth")))
+        return render_gaussians_batched(**g, T_camera_base=T, camera=camera, background=background,
+                                        sh_degree=sh_degree, backend=backend)
 
     def keypoints(self, q: Tensor) -> Tensor:
         """Link origins ``[..., L, 3]`` in the base frame (metres) for ``q [..., J]`` (order ``fk.link_names``)."""
