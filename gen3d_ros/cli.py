@@ -43,13 +43,19 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def register_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="synthetic drive -> rosbag2 -> completion -> meshes, preview PNG, report",
+    p = sub.add_parser("demo", help="synthetic drive -> rosbag2 -> completion -> meshes, preview PNG, report; "
+                                    "robot video -> pose per frame -> trajectory",
                        description="Generate a procedural street scene and a short LiDAR drive, write it as a "
                                    "rosbag2 (drive/), complete every sweep in bag mode (completed/), and write "
-                                   "meshes/*.ply, preview.png and demo_report.json into the output folder.")
+                                   "meshes/*.ply, preview.png and demo_report.json into the output folder; then "
+                                   "render a video of the test arm (robot/robot_video/), estimate its joints per "
+                                   "frame in bag mode (robot/robot_poses/) and extract the trajectory "
+                                   "(robot/trajectory.json, overlay.gif, joints.png).")
     p.add_argument("-o", "--output", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     p.add_argument("--sweeps", type=int, default=None, help="LiDAR sweeps to simulate (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scene and the drive (default: 0)")
+    p.add_argument("--robot-frames", type=int, default=16,
+                   help="frames of the robot video (pose estimation + trajectory); 0 skips the robot half")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_demo)
 
@@ -60,8 +66,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sweeps = DEFAULT_SWEEPS if args.sweeps is None else args.sweeps
     if sweeps < 1:
         raise UsageError(f"--sweeps must be at least 1, got {sweeps}")
+    if args.robot_frames < 0:
+        raise UsageError(f"--robot-frames must be >= 0, got {args.robot_frames}")
     report = run_demo(args.output, n_sweeps=sweeps, seed=args.seed, force=args.force,
-                      progress=sys.stderr.isatty())
+                      progress=sys.stderr.isatty(), robot_frames=args.robot_frames)
     print(report.format())
     return 0
 

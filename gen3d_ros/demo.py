@@ -9,7 +9,10 @@
    clouds, TF and meshes together in rviz2 / Foxglove;
 4. ``meshes/sweep_000.ply`` …: the completed mesh of each sweep (lidar frame, vertex colours by height);
 5. ``preview.png``: input scan and completed mesh of the first and the middle sweep;
-6. ``demo_report.json``: counts and timings of every step.
+6. ``robot/``: the robot half (:mod:`gen3d_ros.demo_robot`): a rendered video of the test arm as a rosbag2,
+   its joint states estimated per frame in bag mode with the packaged Dr. Robot model, the extracted joint
+   trajectory, an overlay GIF and a plot of estimated vs true joint angles;
+7. ``demo_report.json``: counts and timings of every step.
 
 The output folder is built next to its final place and renamed into it at the end: an interrupted demo
 leaves no half-written folder; an existing one is replaced only with ``force=True``.
@@ -97,6 +100,7 @@ class DemoReport:
     timings_s: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
+    robot: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +120,12 @@ class DemoReport:
             f"{int(np.mean(self.triangles_per_mesh)) if self.triangles_per_mesh else 0} triangles each",
             f"  preview.png       {t.get('preview', 0):6.2f} s",
         ]
+        if self.robot:
+            r = self.robot
+            lines.append(f"  robot/            {t.get('robot', 0):6.2f} s  {r['frames']} frames of the test arm, "
+                         f"model {r['model']}: joint error {r['joint_err_deg_mean']:.1f} deg mean per frame, "
+                         f"{r['trajectory_err_deg_mean']:.1f} deg after smoothing, {r['mean_latency_ms']:.0f} ms "
+                         f"per frame")
         lines += [f"  {name:<17} {path}" for name, path in self.files.items()]
         return "\n".join(lines)
 
@@ -239,7 +249,7 @@ def completed_mesh_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, seed: int = 0, force: bool = False,
              progress: bool = False, lidar_preset: str = "vlp32", completion: Any = None,
-             storage: str | None = None) -> DemoReport:
+             storage: str | None = None, robot_frames: int = 16) -> DemoReport:
     """Run the demo into ``output_dir`` (see module docstring) and return its report.
 
     Args:
@@ -249,6 +259,7 @@ def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, s
         lidar_preset: ``LidarConfig.preset`` name.
         completion: a ``CompletionConfig`` (default :func:`demo_completion_config`).
         storage: rosbag2 storage of both bags, ``"mcap"`` (default) or ``"sqlite3"``.
+        robot_frames: frames of the robot video (0: skip the robot half).
     """
     from gen3d_ros.bagmode import run_bag
     from gen3d_ros.completion.classical import TriangleMesh
@@ -329,6 +340,17 @@ def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, s
 
         report.files = {"drive bag": "drive/", "completed bag": "completed/", "meshes": "meshes/sweep_*.ply",
                         "preview": "preview.png", "report": "demo_report.json"}
+        if robot_frames > 0:
+            from gen3d_ros.demo_robot import run_robot_demo
+
+            t0 = time.perf_counter()
+            (work / "robot").mkdir()
+            report.robot = asdict(run_robot_demo(work / "robot", frames=robot_frames, storage=storage,
+                                                 t0_ns=DEMO_EPOCH_NS, progress=progress))
+            timings["robot"] = time.perf_counter() - t0
+            report.files.update({"robot video bag": "robot/robot_video/", "robot poses bag": "robot/robot_poses/",
+                                 "robot trajectory": "robot/trajectory.json", "robot overlay": "robot/overlay.gif",
+                                 "robot joints plot": "robot/joints.png"})
         timings["total"] = time.perf_counter() - start
         (work / "demo_report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
         check_output(output_dir, force=force)

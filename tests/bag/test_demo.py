@@ -16,9 +16,9 @@ from gen3d_ros.io.rosbag2 import OutputExistsError, read_bag_info, read_messages
 @pytest.mark.slow
 def test_demo_writes_drive_bag_completed_bag_meshes_preview_and_report(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    report = run_demo(out, n_sweeps=2, seed=1)
+    report = run_demo(out, n_sweeps=2, seed=1, robot_frames=3)
     assert sorted(p.name for p in out.iterdir()) == ["completed", "demo_report.json", "drive", "meshes",
-                                                     "preview.png"]
+                                                     "preview.png", "robot"]
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no temporaries left
 
     drive = read_bag_info(out / "drive")
@@ -52,8 +52,21 @@ def test_demo_writes_drive_bag_completed_bag_meshes_preview_and_report(tmp_path:
     assert saved["bag"]["stages"]["completion"]["processed"] == 2
     assert set(saved["timings_s"]) >= {"simulate", "write_drive_bag", "bag_mode", "write_meshes", "preview", "total"}
 
+    # the robot half: a 3-frame video bag, a pose per frame in bag mode, the trajectory and the figures
+    robot = out / "robot"
+    assert sorted(p.name for p in robot.iterdir()) == ["joints.png", "overlay.gif", "robot_poses", "robot_video",
+                                                       "trajectory.json"]
+    poses = read_bag_info(robot / "robot_poses")["topics"]
+    assert poses["/gen3d/robot_pose/joint_states"]["count"] == 3 and poses["/camera/image_raw"]["count"] == 3
+    traj = json.loads((robot / "trajectory.json").read_text())
+    assert traj["joint_names"] == ["base_yaw", "shoulder", "elbow", "wrist_pitch", "wrist_roll"]
+    times = [p["time_from_start"]["sec"] + 1e-9 * p["time_from_start"]["nanosec"] for p in traj["points"]]
+    assert times == pytest.approx([0.0, 0.25, 0.5])
+    assert saved["robot"]["frames"] == 3 and np.isfinite(saved["robot"]["joint_err_deg_mean"])
+    assert (robot / "overlay.gif").read_bytes()[:3] == b"GIF"
+
     with pytest.raises(OutputExistsError):
-        run_demo(out, n_sweeps=1, seed=1)
+        run_demo(out, n_sweeps=1, seed=1, robot_frames=0)
 
 
 def test_demo_drive_start_keeps_clear_of_parked_vehicles() -> None:
