@@ -4,7 +4,8 @@
    camera: ``sensor_msgs/Image`` (rgb8) on ``/camera/image_raw`` and ``sensor_msgs/CameraInfo`` on
    ``/camera/camera_info`` (ground-truth renders of the URDF meshes, :class:`RobotMeshRenderer`);
 2. ``robot_poses/``: bag mode with the ``robot_pose`` stage (the robot_pose_node's processor) over it, with the
-   camera known (``known_camera``: joints only; the first frame from scratch, then tracking) and the packaged
+   camera known (``known_camera``: joints only) and the joint state at the start of the recording
+   (``use_initial_joints``: the first frame refines it, the rest track), with the packaged
    Dr. Robot model: ``RobotPoseEstimate``, ``JointState``, camera ``PoseStamped`` and ``/tf`` per frame;
 3. ``trajectory.json``: the estimated joint states smoothed into a ``trajectory_msgs/JointTrajectory``
    (names, positions, ``time_from_start``) -- the "actions from a video" use of Dr. Robot;
@@ -167,7 +168,11 @@ def run_robot_demo(work: Path, *, frames: int = 16, size: int = 96, storage: str
 
     t0 = time.perf_counter()
     T_base_camera = invert_rigid(T_camera_base)
-    params = {"urdf": "test_arm", "known_camera": True,
+    # A calibrated camera, and the arm's joint state when the recording starts (its encoders): the first frame
+    # refines that reading, the rest track. From scratch, a 96 px view of this arm is ambiguous (mirrored
+    # elbows, the wrist roll) and tracking would carry a wrong first answer along (bench/pose_estimation.py).
+    params = {"urdf": "test_arm", "known_camera": True, "use_initial_joints": True,
+              "initial_joints": [float(v) for v in q_true[0]],
               "camera_in_base": [*map(float, T_base_camera[:3, 3]),
                                  *map(float, matrix_to_quaternion_xyzw(T_base_camera[:3, :3]))]}
     stage, topics = stage_from_params("robot_pose", params)

@@ -118,6 +118,10 @@ class RobotPoseStageConfig:
     camera_in_base: list = param([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
                                  "known_camera: pose of the camera optical frame in the base frame, "
                                  "[x, y, z, qx, qy, qz, qw] (m, unit quaternion)")
+    use_initial_joints: bool = param(False, "the first frame (and every tracking restart) refines initial_joints "
+                                            "instead of searching from scratch")
+    initial_joints: list = param([0.0], "use_initial_joints: joint values in URDF actuated-joint order, e.g. the "
+                                        "encoders' reading when the camera starts", unit="rad")
     sync_tolerance: float = param(0.01, "largest stamp difference of an image and its CameraInfo", unit="s",
                                   lo=0.0, hi=10.0)
     rectified: bool = param(False, "the images are rectified (image_rect): use CameraInfo P, ignore D; off: K, "
@@ -262,7 +266,14 @@ class RobotPoseStage(Stage):
         self.robot, self.model_id = loaded.robot, loaded.model_id
         self.base_frame = c.base_frame or self.robot.root
         known = invert_rigid(c.T_base_camera_known()) if c.known_camera else None
-        self.processor = RobotPoseProcessor(loaded.model, c.estimator_config(), known_camera=known)
+        initial = None
+        if c.use_initial_joints:
+            initial = np.asarray(c.initial_joints, dtype=np.float64)
+            if initial.shape != (len(self.robot.actuated_joints),) or not np.isfinite(initial).all():
+                raise ValueError(f"initial_joints must be {len(self.robot.actuated_joints)} finite values "
+                                 f"({', '.join(self.robot.actuated_joints)}), got {c.initial_joints}")
+        self.processor = RobotPoseProcessor(loaded.model, c.estimator_config(), known_camera=known,
+                                            initial_joints=initial)
         self.pairer = StampPairer(c.sync_tolerance)
         self._last_stamp_ns: int | None = None
 

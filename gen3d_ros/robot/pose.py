@@ -116,6 +116,8 @@ class PoseEstimatorConfig:
     search_rounds: int = 6
     search_perturbations: int = 16
     yaw_offsets: int = 4
+    known_camera_climbers: int = 64
+    known_camera_keep: int = 12
     pyramid_scales: tuple[float, ...] = (0.5, 1.0)
     iterations: tuple[int, ...] = (30, 40)
     keep: tuple[int, ...] = (3, 1)
@@ -564,6 +566,8 @@ class PoseEstimator:
             T = known_T[None] if known_T is not None else self._fit_translation(self._posed_points(qs), R, camera, mask)
             return qs, T, 1, 0
         q_best, T_best = self._silhouette_search(qs, R, known_T, camera, mask)
+        if known_T is not None and known_q is None:
+            q_best, T_best = self._distal_variants(q_best, T_best)
         n_given = 0
         if q_init is not None and known_T is not None and known_q is None:
             # a given guess (e.g. the last joint state) always competes, first, and is refined to the end
@@ -595,15 +599,26 @@ class PoseEstimator:
         suppressed so that the kept few differ."""
         cfg = self.config
         q, T, score = self._silhouette_scores(qs, R, known_T, camera, mask)
+        known = known_T is not None
+        climbers = cfg.known_camera_climbers if known else cfg.search_climbers
         if cfg.search_rounds > 0:
             # hill-climb the best few (diverse) before choosing: the grid alone is too coarse to find the basin
-            q, T, score = self._suppress_duplicates(q, T, score, cfg.search_climbers, return_score=True)
+            q, T, score = self._suppress_duplicates(q, T, score, climbers, return_score=True)
             q, T, score = self._local_search(q, T, score, camera, mask, optimise_q=qs.shape[0] > 1,
                                              optimise_T=known_T is None)
-        return self._suppress_duplicates(q, T, score, cfg.search_keep)
+        return self._suppress_duplicates(q, T, score, cfg.known_camera_keep if known else cfg.search_keep)
 
-    def _search_target(self, camera: PinholeCamera, mask: Tensor) -> tuple[PinholeCamera, Tensor, Tensor]:
-        """``(camera, mask [h*w], outside distance [h*w])`` at the search resolution (``config.search_size``)."""
+    def _search_target(
+        self, camera: PinholeCamera, mask: Tensor, known_camera: bool = False
+    ) -> tuple[PinholeCamera, Tensor, Tensor]:
+        """``(camera, mask [h*w], outside distance [h*w])`` at the search resolution (``config.search_size``).
+
+        ``known_camera``: the IoU mask is dilated by one pixel (3x3), like the points' 3x3 splats. With the camera
+        fixed the scale can't adapt, so the undilated mask scores the true pose's ~1 px fatter splat silhouette
+        poorly (IoU ~0.56 on the thin test arm at 64 px) and favours poses that fold or foreshorten links to
+        shrink the splats: measured, the truth scored worse than ~10-200 wrong grid samples. Dilating both makes
+        the truth the best (~0.13-0.19). (The full mode keeps the undilated mask: there the distance is fitted
+        from the box, and a fatter mask favoured too-large hypotheses.)"""
         factor = min(1.0, self.config.search_size / max(camera.width, camera.height))
         cam = camera.scaled(factor) if factor < 1.0 else camera
         # Threshold 0.5 of the area-averaged mask: the renders' soft edges make masks ~1 px fatter than the surface
@@ -611,7 +626,8 @@ class PoseEstimator:
         m_bin = (_downsample(mask, cam.height, cam.width) > 0.5).to(mask.dtype)
         if m_bin.sum() < 1:
             raise ValueError("the robot mask is empty: nothing to fit (check the image, mask or background colour)")
-        return cam, m_bin.flatten(), _outside_distance(m_bin).flatten()
+        m_iou = _dilate3(m_bin[None])[0] if known_camera else m_bin
+        return cam, m_iou.flatten(), _outside_distance(m_bin).flatten()
 
     def _point_score(self, pts: Tensor, T: Tensor, target: tuple[PinholeCamera, Tensor, Tensor]) -> Tensor:
         """Silhouette score ``[B]`` (lower is better) of posed points ``pts [B, P, 3]`` (base frame) seen from
@@ -643,7 +659,7 @@ class PoseEstimator:
         the basins, and ~1000x cheaper than a render). Each pair's translation comes from :meth:`_fit_translation`
         (``known_T``: used as is)."""
         cfg = self.config
-        target = self._search_target(camera, mask)
+        target = self._search_target(camera, mask, known_camera=known_T is not None)
         pts_all = self._posed_points(qs, cfg.search_points)  # [Q, P, 3] base frame
         n_q, n_r, P = qs.shape[0], R.shape[0], pts_all.shape[1]
         if known_T is None:  # the translation fit only needs the hull (the same boxes), and the pivot
@@ -677,7 +693,7 @@ class PoseEstimator:
         cfg = self.config
         from gen3d_ros.geometry.rotations import so3_exp
 
-        target = self._search_target(camera, mask)
+        target = self._search_target(camera, mask, known_camera=not optimise_T)
         B, M, J = q.shape[0], cfg.search_perturbations, q.shape[1]
         span = (self.upper - self.lower)
         gen = self._generator
@@ -738,6 +754,49 @@ class PoseEstimator:
                 axis = origin[:3, :3] @ torch.as_tensor(joint.axis, dtype=torch.float32, device=self.device)
                 return self.joint_names.index(joint.name), axis / axis.norm(), origin[:3, 3]
         return None
+
+    def _distal_joint(self) -> int | None:
+        """Index of the revolute joint that moves the fewest surface points (e.g. a wrist roll), or None."""
+        if not hasattr(self, "_distal_cache"):
+            types = {j.name: j.type for j in self.model.robot.joints}
+            q0 = self.fk.neutral()[None].to(self.device)
+            p0 = self._posed_points(q0, 512)
+            best, frac_best = None, 2.0
+            for j, name in enumerate(self.joint_names):
+                if types.get(name) not in ("revolute", "continuous"):
+                    continue
+                q1 = q0.clone()
+                q1[0, j] = q1[0, j] + 0.5
+                frac = float(((self._posed_points(q1, 512) - p0).norm(dim=-1) > 1e-6).float().mean())
+                if 0.0 < frac < frac_best:
+                    best, frac_best = j, frac
+            self._distal_cache = best
+        return self._distal_cache
+
+    def _distal_variants(self, q: Tensor, T: Tensor) -> tuple[Tensor, Tensor]:
+        """Known camera: each hypothesis plus ``yaw_offsets - 1`` twins whose distal joint (:meth:`_distal_joint`,
+        e.g. a wrist roll) is turned by multiples of 360 deg / ``yaw_offsets``.
+
+        That joint moves only a small part (the hand), so the silhouette barely constrains it and the search leaves
+        it anywhere; the renders that rank the candidates then mostly measure its error (a right arm with the hand
+        turned ranked below a wrong arm), and refinement can't turn it far. The twins let appearance choose it.
+        Twins outside the joint's limits are dropped."""
+        n = self.config.yaw_offsets
+        j = self._distal_joint()
+        if n <= 1 or j is None:
+            return q, T
+        qs, Ts = [q], [T]
+        for k in range(1, n):
+            qj = q[:, j] + 2.0 * math.pi * k / n
+            qj = torch.remainder(qj + math.pi, 2.0 * math.pi) - math.pi
+            ok = (qj >= self.lower[j]) & (qj <= self.upper[j])
+            if not ok.any():
+                continue
+            q_k = q.clone()
+            q_k[:, j] = qj
+            qs.append(q_k[ok])
+            Ts.append(T[ok])
+        return torch.cat(qs), torch.cat(Ts)
 
     def _yaw_variants(self, q: Tensor, T: Tensor) -> tuple[Tensor, Tensor]:
         """Each hypothesis plus ``yaw_offsets - 1`` twins: root joint turned by ``d`` and the camera by ``-d``
@@ -946,6 +1005,10 @@ class RobotPoseResult:
     tracked: bool
 
 
+INITIAL_REFINE_ITERATIONS = 60
+"""Adam steps that refine ``initial_joints`` on the first frame (a tracked frame takes ``track_iterations``)."""
+
+
 class RobotPoseProcessor:
     """Pure (no rclpy) per-frame pose estimation with tracking state, for the robot pose node and bag mode.
 
@@ -957,7 +1020,9 @@ class RobotPoseProcessor:
 
     The first image (and the first after :meth:`reset`, a camera-intrinsics change or a tracking loss above
     ``config.relocalize_loss``) runs a full multi-hypothesis estimate; later images warm-start from the
-    previous estimates. ``known_camera`` (``T_camera_base`` 4x4) switches to joints-only estimation (a
+    previous estimates; with ``initial_joints`` (``q`` [J], e.g. the encoders' reading when the video starts)
+    such a first image refines that guess (joints-only with a known camera; with the search as a fallback
+    otherwise) instead of searching from scratch. ``known_camera`` (``T_camera_base`` 4x4) switches to joints-only estimation (a
     calibrated camera); ``known_joints`` (``q`` [J], e.g. from ``/joint_states``) to camera-only estimation
     (hand-eye calibration); set them at construction or with :meth:`set_known_camera` / :meth:`set_known_joints`.
     Not thread-safe: call from one worker thread.
@@ -969,8 +1034,10 @@ class RobotPoseProcessor:
         config: PoseEstimatorConfig | None = None,
         known_camera: np.ndarray | None = None,
         known_joints: np.ndarray | None = None,
+        initial_joints: np.ndarray | None = None,
     ) -> None:
         self.estimator = PoseEstimator(model, config)
+        self.initial_joints = None if initial_joints is None else np.asarray(initial_joints, dtype=np.float64)
         self.known_camera = None if known_camera is None else np.asarray(known_camera, dtype=np.float64)
         self.known_joints = None if known_joints is None else np.asarray(known_joints, dtype=np.float64)
         self._history: list[PoseEstimate] = []
@@ -1025,6 +1092,14 @@ class RobotPoseProcessor:
                     est = est_.estimate(image, camera, mask=mask, q=self.known_joints)
             else:
                 est, tracked = est_.estimate(image, camera, mask=mask, q=self.known_joints), False
+        elif not self._history and self.initial_joints is not None:
+            if self.known_camera is not None:
+                # a reading, not a previous frame: a full-step refinement, longer than a tracking step
+                est = est_.refine(image, camera, self.initial_joints, self.known_camera, mask=mask, optimise_T=False,
+                                  iterations=INITIAL_REFINE_ITERATIONS, lr_scale=1.0)
+            else:
+                est = est_.estimate(image, camera, mask=mask, q_init=self.initial_joints)
+            tracked = False
         else:
             tracked = bool(self._history)
             est = est_.track_step(image, camera, self._history[-2:], mask=mask, T_camera_base=self.known_camera)

@@ -190,6 +190,22 @@ def test_processor_tracks_state_and_reports_plain_data(model):
     assert not processor.process(image, CAMERA).tracked
 
 
+def test_processor_starts_from_initial_joints_with_a_known_camera(model):
+    """A first frame with ``initial_joints`` (an encoder reading 10 deg off) refines that reading (no search)."""
+    cfg = PoseEstimatorConfig()
+    q, T = _scene(model, 8)
+    image = (PoseEstimator(model, cfg).render(q, T, CAMERA).rgb.clamp(0, 1).numpy() * 255).astype(np.uint8)
+    guess = q.numpy() + np.radians(10.0) * np.array([1.0, -1.0, 1.0, -1.0, 1.0])
+    processor = RobotPoseProcessor(model, cfg, known_camera=T.numpy(), initial_joints=guess)
+    first = processor.process(image, CAMERA)
+    assert first.estimate.hypotheses == 1 and not first.tracked
+    assert np.allclose(first.estimate.T_camera_base, T.numpy(), atol=1e-6)  # the camera stays fixed
+    err = np.degrees(np.abs(first.estimate.q - q.numpy()))
+    assert err.mean() < 5.0, err  # measured 1-2 deg; the guess was 10 deg off on every joint
+    processor.reset()
+    assert processor.process(image, CAMERA).estimate.hypotheses == 1  # a restart uses the reading again
+
+
 def test_config_rejects_inconsistent_schedules():
     with pytest.raises(ValueError, match="same non-zero length"):
         PoseEstimatorConfig(pyramid_scales=(0.5, 1.0), iterations=(10,), keep=(1, 1))
