@@ -347,6 +347,14 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------- complete
 
 
+def _set_threads(threads: int) -> None:
+    """``--threads``: torch's CPU threads; 0 keeps torch's default."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def register_complete(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("complete", help="complete one LiDAR scan file with a trained GCA model",
                        description="Read a scan (.bin KITTI, .pcd, .ply, .npy, .xyz/.txt[.bz2]) in the sensor "
@@ -370,10 +378,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise UsageError(f"--samples must be >= 1, got {args.samples}")
-    if args.threads > 0:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     report = complete_file(args.input, args.output, args.checkpoint, samples=args.samples, steps=args.steps,
                            seed=args.seed, device=args.device, force=args.force)
     for path, n in zip(report["outputs"], report["cells"]):
@@ -419,10 +424,7 @@ def cmd_train_robot(args: argparse.Namespace) -> int:
         overrides["urdf"] = args.urdf
     if args.device is not None:
         overrides["device"] = args.device
-    if args.threads > 0:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     metrics = train_robot(robot_train_config(args.preset, overrides), args.output)
     it, sec = metrics["iterations"], metrics["seconds"]
     print(f"trained {metrics['robot']} ({metrics['n_gaussians']} Gaussians) in {sum(sec.values()):.0f} s "
@@ -448,18 +450,29 @@ def _robot_model(args: argparse.Namespace):
                                          skinning=False, appearance=False)
 
 
-def _camera(args: argparse.Namespace, width: int, height: int):
-    """Intrinsics from ``--camera-info`` (ROS CameraInfo YAML: ``camera_matrix.data`` or ``k``/``K``) or ``--fov-deg``."""
+def _camera_info_yaml(path: Path) -> dict:
+    """The mapping of a ROS CameraInfo YAML file (``--camera-info``); {} for an empty file."""
     import yaml
 
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def _camera_info_size(data: dict, width: int, height: int) -> tuple[int, int]:
+    """Image (width, height) of a CameraInfo mapping (``image_width``/``width`` …); the arguments where absent."""
+    return (int(data.get("image_width", data.get("width", width))),
+            int(data.get("image_height", data.get("height", height))))
+
+
+def _camera(args: argparse.Namespace, width: int, height: int):
+    """Intrinsics from ``--camera-info`` (ROS CameraInfo YAML: ``camera_matrix.data`` or ``k``/``K``) or ``--fov-deg``."""
     from gen3d_ros.robot.camera import PinholeCamera
 
     if args.camera_info is not None:
-        data = yaml.safe_load(Path(args.camera_info).read_text()) or {}
+        data = _camera_info_yaml(args.camera_info)
         K = (data.get("camera_matrix") or {}).get("data") or data.get("k") or data.get("K")
         if not K or len(K) != 9:
             raise UsageError(f"{args.camera_info}: no 3x3 camera_matrix.data / k in the CameraInfo YAML")
-        w, h = int(data.get("image_width", data.get("width", width))), int(data.get("image_height", data.get("height", height)))
+        w, h = _camera_info_size(data, width, height)
         cam = PinholeCamera(float(K[0]), float(K[4]), float(K[2]), float(K[5]), w, h)
         if (w, h) != (width, height):  # intrinsics of another resolution: scale them to the image
             cam = PinholeCamera(cam.fx * width / w, cam.fy * height / h, cam.cx * width / w, cam.cy * height / h,
@@ -501,6 +514,12 @@ def _read_image(path: Path, what: str = "image"):
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+def _write_json(path: Path, data: dict) -> None:
+    """``data`` as indented JSON at ``path`` (parent folders created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="Dr. Robot model (gen3d train-robot model.pt)")
     p.add_argument("--urdf", default=None, help="without --checkpoint: an untrained model of this robot (test_arm "
@@ -528,12 +547,10 @@ def register_estimate_pose(sub: argparse._SubParsersAction) -> None:
 
 def cmd_estimate_pose(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     image = _read_image(args.image)
     camera = _camera(args, image.shape[1], image.shape[0])
     mask = None if args.mask is None else (_read_image(args.mask, "mask").max(axis=-1) > 0).astype(np.float32)
@@ -544,8 +561,7 @@ def cmd_estimate_pose(args: argparse.Namespace) -> int:
               "T_camera_base": np.asarray(est.T_camera_base).tolist(), "loss": est.loss,
               "loss_terms": est.loss_terms, "seconds": est.seconds, "hypotheses": est.hypotheses,
               "known_camera": T_known is not None, "image": str(args.image)}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    _write_json(args.output, result)
     if args.overlay is not None:
         from PIL import Image
 
@@ -582,12 +598,10 @@ def register_act(sub: argparse._SubParsersAction) -> None:
 
 def cmd_act(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from gen3d_ros.robot.actions import ActionProcessor, VisualMPCConfig
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     if (args.goal_keypoints is None) == (args.goal_image is None):
         raise UsageError("give exactly one goal: --goal-keypoints u,v[:link] ... or --goal-image IMG")
     model = _robot_model(args)
@@ -613,11 +627,8 @@ def cmd_act(args: argparse.Namespace) -> int:
             links.append(link or model.fk.link_names[-1])
         goal = {"pixels": np.array(pixels), "links": links}
     if args.camera_info is not None and args.goal_keypoints is not None:
-        import yaml
-
-        data = yaml.safe_load(args.camera_info.read_text()) or {}
-        width = args.width or int(data.get("image_width", data.get("width", 0)))
-        height = args.height or int(data.get("image_height", data.get("height", 0)))
+        info_width, info_height = _camera_info_size(_camera_info_yaml(args.camera_info), 0, 0)
+        width, height = args.width or info_width, args.height or info_height
     camera = _camera(args, width, height)
     processor = ActionProcessor(model, VisualMPCConfig(waypoints=args.waypoints, dt=args.dt, iterations=args.iterations))
     result = processor.plan(goal, q0, _pose7(args.camera), camera)
@@ -627,8 +638,7 @@ def cmd_act(args: argparse.Namespace) -> int:
            "final_cost": result.final_cost, "initial_cost": result.initial_cost,
            "goal_distance_initial": result.goal_distance_initial, "goal_distance_final": result.goal_distance_final,
            "seconds": result.seconds}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2) + "\n")
+    _write_json(args.output, out)
     print(f"{result.objective}: goal distance {result.goal_distance_initial:.3f} -> {result.goal_distance_final:.3f}; "
           f"{len(traj.times_from_start)} waypoints over {traj.times_from_start[-1]:.2f} s -> {args.output}")
     return 0

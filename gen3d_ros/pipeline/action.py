@@ -35,7 +35,7 @@ from gen3d_ros.io.joint_state import joint_positions, joint_trajectory_msg
 from gen3d_ros.io.messages import MessageFactory, make_header
 from gen3d_ros.io.transforms import invert_rigid, pose_to_matrix
 from gen3d_ros.pipeline.base import InputRejected, Output, Stage
-from gen3d_ros.pipeline.robot_pose import SPLAT_BACKENDS, _PoseView, pinhole_from_camera_info
+from gen3d_ros.pipeline.robot_pose import SPLAT_BACKENDS, camera_in_base_matrix, pinhole_from_camera_info
 
 log = logging.getLogger("gen3d_ros.pipeline.action")
 
@@ -91,17 +91,11 @@ class ActionStageConfig:
             raise ValueError(f"ActionStageConfig.background must be 3 values in [0, 1], got {self.background}")
         if not self.keypoint_links:
             raise ValueError("ActionStageConfig.keypoint_links needs at least one link name")
-        if len(self.camera_in_base) != 7:
-            raise ValueError(f"ActionStageConfig.camera_in_base must be [x, y, z, qx, qy, qz, qw], got "
-                             f"{self.camera_in_base}")
         self.T_base_camera_known()
 
     def T_base_camera_known(self) -> np.ndarray:
         """``camera_in_base`` as a 4x4 ``T_base_camera`` (camera optical frame -> base frame, metres)."""
-        try:
-            return pose_to_matrix(_PoseView(*self.camera_in_base))
-        except ValueError as exc:
-            raise ValueError(f"ActionStageConfig.camera_in_base: {exc}") from None
+        return camera_in_base_matrix(self.camera_in_base, "ActionStageConfig")
 
     def mpc_config(self) -> Any:
         """The :class:`~gen3d_ros.robot.actions.VisualMPCConfig` of these settings."""
@@ -140,16 +134,12 @@ class ActionStage(Stage):
 
     def __init__(self, config: ActionStageConfig | None = None) -> None:
         super().__init__()
-        import torch
-
-        from gen3d_ros.pipeline.robot_model import load_robot_model
+        from gen3d_ros.pipeline.robot_model import load_stage_robot_model
         from gen3d_ros.robot.actions import ActionProcessor
 
         self.config = config or ActionStageConfig()
         c = self.config
-        if c.threads > 0:
-            torch.set_num_threads(c.threads)
-        loaded = load_robot_model(c.urdf, c.checkpoint, device=c.device, n_gaussians=c.n_gaussians, seed=c.seed)
+        loaded = load_stage_robot_model(c)
         self.robot, self.model_id = loaded.robot, loaded.model_id
         unknown = [name for name in c.keypoint_links if name not in loaded.model.fk.link_names]
         if unknown:

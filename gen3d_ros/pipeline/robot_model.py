@@ -73,3 +73,14 @@ def load_robot_model(urdf: str, checkpoint: str, *, device: str = "cpu", n_gauss
         return LoadedRobotModel(robot, model.to(device), f"untrained:{robot.name}")
     model = RobotGaussianModel.load(path, robot, device=device)
     return LoadedRobotModel(robot, model, f"drrobot:{file_sha12(path)}")
+
+
+def load_stage_robot_model(config: Any) -> LoadedRobotModel:
+    """The robot and model of a robot stage's config (fields ``urdf``, ``checkpoint``, ``device``, ``n_gaussians``,
+    ``seed``, ``threads``): sets torch's CPU threads first when ``threads > 0``, then :func:`load_robot_model`."""
+    import torch
+
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    return load_robot_model(config.urdf, config.checkpoint, device=config.device, n_gaussians=config.n_gaussians,
+                            seed=config.seed)

@@ -141,19 +141,11 @@ class RobotPoseStageConfig:
                              f"got {self.elevations_deg}")
         if len(self.background) != 3 or not all(0.0 <= c <= 1.0 for c in self.background):
             raise ValueError(f"RobotPoseStageConfig.background must be 3 values in [0, 1], got {self.background}")
-        if len(self.camera_in_base) != 7:
-            raise ValueError(f"RobotPoseStageConfig.camera_in_base must be [x, y, z, qx, qy, qz, qw], got "
-                             f"{self.camera_in_base}")
-        self.T_base_camera_known()  # raises for a zero or non-finite quaternion
+        self.T_base_camera_known()  # raises for a wrong length or a zero or non-finite quaternion
 
     def T_base_camera_known(self) -> np.ndarray:
         """``camera_in_base`` as a 4x4 ``T_base_camera`` (camera optical frame -> base frame, metres)."""
-        x, y, z, qx, qy, qz, qw = self.camera_in_base
-        pose = _PoseView(x, y, z, qx, qy, qz, qw)
-        try:
-            return pose_to_matrix(pose)
-        except ValueError as exc:
-            raise ValueError(f"RobotPoseStageConfig.camera_in_base: {exc}") from None
+        return camera_in_base_matrix(self.camera_in_base, "RobotPoseStageConfig")
 
     def estimator_config(self) -> Any:
         """The :class:`~gen3d_ros.robot.pose.PoseEstimatorConfig` of these settings."""
@@ -207,6 +199,17 @@ class _XYZW:
     w: float
 
 
+def camera_in_base_matrix(camera_in_base: list, owner: str) -> np.ndarray:
+    """A config's ``camera_in_base`` ``[x, y, z, qx, qy, qz, qw]`` as a 4x4 ``T_base_camera`` (camera optical frame
+    -> base frame, metres); ValueError naming ``<owner>.camera_in_base`` for a wrong length or a bad quaternion."""
+    if len(camera_in_base) != 7:
+        raise ValueError(f"{owner}.camera_in_base must be [x, y, z, qx, qy, qz, qw], got {camera_in_base}")
+    try:
+        return pose_to_matrix(_PoseView(*camera_in_base))
+    except ValueError as exc:
+        raise ValueError(f"{owner}.camera_in_base: {exc}") from None
+
+
 def pinhole_from_camera_info(msg: Any, *, rectified: bool) -> Any:
     """A :class:`~gen3d_ros.robot.camera.PinholeCamera` of the image a ``CameraInfo`` describes.
 
@@ -253,16 +256,12 @@ class RobotPoseStage(Stage):
     def __init__(self, config: RobotPoseStageConfig | None = None) -> None:
         """Loads the URDF and model: FileNotFoundError / ValueError with the reason when they cannot be used."""
         super().__init__()
-        import torch
-
-        from gen3d_ros.pipeline.robot_model import load_robot_model
+        from gen3d_ros.pipeline.robot_model import load_stage_robot_model
         from gen3d_ros.robot.pose import RobotPoseProcessor
 
         self.config = config or RobotPoseStageConfig()
         c = self.config
-        if c.threads > 0:
-            torch.set_num_threads(c.threads)
-        loaded = load_robot_model(c.urdf, c.checkpoint, device=c.device, n_gaussians=c.n_gaussians, seed=c.seed)
+        loaded = load_stage_robot_model(c)
         self.robot, self.model_id = loaded.robot, loaded.model_id
         self.base_frame = c.base_frame or self.robot.root
         known = invert_rigid(c.T_base_camera_known()) if c.known_camera else None

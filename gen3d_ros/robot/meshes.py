@@ -67,24 +67,37 @@ def triangle_areas_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.
     return 0.5 * norm, normals
 
 
+def _merge_link_meshes(
+    robot: RobotModel,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
+    """All link meshes of :func:`link_meshes` as one, each in its own link's frame: vertices [V, 3], faces [F, 3]
+    int64 (indices into the merged vertices), vertex_rgb [V, 3], vertex_link [V] int64 (into ``robot.links``) and,
+    per link with a mesh, ``(link index, first vertex, end vertex)`` (vertices are stored link by link)."""
+    index_of = {name: i for i, name in enumerate(robot.links)}
+    parts_v, parts_f, parts_c, ranges = [], [], [], []
+    offset = 0
+    for link, (v, f, c) in link_meshes(robot).items():
+        parts_v.append(v)
+        parts_f.append(f + offset)
+        parts_c.append(c)
+        ranges.append((index_of[link], offset, offset + len(v)))
+        offset += len(v)
+    if not ranges:
+        empty = np.zeros((0, 3))
+        return empty, np.zeros((0, 3), dtype=np.int64), empty, np.zeros(0, dtype=np.int64), ranges
+    vertex_link = np.concatenate([np.full(stop - start, i, dtype=np.int64) for i, start, stop in ranges])
+    return np.vstack(parts_v), np.vstack(parts_f).astype(np.int64), np.vstack(parts_c), vertex_link, ranges
+
+
 def sample_surface(robot: RobotModel, n: int, rng: np.random.Generator) -> SurfaceSamples:
     """``n`` points uniform over the robot's whole visual surface (area-weighted across all links).
 
     Each point is in its link's frame; its colour interpolates the triangle's vertex colours.
     """
-    meshes = link_meshes(robot)
-    if not meshes:
+    V, F, C, vertex_link, ranges = _merge_link_meshes(robot)
+    if not ranges:
         raise ValueError(f"robot {robot.name!r} has no visual geometry to sample")
-    index_of = {name: i for i, name in enumerate(robot.links)}
-    vertices, faces, rgb, face_link = [], [], [], []
-    offset = 0
-    for link, (v, f, c) in meshes.items():
-        vertices.append(v)
-        faces.append(f + offset)
-        rgb.append(c)
-        face_link.append(np.full(len(f), index_of[link], dtype=np.int64))
-        offset += len(v)
-    V, F, C, L = np.vstack(vertices), np.vstack(faces), np.vstack(rgb), np.concatenate(face_link)
+    L = vertex_link[F[:, 0]]  # each face's link
     areas, normals = triangle_areas_normals(V, F)
     tri = rng.choice(len(F), size=n, p=areas / areas.sum())
     # Uniform barycentric coordinates: fold the unit square onto the triangle.
@@ -117,25 +130,9 @@ class PosedMeshBuilder:
     """Merges a robot's link meshes once, then poses them cheaply (one batched transform per call)."""
 
     def __init__(self, robot: RobotModel) -> None:
-        meshes = link_meshes(robot)
-        index_of = {name: i for i, name in enumerate(robot.links)}
         self.num_links = len(robot.links)
-        parts_v, parts_f, parts_c, parts_l = [], [], [], []
-        offset = 0
-        for link, (v, f, c) in meshes.items():
-            parts_v.append(v)
-            parts_f.append(f + offset)
-            parts_c.append(c)
-            parts_l.append(np.full(len(v), index_of[link], dtype=np.int64))
-            offset += len(v)
-        empty = np.zeros((0, 3))
-        self.vertices = np.vstack(parts_v) if parts_v else empty
-        self.faces = np.vstack(parts_f).astype(np.int64) if parts_f else np.zeros((0, 3), dtype=np.int64)
-        self.vertex_rgb = np.vstack(parts_c) if parts_c else empty
-        self.vertex_link = np.concatenate(parts_l) if parts_l else np.zeros(0, dtype=np.int64)
+        self.vertices, self.faces, self.vertex_rgb, self.vertex_link, self.link_ranges = _merge_link_meshes(robot)
         self.face_link = self.vertex_link[self.faces[:, 0]] if len(self.faces) else np.zeros(0, dtype=np.int64)
-        starts = np.cumsum([0] + [len(v) for v in parts_v])
-        self.link_ranges = [(int(l[0]), int(a), int(b)) for l, a, b in zip(parts_l, starts[:-1], starts[1:])]
 
     def pose_vertices(self, T_target_link: np.ndarray) -> np.ndarray:
         """Vertices [V, 3] moved by their link's transform ``T_target_link`` [L, 4, 4] into the target frame."""

@@ -290,9 +290,8 @@ def _prepare(
     return _Inputs(means, cast(quats), cast(scales), cast(opacities), cast(colors), cast(T), bg, sh_degree, squeeze)
 
 
-def _render_torch(
-    x: _Inputs, camera: PinholeCamera, near: float, far: float, **options
-) -> tuple[Tensor, Tensor, Tensor]:
+def _project(x: _Inputs, camera: PinholeCamera, near: float, far: float) -> tuple[splatting_torch.Projection, Tensor]:
+    """The torch backend's projection of ``x`` and its per-view features ``[C, N, 4]`` (RGB, depth)."""
     proj = splatting_torch.project_gaussians(
         x.means, x.quats, x.scales, x.opacities, x.T,
         camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height, EPS2D, near, far,
@@ -305,7 +304,23 @@ def _render_torch(
         rgb = sh_to_rgb(x.colors[None].expand(C, -1, -1, -1), x.means[None] - campos[:, None], x.sh_degree)
     else:
         rgb = x.colors[None].expand(C, N, 3)
-    feats = torch.cat((rgb, proj.depths[..., None]), dim=-1)
+    return proj, torch.cat((rgb, proj.depths[..., None]), dim=-1)
+
+
+def _check_view(camera: PinholeCamera, near: float, far: float, backend: str, device: torch.device) -> str:
+    """Validates the camera and clip range; the splatting backend ``backend`` resolves to on ``device``."""
+    if not isinstance(camera, PinholeCamera):
+        raise TypeError(f"camera must be a PinholeCamera, got {type(camera).__name__}")
+    if not 0.0 < near < far:
+        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
+    return resolve_splat_backend(backend, device)
+
+
+def _render_torch(
+    x: _Inputs, camera: PinholeCamera, near: float, far: float, **options
+) -> tuple[Tensor, Tensor, Tensor]:
+    proj, feats = _project(x, camera, near, far)
+    C, N = proj.depths.shape
     img, alpha = splatting_torch.rasterize(
         proj.means2d, proj.conics, x.opacities[None].expand(C, N), feats, proj.depths, proj.radii,
         camera.width, camera.height, **options,
@@ -333,6 +348,20 @@ def _render_gsplat(x: _Inputs, camera: PinholeCamera, near: float, far: float) -
         packed=False,
     )
     return renders[..., :3], alphas[..., 0], renders[..., 3]
+
+
+def _render(name: str, x: _Inputs, camera: PinholeCamera, near: float, far: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``[C, H, W, ...]`` rgb, alpha, depth of ``x`` on backend ``name`` (``"gsplat"`` or ``"torch"``)."""
+    if name == "gsplat":
+        return _render_gsplat(x, camera, near, far)
+    return _render_torch(x, camera, near, far)
+
+
+def _output(x: _Inputs, rgb: Tensor, alpha: Tensor, depth: Tensor) -> RenderOutput:
+    """The :class:`RenderOutput`, without the view axis when ``x`` had a single ``[4, 4]`` pose."""
+    if x.squeeze:
+        rgb, alpha, depth = rgb[0], alpha[0], depth[0]
+    return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
 
 
 def render_gaussians(
@@ -371,18 +400,8 @@ def render_gaussians(
         dtype: the means' dtype on the torch backend (float64 works), float32 on gsplat.
     """
     x = _prepare(means, quats, scales, opacities, colors, T_camera_base, background, sh_degree)
-    if not isinstance(camera, PinholeCamera):
-        raise TypeError(f"camera must be a PinholeCamera, got {type(camera).__name__}")
-    if not 0.0 < near < far:
-        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
-    name = resolve_splat_backend(backend, means.device)
-    if name == "gsplat":
-        rgb, alpha, depth = _render_gsplat(x, camera, near, far)
-    else:
-        rgb, alpha, depth = _render_torch(x, camera, near, far)
-    if x.squeeze:
-        rgb, alpha, depth = rgb[0], alpha[0], depth[0]
-    return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
+    name = _check_view(camera, near, far, backend, means.device)
+    return _output(x, *_render(name, x, camera, near, far))
 
 
 def render_gaussians_batched(
@@ -408,32 +427,14 @@ def render_gaussians_batched(
     B = means.shape[0]
     if T_camera_base.ndim != 3 or T_camera_base.shape[0] != B:
         raise ValueError(f"{B} Gaussian sets need T_camera_base [{B}, 4, 4], got {tuple(T_camera_base.shape)}")
-    name = resolve_splat_backend(backend, means.device)
     xs = [_prepare(means[b], quats[b], scales[b], opacities[b], colors[b], T_camera_base[b], background, sh_degree)
           for b in range(B)]
-    if not isinstance(camera, PinholeCamera):
-        raise TypeError(f"camera must be a PinholeCamera, got {type(camera).__name__}")
-    if not 0.0 < near < far:
-        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
+    name = _check_view(camera, near, far, backend, means.device)
     if name == "gsplat" or B == 1:
-        outs = [_render_gsplat(x, camera, near, far) if name == "gsplat" else _render_torch(x, camera, near, far)
-                for x in xs]
+        outs = [_render(name, x, camera, near, far) for x in xs]
         rgb, alpha, depth = (torch.cat([o[i] for o in outs]) for i in range(3))
         return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
-    projs, feats = [], []
-    for x in xs:  # _render_torch's projection and colours, per set
-        proj = splatting_torch.project_gaussians(
-            x.means, x.quats, x.scales, x.opacities, x.T,
-            camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height, EPS2D, near, far,
-        )
-        N = proj.depths.shape[1]
-        if x.colors.ndim == 3:
-            campos = torch.linalg.inv(x.T)[:, :3, 3]
-            rgb = sh_to_rgb(x.colors[None], x.means[None] - campos[:, None], x.sh_degree)
-        else:
-            rgb = x.colors[None].expand(1, N, 3)
-        projs.append(proj)
-        feats.append(torch.cat((rgb, proj.depths[..., None]), dim=-1))
+    projs, feats = zip(*(_project(x, camera, near, far) for x in xs))  # one view per set
     cat = lambda f: torch.cat([getattr(p, f) for p in projs])  # noqa: E731
     img, alpha = splatting_torch.rasterize(
         cat("means2d"), cat("conics"), torch.stack([x.opacities for x in xs]), torch.cat(feats), cat("depths"),
@@ -470,6 +471,4 @@ def render_gaussians_torch(
     rgb, alpha, depth = _render_torch(
         x, camera, near, far, tile_size=tile_size, chunk_size=chunk_size, max_pairs_per_step=max_pairs_per_step
     )
-    if x.squeeze:
-        rgb, alpha, depth = rgb[0], alpha[0], depth[0]
-    return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
+    return _output(x, rgb, alpha, depth)

@@ -136,3 +136,57 @@ def test_node_entry_points_exist():
         assert module.is_file()
         assert "main" in {n.name for n in ast.parse(module.read_text()).body if isinstance(n, ast.FunctionDef)}
         assert f'"gen3d_ros.ros.{exe}:main"' in text, f"pyproject.toml has no console script for {exe}"
+
+
+def expected_entries(standins: dict, nodes: list[str], params_file: str, params_description: str) -> list:
+    """The LaunchDescription entries the launch files wrote out by hand before sharing one builder."""
+    subst, actions = standins["launch.substitutions"], standins["launch.actions"]
+    Node = standins["launch_ros.actions"].Node
+    share = standins["launch_ros.substitutions"].FindPackageShare("gen3d_ros")
+    config = lambda name: subst.LaunchConfiguration(name)  # noqa: E731
+    return [
+        actions.DeclareLaunchArgument("params_file",
+                                      default_value=subst.PathJoinSubstitution([share, "config", params_file]),
+                                      description=params_description),
+        actions.DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
+        actions.DeclareLaunchArgument("rviz", default_value="false",
+                                      description="also start rviz2 with config/gen3d.rviz"),
+        *(Node(package="gen3d_ros", executable=name, name=name, parameters=[config("params_file")], output="screen",
+               emulate_tty=True, arguments=["--ros-args", "--log-level", config("log_level")]) for name in nodes),
+        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+             arguments=["-d", subst.PathJoinSubstitution([share, "config", "gen3d.rviz"])],
+             condition=standins["launch.conditions"].IfCondition(config("rviz"))),
+    ]
+
+
+SINGLE_NODE_FILES = [p for p in LAUNCH_FILES if p.name != "gen3d.launch.py"]
+
+
+@pytest.mark.parametrize("path", SINGLE_NODE_FILES, ids=lambda p: p.name)
+def test_single_node_launch_file_starts_its_node_with_its_params_file(path, launch_standins):
+    node = path.name.removesuffix(".launch.py") + "_node"
+    expected = expected_entries(launch_standins, [node], f"{node}.yaml", f"ROS 2 params YAML with a '{node}' section")
+    assert describe(path) == expected
+
+
+def test_all_in_one_launch_file_entries(launch_standins):
+    from gen3d_ros.ros.runner import NODES
+
+    expected = expected_entries(launch_standins, list(NODES), "gen3d.yaml",
+                                "ROS 2 params YAML with a section per node")
+    assert describe(REPO / "launch" / "gen3d.launch.py") == expected
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_files_share_one_builder(path):
+    assert "from gen3d_ros.ros.launch_description import" in path.read_text()
+
+
+def test_launch_builder_imports_without_launch(monkeypatch):
+    import importlib
+
+    for name in STANDINS:
+        monkeypatch.setitem(sys.modules, name, None)  # any import of launch / launch_ros fails
+    monkeypatch.delitem(sys.modules, "gen3d_ros.ros.launch_description", raising=False)
+    module = importlib.import_module("gen3d_ros.ros.launch_description")
+    assert callable(module.launch_description) and callable(module.node_launch_description)

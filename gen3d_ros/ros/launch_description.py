@@ -1,0 +1,47 @@
+"""The LaunchDescription that every ``launch/*.launch.py`` file returns: gen3d_ros nodes from one params file.
+
+Each node starts from ``lib/gen3d_ros/<name>`` with node name ``<name>`` (the params file's section), the
+``params_file`` and ``log_level`` launch arguments, and an optional rviz2 (``rviz:=true``, ``config/gen3d.rviz``).
+``launch`` / ``launch_ros`` are imported when a description is built, so importing this module needs neither.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+PACKAGE = "gen3d_ros"
+
+
+def node_launch_description(node: str):
+    """The ``LaunchDescription`` of one node, ``params_file`` defaulting to the package's ``config/<node>.yaml``."""
+    return launch_description([node], f"{node}.yaml", f"ROS 2 params YAML with a '{node}' section")
+
+
+def launch_description(nodes: Sequence[str], params_file: str, params_description: str):
+    """The ``LaunchDescription`` of the gen3d_ros ``nodes`` (executable = node name = params section), in order.
+
+    ``params_file``: default of the ``params_file`` argument, a file in the package's ``config/``;
+    ``params_description``: that argument's help text.
+    """
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument
+    from launch.conditions import IfCondition
+    from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+    from launch_ros.actions import Node
+    from launch_ros.substitutions import FindPackageShare
+
+    share = FindPackageShare(PACKAGE)
+    params = LaunchConfiguration("params_file")
+    log_level = LaunchConfiguration("log_level")
+    return LaunchDescription([
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", params_file]),
+                              description=params_description),
+        DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
+        DeclareLaunchArgument("rviz", default_value="false", description="also start rviz2 with config/gen3d.rviz"),
+        *(Node(package=PACKAGE, executable=name, name=name, parameters=[params], output="screen", emulate_tty=True,
+               arguments=["--ros-args", "--log-level", log_level])
+          for name in nodes),
+        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+             arguments=["-d", PathJoinSubstitution([share, "config", "gen3d.rviz"])],
+             condition=IfCondition(LaunchConfiguration("rviz"))),
+    ])
