@@ -4,6 +4,8 @@
 - ``completion_node``: LiDAR scene completion (``python -m gen3d_ros.ros.completion_node``);
 - ``runner``: ``gen3d run``, several nodes from one params YAML in one process (no ``ros2 launch`` needed);
 - ``stage_process``: a stage in a child process, serialized messages in and out (``worker: process``);
+- ``launch_description``: the LaunchDescription the ``launch/*.launch.py`` files return (imports ``launch`` only
+  when called);
 - ``params``, ``diagnostics``, ``latest_queue``, ``logs``, ``config_files``: parameters from the config
   dataclasses, diagnostic levels, the latest-only hand-off, throttled stage logs, the ``config/*.yaml``
   writer. These import rclpy only inside the functions that build rclpy messages.
