@@ -614,6 +614,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                   progress=not args.no_progress, hgca=args.hgca, cgca=args.cgca)
     out: dict[str, object] = dict(results)
     out.update(provenance(args.checkpoint, args.device, args.backend, command))
+    for name, path in (("hgca", args.hgca), ("cgca", args.cgca)):
+        if path is not None:
+            resolved = Path(path).resolve()
+            shown = resolved.relative_to(REPO).as_posix() if resolved.is_relative_to(REPO) else str(resolved)
+            out[f"{name}_checkpoint"], out[f"{name}_checkpoint_sha256"] = shown, sha256(resolved)
     out = {k: _finite_or_none(v) for k, v in out.items()}
 
     args.out.mkdir(parents=True, exist_ok=True)

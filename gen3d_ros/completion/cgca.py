@@ -181,7 +181,9 @@ def lookup_latents(query: Tensor, reference: Tensor, values: Tensor) -> tuple[Te
 def _sample_latents(mu: Tensor, sigma: float, generator: torch.Generator | None) -> Tensor:
     if sigma <= 0 or mu.numel() == 0:
         return mu
-    noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device="cpu").to(mu.device)
+    # draw on the generator's device (a CUDA generator cannot sample on the CPU), then move
+    device = generator.device if generator is not None else mu.device
+    noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=device).to(mu.device)
     return mu + sigma * noise
 
 
