@@ -580,10 +580,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                    help="GCA checkpoint (gen3d train-completion's model.pt)")
-    p.add_argument("--hgca", type=Path, default=DEFAULT_HGCA if DEFAULT_HGCA.is_file() else None,
-                   help="hGCA bundle (--stage hierarchy's hgca.pt) for the hgca / hgca_no_planner rows")
-    p.add_argument("--cgca", type=Path, default=DEFAULT_CGCA if DEFAULT_CGCA.is_file() else None,
-                   help="single-level cGCA model.pt (--stage fine, coarse_scale 0) for the cgca row")
+    p.add_argument("--hgca", type=Path, default=None,
+                   help="hGCA bundle (--stage hierarchy's hgca.pt) for the hgca / hgca_no_planner rows (default: "
+                        "the packaged one when --checkpoint is the packaged GCA model, whose grid it shares)")
+    p.add_argument("--cgca", type=Path, default=None,
+                   help="single-level cGCA model.pt (--stage fine, coarse_scale 0) for the cgca row (default: the "
+                        "packaged one with the packaged GCA model)")
     p.add_argument("--scenes", type=int, default=12, help="held-out scenes")
     p.add_argument("--samples", type=int, default=3, help="GCA chains per scene (>= 2 for TMD)")
     p.add_argument("--steps", type=int, default=None, help="GCA transitions (default: the checkpoint's)")
@@ -594,7 +596,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="output folder")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.checkpoint.resolve() == DEFAULT_CHECKPOINT.resolve():
+        if args.hgca is None and DEFAULT_HGCA.is_file():
+            args.hgca = DEFAULT_HGCA
+        if args.cgca is None and DEFAULT_CGCA.is_file():
+            args.cgca = DEFAULT_CGCA
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
