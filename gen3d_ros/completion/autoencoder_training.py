@@ -285,17 +285,9 @@ def save_checkpoint(model: CGCAAutoencoder, config: AutoencoderTrainConfig, path
 def load_checkpoint(path: str | Path | Mapping, *, device: str = "cpu",
                     backend: str | None = None) -> tuple[CGCAAutoencoder, dict]:
     """Model (eval mode) and the checkpoint dict. Errors name the file and what is wrong with it."""
-    if isinstance(path, Mapping):  # a checkpoint nested in an hGCA bundle
-        ckpt, path = dict(path), Path("<bundle>")
-    else:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"cGCA autoencoder checkpoint {path} does not exist")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not a cGCA autoencoder checkpoint: format {found!r}, "
-                         f"expected {CHECKPOINT_FORMAT!r}")
+    from gen3d_ros.checkpoints import read_checkpoint
+
+    ckpt, _ = read_checkpoint(path, "cGCA autoencoder", (CHECKPOINT_FORMAT,))
     model = CGCAAutoencoder.from_config(AutoencoderConfig.from_dict(ckpt["autoencoder_config"]),
                                         ckpt["grid"]["voxel_size"], ckpt["grid"]["origin"], backend=backend)
     model.load_state_dict(ckpt["state_dict"])

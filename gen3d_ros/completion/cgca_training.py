@@ -332,16 +332,9 @@ def checkpoint_dict(model: CGCATransition, config: CGCATrainConfig, ae_checkpoin
 def load_cgca_checkpoint(path: str | Path | Mapping, *, device: str = "cpu", backend: str | None = None
                          ) -> tuple[CGCATransition, CGCAAutoencoder, dict]:
     """Kernel and autoencoder (eval mode) and the checkpoint dict; errors name the file and the problem."""
-    if isinstance(path, Mapping):
-        ckpt, name = dict(path), "<bundle>"
-    else:
-        name = str(path)
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"cGCA checkpoint {path} does not exist")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{name} is not a cGCA checkpoint: format {found!r}, expected {CHECKPOINT_FORMAT!r}")
+    from gen3d_ros.checkpoints import read_checkpoint
+
+    ckpt, _ = read_checkpoint(path, "cGCA", (CHECKPOINT_FORMAT,))
     autoencoder, _ = autoencoder_training.load_checkpoint(ckpt["autoencoder"], device=device, backend=backend)
     model = CGCATransition(CGCAConfig(**ckpt["cgca_config"]), backend=backend)
     model.load_state_dict(ckpt["state_dict"])

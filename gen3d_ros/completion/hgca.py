@@ -74,14 +74,9 @@ def save_bundle(path: str | Path, coarse: Mapping, fine: Mapping, metrics: Mappi
 
 
 def load_bundle(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"hGCA checkpoint {path} does not exist")
-    bundle = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
-        found = bundle.get("format") if isinstance(bundle, dict) else type(bundle).__name__
-        raise ValueError(f"{path} is not an hGCA bundle: format {found!r}, expected {BUNDLE_FORMAT!r}")
-    return bundle
+    from gen3d_ros.checkpoints import read_checkpoint
+
+    return read_checkpoint(Path(path), "hGCA bundle", (BUNDLE_FORMAT,))[0]
 
 
 # ---------------------------------------------------------------------------------------------- inference

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,17 +320,9 @@ def load_checkpoint(path: str | Path | Mapping, *, device: str = "cpu", backend:
 
     A checkpoint with a ``planner_config`` gives a :class:`PlannedGCATransition`, else a :class:`GCATransition`.
     """
-    if isinstance(path, Mapping):  # a checkpoint nested in an hGCA bundle
-        ckpt, path = dict(path), Path("<bundle>")
-    else:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"GCA checkpoint {path} does not exist")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    formats = (CHECKPOINT_FORMAT, PLANNED_CHECKPOINT_FORMAT)
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in formats:
-        raise ValueError(f"{path} is not a gen3d_ros GCA checkpoint (format {CHECKPOINT_FORMAT!r} or "
-                         f"{PLANNED_CHECKPOINT_FORMAT!r})")
+    from gen3d_ros.checkpoints import read_checkpoint
+
+    ckpt, path = read_checkpoint(path, "gen3d_ros GCA", (CHECKPOINT_FORMAT, PLANNED_CHECKPOINT_FORMAT))
     planner = ckpt.get("planner_config")
     if (ckpt["format"] == PLANNED_CHECKPOINT_FORMAT) != bool(planner):
         raise ValueError(f"{path}: format {ckpt['format']!r} but planner_config is {planner!r}")
