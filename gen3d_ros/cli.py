@@ -487,7 +487,7 @@ def _pose7(text: str):
     """``x,y,z,qx,qy,qz,qw`` (camera optical frame in the base frame, metres) -> 4x4 ``T_camera_base``."""
     import numpy as np
 
-    from gen3d_ros.robot.pose import invert_transform
+    from gen3d_ros.geometry.rigid import invert_rigid
 
     try:
         x, y, z, qx, qy, qz, qw = (float(v) for v in text.split(","))
@@ -502,7 +502,7 @@ def _pose7(text: str):
                  [2 * (qx * qy + qz * qw), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * qw)],
                  [2 * (qx * qz - qy * qw), 2 * (qy * qz + qx * qw), 1 - 2 * (qx * qx + qy * qy)]]
     T[:3, 3] = (x, y, z)
-    return invert_transform(T)  # T_base_camera -> T_camera_base
+    return invert_rigid(T)  # T_base_camera -> T_camera_base
 
 
 def _read_image(path: Path, what: str = "image"):

@@ -130,27 +130,6 @@ class DemoReport:
         return "\n".join(lines)
 
 
-def quaternion_from_matrix(R: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) unit quaternion of a rotation matrix (3, 3), w >= 0."""
-    R = np.asarray(R, np.float64)
-    trace = R[0, 0] + R[1, 1] + R[2, 2]
-    if trace > 0:
-        s = 2.0 * np.sqrt(trace + 1.0)
-        q = [(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s]
-    else:
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
-        q = [0.0, 0.0, 0.0, (R[k, j] - R[j, k]) / s]
-        q[i] = 0.25 * s
-        q[j] = (R[j, i] + R[i, j]) / s
-        q[k] = (R[k, i] + R[i, k]) / s
-    q = np.asarray(q) / np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
-    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
-
-
 VEHICLE_KINDS = ("car", "van", "truck")
 
 
@@ -204,17 +183,10 @@ def scan_to_pointcloud2(scan: Any, stamp_ns: int, factory: Any) -> Any:
 
 def pose_to_tf(T_world_lidar: np.ndarray, stamp_ns: int, factory: Any) -> Any:
     """``tf2_msgs/TFMessage`` with one transform ``world`` -> ``lidar`` (the pose of the lidar in the world)."""
-    x, y, z, w = quaternion_from_matrix(T_world_lidar[:3, :3])
-    t = T_world_lidar[:3, 3]
-    transform = factory.new(
-        "geometry_msgs/msg/TransformStamped",
-        header=factory.new("std_msgs/msg/Header", frame_id=WORLD_FRAME, stamp=_time_msg(factory, stamp_ns)),
-        child_frame_id=LIDAR_FRAME,
-        transform=factory.new("geometry_msgs/msg/Transform",
-                              translation=factory.new("geometry_msgs/msg/Vector3", x=float(t[0]), y=float(t[1]),
-                                                      z=float(t[2])),
-                              rotation=factory.new("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w)))
-    return factory.new("tf2_msgs/msg/TFMessage", transforms=[transform])
+    from gen3d_ros.io.transforms import tf_message, transform_stamped
+
+    return tf_message([transform_stamped(T_world_lidar, factory, parent_frame=WORLD_FRAME, child_frame=LIDAR_FRAME,
+                                         stamp=_time_msg(factory, stamp_ns))], factory)
 
 
 def write_drive_bag(path: Path, sweeps: list[Any], *, storage: str | None = None) -> list[int]:

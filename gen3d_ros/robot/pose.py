@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gen3d_ros.geometry.rigid import invert_rigid, matrix_to_quaternion_xyzw
 from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.meshes import sample_surface
 from gen3d_ros.robot.parametrization import (
@@ -206,24 +207,13 @@ class PoseEstimate:
     @property
     def T_base_camera(self) -> np.ndarray:
         """The camera's pose in the base frame (4x4), e.g. for ``geometry_msgs/Pose camera_in_base``."""
-        return invert_transform(self.T_camera_base)
-
-
-def invert_transform(T: np.ndarray) -> np.ndarray:
-    """Inverse of a rigid 4x4 transform (``T_a_b -> T_b_a``)."""
-    R, t = T[:3, :3], T[:3, 3]
-    out = np.eye(4)
-    out[:3, :3] = R.T
-    out[:3, 3] = -R.T @ t
-    return out
+        return invert_rigid(self.T_camera_base)
 
 
 def pose_from_matrix(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(position [3] metres, quaternion [4] x, y, z, w)`` of a rigid 4x4 transform, ready for ``geometry_msgs/Pose``."""
-    from gen3d_ros.geometry.rotations import matrix_to_ros_quaternion
-
-    quat = matrix_to_ros_quaternion(torch.as_tensor(np.asarray(T)[:3, :3], dtype=torch.float64)).numpy()
-    return np.asarray(T)[:3, 3].copy(), quat
+    T = np.asarray(T, dtype=np.float64)
+    return T[:3, 3].copy(), matrix_to_quaternion_xyzw(T[:3, :3])
 
 
 # ------------------------------------------------------------------------------------------------ targets
@@ -1109,4 +1099,4 @@ class RobotPoseProcessor:
 
 
 __all__ = ["MODES", "PoseEstimate", "PoseEstimator", "PoseEstimatorConfig", "RobotPoseProcessor", "RobotPoseResult",
-           "image_loss_terms", "image_to_tensor", "invert_transform", "mask_from_background", "pose_from_matrix"]
+           "image_loss_terms", "image_to_tensor", "mask_from_background", "pose_from_matrix"]

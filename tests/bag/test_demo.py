@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gen3d_ros.demo import DEMO_EPOCH_NS, quaternion_from_matrix, run_demo
+from gen3d_ros.demo import DEMO_EPOCH_NS, run_demo
+from gen3d_ros.geometry.rigid import matrix_to_quaternion_xyzw
 from gen3d_ros.io.pointcloud2 import pointcloud2_to_arrays
 from gen3d_ros.io.rosbag2 import OutputExistsError, read_bag_info, read_messages
 
@@ -80,7 +81,7 @@ def test_demo_drive_start_keeps_clear_of_parked_vehicles() -> None:
         assert np.linalg.norm(sweep.scan.points, axis=1).min() > 1.0
 
 
-def test_quaternion_from_matrix_round_trips() -> None:
+def test_matrix_to_quaternion_xyzw_round_trips() -> None:
     rng = np.random.default_rng(0)
     for _ in range(20):
         q = rng.normal(size=4)
@@ -89,5 +90,5 @@ def test_quaternion_from_matrix_round_trips() -> None:
         R = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
                       [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
                       [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-        got = np.array(quaternion_from_matrix(R))
+        got = matrix_to_quaternion_xyzw(R)
         assert np.allclose(got, q * np.sign(q[3]), atol=1e-9)

@@ -17,11 +17,11 @@ from gen3d_ros.geometry.rotations import rotation_angle_between, so3_exp
 from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.gaussians import RobotGaussianModel
 from gen3d_ros.robot.parametrization import CameraPoseParam, joints_from_unconstrained, unconstrained_from_joints
+from gen3d_ros.geometry.rigid import invert_rigid
 from gen3d_ros.robot.pose import (
     PoseEstimator,
     PoseEstimatorConfig,
     RobotPoseProcessor,
-    invert_transform,
     pose_from_matrix,
 )
 from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf
@@ -184,7 +184,7 @@ def test_processor_tracks_state_and_reports_plain_data(model):
     assert second.estimate.joint_names == processor.joint_names == model.fk.joint_names
     assert second.estimate.q.shape == (5,) and second.estimate.T_camera_base.shape == (4, 4)
     position, quat_xyzw = pose_from_matrix(second.estimate.T_base_camera)
-    assert np.allclose(position, invert_transform(T.numpy())[:3, 3], atol=1e-5)
+    assert np.allclose(position, invert_rigid(T.numpy())[:3, 3], atol=1e-5)
     assert quat_xyzw.shape == (4,) and abs(np.linalg.norm(quat_xyzw) - 1) < 1e-6
     processor.reset()
     assert not processor.process(image, CAMERA).tracked

@@ -13,7 +13,8 @@ from PIL import Image
 from gen3d_ros.cli import main
 from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.gaussians import RobotGaussianModel
-from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig, invert_transform, pose_from_matrix
+from gen3d_ros.geometry.rigid import invert_rigid
+from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig, pose_from_matrix
 from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf
 
 CAMERA = PinholeCamera.from_fov(64, 64, 45.0)
@@ -22,7 +23,7 @@ Q = np.array([0.3, 0.4, 0.8, -0.3, 0.2])
 
 
 def _pose7(T_camera_base: np.ndarray) -> str:
-    position, quat = pose_from_matrix(invert_transform(T_camera_base))
+    position, quat = pose_from_matrix(invert_rigid(T_camera_base))
     return ",".join(f"{v:.9f}" for v in [*position, *quat])
 
 
