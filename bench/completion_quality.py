@@ -223,9 +223,7 @@ def fine_methods(checkpoint: Path, hgca: str | Path | None, cgca: str | Path | N
         for name, coarse in (("hgca", ""), ("hgca_no_planner", str(checkpoint))):
             sc = SceneCompleter(hgca, SceneCompleterConfig(mesh=False, device=device, coarse_checkpoint=coarse),
                                 backend=backend)
-            data = CompletionDatasetConfig.from_dict(
-                load_cgca_checkpoint(torch.load(hgca, weights_only=False)["fine"])[2]["train_config"]["data"])
-            out[name] = ((lambda points, seed, sc=sc: sc.complete(points, seed=seed).fine_cells), data)
+            out[name] = ((lambda points, seed, sc=sc: sc.complete(points, seed=seed).fine_cells), sc.fine_data)
     return out
 
 

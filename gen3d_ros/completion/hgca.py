@@ -154,6 +154,8 @@ class SceneCompleter:
             raise ValueError(f"{path}: the fine kernel has no coarse condition (coarse_scale = 0)")
         data = CompletionDatasetConfig.from_dict(fine_ckpt["train_config"]["data"]
                                                  or fine_ckpt["autoencoder"]["train_config"]["data"])
+        self.fine_data = data
+        """The fine stage's training data config (its grid: voxel size, origin, shape; sensor, scenes)."""
         self.fine_voxel = float(data.voxel_size_m)
         self.origin = np.asarray(data.origin, np.float64)
         self.fine_shape = np.asarray(data.grid_shape, np.int64)
