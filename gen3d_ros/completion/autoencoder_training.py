@@ -267,9 +267,10 @@ def build_model(config: AutoencoderTrainConfig) -> CGCAAutoencoder:
 def save_checkpoint(model: CGCAAutoencoder, config: AutoencoderTrainConfig, path: Path,
                     metrics: Mapping | None = None) -> None:
     """Weights + architecture/grid/training config + sparse backend + package/torch versions, in one file."""
+    from gen3d_ros.outputs import save_torch
     from gen3d_ros.sparse import get_backend
 
-    torch.save({
+    save_torch({
         "format": CHECKPOINT_FORMAT,
         "autoencoder_config": (model.config or AutoencoderConfig()).to_dict(),
         "grid": {"voxel_size": model.voxel_size, "origin": list(model.origin)},
@@ -285,12 +286,13 @@ def save_checkpoint(model: CGCAAutoencoder, config: AutoencoderTrainConfig, path
 def load_checkpoint(path: str | Path | Mapping, *, device: str = "cpu",
                     backend: str | None = None) -> tuple[CGCAAutoencoder, dict]:
     """Model (eval mode) and the checkpoint dict. Errors name the file and what is wrong with it."""
-    from gen3d_ros.checkpoints import read_checkpoint
+    from gen3d_ros.checkpoints import checkpoint_contents, read_checkpoint
 
-    ckpt, _ = read_checkpoint(path, "cGCA autoencoder", (CHECKPOINT_FORMAT,))
-    model = CGCAAutoencoder.from_config(AutoencoderConfig.from_dict(ckpt["autoencoder_config"]),
-                                        ckpt["grid"]["voxel_size"], ckpt["grid"]["origin"], backend=backend)
-    model.load_state_dict(ckpt["state_dict"])
+    ckpt, name = read_checkpoint(path, "cGCA autoencoder", (CHECKPOINT_FORMAT,))
+    with checkpoint_contents(name, "cGCA autoencoder"):
+        model = CGCAAutoencoder.from_config(AutoencoderConfig.from_dict(ckpt["autoencoder_config"]),
+                                            ckpt["grid"]["voxel_size"], ckpt["grid"]["origin"], backend=backend)
+        model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
 
 
@@ -443,7 +445,9 @@ def save_run(model: CGCAAutoencoder, config: AutoencoderTrainConfig, summary: di
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, config, out_dir / "model.pt", summary.get("final"))
     metrics = {"final": summary["final"], "train_seconds": summary["train_seconds"], "config": config.to_dict()}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    from gen3d_ros.outputs import write_json
+
+    write_json(out_dir / "metrics.json", metrics, default=str)
     plot_training_curve(summary["history"], out_dir / "training_curve.png")
     if val:
         save_mesh(out_dir / "val_mesh.ply", reconstruct_mesh(model, val[0].surface, resolution=config.mesh_resolution))
@@ -472,5 +476,7 @@ def plot_training_curve(history: dict, path: Path) -> None:
         ax_val.set(xlabel="iteration", ylabel="metres", title="held-out scenes")
         ax_val.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from gen3d_ros.outputs import save_figure
+
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -33,6 +33,7 @@ from gen3d_ros.completion.cgca import (CGCAConfig, CGCATransition, LatentChain, 
                                        coarse_start)
 from gen3d_ros.completion.infusion import InfusionSchedule, ReplayBuffer
 from gen3d_ros.completion.latent import CGCAAutoencoder
+from gen3d_ros.outputs import save_torch, write_json
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig, CompletionSample
 
 log = logging.getLogger("gen3d_ros.completion.cgca_training")
@@ -332,12 +333,13 @@ def checkpoint_dict(model: CGCATransition, config: CGCATrainConfig, ae_checkpoin
 def load_cgca_checkpoint(path: str | Path | Mapping, *, device: str = "cpu", backend: str | None = None
                          ) -> tuple[CGCATransition, CGCAAutoencoder, dict]:
     """Kernel and autoencoder (eval mode) and the checkpoint dict; errors name the file and the problem."""
-    from gen3d_ros.checkpoints import read_checkpoint
+    from gen3d_ros.checkpoints import checkpoint_contents, read_checkpoint
 
-    ckpt, _ = read_checkpoint(path, "cGCA", (CHECKPOINT_FORMAT,))
-    autoencoder, _ = autoencoder_training.load_checkpoint(ckpt["autoencoder"], device=device, backend=backend)
-    model = CGCATransition(CGCAConfig(**ckpt["cgca_config"]), backend=backend)
-    model.load_state_dict(ckpt["state_dict"])
+    ckpt, name = read_checkpoint(path, "cGCA", (CHECKPOINT_FORMAT,))
+    with checkpoint_contents(name, "cGCA"):
+        autoencoder, _ = autoencoder_training.load_checkpoint(ckpt["autoencoder"], device=device, backend=backend)
+        model = CGCATransition(CGCAConfig(**ckpt["cgca_config"]), backend=backend)
+        model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), autoencoder, ckpt
 
 
@@ -345,9 +347,9 @@ def save_run(model: CGCATransition, config: CGCATrainConfig, summary: dict, out_
              ae_checkpoint: Mapping) -> None:
     """``model.pt``, ``metrics.json`` and ``training_curve.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint_dict(model, config, ae_checkpoint, summary.get("final")), out_dir / "model.pt")
+    save_torch(checkpoint_dict(model, config, ae_checkpoint, summary.get("final")), out_dir / "model.pt")
     metrics = {"final": summary["final"], "train_seconds": summary["train_seconds"], "config": config.to_dict()}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    write_json(out_dir / "metrics.json", metrics, default=str)
     plot_training_curve(summary["history"], out_dir / "training_curve.png")
 
 
@@ -374,5 +376,7 @@ def plot_training_curve(history: dict, path: Path) -> None:
         ax_val.set(xlabel="iteration", ylabel="voxel IoU", title="held-out scenes")
         ax_val.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from gen3d_ros.outputs import save_figure
+
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -68,7 +68,9 @@ def save_bundle(path: str | Path, coarse: Mapping, fine: Mapping, metrics: Mappi
     """One file holding the coarse checkpoint and the fine checkpoint (which embeds its autoencoder).
     ``half``: store the weights as float16 (half the size; what the packaged demo bundle does)."""
     coarse, fine = (_half(dict(coarse)), _half(dict(fine))) if half else (dict(coarse), dict(fine))
-    torch.save({"format": BUNDLE_FORMAT, "coarse": coarse, "fine": fine, "metrics": dict(metrics or {}),
+    from gen3d_ros.outputs import save_torch
+
+    save_torch({"format": BUNDLE_FORMAT, "coarse": coarse, "fine": fine, "metrics": dict(metrics or {}),
                 "command": command, "weights_dtype": "float16" if half else "float32",
                 "gen3d_ros_version": __version__, "torch_version": torch.__version__}, path)
 
@@ -284,7 +286,7 @@ def train_hierarchy(preset: str, out_dir: str | Path, *, coarse_checkpoint: str 
     start = time.perf_counter()
     coarse_name, coarse_overrides = spec["coarse"]
     coarse_config = training.make_config(coarse_name, {**coarse_overrides, **common})
-    coarse_data = (torch.load(coarse_checkpoint, map_location="cpu", weights_only=False)["train_config"]["data"]
+    coarse_data = (training.load_checkpoint(coarse_checkpoint)[1]["train_config"]["data"]
                    if coarse_checkpoint else coarse_config.data)
     scale, spacing = int(spec["scale"]), spec["surface_spacing_m"]
 
@@ -307,12 +309,13 @@ def train_hierarchy(preset: str, out_dir: str | Path, *, coarse_checkpoint: str 
     fine_path = stage("fine", lambda d: cgca_training.train_cgca(fine_config, d, progress=progress))
     coarse_path = Path(coarse_checkpoint) if coarse_checkpoint else stage(
         "coarse", lambda d: training.train(coarse_config, d, progress=progress))
-    coarse_ckpt = torch.load(coarse_path, map_location="cpu", weights_only=False)
-    training.load_checkpoint(coarse_ckpt)  # a wrong file fails here, before the bundle is written
-    fine_ckpt = torch.load(fine_path, map_location="cpu", weights_only=False)
+    coarse_ckpt = training.load_checkpoint(coarse_path)[1]  # a wrong file fails here, before the bundle is written
+    fine_ckpt = cgca_training.load_cgca_checkpoint(fine_path)[2]
     metrics = {"coarse": coarse_ckpt.get("metrics", {}), "autoencoder": fine_ckpt["autoencoder"].get("metrics", {}),
                "fine": fine_ckpt.get("metrics", {}), "train_seconds": time.perf_counter() - start,
                "preset": preset}
     save_bundle(out_dir / "hgca.pt", coarse_ckpt, fine_ckpt, metrics, command)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    from gen3d_ros.outputs import write_json
+
+    write_json(out_dir / "metrics.json", metrics, default=str)
     return metrics

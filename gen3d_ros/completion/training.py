@@ -301,8 +301,10 @@ def save_checkpoint(model: GCATransition, config: TrainConfig, path: Path, metri
     """
     from gen3d_ros.sparse import get_backend
 
+    from gen3d_ros.outputs import save_torch
+
     planned = isinstance(model, PlannedGCATransition)
-    torch.save({
+    save_torch({
         "format": PLANNED_CHECKPOINT_FORMAT if planned else CHECKPOINT_FORMAT,
         "gca_config": model.config.to_dict(),
         "planner_config": model.planner_config.to_dict() if planned else None,
@@ -320,28 +322,31 @@ def load_checkpoint(path: str | Path | Mapping, *, device: str = "cpu", backend:
 
     A checkpoint with a ``planner_config`` gives a :class:`PlannedGCATransition`, else a :class:`GCATransition`.
     """
-    from gen3d_ros.checkpoints import read_checkpoint
+    from gen3d_ros.checkpoints import CheckpointError, checkpoint_contents, read_checkpoint
 
     ckpt, path = read_checkpoint(path, "gen3d_ros GCA", (CHECKPOINT_FORMAT, PLANNED_CHECKPOINT_FORMAT))
     planner = ckpt.get("planner_config")
     if (ckpt["format"] == PLANNED_CHECKPOINT_FORMAT) != bool(planner):
-        raise ValueError(f"{path}: format {ckpt['format']!r} but planner_config is {planner!r}")
-    if planner:
-        model = PlannedGCATransition(GCAConfig(**ckpt["gca_config"]), BEVPlannerConfig(**planner), backend=backend)
-    else:
-        model = GCATransition(GCAConfig(**ckpt["gca_config"]), backend=backend)
-    model.load_state_dict(ckpt["state_dict"])
+        raise CheckpointError(f"{path}: format {ckpt['format']!r} but planner_config is {planner!r}")
+    with checkpoint_contents(path, "GCA"):
+        if planner:
+            model = PlannedGCATransition(GCAConfig(**ckpt["gca_config"]), BEVPlannerConfig(**planner),
+                                         backend=backend)
+        else:
+            model = GCATransition(GCAConfig(**ckpt["gca_config"]), backend=backend)
+        model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
 
 
 def save_run(model: GCATransition, config: TrainConfig, summary: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, config, out_dir / "model.pt", summary.get("final"))
-    (out_dir / "metrics.json").write_text(json.dumps({"final": summary["final"],
-                                                      "train_seconds": summary["train_seconds"],
-                                                      "config": summary.get("config", None) or
-                                                      {k: getattr(config, k) for k in TrainConfig.__dataclass_fields__}},
-                                                     indent=2, default=str))
+    from gen3d_ros.outputs import write_json
+
+    write_json(out_dir / "metrics.json", {
+        "final": summary["final"], "train_seconds": summary["train_seconds"],
+        "config": summary.get("config", None) or {k: getattr(config, k) for k in TrainConfig.__dataclass_fields__}},
+        default=str)
     plot_training_curve(summary["history"], out_dir / "training_curve.png")
 
 
@@ -387,5 +392,7 @@ def plot_training_curve(history: dict, path: Path) -> None:
         ax_val.set(xlabel="iteration", ylabel="held-out score", title="validation (full chains)", ylim=(0, 1))
         ax_val.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from gen3d_ros.outputs import save_figure
+
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -390,9 +390,11 @@ class RobotGaussianModel(torch.nn.Module):
 
         ``metrics`` (JSON-like: PSNR, SSIM, ...) and ``extra`` (anything torch.save handles) are stored as given.
         """
+        from gen3d_ros.outputs import save_torch
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
+        save_torch(
             {
                 "format": CHECKPOINT_FORMAT,
                 "robot_name": self.robot.name,
@@ -415,22 +417,23 @@ class RobotGaussianModel(torch.nn.Module):
         Raises ``ValueError`` when the file is not a Dr. Robot checkpoint or the robot's URDF hash differs from
         the one the model was trained on (a model cannot be moved to another robot description).
         """
-        path = Path(path)
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-            raise ValueError(f"{path} is not a Dr. Robot checkpoint: format {got!r}, expected {CHECKPOINT_FORMAT!r}")
-        config = GaussianModelConfig(**ckpt["config"])
+        from gen3d_ros.checkpoints import CheckpointError, checkpoint_contents, read_checkpoint
+
+        ckpt, name = read_checkpoint(Path(path), "Dr. Robot", (CHECKPOINT_FORMAT,))
+        with checkpoint_contents(name, "Dr. Robot"):
+            config = GaussianModelConfig(**ckpt["config"])
+            sha, robot_name = str(ckpt["urdf_sha256"]), str(ckpt["robot_name"])
         if robot is None:
             robot = load_robot(config.urdf)
-        if robot.urdf_sha256 != ckpt["urdf_sha256"]:
-            raise ValueError(
-                f"checkpoint {path} was trained on URDF {ckpt['robot_name']!r} (sha256 {ckpt['urdf_sha256'][:12]}…) "
+        if robot.urdf_sha256 != sha:
+            raise CheckpointError(
+                f"checkpoint {path} was trained on URDF {robot_name!r} (sha256 {sha[:12]}…) "
                 f"but robot {robot.name!r} has sha256 {robot.urdf_sha256[:12]}…; load it with the same URDF "
                 "or retrain (gen3d train-robot --urdf ...)"
             )
-        model = cls(robot, config)
-        model.load_state_dict(ckpt["state_dict"])
+        with checkpoint_contents(name, "Dr. Robot"):
+            model = cls(robot, config)
+            model.load_state_dict(ckpt["state_dict"])
         model.metrics = ckpt.get("metrics", {})
         model.extra = ckpt.get("extra", {})
         return model.to(device)
