@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from gen3d_ros.io.messages import rosbags_factory, stamp_to_nanoseconds
-from gen3d_ros.io.rosbag2 import BagError, BagReader, BagWriter, TopicInfo, same_or_nested
+from gen3d_ros.io.rosbag2 import BagError, BagReader, BagWriter, TopicInfo
+from gen3d_ros.outputs import overlaps
 from gen3d_ros.io.typestore import get_gen3d_typestore
 from gen3d_ros.pipeline.base import Stage
 
@@ -321,7 +322,7 @@ def run_bag(
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
         raise FileNotFoundError(f"input bag {input_path} does not exist")
-    if same_or_nested(input_path, output_path):
+    if overlaps(input_path, output_path):
         raise BagModeError(f"output {output_path} is, contains or is inside the input bag {input_path}; "
                            "choose another output path (the input is never modified)")
 

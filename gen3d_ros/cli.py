@@ -39,6 +39,24 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             PermissionError, BagError, BagModeError, ValueError)
 
 
+def _prepare(path: Path | None, args: argparse.Namespace, *, inputs: Sequence = (), others: Sequence = (),
+             what: str = "output") -> Path | None:
+    """Check an output of a command before it computes anything (see :func:`gen3d_ros.outputs.prepare_output`):
+    not an input, writable, replaced only with --force and only when gen3d_ros wrote it."""
+    if path is None:
+        return None
+    from gen3d_ros.outputs import prepare_output
+
+    return prepare_output(path, inputs=inputs, others=others, force=getattr(args, "force", False), what=what)
+
+
+def _device(name: str) -> str:
+    """``--device``, checked before any work (a CUDA request on a machine without CUDA is a user error)."""
+    from gen3d_ros.devices import check_device
+
+    return check_device(name)
+
+
 # --------------------------------------------------------------------------------------------------- demo
 
 
@@ -141,6 +159,9 @@ def cmd_bag(args: argparse.Namespace) -> int:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     if args.params is not None and not args.params.is_file():
         raise UsageError(f"params file {args.params} does not exist")
+    inputs = [args.input, args.params]
+    _prepare(args.report, args, inputs=inputs, others=[args.output], what="report")
+    _prepare(args.output, args, inputs=inputs, others=[args.report], what="output bag")
     names = _bag_stage_names(args)
     node_of = {name: BAG_STAGES[name][0] for name in names}
     params: dict[str, dict] = {name: {} for name in names}
@@ -173,7 +194,9 @@ def cmd_bag(args: argparse.Namespace) -> int:
                      storage=args.storage, output_time=args.output_time, autodetect=not args.input_topic)
     print(report.format())
     if args.report is not None:
-        args.report.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        from gen3d_ros.outputs import write_json
+
+        write_json(args.report, report.as_dict())
     return 0
 
 
@@ -289,9 +312,9 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
     from gen3d_ros.completion.training import make_config, train
     from gen3d_ros.config import parse_overrides
 
+    from gen3d_ros.outputs import prepare_run_folder
+
     product = "hgca.pt" if args.stage == "hierarchy" else "model.pt"
-    if (args.output / product).exists() and not args.force:
-        raise UsageError(f"{args.output}/{product} exists; pass --force to overwrite")
     overrides: dict = {}
     if args.config is not None:
         if not args.config.is_file():
@@ -300,6 +323,9 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
     overrides.update(parse_overrides(args.overrides))
     if args.seed is not None:
         overrides["seed"] = args.seed
+    if "device" in overrides:
+        _device(str(overrides["device"]))
+    prepare_run_folder(args.output, inputs=[args.config, args.coarse_checkpoint], force=args.force, product=product)
     if args.stage == "hierarchy":
         from gen3d_ros.completion.hgca import train_hierarchy
 
@@ -378,6 +404,11 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise UsageError(f"--samples must be >= 1, got {args.samples}")
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be >= 1 (leave it out for the model's default), got {args.steps}")
+    if args.threads < 0:
+        raise UsageError(f"--threads must be >= 0, got {args.threads}")
+    _device(args.device)
     _set_threads(args.threads)
     report = complete_file(args.input, args.output, args.checkpoint, samples=args.samples, steps=args.steps,
                            seed=args.seed, device=args.device, force=args.force)
@@ -412,8 +443,8 @@ def register_train_robot(sub: argparse._SubParsersAction) -> None:
 def cmd_train_robot(args: argparse.Namespace) -> int:
     from gen3d_ros.robot.training import robot_train_config, train_robot
 
-    if (args.output / "model.pt").exists() and not args.force:
-        raise UsageError(f"{args.output}/model.pt exists; pass --force to overwrite")
+    from gen3d_ros.outputs import prepare_run_folder
+
     overrides: dict = {}
     for item in args.overrides:
         key, sep, value = item.partition("=")
@@ -423,9 +454,13 @@ def cmd_train_robot(args: argparse.Namespace) -> int:
     if args.urdf is not None:
         overrides["urdf"] = args.urdf
     if args.device is not None:
-        overrides["device"] = args.device
+        overrides["device"] = _device(args.device)
+    config = robot_train_config(args.preset, overrides)  # a bad preset or value fails before any folder is made
+    _device(config.device)
+    urdf = Path(args.urdf) if args.urdf and Path(args.urdf).suffix == ".urdf" else None
+    prepare_run_folder(args.output, inputs=[urdf], force=args.force, product="model.pt")
     _set_threads(args.threads)
-    metrics = train_robot(robot_train_config(args.preset, overrides), args.output)
+    metrics = train_robot(config, args.output)
     it, sec = metrics["iterations"], metrics["seconds"]
     print(f"trained {metrics['robot']} ({metrics['n_gaussians']} Gaussians) in {sum(sec.values()):.0f} s "
           f"({it['canonical']}/{it['skinning']}/{it['joint']} canonical/skinning/joint iterations) "
@@ -515,9 +550,15 @@ def _read_image(path: Path, what: str = "image"):
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """``data`` as indented JSON at ``path`` (parent folders created)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    """``data`` as indented JSON at ``path``, atomically, marked as a gen3d_ros output."""
+    from gen3d_ros.outputs import write_json
+
+    write_json(path, data)
+
+
+def _urdf_path(args: argparse.Namespace) -> Path | None:
+    """``--urdf`` when it names a file (an input that outputs must not replace), else None."""
+    return Path(args.urdf) if args.urdf and Path(args.urdf).suffix == ".urdf" else None
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -528,6 +569,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera-info", type=Path, default=None, help="ROS CameraInfo YAML of the image's camera")
     p.add_argument("--fov-deg", type=float, default=None, help="or: vertical field of view (pinhole, centred)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0: torch's)")
+    p.add_argument("--device", default="cpu", help="torch device of the renderer (cpu, cuda, cuda:1)")
+    p.add_argument("--force", action="store_true", help="replace existing outputs (only files gen3d_ros wrote)")
 
 
 def register_estimate_pose(sub: argparse._SubParsersAction) -> None:
@@ -550,12 +593,16 @@ def cmd_estimate_pose(args: argparse.Namespace) -> int:
 
     from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig
 
+    inputs = [args.image, args.mask, args.checkpoint, args.camera_info, _urdf_path(args)]
+    _prepare(args.output, args, inputs=inputs, others=[args.overlay], what="result")
+    _prepare(args.overlay, args, inputs=inputs, others=[args.output], what="overlay")
+    _device(args.device)
     _set_threads(args.threads)
     image = _read_image(args.image)
     camera = _camera(args, image.shape[1], image.shape[0])
     mask = None if args.mask is None else (_read_image(args.mask, "mask").max(axis=-1) > 0).astype(np.float32)
     T_known = None if args.known_camera is None else _pose7(args.known_camera)
-    estimator = PoseEstimator(_robot_model(args), PoseEstimatorConfig())
+    estimator = PoseEstimator(_robot_model(args), PoseEstimatorConfig(device=args.device))
     est = estimator.estimate(image, camera, mask=mask, T_camera_base=T_known)
     result = {"joint_names": est.joint_names, "joint_angles_rad": [float(v) for v in est.q],
               "T_camera_base": np.asarray(est.T_camera_base).tolist(), "loss": est.loss,
@@ -565,11 +612,12 @@ def cmd_estimate_pose(args: argparse.Namespace) -> int:
     if args.overlay is not None:
         from PIL import Image
 
+        from gen3d_ros.outputs import save_image
+
         out = estimator.render(est.q, est.T_camera_base, camera)
         alpha = out.alpha.clamp(0, 1).cpu().numpy()[..., None]
         blend = image / 255.0 * (1 - 0.6 * alpha) + 0.6 * alpha * out.rgb.clamp(0, 1).cpu().numpy()
-        args.overlay.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((blend * 255).round().astype(np.uint8)).save(args.overlay)
+        save_image(Image.fromarray((blend * 255).round().astype(np.uint8)), args.overlay)
     print(f"{', '.join(f'{n}={v:.3f}' for n, v in zip(est.joint_names, est.q))} rad; loss {est.loss:.4f}; "
           f"{est.seconds:.1f} s -> {args.output}")
     return 0
@@ -601,9 +649,17 @@ def cmd_act(args: argparse.Namespace) -> int:
 
     from gen3d_ros.robot.actions import ActionProcessor, VisualMPCConfig
 
-    _set_threads(args.threads)
     if (args.goal_keypoints is None) == (args.goal_image is None):
         raise UsageError("give exactly one goal: --goal-keypoints u,v[:link] ... or --goal-image IMG")
+    for name in ("waypoints", "iterations"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not args.dt > 0:
+        raise UsageError(f"--dt must be > 0 s, got {args.dt}")
+    _prepare(args.output, args, inputs=[args.goal_image, args.checkpoint, args.camera_info, _urdf_path(args)],
+             what="trajectory")
+    _device(args.device)
+    _set_threads(args.threads)
     model = _robot_model(args)
     try:
         q0 = np.array([float(v) for v in args.current_joints.split(",")])
@@ -630,7 +686,8 @@ def cmd_act(args: argparse.Namespace) -> int:
         info_width, info_height = _camera_info_size(_camera_info_yaml(args.camera_info), 0, 0)
         width, height = args.width or info_width, args.height or info_height
     camera = _camera(args, width, height)
-    processor = ActionProcessor(model, VisualMPCConfig(waypoints=args.waypoints, dt=args.dt, iterations=args.iterations))
+    processor = ActionProcessor(model, VisualMPCConfig(waypoints=args.waypoints, dt=args.dt, iterations=args.iterations,
+                                                       device=args.device))
     result = processor.plan(goal, q0, _pose7(args.camera), camera)
     traj = result.trajectory
     out = {"joint_names": traj.joint_names, "times_from_start_s": [float(t) for t in traj.times_from_start],
@@ -684,6 +741,9 @@ def setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from gen3d_ros.outputs import install_sigterm_handler, terminated_by
+
+    install_sigterm_handler()  # a `kill` ends the command through its cleanup code: no half-written outputs
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "verbose", 0) or 0, getattr(args, "quiet", False))
@@ -693,11 +753,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gen3d {args.command}: interrupted", file=sys.stderr)
         return 130
     except _user_errors() as exc:
+        if terminated_by() is not None:
+            return _terminated(args)
         if getattr(args, "verbose", 0):
             log.debug("details", exc_info=True)
         message = str(exc) or type(exc).__name__
         print(f"gen3d {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except BaseException:
+        if terminated_by() is None:
+            raise
+        return _terminated(args)
+
+
+def _terminated(args: argparse.Namespace) -> int:
+    from gen3d_ros.outputs import terminated_by
+
+    signum = terminated_by() or 15
+    print(f"gen3d {args.command}: terminated by signal {signum}; partial outputs removed", file=sys.stderr)
+    return 128 + signum
 
 
 if __name__ == "__main__":

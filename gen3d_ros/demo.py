@@ -20,12 +20,9 @@ leaves no half-written folder; an existing one is replaced only with ``force=Tru
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from gen3d_ros.io.rosbag2 import BagWriter, check_output, move_into_place, read_messages
+from gen3d_ros.io.rosbag2 import BagWriter, read_messages
+from gen3d_ros.outputs import atomic_folder, prepare_output, write_json
 
 log = logging.getLogger("gen3d_ros.demo")
 
@@ -242,20 +240,15 @@ def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, s
 
     if n_sweeps < 1:
         raise ValueError(f"n_sweeps must be at least 1, got {n_sweeps}")
-    output_dir = Path(output_dir)
-    check_output(output_dir, force=force)
-    parent = output_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
+    output_dir = prepare_output(output_dir, force=force, what="demo output folder")
     config = completion if completion is not None else demo_completion_config()
     report = DemoReport(str(output_dir), n_sweeps, seed, lidar_preset,
                         machine={"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "platform": platform.platform()})
     timings = report.timings_s
     start = time.perf_counter()
-    scratch = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=parent))
-    try:
-        work = scratch / output_dir.name
-        work.mkdir()
+    # Built in a hidden sibling and swapped in when complete: an interrupted demo leaves the old folder as it was.
+    with atomic_folder(output_dir) as work:
 
         t0 = time.perf_counter()
         scene = generate_scene(SceneConfig(), seed=seed)
@@ -324,11 +317,8 @@ def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, s
                                  "robot trajectory": "robot/trajectory.json", "robot overlay": "robot/overlay.gif",
                                  "robot joints plot": "robot/joints.png"})
         timings["total"] = time.perf_counter() - start
-        (work / "demo_report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-        check_output(output_dir, force=force)
-        move_into_place(work, output_dir, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        write_json(work / "demo_report.json", report.as_dict())
+        prepare_output(output_dir, force=force, what="demo output folder")  # it may have appeared meanwhile
     report.files = {k: str(output_dir / v) for k, v in report.files.items()}
     report.timings_s["total"] = time.perf_counter() - start
     return report

@@ -97,6 +97,35 @@ def prepare_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLik
     return path
 
 
+def prepare_run_folder(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = (),
+                       force: bool = False, product: str | None = None, what: str = "run folder") -> Path:
+    """Check a folder that a command writes several files into (a training run), before any work; create and
+    mark it (:data:`DIR_MARKER`). Return it as a ``Path``.
+
+    A new or empty folder is fine. An existing non-empty one must carry the gen3d marker (a folder of ours: its
+    files are replaced one by one, finished stages are reused), and when it already holds ``product`` (e.g.
+    ``model.pt``) ``force`` is needed. It must not overlap ``inputs``.
+    """
+    path = Path(path)
+    for source in inputs:
+        if source is not None and overlaps(path, source):
+            raise OutputError(f"{what} {path} overlaps the input {source}; write it somewhere else")
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        if not written_by_gen3d(path):
+            raise OutputError(f"{what} {path} exists, is not empty and was not written by gen3d_ros; choose a new "
+                              "or empty folder")
+        if product is not None and (path / product).exists() and not force:
+            raise OutputExistsError(f"{path / product} exists; pass --force to replace it (finished stages of "
+                                    "the run are reused)")
+    check_writable_folder(path)
+    if not (path / DIR_MARKER).is_file():
+        mark_folder(path)
+    remove_stale_temporaries(path)
+    return path
+
+
 def check_writable_folder(folder: Path) -> None:
     """Create ``folder`` if needed and prove it is writable by creating and removing a file in it."""
     try:
@@ -396,10 +425,23 @@ def written_by_gen3d(path: str | os.PathLike) -> bool:
 # ---------------------------------------------------------------------------------------------- signals
 
 
+_terminated_by: int | None = None
+
+
+def terminated_by() -> int | None:
+    """The signal number that :func:`install_sigterm_handler`'s handler received, or None."""
+    return _terminated_by
+
+
 def install_sigterm_handler() -> None:
     """Turn SIGTERM into ``SystemExit(143)`` in the main thread, so ``finally`` blocks and the context managers
-    above remove their temporaries when a process manager stops a command (Python's default kills at once)."""
+    above remove their temporaries when a process manager stops a command (Python's default kills at once).
+
+    The exit can surface as another exception (raised inside an extension module's import it becomes an
+    ImportError); callers check :func:`terminated_by` to tell a termination from a failure."""
     def _terminate(signum: int, frame: Any) -> None:  # noqa: ARG001
+        global _terminated_by
+        _terminated_by = signum
         raise SystemExit(128 + signum)
 
     with contextlib.suppress(ValueError):  # not the main thread: leave the default

@@ -167,6 +167,8 @@ def save_preview(path: str | Path, rows: Sequence[PreviewSweep], *, title: str =
         fig.suptitle(title, fontsize=14)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=dpi)
+    from gen3d_ros.outputs import save_figure
+
+    save_figure(fig, path, dpi=dpi)
     plt.close(fig)
     return path

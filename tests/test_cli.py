@@ -50,8 +50,7 @@ def test_gen3d_bag_end_to_end_in_a_subprocess(cloud_bag: Path, tmp_path: Path) -
 
     again = gen3d("bag", str(cloud_bag), "-o", str(out), *FAST)
     assert again.returncode == 2
-    assert again.stderr.strip().splitlines()[-1] == (f"gen3d bag: error: output {out} exists; pass force=True "
-                                                     "(--force) to replace it")
+    assert again.stderr.strip().splitlines()[-1] == f"gen3d bag: error: output bag {out} exists; pass --force to replace it"
     assert "Traceback" not in again.stderr
 
 
@@ -86,13 +85,13 @@ def test_bag_in_process_with_sqlite3_storage_and_limit(cloud_bag: Path, tmp_path
      "gen3d bag: error: override 'voxel_size' must look like key=value"),
     (["bag", "{bag}", "-o", "{tmp}/o", "--input-topic", "/nope", "--set", "x=1"],
      "gen3d bag: error: unknown CompletionConfig key(s) ['x']"),
-    (["bag", "{bag}", "-o", "{bag}/inside"], "is, contains or is inside the input bag"),
+    (["bag", "{bag}", "-o", "{bag}/inside"], "would overwrite the input"),
     (["bag", "{bag}", "-o", "{tmp}/o", "--input-topic", "/points"],
      "has no topic /points for stage 'completion' input 'cloud'; its sensor_msgs/msg/PointCloud2 topics: "
      "['/velodyne_points']"),
     (["bag", "{bag}", "-o", "{tmp}/o.mcap", "--storage", "sqlite3"], "a mcap file, but storage='sqlite3'"),
     (["run", "--params", "/nonexistent.yaml"], "gen3d run: error: params file /nonexistent.yaml does not exist"),
-    (["demo", "-o", "{tmp}", "--sweeps", "1"], "exists; pass force=True (--force)"),
+    (["demo", "-o", "{tmp}", "--sweeps", "1"], "exists; pass --force to replace it"),
     (["demo", "-o", "{tmp}/d", "--sweeps", "0"], "gen3d demo: error: --sweeps must be at least 1, got 0"),
 ])
 def test_user_mistakes_exit_2_with_a_one_line_message(args: list[str], message: str, cloud_bag: Path,

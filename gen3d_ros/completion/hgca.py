@@ -144,7 +144,10 @@ class SceneCompleter:
 
     def __init__(self, checkpoint: str | Path | None = None, config: SceneCompleterConfig | None = None,
                  *, backend: str | None = None) -> None:
+        from gen3d_ros.devices import check_device
+
         self.config = config or SceneCompleterConfig()
+        check_device(self.config.device)
         path = Path(checkpoint) if checkpoint else default_hgca_checkpoint()
         bundle = load_bundle(path)
         dev = self.config.device

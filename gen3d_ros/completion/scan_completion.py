@@ -39,7 +39,11 @@ class GCACompleter:
 
     def __init__(self, checkpoint: str | Path | Mapping, *, device: str = "cpu", steps: int | None = None,
                  backend: str | None = None) -> None:
-        self.model, self.checkpoint = load_checkpoint(checkpoint, device=device, backend=backend)
+        from gen3d_ros.devices import check_device
+
+        if steps is not None and steps < 1:
+            raise ValueError(f"GCA steps must be at least 1 (None: the model's default), got {steps}")
+        self.model, self.checkpoint = load_checkpoint(checkpoint, device=check_device(device), backend=backend)
         data = CompletionDatasetConfig.from_dict(self.checkpoint["train_config"]["data"])
         self.voxel_size = float(data.voxel_size_m)
         self.origin = np.asarray(data.origin, np.float64)
@@ -103,14 +107,14 @@ def complete_file(input_path: Path, output: Path, checkpoint: Path, *, samples: 
     """``gen3d complete``: read a scan, complete it ``samples`` times, write PLY point clouds of voxel centres."""
     from gen3d_ros.completion.metrics import total_mutual_difference
     from gen3d_ros.io.pointfiles import read_points, write_ply
+    from gen3d_ros.outputs import prepare_output
 
     start = time.perf_counter()
     output = Path(output)
     outputs = [output] if samples == 1 else [output.with_name(f"{output.stem}_{k}{output.suffix or '.ply'}")
                                              for k in range(samples)]
-    for path in outputs:
-        if path.exists() and not force:
-            raise FileExistsError(f"{path} exists; pass --force to overwrite")
+    for path in outputs:  # before any work: not an input, writable, replaced only if ours and forced
+        prepare_output(path, inputs=[input_path, checkpoint], others=[o for o in outputs if o != path], force=force)
     cloud = read_points(input_path)
     if len(cloud.points) == 0:
         raise ValueError(f"{input_path} has no finite points ({cloud.dropped} dropped)")
@@ -123,7 +127,6 @@ def complete_file(input_path: Path, output: Path, checkpoint: Path, *, samples: 
     for k, path in enumerate(outputs):
         out = completer.complete_cells(cells, seed=seed + k)
         pts = completer.centers(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_ply(path, pts, colors=height_colors(pts))
         results.append(len(out))
         centres.append(pts)

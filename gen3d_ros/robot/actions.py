@@ -289,7 +289,9 @@ class VisualMPC:
 
     def __init__(self, model, config: VisualMPCConfig | None = None) -> None:
         self.config = config or VisualMPCConfig()
-        self.device = torch.device(self.config.device)
+        from gen3d_ros.devices import check_device
+
+        self.device = torch.device(check_device(self.config.device))
         self.model = model.to(self.device)
         for p in self.model.parameters():
             p.requires_grad_(False)

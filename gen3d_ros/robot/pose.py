@@ -342,7 +342,9 @@ class PoseEstimator:
 
     def __init__(self, model, config: PoseEstimatorConfig | None = None) -> None:
         self.config = config or PoseEstimatorConfig()
-        self.device = torch.device(self.config.device)
+        from gen3d_ros.devices import check_device
+
+        self.device = torch.device(check_device(self.config.device))
         self.model = model.to(self.device)
         for p in self.model.parameters():
             p.requires_grad_(False)
