@@ -8,7 +8,7 @@ STAMP := $(VENV)/.gen3d-installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: all install interfaces sparse-backends demo test clean
+.PHONY: all install interfaces sparse-backends test-data demo test clean
 
 all: demo
 
@@ -36,11 +36,15 @@ $(BACKENDS_STAMP): requirements/sparse-backends.txt scripts/build_minkowski.sh $
 
 sparse-backends: $(BACKENDS_STAMP)
 
+# Real scans from Debian packages (liboctomap-dev's scan.dat.bz2) for the real-data smoke tests.
+test-data:
+	@scripts/install_test_data.sh
+
 demo: install
 	$(VENV)/bin/gen3d demo --output $(DEMO_OUT) --force
 
 # pytest exits 5 when it collected no test; that is not a failure of the code, so say so and pass.
-test: install sparse-backends
+test: install sparse-backends test-data
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 
