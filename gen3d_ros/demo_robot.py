@@ -11,11 +11,13 @@
    (names, positions, ``time_from_start``) -- the "actions from a video" use of Dr. Robot;
 4. ``overlay.gif``: input | estimate rendered by the model over the input, per frame;
    ``joints.png``: estimated vs true joint angles.
+
+Every file is written through :mod:`gen3d_ros.outputs` (atomically, marked as a gen3d_ros output); the bags by
+:class:`~gen3d_ros.io.rosbag2.BagWriter` and bag mode (atomic too).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gen3d_ros.outputs import save_figure, save_image, write_json
 
 log = logging.getLogger("gen3d_ros.demo")
 
@@ -116,8 +120,8 @@ def save_overlay_gif(path: Path, frames: list[np.ndarray], renders: list[tuple[n
         img = Image.fromarray((np.clip(pair, 0, 1) * 255).astype(np.uint8)).resize(
             (pair.shape[1] * 3, pair.shape[0] * 3), Image.NEAREST)
         images.append(img)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(ROBOT_FRAME_PERIOD_S * 1000),
-                   loop=0)
+    save_image(images[0], path, save_all=True, append_images=images[1:], duration=int(ROBOT_FRAME_PERIOD_S * 1000),
+               loop=0)
 
 
 def save_joint_plot(path: Path, names: list[str], times: np.ndarray, q_true: np.ndarray, q_est: np.ndarray,
@@ -138,7 +142,7 @@ def save_joint_plot(path: Path, names: list[str], times: np.ndarray, q_true: np.
             ax.legend(fontsize=7)
     fig.suptitle("test arm: joint angles estimated from the video (known camera) vs ground truth", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -197,7 +201,7 @@ def run_robot_demo(work: Path, *, frames: int = 16, size: int = 96, storage: str
     times = np.array([i * ROBOT_FRAME_PERIOD_S for i in got])
     q_traj = np.clip(smooth_trajectory(q_est, 2.0), robot.lower, robot.upper)
     trajectory = Trajectory(names, q_traj, times - times[0])
-    (work / "trajectory.json").write_text(json.dumps(trajectory.joint_trajectory_fields(), indent=1) + "\n")
+    write_json(work / "trajectory.json", trajectory.joint_trajectory_fields(), indent=1)
     err = np.degrees(np.abs(q_est - q_true[got]))
     report.joint_err_deg_mean = float(err.mean())
     report.joint_err_deg_per_joint = {n: float(e) for n, e in zip(names, err.mean(0))}

@@ -20,29 +20,35 @@ carried cache. Validation: PSNR (whole image, background included) and SSIM on h
 
 Outputs in the run folder: ``model.pt`` (checkpoint, see :meth:`RobotGaussianModel.save`), ``metrics.json``,
 ``preview.png`` (rows of ground truth | render | |difference|, held-out poses), ``curves.png`` (losses and
-validation PSNR; needs matplotlib), ``config.json``.
+validation PSNR; needs matplotlib), ``config.json``; all written atomically and marked as gen3d_ros outputs
+(:mod:`gen3d_ros.outputs`), the folder too (``.gen3d_output``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from gen3d_ros.geometry.chamfer import chamfer_distance
+from gen3d_ros.outputs import (OutputError, atomic_path, mark_folder, prepare_output, save_figure, save_image,
+                               write_json)
 from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.gaussians import RobotGaussianModel, load_robot
 from gen3d_ros.robot.meshes import PosedMeshBuilder, sample_surface
-from gen3d_ros.robot.splatting import psnr
+from gen3d_ros.robot.splatting import psnr, resolve_splat_backend
 from gen3d_ros.robot.ssim import ssim
 from gen3d_ros.robot.urdf import RobotModel
 
@@ -100,6 +106,11 @@ class RobotTrainConfig:
     time_budget_s: float = 0.0
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of its range (also run on construction; call it
+        again after changing fields)."""
         self.background = tuple(float(c) for c in self.background)  # type: ignore[assignment]
         if len(self.background) != 3 or not all(0.0 <= c <= 1.0 for c in self.background):
             raise ValueError(f"background must be 3 values in [0, 1], got {self.background}")
@@ -184,11 +195,14 @@ class ViewSet:
     def save(self, path: Path) -> None:
         """Compact ``.npz``: uint8 RGB, bit-packed masks, metadata as JSON."""
         c = self.camera
-        np.savez_compressed(
-            path, q=self.q, T_camera_base=self.T_camera_base, rgb=self.rgb,
-            mask=np.packbits(self.mask, axis=-1), camera=np.array([c.fx, c.fy, c.cx, c.cy, c.width, c.height]),
-            meta=np.array(json.dumps({**self.meta, "format": VIEWS_FORMAT})),
-        )
+        # Written next to ``path`` and renamed when complete: a killed run never leaves a truncated cache that a
+        # later run would try to reuse. A file object, so numpy does not append ".npz" to the temporary name.
+        with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+            np.savez_compressed(
+                stream, q=self.q, T_camera_base=self.T_camera_base, rgb=self.rgb,
+                mask=np.packbits(self.mask, axis=-1), camera=np.array([c.fx, c.fy, c.cx, c.cy, c.width, c.height]),
+                meta=np.array(json.dumps({**self.meta, "format": VIEWS_FORMAT})),
+            )
 
     @classmethod
     def load(cls, path: Path) -> "ViewSet":
@@ -377,6 +391,10 @@ def _run_stage(
     return time.perf_counter() - t0, done
 
 
+#: Files :func:`train_robot` writes into the run folder (besides the view caches in ``data/``).
+RUN_FILES = ("config.json", "model.pt", "preview.png", "curves.png", "metrics.json")
+
+
 def train_robot(
     cfg: RobotTrainConfig, out_dir: Path, robot: RobotModel | None = None, data_dir: Path | None = None,
 ) -> dict[str, Any]:
@@ -384,18 +402,95 @@ def train_robot(
 
     ``robot``: the loaded URDF (default ``load_robot(cfg.urdf)``). ``data_dir``: view caches (default
     ``out_dir/data``); must hold matching caches where open3d is missing.
+
+    The config, device, splatting backend and robot are checked before ``out_dir`` is touched, so a bad URDF or
+    setting leaves nothing behind. A folder this call creates is marked as a gen3d_ros output and, if the
+    training then fails (or is interrupted), removed again; in a folder that existed before, only what this call
+    added is removed. Existing run files are replaced only when gen3d_ros wrote them (``OutputError`` otherwise);
+    every file is written atomically (:mod:`gen3d_ros.outputs`).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.validate()
+    device = torch.device(_check_device(cfg.device))
+    resolve_splat_backend(cfg.backend, device)  # an unknown backend, or gsplat without CUDA, fails here
     robot = robot if robot is not None else load_robot(cfg.urdf)
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"run folder {out_dir} exists and is not a folder; choose another --output")
+    with _run_folder(out_dir, inputs=[robot.source_path]):
+        return _train(cfg, out_dir, robot, device, Path(data_dir) if data_dir else out_dir / "data")
+
+
+def _check_device(name: str) -> str:
+    """``name`` if torch can use that device here, else ``ValueError`` saying why (checked before any work)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device {name!r} is not a torch device name (cpu, cuda, cuda:N): {exc}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but torch sees no CUDA device; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"device {name!r} is not supported for training (cpu, cuda, cuda:N)")
+    return name
+
+
+@contextlib.contextmanager
+def _run_folder(out_dir: Path, inputs: list[Path | None]) -> Iterator[Path]:
+    """Create (and mark) ``out_dir`` if needed and check that the run files may be written there; on an exception
+    inside the block, remove what was created: the whole folder (and any parents) if this call made it, else the
+    files and folders that were not there before."""
+    top = _topmost_missing(out_dir)
+    before = set() if top is not None else _tree(out_dir)
+    try:
+        for name in RUN_FILES:
+            # force=True: replace an earlier run's files (callers such as the CLI ask for --force before), but only
+            # those gen3d_ros wrote; a user's own config.json in the folder is never overwritten.
+            prepare_output(out_dir / name, inputs=inputs, force=True, what="run file")
+        if top is not None:
+            mark_folder(out_dir)
+        yield out_dir
+    except BaseException:
+        if top is not None:
+            shutil.rmtree(top, ignore_errors=True)
+        else:
+            for path in sorted(_tree(out_dir) - before, key=lambda p: len(p.parts)):  # parents before children
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.exists() or path.is_symlink():
+                    path.unlink(missing_ok=True)
+        raise
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The highest folder of ``path`` (itself included) that does not exist yet: what ``mkdir(parents=True)``
+    creates; ``None`` if ``path`` exists."""
+    top = None
+    for candidate in [path.absolute(), *path.absolute().parents]:
+        if candidate.exists() or candidate.is_symlink():
+            break
+        top = candidate
+    return top
+
+
+def _tree(folder: Path) -> set[Path]:
+    """Every file and folder under ``folder`` (links not followed)."""
+    out = set()
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        out.update(Path(root) / name for name in dirs + files)
+    return out
+
+
+def _train(cfg: RobotTrainConfig, out_dir: Path, robot: RobotModel, device: torch.device,
+           data_dir: Path) -> dict[str, Any]:
+    """The body of :func:`train_robot`, once the inputs are checked and the run folder is ready."""
     torch.manual_seed(cfg.seed)
-    (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    write_json(out_dir / "config.json", dataclasses.asdict(cfg))
 
     t_data = time.perf_counter()
-    views = load_or_render_views(robot, cfg, Path(data_dir) if data_dir else out_dir / "data")
+    views = load_or_render_views(robot, cfg, data_dir)
     t_data = time.perf_counter() - t_data
     data = {k: _to_device(v, device) for k, v in views.items()}
 
@@ -475,7 +570,7 @@ def train_robot(
     metrics["checkpoint_bytes"] = (out_dir / "model.pt").stat().st_size
     write_preview(model, views["val"], cfg, out_dir / "preview.png")
     write_curves(history, val_curve, out_dir / "curves.png")
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 
@@ -505,7 +600,7 @@ def write_preview(model: RobotGaussianModel, views: ViewSet, cfg: RobotTrainConf
         gt = views.rgb[i].astype(np.float32) / 255.0
         render = out.rgb.clamp(0, 1).cpu().numpy()
         rows.append(np.concatenate([gt, render, np.abs(render - gt)], axis=1))
-    Image.fromarray(np.round(np.concatenate(rows, axis=0) * 255).astype(np.uint8)).save(path)
+    save_image(Image.fromarray(np.round(np.concatenate(rows, axis=0) * 255).astype(np.uint8)), path)
 
 
 def write_curves(history: list[dict[str, Any]], val_curve: list[dict[str, Any]], path: Path) -> bool:
@@ -534,7 +629,7 @@ def write_curves(history: list[dict[str, Any]], val_curve: list[dict[str, Any]],
     ax2.set_ylabel("held-out PSNR [dB]")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return True
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from scipy.spatial import ConvexHull, QhullError
 
+from gen3d_ros.outputs import atomic_path
 from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.kinematics import ForwardKinematics
 from gen3d_ros.robot.meshes import PosedMeshBuilder
@@ -74,7 +75,12 @@ class RobotViews:
         )
         if self.link_id is not None:
             arrays["link_id"] = self.link_id
-        np.savez_compressed(Path(path), **arrays)
+        path = Path(path)
+        if path.suffix != ".npz":  # what np.savez_compressed does with a file name
+            path = path.with_name(path.name + ".npz")
+        # Atomic (gen3d_ros.outputs): a killed process never leaves a truncated dataset under the final name.
+        with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+            np.savez_compressed(stream, **arrays)
 
     @classmethod
     def load_npz(cls, path: str | Path) -> "RobotViews":

@@ -83,3 +83,106 @@ def test_chamfer_is_zero_for_identical_clouds_and_symmetric():
     d = torch.cdist(x[0], y[0]).square()
     expected = d.min(1).values.mean() + d.min(0).values.mean()
     assert float(chamfer_l2(x[:1], y[:1], rows_per_chunk=7)) == pytest.approx(float(expected), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run folder: checked inputs first, marked outputs, nothing left behind on failure
+
+_TINY = {"image_size": "16", "canonical_views": "2", "train_views": "2", "val_views": "1", "n_gaussians": "60",
+         "canonical_iters": "2", "skinning_iters": "1", "joint_iters": "2", "chamfer_points": "50", "preview_views": "1",
+         "hidden": "8"}
+
+
+def test_a_small_run_writes_every_file_through_gen3d_outputs(tmp_path):
+    from gen3d_ros.outputs import DIR_MARKER, written_by_gen3d
+
+    torch.set_num_threads(1)
+    out = tmp_path / "runs" / "new"
+    metrics = train_robot(robot_train_config("tiny", _TINY), out)
+    assert (out / DIR_MARKER).is_file() and written_by_gen3d(out)  # created by the call: marked
+    for name in ("config.json", "model.pt", "preview.png", "curves.png", "metrics.json"):
+        assert written_by_gen3d(out / name), name
+    assert json.loads((out / "config.json").read_text())["image_size"] == 16
+    assert json.loads((out / "metrics.json").read_text())["iterations"] == metrics["iterations"]
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["canonical.npz", "train.npz", "val.npz"]
+    assert not [p for p in out.rglob("*") if ".gen3d-tmp-" in p.name]  # no temporaries left
+
+
+@pytest.mark.parametrize("setting, error", [
+    ({"urdf": "/no/such/robot.urdf"}, FileNotFoundError),
+    ({"device": "cuda:7" if not torch.cuda.is_available() else "cuda:99"}, ValueError),
+    ({"device": "not_a_device"}, ValueError),
+    ({"backend": "no_such_backend"}, ValueError),
+])
+def test_bad_inputs_fail_before_the_run_folder_is_created(tmp_path, setting, error):
+    out = tmp_path / "parent" / "run"
+    with pytest.raises(error):
+        train_robot(robot_train_config("tiny", {**_TINY, **setting}), out)
+    assert not (tmp_path / "parent").exists()
+
+
+def test_a_bad_urdf_file_fails_before_the_run_folder_is_created(tmp_path):
+    from gen3d_ros.robot.urdf import URDFError
+
+    bad = tmp_path / "bad.urdf"
+    bad.write_text('<robot name="r"><link name="a"/><link name="b"/></robot>')  # two roots
+    with pytest.raises(URDFError, match="2 root links"):
+        train_robot(robot_train_config("tiny", {**_TINY, "urdf": str(bad)}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    cfg = robot_train_config("tiny", _TINY)
+    cfg.image_size = 0  # changed after construction: validate() runs again in train_robot
+    with pytest.raises(ValueError, match="image_size must be >= 1"):
+        train_robot(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def _fail_after_views(monkeypatch) -> list:
+    """Make training fail right after the config and the view caches are written (as a crash mid-training would);
+    returns a list that receives what the run folder held at that moment."""
+    import gen3d_ros.robot.training as training
+
+    real = training.load_or_render_views
+    seen: list = []
+
+    def render_then_fail(robot, cfg, data_dir):
+        real(robot, cfg, data_dir)
+        seen.extend(sorted(p.name for p in data_dir.parent.rglob("*")))
+        raise RuntimeError("simulated failure after the views were rendered")
+
+    monkeypatch.setattr(training, "load_or_render_views", render_then_fail)
+    return seen
+
+
+def test_a_failed_run_removes_the_folder_it_created(tmp_path, monkeypatch):
+    seen = _fail_after_views(monkeypatch)
+    out = tmp_path / "a" / "b" / "run"
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        train_robot(robot_train_config("tiny", _TINY), out)
+    assert {".gen3d_output", "config.json", "data", "val.npz"} <= set(seen)  # there was something to remove
+    assert not (tmp_path / "a").exists()  # the parents it created too
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_failed_run_in_an_existing_folder_removes_only_what_it_added(tmp_path, monkeypatch):
+    out = tmp_path / "existing"
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "mine.txt").write_text("keep me")
+    (out / "README").write_text("keep me too")
+    seen = _fail_after_views(monkeypatch)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        train_robot(robot_train_config("tiny", _TINY), out)
+    assert {"config.json", "data", "val.npz", "mine.txt"} <= set(seen) and ".gen3d_output" not in seen
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["README", "notes", "notes/mine.txt"]
+    assert (out / "notes" / "mine.txt").read_text() == "keep me"
+
+
+def test_a_users_own_file_in_the_run_folder_is_never_replaced(tmp_path):
+    from gen3d_ros.outputs import OutputError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text('{"mine": true}\n')
+    with pytest.raises(OutputError, match="not written by gen3d_ros"):
+        train_robot(robot_train_config("tiny", _TINY), out)
+    assert (out / "config.json").read_text() == '{"mine": true}\n'
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
