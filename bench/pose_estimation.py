@@ -26,11 +26,9 @@ curve over 0-10 cm (DREAM-style); success = ADD < 5 cm; seconds per image (media
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import os
-import pickle
 import platform
 import shlex
 import shutil
@@ -50,6 +48,7 @@ from gen3d_ros.geometry.rotations import rotation_angle_between  # noqa: E402
 from gen3d_ros.robot.camera import PinholeCamera, sphere_camera  # noqa: E402
 from gen3d_ros.robot.gaussians import RobotGaussianModel  # noqa: E402
 from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig  # noqa: E402
+from gen3d_ros.robot.urdf import load_robot_npz, save_robot_npz  # noqa: E402
 
 METHODS = {
     # the default: silhouette search over 16 azimuths x 4 elevations x 128 joint samples + hill climbing, base-yaw
@@ -63,13 +62,13 @@ METHODS = {
     # the true camera is given: joint search (same sample budget) + refinement of the joints only
     "known_camera": dict(),
 }
-# per robot: checkpoint, training FOV (deg) and background of that checkpoint, pickled robot (for machines without
-# the mesh loaders; see bench/robot_render.py prepare)
+# per robot: checkpoint, training FOV (deg) and background of that checkpoint, the saved robot (plain arrays + JSON,
+# for machines without the mesh loaders; see bench/robot_render.py prepare)
 ROBOTS = {
     "test_arm": dict(checkpoint=ROOT / "gen3d_ros/models/drrobot_gen3d_test_arm.pt", fov=40.0,
-                     background=(1.0, 1.0, 1.0), robot_pickle=None),
+                     background=(1.0, 1.0, 1.0), robot_file=None),
     "panda": dict(checkpoint=ROOT / "runs/panda_drrobot_model.pt", fov=40.0, background=(0.35, 0.4, 0.45),
-                  robot_pickle=ROOT / "runs/bench_panda/robot.pkl.gz"),
+                  robot_file=ROOT / "runs/bench_panda/robot.npz"),
 }
 METRICS = ("joint_err_deg_median", "cam_rot_err_deg_median", "cam_trans_err_cm_median", "add_m_median", "add_auc",
            "success_rate", "seconds_to_converge")
@@ -82,18 +81,11 @@ def add_auc(add_m: np.ndarray, max_m: float = 0.1) -> float:
     return float(np.trapezoid(acc, thresholds) / max_m)
 
 
-def load_saved_robot(path: Path):
-    """The robot pickled by ``bench/robot_render.py prepare`` (no mesh loaders needed)."""
-    with gzip.open(path, "rb") as f:
-        robot = pickle.load(f)
-    for v in robot.visuals:  # back to the dtypes the loaders produce
-        v.vertices, v.faces = v.vertices.astype(np.float64), v.faces.astype(np.int64)
-    return robot
-
-
-def load_bench_robot(name: str, pickle_path: Path | None):
-    if pickle_path is not None and Path(pickle_path).is_file():
-        return load_saved_robot(Path(pickle_path))
+def load_bench_robot(name: str, robot_file: Path | None):
+    """The robot saved by ``bench/robot_render.py prepare`` (``robot.npz``: no mesh readers needed) when there is
+    one, else loaded from its URDF."""
+    if robot_file is not None and Path(robot_file).is_file():
+        return load_robot_npz(Path(robot_file))
     from gen3d_ros.robot.gaussians import load_robot
 
     return load_robot(name)
@@ -203,7 +195,7 @@ def main() -> int:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--write-scenes", type=Path, default=None,
-                        help="render the held-out views (+ robot pickle and checkpoint) into this folder and exit")
+                        help="render the held-out views (+ robot.npz and checkpoint) into this folder and exit")
     parser.add_argument("--scenes", type=Path, default=None, help="use the views written by --write-scenes")
     parser.add_argument("--deadline-s", type=float, default=float("inf"),
                         help="start no new view after this many seconds (results so far are kept)")
@@ -224,15 +216,15 @@ def main() -> int:
 
     spec = ROBOTS[args.robot]
     checkpoint = args.checkpoint or spec["checkpoint"]
-    robot_pickle = spec["robot_pickle"]
+    robot_file = spec["robot_file"]
     if args.scenes is not None:  # a folder written by --write-scenes: everything the estimate needs
-        checkpoint, robot_pickle = args.scenes / "model.pt", args.scenes / "robot.pkl.gz"
-    if args.robot == "test_arm" and robot_pickle is None:
+        checkpoint, robot_file = args.scenes / "model.pt", args.scenes / "robot.npz"
+    if args.robot == "test_arm" and robot_file is None:
         from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf
 
         robot = load_urdf(test_arm_urdf())
     else:
-        robot = load_bench_robot(args.robot, robot_pickle)
+        robot = load_bench_robot(args.robot, robot_file)
     camera = PinholeCamera.from_fov(args.size, args.size, spec["fov"])
     background = spec["background"]
 
@@ -242,8 +234,7 @@ def main() -> int:
         scenes.update(size=np.array(args.size), fov_deg=np.array(spec["fov"]), background=np.array(background))
         np.savez_compressed(args.write_scenes / "scenes.npz", **scenes)
         shutil.copy(checkpoint, args.write_scenes / "model.pt")
-        if robot_pickle is not None:
-            shutil.copy(robot_pickle, args.write_scenes / "robot.pkl.gz")
+        save_robot_npz(robot, args.write_scenes / "robot.npz")  # the robot as loaded, whatever it came from
         print({p.name: round(p.stat().st_size / 1e6, 2) for p in sorted(args.write_scenes.iterdir())})
         return 0
 
@@ -257,7 +248,8 @@ def main() -> int:
         raise SystemExit(f"no checkpoint for {args.robot} at {checkpoint}")
     model.eval()
     if args.scenes is not None:
-        data = dict(np.load(args.scenes / "scenes.npz"))
+        with np.load(args.scenes / "scenes.npz", allow_pickle=False) as stored:
+            data = {k: stored[k] for k in stored.files}
         camera = PinholeCamera.from_fov(int(data["size"]), int(data["size"]), float(data["fov_deg"]))
         scenes = [(torch.as_tensor(q), torch.as_tensor(T), torch.as_tensor(rgb))
                   for q, T, rgb in zip(data["q"], data["T_camera_base"], data["rgb"])][: args.views]

@@ -4,7 +4,7 @@
 Three steps, because the ground-truth renderer (open3d) and the robot meshes (example-robot-data, trimesh,
 pycollada) live on the CPU machine while the training belongs on the GPU:
 
-    # 1. here (CPU): render Panda's canonical/train/val views (gpu preset) and serialise the robot's meshes
+    # 1. here (CPU): render Panda's canonical/train/val views (gpu preset) and save the loaded robot (robot.npz)
     python bench/robot_render.py prepare --dir runs/bench_panda
     # 2. on the CUDA machine: train (preset gpu), evaluate on held-out poses, time both backends
     python bench/robot_render.py train --dir runs/bench_panda --out $OUT --set time_budget_s=240
@@ -23,9 +23,7 @@ pass of an L1 loss to the parameters, q and T), ``device.<backend>`` per timed b
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import pickle
 import platform
 import shlex
 import shutil
@@ -43,7 +41,7 @@ from gen3d_ros.robot.camera import PinholeCamera  # noqa: E402
 from gen3d_ros.robot.gaussians import RobotGaussianModel, load_robot  # noqa: E402
 from gen3d_ros.robot.splatting import available_splat_backends, psnr  # noqa: E402
 from gen3d_ros.robot.training import ViewSet, load_or_render_views, robot_train_config, train_robot  # noqa: E402
-from gen3d_ros.robot.urdf import RobotModel  # noqa: E402
+from gen3d_ros.robot.urdf import RobotModel, load_robot_npz, save_robot_npz  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 RESOLUTIONS = (128, 256, 512)
@@ -59,25 +57,19 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def save_robot(robot: RobotModel, path: Path) -> None:
-    """Pickle the loaded robot (meshes as float32/int32) so a machine without the mesh loaders can use it."""
-    import copy
-
-    slim = copy.copy(robot)
-    slim.visuals = [
-        type(v)(**{**v.__dict__, "vertices": v.vertices.astype(np.float32), "faces": v.faces.astype(np.int32)})
-        for v in robot.visuals
-    ]
-    with gzip.open(path, "wb", compresslevel=6) as f:
-        pickle.dump(slim, f)
+#: The loaded robot, as plain arrays + JSON (save_robot_npz): the training machine has no mesh readers.
+ROBOT_FILE = "robot.npz"
 
 
-def load_saved_robot(path: Path) -> RobotModel:
-    with gzip.open(path, "rb") as f:
-        robot = pickle.load(f)
-    for v in robot.visuals:  # back to the dtypes the loaders produce
-        v.vertices, v.faces = v.vertices.astype(np.float64), v.faces.astype(np.int64)
-    return robot
+def load_saved_robot(folder: Path) -> RobotModel | None:
+    """The robot ``prepare`` saved into ``folder`` (no mesh readers needed), or ``None`` if it saved none."""
+    path = folder / ROBOT_FILE
+    if path.is_file():
+        return load_robot_npz(path)
+    if (folder / "robot.pkl.gz").is_file():  # written by an older version of this script; never unpickled
+        raise SystemExit(f"{folder}/robot.pkl.gz is a pickle from an older version of this benchmark, which is no "
+                         f"longer read; run `python bench/robot_render.py prepare --dir {folder}` again")
+    return None
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -86,7 +78,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     args.dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     views = load_or_render_views(robot, cfg, args.dir / "data")
-    save_robot(robot, args.dir / "robot.pkl.gz")
+    save_robot_npz(robot, args.dir / ROBOT_FILE)
     sizes = {p.name: round(p.stat().st_size / 1e6, 2) for p in sorted(args.dir.rglob("*")) if p.is_file()}
     print(json.dumps({"seconds": round(time.perf_counter() - t0, 1), "views": {k: len(v) for k, v in views.items()},
                       "MB": sizes}, indent=1))
@@ -165,7 +157,7 @@ def _versions() -> dict[str, str]:
 def cmd_train(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = robot_train_config(args.preset, _overrides(args.set))
-    robot = load_saved_robot(args.dir / "robot.pkl.gz") if (args.dir / "robot.pkl.gz").is_file() else None
+    robot = load_saved_robot(args.dir)
     run_dir = args.run_dir or args.out / "run"
     metrics = train_robot(cfg, run_dir, robot=robot, data_dir=args.dir / "data")
     model = RobotGaussianModel.load(run_dir / "model.pt", robot if robot is not None else load_robot(cfg.urdf),
@@ -208,7 +200,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_cpu_timings(args: argparse.Namespace) -> None:
     """Torch-backend timings on this CPU for the trained checkpoint, merged into robot_render.json."""
     torch.set_num_threads(args.threads)
-    robot = load_saved_robot(args.dir / "robot.pkl.gz") if (args.dir / "robot.pkl.gz").is_file() else None
+    robot = load_saved_robot(args.dir)
     model = RobotGaussianModel.load(args.checkpoint, robot)
     model.eval()
     cfg = robot_train_config("gpu", {"device": "cpu"})

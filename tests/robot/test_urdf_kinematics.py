@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -17,7 +18,8 @@ from scipy.spatial.transform import Rotation
 
 from gen3d_ros.robot.kinematics import ForwardKinematics
 from gen3d_ros.robot.meshes import link_meshes, posed_mesh, sample_surface, triangle_areas_normals
-from gen3d_ros.robot.urdf import URDFError, example_robot_urdf, load_urdf, test_arm_urdf
+from gen3d_ros.robot.urdf import (URDFError, example_robot_urdf, load_robot_npz, load_urdf, save_robot_npz,
+                                  test_arm_urdf)
 
 ARM_JOINTS = ["base_yaw", "shoulder", "elbow", "wrist_pitch", "wrist_roll"]
 
@@ -380,6 +382,69 @@ def test_posed_mesh_applies_each_links_transform(arm):
         np.testing.assert_allclose(vertices[vertex_link == i], expected, atol=1e-12)
     with pytest.raises(ValueError, match="expected \\(9, 4, 4\\)"):
         posed_mesh(arm, T[:3])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A loaded robot as plain arrays + JSON (save_robot_npz / load_robot_npz): what the benchmarks carry to machines
+# without mesh readers, instead of a pickle
+
+
+@pytest.mark.parametrize("which", ["test_arm", "all_joints"])
+def test_robot_npz_round_trip_keeps_tree_joints_meshes_and_kinematics(tmp_path: Path, all_joints_path: Path,
+                                                                     which: str):
+    robot = load_urdf(test_arm_urdf()) if which == "test_arm" else load_urdf(all_joints_path)
+    path = save_robot_npz(robot, tmp_path / "robot.npz")
+    back = load_robot_npz(path)
+    assert (back.name, back.root, back.links, back.urdf_sha256) == (robot.name, robot.root, robot.links,
+                                                                    robot.urdf_sha256)
+    assert back.source_path == robot.source_path and back.actuated_joints == robot.actuated_joints
+    for a, b in zip(robot.joints, back.joints):
+        assert (a.name, a.type, a.parent, a.child, a.mimic) == (b.name, b.type, b.parent, b.child, b.mimic)
+        # origins, axes and limits go through JSON as float64 text: exact
+        np.testing.assert_array_equal(a.origin, b.origin)
+        np.testing.assert_array_equal(a.axis, b.axis)
+        assert (a.lower, a.upper) == (b.lower, b.upper)
+    assert len(back.visuals) == len(robot.visuals)
+    for a, b in zip(robot.visuals, back.visuals):
+        assert (a.link, a.source) == (b.link, b.source) and b.vertices.dtype == np.float64
+        np.testing.assert_array_equal(a.faces, b.faces)
+        np.testing.assert_array_equal(a.rgba, b.rgba)
+        # stored as float32: rounding of at most half a float32 ulp, < 3e-8 m for coordinates under 1 m
+        np.testing.assert_allclose(b.vertices, a.vertices, rtol=0, atol=np.abs(a.vertices).max() * 2.0**-24)
+    q = ForwardKinematics(robot, dtype=torch.float64).sample(4, torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(ForwardKinematics(back, dtype=torch.float64)(q).numpy(),
+                                  ForwardKinematics(robot, dtype=torch.float64)(q).numpy())
+
+
+def test_robot_npz_files_that_need_pickle_or_are_damaged_are_refused(tmp_path: Path):
+    robot = load_urdf(test_arm_urdf())
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, meta=np.array([{"format": "gen3d_ros.robot_model/1"}], dtype=object))
+    with pytest.raises(URDFError, match="not a robot file written by save_robot_npz"):
+        load_robot_npz(pickled)
+
+    good = save_robot_npz(robot, tmp_path / "good.npz")
+    with np.load(good, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["meta"]))
+
+    def write(name: str, **changes) -> Path:
+        out = tmp_path / name
+        np.savez(out, **{**arrays, **changes})
+        return out
+
+    with pytest.raises(URDFError, match="expected 'gen3d_ros.robot_model/1'"):
+        load_robot_npz(write("other.npz", meta=np.array(json.dumps({**meta, "format": "something/2"}))))
+    faces = arrays["v0_faces"].copy()
+    faces[0, 0] = 10**6
+    with pytest.raises(URDFError, match="visual 0 .* inconsistent arrays"):
+        load_robot_npz(write("faces.npz", v0_faces=faces))
+    cyclic = json.loads(json.dumps(meta))
+    cyclic["joints"][0]["parent"] = cyclic["joints"][-1]["child"]  # the root becomes a child: no root left
+    with pytest.raises(URDFError):
+        load_robot_npz(write("cycle.npz", meta=np.array(json.dumps(cyclic))))
+    with pytest.raises(FileNotFoundError):
+        load_robot_npz(tmp_path / "missing.npz")
 
 
 # ---------------------------------------------------------------------------------------------------------------
