@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gen3d_ros.io.messages import MessageFactory
-from gen3d_ros.io.messages import float64_sequence, make_header
+from gen3d_ros.io.messages import float64_sequence, make_header, uint_field
 
 
 @dataclass(eq=False)  # holds numpy arrays: compare fields explicitly
@@ -83,6 +83,27 @@ class CameraIntrinsics:
         return CameraIntrinsics(K, self.D.copy(), width, height, self.distortion_model)
 
 
+def _values(msg: Any, name: str) -> np.ndarray:
+    """``msg.<name>`` as finite float64 values (N,), or a ValueError naming the field and its values."""
+    try:
+        values = np.asarray(getattr(msg, name), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"CameraInfo {name} is not a list of numbers: {exc}") from exc
+    if not np.isfinite(values).all():
+        raise ValueError(f"CameraInfo {name.upper()} has non-finite values ({name}={values.tolist()}); "
+                         f"the calibration is corrupt: recalibrate or fix the camera_info file")
+    return values
+
+
+def _matrix(msg: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """``msg.<name>`` as a finite float64 matrix of ``shape`` (row-major), or a ValueError naming the field."""
+    values = _values(msg, name)
+    if values.size != shape[0] * shape[1]:
+        raise ValueError(f"CameraInfo {name} has {values.size} values; it must have {shape[0] * shape[1]} "
+                         f"({shape[0]}x{shape[1]} row-major)")
+    return values.reshape(shape).copy()
+
+
 def camera_info_to_intrinsics(msg: Any, *, rectified: bool = False) -> CameraIntrinsics:
     """A ``sensor_msgs/CameraInfo`` (either world) as :class:`CameraIntrinsics` of the published image.
 
@@ -95,33 +116,53 @@ def camera_info_to_intrinsics(msg: Any, *, rectified: bool = False) -> CameraInt
             image (K and D).
 
     Raises:
-        ValueError: zero/non-finite fx or fy (an uncalibrated camera publishes K = 0), or a zero image size.
+        ValueError: naming the field and its value: a zero image size or one that is not a uint32; K, P or D
+            with the wrong number of values or non-finite ones; fx or fy not > 0 (an uncalibrated camera
+            publishes K = 0); a last row of K that is not (0, 0, 1); a ROI outside the image; a binning that
+            leaves no pixel.
     """
-    width, height = int(msg.width), int(msg.height)
+    width, height = uint_field("CameraInfo", "width", msg.width), uint_field("CameraInfo", "height", msg.height)
     if width <= 0 or height <= 0:
         raise ValueError(f"CameraInfo has image size {width}x{height}; width and height must be > 0")
     if rectified:
-        P = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)
-        K, D, model = P[:, :3].copy(), np.zeros(0), ""
+        K, D, model = _matrix(msg, "p", (3, 4))[:, :3].copy(), np.zeros(0), ""
         source = "P"
     else:
-        K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3).copy()
-        D, model = np.asarray(msg.d, dtype=np.float64).reshape(-1).copy(), str(msg.distortion_model)
+        K = _matrix(msg, "k", (3, 3))
+        D = _values(msg, "d").copy()
+        model = str(msg.distortion_model)
         source = "K"
     fx, fy = K[0, 0], K[1, 1]
-    if not (np.isfinite(K).all() and fx != 0 and fy != 0):
+    if not (fx > 0 and fy > 0):
         raise ValueError(
-            f"CameraInfo {source} has fx={fx}, fy={fy} (K={K.reshape(-1).tolist()}); an uncalibrated camera "
-            f"publishes zeros: calibrate it (camera_calibration) or set intrinsics in the parameters"
+            f"CameraInfo {source} has fx={fx}, fy={fy} (K={K.reshape(-1).tolist()}); focal lengths must be > 0. "
+            f"An uncalibrated camera publishes zeros: calibrate it (camera_calibration) or set intrinsics in "
+            f"the parameters"
         )
+    if not np.allclose(K[2], (0.0, 0.0, 1.0), rtol=0.0, atol=1e-9):
+        raise ValueError(f"CameraInfo {source} has last row {K[2].tolist()}; a pinhole camera matrix ends in "
+                         f"(0, 0, 1): the calibration is corrupt")
 
     roi = msg.roi
-    if int(roi.width) > 0 and int(roi.height) > 0:
-        K[0, 2] -= float(roi.x_offset)
-        K[1, 2] -= float(roi.y_offset)
-        width, height = int(roi.width), int(roi.height)
-    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
+    roi_x, roi_y = uint_field("CameraInfo", "roi.x_offset", roi.x_offset), uint_field("CameraInfo", "roi.y_offset",
+                                                                                        roi.y_offset)
+    roi_w, roi_h = uint_field("CameraInfo", "roi.width", roi.width), uint_field("CameraInfo", "roi.height",
+                                                                                 roi.height)
+    if roi_w > 0 and roi_h > 0:
+        if roi_x + roi_w > width or roi_y + roi_h > height:
+            raise ValueError(
+                f"CameraInfo roi (x_offset={roi_x}, y_offset={roi_y}, width={roi_w}, height={roi_h}) reaches past "
+                f"the {width}x{height} image; fix the driver's ROI settings"
+            )
+        K[0, 2] -= float(roi_x)
+        K[1, 2] -= float(roi_y)
+        width, height = roi_w, roi_h
+    bx = max(1, uint_field("CameraInfo", "binning_x", msg.binning_x))
+    by = max(1, uint_field("CameraInfo", "binning_y", msg.binning_y))
     if bx > 1 or by > 1:
+        if width // bx == 0 or height // by == 0:
+            raise ValueError(f"CameraInfo binning_x={bx}, binning_y={by} leaves no pixel of the {width}x{height} "
+                             f"image; fix the driver's binning settings")
         K[0, :] /= bx
         K[1, :] /= by
         width, height = width // bx, height // by

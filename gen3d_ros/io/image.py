@@ -7,13 +7,15 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 from typing import Any
 
 import cv2
 import numpy as np
 
 from gen3d_ros.io.messages import MessageFactory
-from gen3d_ros.io.messages import make_header, message_bytes, uint8_sequence
+from gen3d_ros.io.messages import make_header, message_bytes, uint8_sequence, uint_field
 
 #: encoding -> (dtype, channels). Keys are the canonical ROS spellings (sensor_msgs/image_encodings.hpp).
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -29,6 +31,9 @@ _CANONICAL = {name.lower(): name for name in ENCODINGS}
 # Channel order of the colour encodings, for image_to_rgb. 8UC3/8UC4 follow OpenCV's BGR(A) order.
 _BGR_ORDER = {"bgr8", "bgra8", "bgr16", "bgra16", "8UC3", "8UC4"}
 _COMPRESSED_FORMATS = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}
+#: Largest compressed image decoded by default: 2**27 pixels (e.g. 16384 x 8192; an 8K frame is 2**25). A few
+#: hundred bytes of JPEG/PNG can claim 65535 x 65535 pixels, which would be decoded into 12 GB.
+DEFAULT_MAX_PIXELS = 1 << 27
 
 
 def _encoding(encoding: str) -> tuple[str, np.dtype, int]:
@@ -51,15 +56,18 @@ def image_to_array(msg: Any) -> np.ndarray:
         no byte swap is needed. 32FC1 depth is in the units of the publisher (metres by REP-118).
 
     Raises:
-        ValueError: unsupported encoding, ``step`` smaller than a row, or ``len(data) != step * height``.
+        ValueError: unsupported encoding; height, width or step not a uint32 or zero (an empty image); ``step``
+            smaller than a row; ``len(data) != step * height``; ``data`` that is not bytes. Sizes are checked
+            against ``len(data)`` before anything is allocated.
     """
     encoding, dtype, channels = _encoding(msg.encoding)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    shape = (height, width) if channels == 1 else (height, width, channels)
+    height, width = uint_field("Image", "height", msg.height), uint_field("Image", "width", msg.width)
+    step = uint_field("Image", "step", msg.step)
     if height == 0 or width == 0:
-        out = np.zeros(shape, dtype=dtype)
-        out.flags.writeable = False
-        return out
+        raise ValueError(
+            f"Image {encoding} has height={height} width={width}: an empty image holds no pixels; "
+            f"the camera driver published a frame without data (drop it upstream)"
+        )
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ValueError(
@@ -151,13 +159,21 @@ def array_to_image(array: np.ndarray, encoding: str, factory: MessageFactory, *,
     )
 
 
-def compressed_image_to_rgb(msg: Any) -> np.ndarray:
+def compressed_image_to_rgb(msg: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A JPEG/PNG ``sensor_msgs/CompressedImage`` (either world) as (H, W, 3) uint8 RGB.
 
     Follows image_transport's ``format`` convention, e.g. ``"rgb8; jpeg compressed bgr8"``: the part after
     "compressed" names the channel order of the encoded pixels (bgr unless it says rgb; plain ``"jpeg"`` and
     ``"png"`` are bgr, as cv2 writes them). Grey images are replicated, alpha dropped, 16-bit PNG scaled to 8 bit.
     ``compressedDepth`` images are not colour images and are rejected.
+
+    Args:
+        max_pixels: refuse images whose header claims more pixels than this (read from the header, before
+            decoding: a small corrupt or hostile file can claim gigapixels). Pillow, which reads the header,
+            refuses more than 2 x 89 M pixels whatever this says.
+
+    Raises:
+        ValueError: empty or undecodable data, a compressedDepth format, more than ``max_pixels`` pixels.
     """
     fmt = str(msg.format)
     lowered = fmt.lower()
@@ -169,12 +185,20 @@ def compressed_image_to_rgb(msg: Any) -> np.ndarray:
     buf = message_bytes(msg.data)
     if buf.size == 0:
         raise ValueError(f"CompressedImage (format {fmt!r}) has no data")
-    decoded = cv2.imdecode(np.ascontiguousarray(buf), cv2.IMREAD_UNCHANGED)
-    if decoded is None:
+    undecodable = (f"cv2.imdecode could not decode {buf.size} bytes of CompressedImage with format {fmt!r}; "
+                   f"expected JPEG or PNG data")
+    width, height = _compressed_size(buf, undecodable)
+    if width * height > max_pixels:
         raise ValueError(
-            f"cv2.imdecode could not decode {buf.size} bytes of CompressedImage with format {fmt!r}; "
-            f"expected JPEG or PNG data"
+            f"CompressedImage (format {fmt!r}, {buf.size} bytes) says it is {width}x{height} = {width * height} "
+            f"pixels, more than max_pixels={max_pixels}: corrupt data, or pass a larger max_pixels"
         )
+    try:
+        decoded = cv2.imdecode(np.ascontiguousarray(buf), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ValueError(f"{undecodable}: {exc}") from exc
+    if decoded is None or decoded.size == 0:
+        raise ValueError(undecodable)
     stored_rgb = "compressed rgb" in lowered
     pixels = _to_uint8(decoded)
     if pixels.ndim == 2:
@@ -186,6 +210,24 @@ def compressed_image_to_rgb(msg: Any) -> np.ndarray:
     else:
         rgb = pixels[..., 2::-1]
     return np.array(rgb, dtype=np.uint8, order="C", copy=True)
+
+
+def _compressed_size(buf: np.ndarray, undecodable: str) -> tuple[int, int]:
+    """(width, height) from the image header alone (Pillow reads no pixel data in ``open``)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(buf.tobytes())) as image:
+                width, height = image.size
+    except Image.DecompressionBombError as exc:  # over Pillow's own hard limit (2 x 89 M pixels)
+        raise ValueError(f"CompressedImage of {buf.size} bytes claims too many pixels: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for junk; none may escape as a crash
+        raise ValueError(undecodable) from exc
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{undecodable}: its header says {width}x{height} pixels")
+    return int(width), int(height)
 
 
 def rgb_to_compressed_image(

@@ -222,10 +222,36 @@ def make_header(factory: MessageFactory, header: Any = None, *, frame_id: str = 
 
 
 def message_bytes(data: Any) -> np.ndarray:
-    """``msg.data`` of either world (numpy uint8, array.array('B'), bytes, list) as a flat uint8 numpy view."""
+    """``msg.data`` of either world (numpy uint8, array.array('B'), bytes, list) as a flat uint8 numpy view.
+
+    A numpy array of another dtype gives its raw bytes. Raises ValueError for data that is not bytes: object
+    arrays, text, lists with values outside 0..255.
+    """
     if isinstance(data, np.ndarray):
-        return data.reshape(-1).view(np.uint8) if data.dtype.itemsize == 1 else data.view(np.uint8).reshape(-1)
+        if data.dtype.hasobject:
+            raise ValueError(f"message data must be bytes, got a numpy array of dtype {data.dtype}")
+        flat = np.ascontiguousarray(data).reshape(-1)  # a copy only when ``data`` is not contiguous
+        return flat if flat.dtype == np.uint8 else flat.view(np.uint8)
     try:
         return np.frombuffer(data, dtype=np.uint8)
     except TypeError:  # a plain list of ints
-        return np.asarray(data, dtype=np.uint8)
+        pass
+    try:
+        values = np.asarray(data)
+        if values.dtype.kind not in "iub" or (values.size and (values.min() < 0 or values.max() > 255)):
+            raise ValueError(f"values must be integers 0..255, got dtype {values.dtype}")
+        return values.astype(np.uint8).reshape(-1)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"message data must be bytes or integers 0..255, got {type(data).__name__}: {exc}") from exc
+
+
+def uint_field(where: str, name: str, value: Any, bits: int = 32) -> int:
+    """``value`` of the unsigned integer field ``name`` as an int, or a ValueError naming ``where`` (the message
+    type), the field and the value: rosbags dataclasses (and bad publishers) can hold any value."""
+    limit = (1 << bits) - 1
+    if isinstance(value, (bool, np.bool_)):
+        value = int(value)
+    if not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= limit:
+        raise ValueError(f"{where} has {name}={value!r}; it is a uint{bits} (an integer 0..{limit}): "
+                         f"fix the publisher or the bag")
+    return int(value)

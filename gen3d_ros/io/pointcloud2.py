@@ -23,6 +23,7 @@ from gen3d_ros.io.messages import (  # noqa: F401  (make_header & co. were defin
     make_header,
     message_bytes,
     uint8_sequence,
+    uint_field,
 )
 
 # sensor_msgs/PointField datatype constants.
@@ -87,7 +88,9 @@ def _parse_fields(msg_fields: Sequence[Any], point_step: int, bigendian: bool) -
     seen: set[str] = set()
     for pf in msg_fields:
         name = str(pf.name)
-        datatype, offset, count = int(pf.datatype), int(pf.offset), int(pf.count)
+        where = f"PointCloud2 field {name!r}"
+        datatype = uint_field(where, "datatype", pf.datatype, 8)
+        offset, count = uint_field(where, "offset", pf.offset), uint_field(where, "count", pf.count)
         if datatype not in DTYPE_OF_DATATYPE:
             raise ValueError(
                 f"PointCloud2 field {name!r} has unknown datatype {datatype}; "
@@ -143,12 +146,18 @@ def pointcloud2_to_arrays(msg: Any, *, keep_fields: Sequence[str] | None = None)
     Returns:
         CloudArrays whose arrays are read-only and may be views of ``msg.data``.
 
+    Byte order: with ``is_bigendian`` every multi-byte field is read big-endian and converted to native order
+    (the returned arrays compare equal to those of the little-endian cloud of the same points).
+
     Raises:
         ValueError: malformed messages (missing x/y/z, duplicate names, unknown datatype, fields past
-            ``point_step``, ``row_step < width * point_step``, ``len(data) != row_step * height``).
+            ``point_step``, ``row_step < width * point_step``, ``len(data) != row_step * height``, size fields
+            that are not uint32 values, ``data`` that is not bytes). Nothing is allocated before the sizes
+            are checked against ``len(data)``.
     """
-    height, width = int(msg.height), int(msg.width)
-    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    height, width = uint_field("PointCloud2", "height", msg.height), uint_field("PointCloud2", "width", msg.width)
+    point_step = uint_field("PointCloud2", "point_step", msg.point_step)
+    row_step = uint_field("PointCloud2", "row_step", msg.row_step)
     layout = _parse_fields(msg.fields, point_step, bool(msg.is_bigendian))
     by_name = {f.name: f for f in layout}
     organized = (height, width) if height > 1 else None

@@ -101,3 +101,64 @@ def test_rectified_intrinsics_come_from_p(factory):
 def test_intrinsics_validate_k_shape():
     with pytest.raises(ValueError, match=r"K must be 3x3, got shape \(2, 2\)"):
         CameraIntrinsics(np.eye(2), D, 10, 10)
+
+
+# ---------------------------------------------------------------------------------------------- malformed CameraInfo
+
+
+def valid_info(factory):
+    return intrinsics_to_camera_info(CameraIntrinsics(K, D, 640, 480, "plumb_bob"), factory)
+
+
+@pytest.mark.parametrize(
+    ("field", "index", "value", "message"),
+    [
+        ("k", 2, np.nan, r"CameraInfo K has non-finite values \(k=\[525.0, 0.0, nan"),
+        ("k", 4, np.inf, r"CameraInfo K has non-finite values"),
+        ("k", 0, -525.0, r"fx=-525.0, fy=520.0 .*focal lengths must be > 0"),
+        ("k", 8, 0.0, r"last row \[0.0, 0.0, 0.0\]; a pinhole camera matrix ends in \(0, 0, 1\)"),
+        ("d", 1, np.nan, r"CameraInfo D has non-finite values \(d=\[0.1, nan"),
+    ],
+    ids=["nan-cx", "inf-fy", "negative-fx", "k-last-row", "nan-d"],
+)
+def test_corrupt_calibration_values_are_named(factory, field, index, value, message):
+    msg = valid_info(factory)
+    values = np.array(getattr(msg, field), dtype=np.float64)
+    values[index] = value
+    setattr(msg, field, values if factory.name == "rosbags" else values.tolist())
+    with pytest.raises(ValueError, match=message):
+        camera_info_to_intrinsics(msg)
+
+
+def test_nan_in_p_only_matters_for_the_rectified_image(factory):
+    msg = valid_info(factory)
+    p = np.array(msg.p, dtype=np.float64)
+    p[3] = np.nan
+    msg.p = p if factory.name == "rosbags" else p.tolist()
+    np.testing.assert_array_equal(camera_info_to_intrinsics(msg).K, K)  # the raw image does not use P
+    with pytest.raises(ValueError, match=r"CameraInfo P has non-finite values"):
+        camera_info_to_intrinsics(msg, rectified=True)
+
+
+def test_wrong_number_of_values_and_bad_sizes_are_named():
+    factory = rosbags_factory()  # rclpy's fixed-size arrays cannot even hold 5 values in k
+    msg = valid_info(factory)
+    msg.k = np.arange(5.0)
+    with pytest.raises(ValueError, match=r"CameraInfo k has 5 values; it must have 9 \(3x3 row-major\)"):
+        camera_info_to_intrinsics(msg)
+    msg = valid_info(factory)
+    msg.width = -640
+    with pytest.raises(ValueError, match=r"CameraInfo has width=-640; it is a uint32"):
+        camera_info_to_intrinsics(msg)
+
+
+def test_roi_past_the_image_and_binning_that_leaves_no_pixel_are_rejected(factory):
+    msg = valid_info(factory)
+    msg.roi.x_offset, msg.roi.y_offset, msg.roi.width, msg.roi.height = 600, 0, 100, 100
+    with pytest.raises(ValueError, match=r"roi \(x_offset=600, y_offset=0, width=100, height=100\) reaches past "
+                                         r"the 640x480 image"):
+        camera_info_to_intrinsics(msg)
+    msg = valid_info(factory)
+    msg.binning_x = 1000
+    with pytest.raises(ValueError, match=r"binning_x=1000, binning_y=1 leaves no pixel of the 640x480 image"):
+        camera_info_to_intrinsics(msg)

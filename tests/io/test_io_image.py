@@ -199,3 +199,88 @@ def test_image_message_does_not_alias_the_callers_array(factory):
     msg = array_to_image(pixels, "mono8", factory)
     pixels[:] = 0
     np.testing.assert_array_equal(image_to_array(msg), ARRAYS["mono8"])
+
+
+# ---------------------------------------------------------------------------------------------- malformed images
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "step", "nbytes", "message"),
+    [
+        (0, 7, 21, 0, r"height=0 width=7: an empty image"),
+        (5, 0, 0, 0, r"height=5 width=0: an empty image"),
+        (-1, 7, 21, 21, r"Image has height=-1; it is a uint32"),
+        (5, 2**32, 21, 105, r"Image has width=4294967296; it is a uint32"),
+        (5, 7, 20, 100, r"step=20 but a row needs 21 bytes"),
+        # a header claiming 4 G x 4 G pixels with 105 bytes of data: refused, nothing allocated
+        (2**32 - 1, 2**30, 2**32 - 1, 105, r"has 105 data bytes but step\*height = 4294967295\*4294967295"),
+    ],
+    ids=["zero-height", "zero-width", "negative-height", "width-past-uint32", "step-too-small", "huge-claims"],
+)
+def test_malformed_image_sizes_raise_value_errors_naming_the_field(factory, height, width, step, nbytes, message):
+    if factory.name == "rclpy" and not (0 <= height < 2**32 and 0 <= width < 2**32):
+        pytest.skip("rclpy messages cannot hold values outside uint32 (their setters refuse them)")
+    msg = raw_image(factory, "rgb8", bytes(nbytes), height=5, width=7, step=21)
+    msg.height, msg.width, msg.step = height, width, step
+    with pytest.raises(ValueError, match=message):
+        image_to_array(msg)
+    with pytest.raises(ValueError, match=message):
+        image_to_rgb(msg)
+
+
+def test_image_data_that_is_not_bytes_is_a_value_error():
+    msg = raw_image(rosbags_factory(), "mono8", bytes(4), height=2, width=2, step=2)
+    msg.data = [1, 2, 3, 256]
+    with pytest.raises(ValueError, match=r"integers 0..255"):
+        image_to_array(msg)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG with a valid IHDR claiming ``width x height`` RGB pixels and an IEND, but no image data (45 bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
+        chunk(b"IEND", b"")
+
+
+def compressed(factory, data: bytes, fmt: str = "png"):
+    payload = np.frombuffer(data, np.uint8).copy() if factory.name == "rosbags" else array.array("B", data)
+    return factory.new("sensor_msgs/msg/CompressedImage", format=fmt, data=payload)
+
+
+@pytest.mark.parametrize(
+    ("side", "message"),
+    [(12000, r"says it is 12000x12000 = 144000000 pixels, more than max_pixels=134217728"),
+     (60000, r"CompressedImage of 45 bytes claims too many pixels: .*3600000000 pixels")],
+    ids=["over-max-pixels", "over-pillow-limit"],
+)
+def test_compressed_image_claiming_huge_sizes_is_refused_before_decoding(factory, side, message):
+    import tracemalloc
+
+    msg = compressed(factory, png_claiming(side, side))  # 45 bytes that would decode into 0.4 to 10.8 GB
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message):
+            compressed_image_to_rgb(msg)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20
+
+
+def test_compressed_header_without_pixels_is_undecodable_not_a_crash(factory):
+    with pytest.raises(ValueError, match=r"could not decode 45 bytes"):
+        compressed_image_to_rgb(compressed(factory, png_claiming(40, 30)))
+    with pytest.raises(ValueError, match=r"could not decode 8 bytes"):
+        compressed_image_to_rgb(compressed(factory, b"\x89PNG\r\n\x1a\n"))
+
+
+def test_max_pixels_applies_to_real_images(factory):
+    msg = rgb_to_compressed_image(smooth_rgb(48, 64), factory, fmt="png")
+    assert compressed_image_to_rgb(msg, max_pixels=48 * 64).shape == (48, 64, 3)
+    with pytest.raises(ValueError, match=r"64x48 = 3072 pixels, more than max_pixels=3071"):
+        compressed_image_to_rgb(msg, max_pixels=48 * 64 - 1)
