@@ -193,7 +193,9 @@ def test_clamp_and_sample_respect_the_limits(arm, all_joints_path: Path):
         clamped = fk.clamp(wild)
         assert torch.all(clamped >= fk.lower - 1e-6) and torch.all(clamped <= fk.upper + 1e-6)
         inside = fk.sample(100, torch.Generator().manual_seed(2))
-        assert torch.allclose(fk.clamp(inside), inside)
+        # continuous joints are wrapped as remainder(q + pi, 2 pi) - pi, which rounds q by up to a float32 ulp of
+        # 2 pi (4.8e-7): an absolute tolerance, not allclose's relative one (1e-5 |q| fails for q near 0)
+        torch.testing.assert_close(fk.clamp(inside), inside, atol=1e-6, rtol=0)
     a = ForwardKinematics(arm).sample(5, torch.Generator().manual_seed(3))
     b = ForwardKinematics(arm).sample(5, torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
@@ -212,7 +214,10 @@ def test_fk_accepts_any_batch_shape_and_rejects_wrong_joint_counts(arm):
     q = fk.sample(6).reshape(2, 3, 5)
     T = fk(q)
     assert T.shape == (2, 3, len(arm.links), 4, 4)
-    assert torch.allclose(T[1, 2], fk(q[1, 2]))
+    # float32, batched vs single: the 4x4 products may round in another order (measured 6e-8 apart); entries are
+    # rotations and translations of at most ~1 m, so 1e-6 absolute (allclose's 1e-8 + 1e-5 relative would fail on a
+    # near-zero entry, e.g. a rotation entry that cancels to ~0)
+    torch.testing.assert_close(T[1, 2], fk(q[1, 2]), atol=1e-6, rtol=0)
     assert torch.allclose(T[..., 0, :, :], torch.eye(4).expand(2, 3, 4, 4))  # the root is the base frame
     with pytest.raises(ValueError, match=r"expected \[\.\.\., 5\]"):
         fk(torch.zeros(4))
