@@ -61,9 +61,12 @@ def test_estimate_pose_camera_info_yaml_and_usage_errors(image_path, tmp_path, c
     assert main(["estimate-pose", str(image_path), "--camera-info", str(info), "--known-camera", _pose7(T_CAM),
                  "-o", str(out)]) == 0
     assert len(json.loads(out.read_text())["joint_angles_rad"]) == 5
-    assert main(["estimate-pose", str(image_path), "-o", str(out)]) == 2  # no intrinsics
+    # usage errors, into a new path (the existing result would be refused first: outputs are checked before work)
+    other = tmp_path / "other.json"
+    assert main(["estimate-pose", str(image_path), "-o", str(other)]) == 2  # no intrinsics
     assert "--fov-deg" in capsys.readouterr().err
-    assert main(["estimate-pose", str(tmp_path / "missing.png"), "--fov-deg", "45", "-o", str(out)]) == 2
+    assert main(["estimate-pose", str(tmp_path / "missing.png"), "--fov-deg", "45", "-o", str(other)]) == 2
+    assert not other.exists()
 
 
 def test_act_plans_a_trajectory_to_goal_keypoints(tmp_path):
