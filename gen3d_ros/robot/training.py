@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gen3d_ros.devices import check_device
 from gen3d_ros.geometry.chamfer import chamfer_distance
 from gen3d_ros.outputs import (OutputError, atomic_path, mark_folder, prepare_output, save_figure, save_image,
                                write_json)
@@ -411,30 +412,13 @@ def train_robot(
     """
     out_dir = Path(out_dir)
     cfg.validate()
-    device = torch.device(_check_device(cfg.device))
+    device = torch.device(check_device(cfg.device))  # DeviceError (a ValueError) naming what is missing
     resolve_splat_backend(cfg.backend, device)  # an unknown backend, or gsplat without CUDA, fails here
     robot = robot if robot is not None else load_robot(cfg.urdf)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"run folder {out_dir} exists and is not a folder; choose another --output")
     with _run_folder(out_dir, inputs=[robot.source_path]):
         return _train(cfg, out_dir, robot, device, Path(data_dir) if data_dir else out_dir / "data")
-
-
-def _check_device(name: str) -> str:
-    """``name`` if torch can use that device here, else ``ValueError`` saying why (checked before any work)."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"device {name!r} is not a torch device name (cpu, cuda, cuda:N): {exc}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but torch sees no CUDA device; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
-                             f"device(s)")
-    elif device.type != "cpu":
-        raise ValueError(f"device {name!r} is not supported for training (cpu, cuda, cuda:N)")
-    return name
 
 
 @contextlib.contextmanager
