@@ -13,7 +13,7 @@
    ``joints.png``: estimated vs true joint angles.
 
 Every file is written through :mod:`gen3d_ros.outputs` (atomically, marked as a gen3d_ros output); the bags by
-:class:`~gen3d_ros.io.rosbag2.BagWriter` and bag mode (atomic too).
+:class:`~gen3d_ros.io.rosbag2.BagWriter` and bag mode (atomic and marked too).
 """
 
 from __future__ import annotations
