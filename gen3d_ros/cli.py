@@ -441,6 +441,7 @@ def register_train_robot(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train_robot(args: argparse.Namespace) -> int:
+    from gen3d_ros.robot.gaussians import load_robot
     from gen3d_ros.robot.training import robot_train_config, train_robot
 
     from gen3d_ros.outputs import prepare_run_folder
@@ -457,10 +458,11 @@ def cmd_train_robot(args: argparse.Namespace) -> int:
         overrides["device"] = _device(args.device)
     config = robot_train_config(args.preset, overrides)  # a bad preset or value fails before any folder is made
     _device(config.device)
-    urdf = Path(args.urdf) if args.urdf and Path(args.urdf).suffix == ".urdf" else None
-    prepare_run_folder(args.output, inputs=[urdf], force=args.force, product="model.pt")
+    robot = load_robot(config.urdf)  # a bad URDF fails before any folder is made
+    # train_robot creates, marks and (on failure) removes the folder; here only the rules are checked
+    prepare_run_folder(args.output, inputs=[robot.source_path], force=args.force, product="model.pt", create=False)
     _set_threads(args.threads)
-    metrics = train_robot(config, args.output)
+    metrics = train_robot(config, args.output, robot=robot)
     it, sec = metrics["iterations"], metrics["seconds"]
     print(f"trained {metrics['robot']} ({metrics['n_gaussians']} Gaussians) in {sum(sec.values()):.0f} s "
           f"({it['canonical']}/{it['skinning']}/{it['joint']} canonical/skinning/joint iterations) "

@@ -98,9 +98,10 @@ def prepare_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLik
 
 
 def prepare_run_folder(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = (),
-                       force: bool = False, product: str | None = None, what: str = "run folder") -> Path:
+                       force: bool = False, product: str | None = None, what: str = "run folder",
+                       create: bool = True) -> Path:
     """Check a folder that a command writes several files into (a training run), before any work; create and
-    mark it (:data:`DIR_MARKER`). Return it as a ``Path``.
+    mark it (:data:`DIR_MARKER`) unless ``create`` is False (the caller creates it). Return it as a ``Path``.
 
     A new or empty folder is fine. An existing non-empty one must carry the gen3d marker (a folder of ours: its
     files are replaced one by one, finished stages are reused), and when it already holds ``product`` (e.g.
@@ -119,6 +120,11 @@ def prepare_run_folder(path: str | os.PathLike, *, inputs: Iterable[str | os.Pat
         if product is not None and (path / product).exists() and not force:
             raise OutputExistsError(f"{path / product} exists; pass --force to replace it (finished stages of "
                                     "the run are reused)")
+    if not create:
+        existing = next((p for p in [path, *path.parents] if p.exists()), None)
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"{what} {path} cannot be created: {existing} is not writable")
+        return path
     check_writable_folder(path)
     if not (path / DIR_MARKER).is_file():
         mark_folder(path)
