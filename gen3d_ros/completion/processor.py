@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +62,50 @@ class CompletionConfig:
         validate(self)
         if self.z_min >= self.z_max:
             raise ValueError(f"CompletionConfig.z_min={self.z_min} must be below z_max={self.z_max}")
+
+    def check_resources(self) -> None:
+        """Check, without building a model, that what ``method`` loads exists and is of the right kind: its
+        checkpoint file(s), loaded with ``weights_only=True`` and their ``format`` checked, and ``device``.
+        Classical methods load nothing; fields the method does not read are not checked. Learned methods import
+        torch (once per process, ~1-2 s).
+
+        Raises ValueError naming the parameter, the path and the problem (missing, not a torch archive,
+        another kind of checkpoint, no such device). A file that passes may still fail to build (weights that
+        do not fit their model); a node reports that when its stage is rebuilt.
+        """
+        if self.method in CLASSICAL_METHODS:
+            return
+        from gen3d_ros.completion import training
+        from gen3d_ros.devices import check_device
+
+        check_device(self.device)  # DeviceError is a ValueError
+        gca_formats = (training.CHECKPOINT_FORMAT, training.PLANNED_CHECKPOINT_FORMAT)
+        if self.method == "gca":
+            from gen3d_ros.completion.scan_completion import default_checkpoint
+
+            _check_checkpoint("checkpoint", self.checkpoint, default_checkpoint, "GCA", gca_formats)
+        elif self.method == "hgca":
+            from gen3d_ros.completion.hgca import BUNDLE_FORMAT, default_hgca_checkpoint
+
+            _check_checkpoint("checkpoint", self.checkpoint, default_hgca_checkpoint, "hGCA bundle",
+                              (BUNDLE_FORMAT,))
+            if self.coarse_checkpoint:
+                _check_checkpoint("coarse_checkpoint", self.coarse_checkpoint, None, "GCA", gca_formats)
+
+
+def _check_checkpoint(field_name: str, path: str, packaged: Any, what: str, formats: tuple[str, ...]) -> None:
+    """Load checkpoint ``path`` (``packaged()`` when empty) and check its format; ValueError naming
+    ``CompletionConfig.<field_name>`` and the path otherwise."""
+    from gen3d_ros.checkpoints import read_checkpoint
+
+    try:
+        source = Path(path).expanduser() if path else packaged()
+        read_checkpoint(source, what, formats)
+    except FileNotFoundError as exc:
+        raise ValueError(f"CompletionConfig.{field_name}={path!r}: {exc}; give the path of an existing {what} "
+                         "checkpoint" + (" (empty: the packaged model)" if packaged is not None else "")) from None
+    except ValueError as exc:  # CheckpointError: not a torch archive, truncated, another format...
+        raise ValueError(f"CompletionConfig.{field_name}={path!r}: {exc}") from None
 
 
 @dataclass

@@ -73,6 +73,21 @@ class Stage:
     def __init__(self) -> None:
         self.stats = StageStats()
 
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Cheap check that ``config`` can build this stage, before a host accepts it (a node's parameter change,
+        its start): the files it names exist and are of the right kind, the device exists. Raises ValueError
+        naming the value and what to do. Much cheaper than building the stage (no model is built), so a node
+        can run it in its own process while the stage lives in a child.
+
+        Default: ``config.check_resources()`` when the config class has one (``CompletionConfig`` does), else
+        nothing. A config that passes may still fail to build (e.g. a checkpoint whose weights do not fit its
+        model); hosts report that separately.
+        """
+        check = getattr(config, "check_resources", None)
+        if callable(check):
+            check()
+
     def handle(self, input_name: str, msg: Any, factory: MessageFactory) -> list[Output]:
         raise NotImplementedError
 

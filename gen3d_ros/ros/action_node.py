@@ -10,15 +10,16 @@ Topics (parameters ``<name>_topic``): in ``goal_image`` ``/gen3d/input/goal_imag
 ``/gen3d/input/camera_info``, ``camera_pose`` ``/gen3d/robot_pose/camera_pose`` (``robot_pose_node``'s output);
 out ``trajectory`` ``/gen3d/action/trajectory``, ``action`` ``/gen3d/action/action`` (``gen3d_ros/RobotAction``);
 ``/diagnostics`` at 1 Hz. Only goals trigger planning; joint states, intrinsics and camera pose are kept (latest).
-``input_qos: reliable`` suits goals sent by a planner; the default (best effort) takes any publisher.
+The default ``input_qos: auto`` matches reliable and best-effort publishers alike.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from gen3d_ros.pipeline.action import ActionStage, ActionStageConfig
+from gen3d_ros.ros.resources import check_robot_resources
 from gen3d_ros.ros.stage_node import StageNode, run_node
 
 
@@ -34,6 +35,14 @@ class ActionNode(StageNode):
     }
     # The optimisation loop is Python + torch: keep it off the executor's process (GIL).
     default_worker = "process"
+    # goals come now and then; joint states, intrinsics and camera pose stream
+    quiet_inputs = frozenset({"goal_image", "goal_keypoints"})
+
+    def check_config(self, config: Any) -> None:
+        """The stage's own check, then the URDF parses, the checkpoint is a Dr. Robot model of that URDF and the
+        device exists (:func:`gen3d_ros.ros.resources.check_robot_resources`): before a change is accepted."""
+        super().check_config(config)
+        check_robot_resources(config, "ActionStageConfig")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,8 +5,9 @@ A node has two kinds of parameters:
 - **config parameters**: one per field of the stage's config dataclass (``CompletionConfig.voxel_size`` ->
   ``voxel_size``), with a descriptor carrying the description and unit, and a ``FloatingPointRange`` /
   ``IntegerRange`` from the field's ``lo``/``hi``. They may change at runtime: the node rebuilds its stage
-  from them and rejects a change that the dataclass does not validate.
-- **host parameters** (:func:`host_param_specs`): topics, input QoS, worker kind. They are read-only (the endpoints are
+  from them and rejects a change that the dataclass does not validate, or that names a file (checkpoint,
+  URDF) that does not exist or is not of the right kind (``Stage.check_config``).
+- **host parameters** (:func:`host_param_specs`): topics, input QoS, input timeout, worker kind. They are read-only (the endpoints are
   created once), so a runtime change is rejected by rclpy with "Trying to set a read-only parameter".
 
 Topic convention: for every logical input ``<in>`` of the stage, a parameter ``<in>_topic`` (default
@@ -30,7 +31,8 @@ from typing import Any, Iterable, Mapping
 
 from gen3d_ros.config import ParamSpec, from_mapping, param_specs
 
-INPUT_QOS_CHOICES = ("sensor_data", "reliable")
+INPUT_QOS_CHOICES = ("auto", "reliable", "sensor_data")
+RELIABLE, BEST_EFFORT = "reliable", "best_effort"
 WORKER_CHOICES = ("process", "thread")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -56,7 +58,7 @@ def topic_param_name(logical: str) -> str:
 def host_param_specs(inputs: Iterable[str], outputs: Iterable[str], topics: Mapping[str, str],
                      worker: str = "thread") -> list[ParamSpec]:
     """Host parameters of a stage node: ``<in>_topic``…, ``<out>_topic``…, ``input_qos``, ``input_depth``,
-    ``worker``.
+    ``input_timeout``, ``worker``.
 
     ``topics``: default topic of every logical input and output name; ``worker``: default of ``worker``.
     """
@@ -67,16 +69,40 @@ def host_param_specs(inputs: Iterable[str], outputs: Iterable[str], topics: Mapp
     for name in outputs:
         specs.append(ParamSpec(topic_param_name(name), topics[name], str,
                                f"topic of output '{name}' (reliable, depth 1)", "", None, None, None))
-    specs.append(ParamSpec("input_qos", "sensor_data", str,
-                           "QoS of the input subscriptions: 'sensor_data' (best effort, volatile) or 'reliable'",
+    specs.append(ParamSpec("input_qos", "auto", str,
+                           "QoS of the input subscriptions: 'auto' (reliable while every publisher of the topic is "
+                           "reliable, best effort as soon as one is best effort; re-chosen when publishers come "
+                           "and go), 'reliable', or 'sensor_data' (best effort). Over Fast DDS, best-effort "
+                           "messages above ~512 KiB are mostly lost (bench/results/qos_transport.json)",
                            "", None, None, INPUT_QOS_CHOICES))
-    specs.append(ParamSpec("input_depth", 5, int, "history depth of the input subscriptions; the worker keeps "
+    specs.append(ParamSpec("input_depth", 1, int, "history depth of the input subscriptions; the worker keeps "
                            "only the latest message anyway", "messages", 1, 1000, None))
+    specs.append(ParamSpec("input_timeout", 3.0, float, "/diagnostics warns when a topic has publishers but no "
+                           "message arrived for this long (QoS mismatch, messages too large for best effort); "
+                           "0: never", "s", 0.0, 3600.0, None))
     specs.append(ParamSpec("worker", worker, str,
                            "where the stage runs: 'process' (a child process; callbacks, diagnostics and parameter "
                            "services never wait for native code holding the GIL, and a crash of the stage is "
                            "survived) or 'thread' (a thread of the node's process)", "", None, None, WORKER_CHOICES))
     return specs
+
+
+def subscription_reliability(input_qos: str, best_effort_publishers: int) -> str:
+    """Reliability of an input subscription (:data:`RELIABLE` or :data:`BEST_EFFORT`) for the ``input_qos``
+    parameter, given how many publishers of the topic offer best effort.
+
+    ``auto`` is reliable unless a best-effort publisher exists: a reliable subscription gets every message of
+    a reliable publisher, whatever its size (a best-effort one loses most messages above ~512 KiB over Fast
+    DDS), but it does not match a best-effort publisher at all, so then best effort is the only way to get
+    anything.
+    """
+    if input_qos == "reliable":
+        return RELIABLE
+    if input_qos == "sensor_data":
+        return BEST_EFFORT
+    if input_qos == "auto":
+        return BEST_EFFORT if best_effort_publishers > 0 else RELIABLE
+    raise ValueError(f"input_qos {input_qos!r} is not one of {', '.join(INPUT_QOS_CHOICES)}")
 
 
 def node_params(config_cls: type, inputs: Iterable[str], outputs: Iterable[str],

@@ -5,17 +5,26 @@ topics. The host does the rest, the same way for every stage:
 
 - parameters: one per config field (descriptor with description/unit/range from the dataclass, changeable at
   runtime) + read-only host parameters ``<in>_topic``, ``<out>_topic``, ``input_qos``, ``input_depth``,
-  ``worker`` (see :mod:`gen3d_ros.ros.params`);
-- one subscription per stage input (QoS ``sensor_data`` or ``reliable``, depth ``input_depth``); callbacks
-  only put the message in a latest-only queue (:mod:`gen3d_ros.ros.latest_queue`) and return;
+  ``input_timeout``, ``worker`` (see :mod:`gen3d_ros.ros.params`);
+- one subscription per stage input, depth ``input_depth``; its reliability follows ``input_qos``: ``auto`` (the
+  default) subscribes reliable while every publisher of the topic is reliable and best effort once one is
+  best effort (re-chosen once a second as publishers come and go), so real-size sweeps (2-4 MB, which best
+  effort loses over Fast DDS) arrive from reliable publishers and best-effort publishers still match;
+  callbacks only put the message in a latest-only queue (:mod:`gen3d_ros.ros.latest_queue`) and return;
 - a worker thread takes the latest message and runs the stage — in this process (``worker: thread``), or in a
   child process (``worker: process``, :mod:`gen3d_ros.ros.stage_process`: raw subscriptions, serialized
   messages over a pipe, outputs published raw) so that native code holding the GIL cannot stall the
   executor — and publishes the outputs (reliable, depth 1; outputs in ``latched_outputs`` also
   transient-local, so an rviz started later still gets the last one);
-- ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` at 1 Hz (:mod:`gen3d_ros.ros.diagnostics`);
-- a runtime change of config parameters rebuilds the stage; an invalid one is rejected with the dataclass's
-  reason in ``SetParametersResult``; the counters carry over.
+- ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` at 1 Hz (:mod:`gen3d_ros.ros.diagnostics`), WARN
+  when an input topic has publishers but nothing arrived for ``input_timeout`` s (with the likely cause: QoS
+  incompatibility reported by the middleware, or messages too large for best effort);
+- a runtime change of config parameters rebuilds the stage. It is rejected with the reason in
+  ``SetParametersResult`` when the dataclass does not validate it or the files it names do not exist or are
+  not of the right kind (:meth:`StageNode.check_config`; with the thread worker, also when the stage does not
+  build). With the process worker the child builds the stage after the change was accepted; if that fails,
+  the previous stage keeps running, /diagnostics goes ERROR with the reason, and the parameters are set back.
+  The counters carry over.
 
 :func:`run_node` / :func:`spin_nodes` start nodes and shut them down cleanly on SIGINT/SIGTERM.
 """
@@ -26,10 +35,12 @@ import logging
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import rclpy
 import rclpy.logging
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
@@ -39,22 +50,28 @@ from rcl_interfaces.msg import SetParametersResult
 
 from gen3d_ros.io.messages import rclpy_factory
 from gen3d_ros.pipeline.base import Stage, StageStats
-from gen3d_ros.ros.diagnostics import StageHealth, stage_status
+from gen3d_ros.ros.diagnostics import InputLink, StageHealth, stage_status
 from gen3d_ros.ros.latest_queue import LatestOnlyQueue, Pending, Worker
 from gen3d_ros.ros.logs import ThrottleFilter
-from gen3d_ros.ros.params import (NodeParam, coerce_value, config_from_values, descriptor_for, node_params,
-                                  topic_param_name)
-from gen3d_ros.ros.stage_process import StageProcess
+from gen3d_ros.ros.params import (BEST_EFFORT, RELIABLE, NodeParam, coerce_value, config_from_values, descriptor_for,
+                                  node_params, subscription_reliability, topic_param_name)
+from gen3d_ros.ros.stage_process import StageProcess, StageProcessError
 
 DIAGNOSTICS_TOPIC = "/diagnostics"
 DIAGNOSTICS_PERIOD_S = 1.0
+#: queue key of "build the stage (and a pending config) now" for the worker (not a stage input name)
+_BUILD_KEY = "<build>"
 
 
-def input_qos_profile(kind: str, depth: int) -> QoSProfile:
-    """QoS of an input subscription: ``"sensor_data"`` (best effort: takes reliable publishers too) or
-    ``"reliable"`` (a reliable subscriber does not match best-effort publishers)."""
-    reliability = {"sensor_data": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}[kind]
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
+def input_qos_profile(reliability: str, depth: int) -> QoSProfile:
+    """QoS of an input subscription: ``reliability`` :data:`RELIABLE` or :data:`BEST_EFFORT` (the parameter
+    values ``reliable`` / ``sensor_data`` are taken too), keep-last ``depth``, volatile.
+
+    A best-effort subscription matches every publisher; a reliable one does not match best-effort publishers,
+    but gets every message of a reliable one, whatever its size (see ``bench/results/qos_transport.json``)."""
+    reliability = {"sensor_data": BEST_EFFORT, "reliable": RELIABLE}.get(reliability, reliability)
+    policy = {BEST_EFFORT: ReliabilityPolicy.BEST_EFFORT, RELIABLE: ReliabilityPolicy.RELIABLE}[reliability]
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy,
                       durability=DurabilityPolicy.VOLATILE)
 
 
@@ -65,9 +82,26 @@ def output_qos_profile(latched: bool) -> QoSProfile:
                       durability=durability)
 
 
+@dataclass
+class _Input:
+    """One stage input's subscription and what the host knows about its link (monotonic seconds)."""
+
+    name: str
+    topic: str
+    msgtype: str
+    reliability: str = RELIABLE
+    subscription: Any = None
+    created_t: float = 0.0
+    last_msg_t: float | None = None
+    publishers_since_t: float | None = None
+    publishers: int = 0
+    best_effort_publishers: int = 0
+    incompatible_qos: str = ""
+
+
 class StageNode(Node):
     """Generic host of one stage. Subclasses set the class attributes below (and may override
-    :meth:`make_stage`, used by the ``thread`` worker)."""
+    :meth:`make_stage`, used by the ``thread`` worker, and :meth:`check_config`)."""
 
     #: default node name (the section of the params YAML)
     default_name: str = ""
@@ -79,6 +113,8 @@ class StageNode(Node):
     default_topics: dict[str, str] = {}
     #: outputs published transient-local as well (e.g. a mesh marker for rviz instances started later)
     latched_outputs: frozenset[str] = frozenset()
+    #: inputs that arrive now and then by nature (goals): no ``input_timeout`` warning while they are silent
+    quiet_inputs: frozenset[str] = frozenset()
     #: default of the ``worker`` parameter: "process" for stages whose native code holds the GIL for long
     default_worker: str = "thread"
 
@@ -97,23 +133,33 @@ class StageNode(Node):
         self._config_names = {p.name for p in self._params if p.group == "config"}
         values = self._declare(self._params)
         self.config = config_from_values(self.config_cls, values)  # ValueError: the node cannot start
+        self.check_config(self.config)  # ValueError: a file it names is missing or of the wrong kind
         self.stats = StageStats()
         self.worker_kind = values["worker"]
+        self.input_qos = values["input_qos"]
+        self.input_depth = values["input_depth"]
         self.received = 0
         self._last_input_t: float | None = None
         self._stage_lock = threading.Lock()
         self.stage: Stage | None = None
         self._stage_process: StageProcess | None = None
+        # Builds in the stage process: why the running config cannot be built (stage_error), the last failed
+        # reconfiguration (config_error, counted), and a pending revert of the parameters (failed, running).
+        self._stage_error = ""
+        self._config_error = ""
+        self._config_failures = 0
+        self._revert: tuple[Any, Any] | None = None
+        self._revert_lock = threading.Lock()
+        self._reverting_to: Any = None
         if self.worker_kind == "thread":
             self.stage = self.make_stage(self.config)
             self.stage.stats = self.stats
         else:
             self._stage_process = StageProcess(self.stage_cls, self.config, self.stats,
-                                               name=f"{self.get_name()}_stage")
+                                               name=f"{self.get_name()}_stage", on_build=self._on_stage_built)
             self._stage_process.start()  # imports and builds in the background while the node comes up
-        raw = self.worker_kind == "process"  # the node's process only moves bytes
+        self._raw = self.worker_kind == "process"  # the node's process only moves bytes
 
-        qos = input_qos_profile(values["input_qos"], values["input_depth"])
         self.input_topics = {name: values[topic_param_name(name)] for name in self.stage_cls.inputs}
         self.output_topics = {name: values[topic_param_name(name)] for name in self.stage_cls.outputs}
         self._publishers_by_output = {
@@ -123,19 +169,24 @@ class StageNode(Node):
         self._queue = LatestOnlyQueue()
         self._worker = Worker(self._queue, self._handle, name=f"{self.get_name()}_worker",
                               on_error=self._on_worker_error)
-        self._subscriptions_by_input = {
-            name: self.create_subscription(self.factory.cls(msgtype), self.input_topics[name],
-                                           lambda msg, name=name: self._on_input(name, msg), qos, raw=raw)
-            for name, msgtype in self.stage_cls.inputs.items()}
-        self._health = StageHealth(tuple(self.input_topics.values()))
+        self._inputs = {name: _Input(name, self.input_topics[name], msgtype)
+                        for name, msgtype in self.stage_cls.inputs.items()}
+        for inp in self._inputs.values():
+            self._count_publishers(inp)
+            self._subscribe(inp, subscription_reliability(self.input_qos, inp.best_effort_publishers))
+        self._health = StageHealth(tuple(self.input_topics.values()), input_timeout_s=values["input_timeout"])
         self._diagnostics_pub = self.create_publisher(self.factory.cls("diagnostic_msgs/msg/DiagnosticArray"),
                                                       DIAGNOSTICS_TOPIC, 10)
-        self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
+        self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._tick)
+        self._revert_guard = self.create_guard_condition(self._apply_revert)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker.start()
+        if self._stage_process is not None:
+            self._queue.put(_BUILD_KEY, None)  # the worker waits for the build: a failure shows at once
         self.get_logger().info(
-            f"{self.stage_cls.name}: inputs {self.input_topics} ({values['input_qos']}, depth "
-            f"{values['input_depth']}) -> outputs {self.output_topics}; {self.worker_kind} worker; {self.config}")
+            f"{self.stage_cls.name}: inputs {self.input_topics} (input_qos {self.input_qos}: "
+            f"{ {n: i.reliability for n, i in self._inputs.items()} }, depth {self.input_depth}) -> outputs "
+            f"{self.output_topics}; {self.worker_kind} worker; {self.config}")
 
     # --- construction --------------------------------------------------------------------------------------
 
@@ -154,9 +205,19 @@ class StageNode(Node):
                            cls.default_worker)
 
     def make_stage(self, config: Any) -> Stage:
-        """A stage for ``config`` (``thread`` worker); may raise ValueError for a config it cannot use (the
-        change is then rejected). The ``process`` worker builds ``stage_cls(config)`` in its child."""
+        """A stage for ``config`` (``thread`` worker); may raise for a config it cannot use (the change is then
+        rejected). The ``process`` worker builds ``stage_cls(config)`` in its child."""
         return self.stage_cls(config)  # type: ignore[call-arg]
+
+    def check_config(self, config: Any) -> None:
+        """Cheap check, in this process, that ``config`` can build the stage: ``stage_cls.check_config`` (files
+        exist and are of the right kind, the device exists). ValueError with the reason otherwise; runs before
+        a config is accepted, at start and on every runtime change. Nodes whose stage module has no such check
+        override this (the robot nodes check URDF and checkpoint)."""
+        try:
+            self.stage_cls.check_config(config)
+        except (OSError, RuntimeError, ImportError) as exc:  # a check that failed in an unexpected way
+            raise ValueError(f"{type(exc).__name__}: {exc}") from None
 
     def _declare(self, params: Sequence[NodeParam]) -> dict[str, Any]:
         """Declare ``params`` with descriptors; their values (defaults, or the overrides of a params file)."""
@@ -173,21 +234,82 @@ class StageNode(Node):
             values[spec.name] = coerce_value(spec, value)
         return values
 
+    # --- input subscriptions -------------------------------------------------------------------------------
+
+    def _subscribe(self, inp: _Input, reliability: str) -> None:
+        """(Re)create ``inp``'s subscription with ``reliability``."""
+        if inp.subscription is not None:
+            self.destroy_subscription(inp.subscription)
+        callbacks = SubscriptionEventCallbacks(
+            incompatible_qos=lambda event, inp=inp: self._on_incompatible_qos(inp, event))
+        inp.subscription = self.create_subscription(
+            self.factory.cls(inp.msgtype), inp.topic, lambda msg, name=inp.name: self._on_input(name, msg),
+            input_qos_profile(reliability, self.input_depth), event_callbacks=callbacks, raw=self._raw)
+        inp.reliability, inp.created_t, inp.incompatible_qos = reliability, time.monotonic(), ""
+
+    def _on_incompatible_qos(self, inp: _Input, event: Any) -> None:
+        kind = getattr(event.last_policy_kind, "name", str(event.last_policy_kind))
+        inp.incompatible_qos = kind.removeprefix("QOS_POLICY_KIND_") if isinstance(kind, str) else str(kind)
+        self.get_logger().warning(
+            f"a publisher of {inp.topic} offers a QoS incompatible with this {inp.reliability} subscription "
+            f"({inp.incompatible_qos}; input_qos {self.input_qos}): it does not match, nothing of it arrives",
+            throttle_duration_sec=10.0)
+
+    def _count_publishers(self, inp: _Input) -> None:
+        infos = self.get_publishers_info_by_topic(inp.topic)
+        inp.publishers = len(infos)
+        inp.best_effort_publishers = sum(info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+                                         for info in infos)
+        if inp.publishers and inp.publishers_since_t is None:
+            inp.publishers_since_t = time.monotonic()
+        elif not inp.publishers:
+            inp.publishers_since_t = None
+
+    def _refresh_inputs(self) -> None:
+        """Count each input's publishers; with ``input_qos: auto``, re-choose the subscription's reliability."""
+        for inp in self._inputs.values():
+            self._count_publishers(inp)
+            if not inp.publishers:
+                continue
+            wanted = subscription_reliability(self.input_qos, inp.best_effort_publishers)
+            if wanted != inp.reliability:
+                self.get_logger().info(
+                    f"{inp.topic}: {inp.best_effort_publishers} of {inp.publishers} publisher(s) offer best "
+                    f"effort; subscribing {wanted} (input_qos auto)")
+                self._subscribe(inp, wanted)
+
+    def input_links(self) -> list[InputLink]:
+        """The state of every input link now (for :class:`StageHealth`)."""
+        now = time.monotonic()
+        links = []
+        for inp in self._inputs.values():
+            silent = None
+            if inp.publishers and inp.name not in self.quiet_inputs:
+                since = [t for t in (inp.last_msg_t, inp.publishers_since_t, inp.created_t) if t is not None]
+                silent = now - max(since)
+            links.append(InputLink(inp.topic, inp.publishers, silent, inp.reliability, inp.best_effort_publishers,
+                                   inp.incompatible_qos, self.input_qos))
+        return links
+
     # --- runtime parameters --------------------------------------------------------------------------------
 
     def _on_set_parameters(self, changes: list[Parameter]) -> SetParametersResult:
-        """Validate a change of config parameters with the dataclass (and, with the thread worker, by building
-        the stage); apply it. rclpy has already checked types, ranges and read-only."""
+        """Validate a change of config parameters with the dataclass, :meth:`check_config` and, with the thread
+        worker, by building the stage; apply it. rclpy has already checked types, ranges and read-only."""
         changed = {p.name: p.value for p in changes if p.name in self._config_names}
         if not changed:
+            return SetParametersResult(successful=True)
+        if self._reverting_to is not None:  # undoing a change the stage process could not build
+            self.config = self._reverting_to
             return SetParametersResult(successful=True)
         specs = {p.name: p.spec for p in self._params}
         values = {name: getattr(self.config, name) for name in self._config_names}
         values.update({name: coerce_value(specs[name], value) for name, value in changed.items()})
         try:
             config = config_from_values(self.config_cls, values)
+            self.check_config(config)
             stage = self.make_stage(config) if self.stage is not None else None
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever stops the stage from building rejects the change
             reason = f"rejected {changed}: {exc}"
             self.get_logger().warning(reason)
             return SetParametersResult(successful=False, reason=reason)
@@ -197,19 +319,71 @@ class StageNode(Node):
                 self.stage = stage
             self.config = config
         if self._stage_process is not None:
-            self._stage_process.reconfigure(config)  # the child rebuilds its stage before the next frame
+            self._stage_process.reconfigure(config)  # the child builds it now, or before the next frame
+            self._queue.put(_BUILD_KEY, None)
         self.get_logger().info(f"reconfigured {self.stage_cls.name}: {changed}")
         return SetParametersResult(successful=True)
+
+    def _on_stage_built(self, config: Any, reason: str) -> None:
+        """``StageProcess.on_build`` (worker thread): record the outcome of a build in the child; a failed
+        reconfiguration is reported and its parameters are set back (in the executor, :meth:`_apply_revert`)."""
+        if not reason:
+            self._stage_error = ""
+            return
+        running = self._stage_process.config if self._stage_process is not None else None
+        if config is running:  # the configuration that should run cannot be built: nothing runs
+            self._stage_error = reason
+            self.get_logger().error(f"the stage cannot be built: {reason}")
+            return
+        diff = {name: getattr(config, name) for name in sorted(self._config_names)
+                if getattr(config, name) != getattr(running, name)}
+        self._config_error = (f"reconfiguration {diff} was accepted but failed to build in the stage process: "
+                              f"{reason}; the previous configuration keeps running and the parameters were set "
+                              "back")
+        self._config_failures += 1
+        self.stats.last_error = self._config_error
+        self.get_logger().error(self._config_error)
+        with self._revert_lock:
+            self._revert = (config, running)
+        self._revert_guard.trigger()
+
+    def _apply_revert(self) -> None:
+        """Set the parameters of a configuration the stage process could not build back to the running one's
+        (executor thread; skipped when a newer change was accepted meanwhile: its own build decides)."""
+        with self._revert_lock:
+            item, self._revert = self._revert, None
+        if item is None:
+            return
+        failed, running = item
+        if self.config is not failed:
+            return
+        params = [Parameter(name, value=getattr(running, name)) for name in sorted(self._config_names)
+                  if getattr(failed, name) != getattr(running, name)]
+        self._reverting_to = running
+        try:
+            results = self.set_parameters(params)
+        finally:
+            self._reverting_to = None
+        self.config = running
+        bad = [r.reason for r in results if not r.successful]
+        if bad:
+            self.get_logger().error(f"could not set the parameters back to the running configuration: {bad}")
 
     # --- data path -----------------------------------------------------------------------------------------
 
     def _on_input(self, name: str, msg: Any) -> None:
         self.received += 1
-        self._last_input_t = time.monotonic()
+        self._last_input_t = self._inputs[name].last_msg_t = time.monotonic()
         if self._queue.put(name, msg):
             self.stats.dropped += 1
 
     def _handle(self, pending: Pending) -> None:
+        if pending.key == _BUILD_KEY:  # build the stage / a new config now; failures are reported by on_build
+            try:
+                self._stage_process.ensure_ready()
+            except StageProcessError:
+                pass
+            return
         wait_ms = (time.monotonic() - pending.arrival) * 1e3
         if self._stage_process is not None:
             outputs = self._stage_process.process(pending.key, pending.msg)  # [(name, CDR bytes)]
@@ -234,19 +408,33 @@ class StageNode(Node):
 
     # --- diagnostics ---------------------------------------------------------------------------------------
 
+    def _tick(self) -> None:
+        self._refresh_inputs()
+        self.publish_diagnostics()
+
     def diagnostic_status(self) -> Any:
         """The node's ``DiagnosticStatus`` now (advances the rate window)."""
         stats = self.stats
         busy_since = self._worker.busy_since
         busy_for = time.monotonic() - busy_since if busy_since is not None else None
-        level, message = self._health.update(stats, self.received, busy_for_s=busy_for)
+        links = self.input_links()
+        level, message = self._health.update(stats, self.received, busy_for_s=busy_for, links=links,
+                                             stage_error=self._stage_error, config_error=self._config_error,
+                                             config_failures=self._config_failures)
         values: dict[str, Any] = {"received": self.received, "pending": len(self._queue),
                                   "worker": self.worker_kind}
         if self._stage_process is not None:
             values["stage_pid"] = self._stage_process.pid
+            values["stage_process_restarts"] = self._stage_process.restarts
         values.update({k: f"{v:.2f}" for k, v in self._health.rates.items()})
         if self._last_input_t is not None:
             values["since_last_input_s"] = f"{time.monotonic() - self._last_input_t:.1f}"
+        values["config_failures"] = self._config_failures
+        if self._config_error:
+            values["last_config_error"] = self._config_error
+        for inp in self._inputs.values():
+            values[f"input.{inp.name}.qos"] = f"{inp.reliability} (input_qos {self.input_qos})"
+            values[f"input.{inp.name}.publishers"] = f"{inp.publishers} ({inp.best_effort_publishers} best effort)"
         values.update({f"topic.{k}": v for k, v in {**self.input_topics, **self.output_topics}.items()})
         return stage_status(f"{self.get_name()}: {self.stage_cls.name}", self.get_fully_qualified_name(), level,
                             message, stats, values)

@@ -10,8 +10,10 @@ child is restarted.
 
 Protocol over a ``multiprocessing`` pipe (the child is started with ``spawn``: never fork a process that runs
 DDS threads): ``("process", input_name, cdr)`` -> ``("done", [(output_name, cdr), …], StageStats)``;
-``("config", config)`` -> the stage is rebuilt before the next frame; ``("stop",)``. At start the child sends
-``("ready", "")`` or ``("fatal", reason)``.
+``("config", config)`` -> ``("configured", reason)``: the child builds a stage of the new config and swaps it in,
+or keeps the old one and says why (``reason`` empty on success); ``("stop",)``. At start the child sends
+``("ready", "")`` or ``("fatal", reason)`` (then exits). Every build's outcome goes to the parent's
+``on_build(config, reason)`` callback, so a node can report (and undo) a configuration that does not build.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import multiprocessing
 import signal
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from gen3d_ros.pipeline.base import StageStats
 from gen3d_ros.ros.logs import setup_stage_process_logging
@@ -81,11 +83,13 @@ def _serve(conn: Any, stage_path: str, config: Any, stats: StageStats) -> None:
             try:
                 new_stage = stage_cls(request[1])
             except Exception as exc:  # noqa: BLE001 - keep the old stage, say why
-                stage.stats.last_error = f"reconfiguration failed, kept the previous config: {exc}"
-                log.error(stage.stats.last_error)
+                reason = f"{type(exc).__name__}: {exc}"
+                log.error("reconfiguration failed, kept the previous config: %s", reason)
+                conn.send(("configured", reason))
             else:
                 new_stage.stats = stage.stats
                 stage = new_stage
+                conn.send(("configured", ""))
             continue
         _, input_name, data = request
         try:
@@ -107,15 +111,24 @@ def _serve(conn: Any, stage_path: str, config: Any, stats: StageStats) -> None:
 
 
 class StageProcess:
-    """Parent side: one child process running ``stage_cls(config)``; :meth:`process` is called from one thread
-    (the node's worker), :meth:`reconfigure` and :meth:`stop` from any. ``stats``: the node's counters, kept
-    up to date from the child's (a restarted child counts on from them)."""
+    """Parent side: one child process running ``stage_cls(config)``. :meth:`process` and :meth:`ensure_ready` are
+    called from one thread (the node's worker), :meth:`reconfigure` and :meth:`stop` from any. ``stats``: the
+    node's counters, kept up to date from the child's (a restarted child counts on from them).
 
-    def __init__(self, stage_cls: type, config: Any, stats: StageStats, *, name: str = "gen3d_stage") -> None:
+    ``config`` is the configuration the child's stage was built from (a restarted child builds it again); a
+    :meth:`reconfigure` d one replaces it only once the child has built it. ``on_build(config, reason)`` is
+    called (from the worker thread) after every build in the child: at start, after a restart, after a
+    reconfiguration; ``reason`` is "" on success, else why it failed (then :attr:`has_stage` says whether the
+    previous stage still runs).
+    """
+
+    def __init__(self, stage_cls: type, config: Any, stats: StageStats, *, name: str = "gen3d_stage",
+                 on_build: Callable[[Any, str], None] | None = None) -> None:
         self.stage_path = class_path(stage_cls)
         self.config = config
         self.stats = stats
         self.name = name
+        self.on_build = on_build
         self._fatal = ""
         self.restarts = 0
         self._ctx = multiprocessing.get_context("spawn")
@@ -123,12 +136,18 @@ class StageProcess:
         self._conn: Any = None
         self._ready = False
         self._pending_config: Any = None
-        self._lock = threading.Lock()  # guards sends and the process handle
+        self._lock = threading.Lock()  # guards sends, the process handle and the pending config
         self._stopped = False
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    @property
+    def has_stage(self) -> bool:
+        """Whether the child is up with a built stage (False before it is ready, after a fatal build, after
+        it died)."""
+        return self._ready and not self._fatal and self._proc is not None
 
     def start(self) -> None:
         """Start the child (returns at once; it imports and builds its stage in the background)."""
@@ -140,21 +159,70 @@ class StageProcess:
                                            name=self.name, daemon=True)
             self._proc.start()
             child.close()
-            self._conn, self._ready, self._pending_config = parent, False, None
+            self._conn, self._ready = parent, False
 
     def reconfigure(self, config: Any) -> None:
-        """Use ``config`` from the next frame on (the child rebuilds its stage between frames)."""
+        """Build ``config`` in the child at the next :meth:`ensure_ready` (before the next frame); until it is
+        built, the previous stage keeps running. A child whose stage could not be built at all starts over with
+        ``config``."""
         with self._lock:
-            self.config = config
-            self._pending_config = config
-            self._fatal = ""  # the new config may build; the next frame tries
+            if self._fatal:  # nothing runs: the new config is the one to start with
+                self.config, self._pending_config, self._fatal = config, None, ""
+            else:
+                self._pending_config = config
 
-    def _wait_ready(self) -> None:
-        kind, reason = self._conn.recv()
-        if kind != "ready":
-            self._fatal = reason
-            raise StageProcessError(reason)
-        self._ready = True
+    def _notify(self, config: Any, reason: str) -> None:
+        if self.on_build is not None:
+            self.on_build(config, reason)
+
+    def _child_died(self, during: str, exc: BaseException) -> StageProcessError:
+        """Reap a child that died ``during`` something; the error to raise (it is restarted on next use)."""
+        code = self._proc.exitcode if self._proc is not None else None
+        if self._proc is not None:
+            self._proc.join(1.0)
+            code = self._proc.exitcode if code is None else code
+        self._proc, self._ready = None, False
+        self.restarts += 1
+        self.stats.extra["stage_process_restarts"] = float(self.restarts)
+        return StageProcessError(f"stage process died during {during} (exit code {code}); restarting it")
+
+    def ensure_ready(self) -> None:
+        """Start (or restart) the child if it is not running, wait until its stage is built, then build a
+        pending configuration. Raises StageProcessError when no stage can run: the configuration does not
+        build (every later call fails with that reason until :meth:`reconfigure`) or the child died."""
+        if self._fatal:
+            raise StageProcessError(self._fatal)
+        if self._proc is None or not self._proc.is_alive():  # died while idle: restart, lose nothing
+            if self._proc is not None:
+                self.restarts += 1
+                self.stats.extra["stage_process_restarts"] = float(self.restarts)
+            self.start()
+        if not self._ready:
+            try:
+                kind, reason = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                raise self._child_died("the start of its stage", exc) from exc
+            if kind != "ready":
+                self._fatal = reason
+                self._notify(self.config, reason)
+                raise StageProcessError(reason)
+            self._ready = True
+            self._notify(self.config, "")
+        with self._lock:
+            config, self._pending_config = self._pending_config, None
+            if config is not None:
+                self._conn.send(("config", config))
+        if config is None:
+            return
+        try:
+            _, reason = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            error = self._child_died("a reconfiguration", exc)
+            self._notify(config, f"{error}; it restarts with the previous config")
+            raise error from exc
+        if not reason:
+            self.config = config
+        self._notify(config, reason)
 
     def process(self, input_name: str, data: bytes) -> list[tuple[str, bytes]]:
         """Run one serialized message through the child; its serialized outputs. Updates ``stats``.
@@ -162,29 +230,13 @@ class StageProcess:
         Raises StageProcessError when the child died during the frame (it is restarted for the next one) or
         cannot build its stage (then every frame fails with that reason until :meth:`reconfigure`).
         """
-        if self._fatal:
-            raise StageProcessError(self._fatal)
-        if self._proc is None or not self._proc.is_alive():  # died while idle: restart, lose nothing
-            if self._proc is not None:
-                self.restarts += 1
-            self.start()
+        self.ensure_ready()
         try:
-            if not self._ready:
-                self._wait_ready()
             with self._lock:
-                if self._pending_config is not None:
-                    self._conn.send(("config", self._pending_config))
-                    self._pending_config = None
                 self._conn.send(("process", input_name, data))
             kind, outputs, child_stats = self._conn.recv()
         except (EOFError, OSError) as exc:
-            code = self._proc.exitcode if self._proc is not None else None
-            self._proc.join(1.0)
-            code = self._proc.exitcode if code is None else code
-            self._proc = None
-            self.restarts += 1
-            raise StageProcessError(f"stage process died during a {input_name} message (exit code {code}); "
-                                    f"restarting it") from exc
+            raise self._child_died(f"a {input_name} message", exc) from exc
         merge_child_stats(self.stats, child_stats)
         self.stats.extra["stage_process_restarts"] = float(self.restarts)
         return outputs
