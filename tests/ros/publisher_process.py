@@ -1,7 +1,10 @@
 """A separate ROS process for the graph tests (run as a script; SIGINT/SIGTERM end it with exit code 0).
 
     publisher_process.py cloud --topic /gen3d/input/cloud --rate 10 --count 300 --t0-ns 1000000000000
-        synthetic plane + box clouds, frame ``lidar_test``, stamp t0 + i * 100 ms for i = 0, 1, …
+        synthetic plane + box clouds, frame ``lidar_test``, stamp t0 + i * 100 ms for i = 0, 1, …; ``--points N``
+        points (default 4000) of ``--point-step`` bytes (default 16; 32 pads like a driver's layout),
+        ``--qos reliable`` (default, depth 5) or ``best_effort`` (what ``sensor_data`` drivers publish with);
+        ``--wait-subscriber``: start only once a subscription matched (so every message can count)
     publisher_process.py completed_mesh --topic /t --rate 5
         a fixed gen3d_ros/CompletedMesh (see ``completed_mesh_fields``) with stamp sec=42, nanosec=i
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -43,6 +47,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--t0-ns", type=int, default=1_000_000_000_000)
+    parser.add_argument("--points", type=int, default=4000)
+    parser.add_argument("--point-step", type=int, default=16)
+    parser.add_argument("--qos", choices=["reliable", "best_effort"], default="reliable")
+    parser.add_argument("--wait-subscriber", action="store_true")
     args = parser.parse_args(rclpy.utilities.remove_ros_args(sys.argv)[1:])
 
     rclpy.init()
@@ -51,7 +59,10 @@ def main() -> int:
         from sensor_msgs.msg import PointCloud2 as msg_type
     else:
         from gen3d_ros.msg import CompletedMesh as msg_type
-    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    reliability = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}[args.qos]
+    qos = QoSProfile(depth=5, reliability=reliability, durability=DurabilityPolicy.VOLATILE)
+    n_box = args.points * 3 // 8
+    clouds = [plane_and_box(seed=k, n_plane=args.points - n_box, n_box=n_box) for k in range(8)]
     pub = node.create_publisher(msg_type, args.topic, qos)
     state = {"i": 0}
 
@@ -60,12 +71,16 @@ def main() -> int:
         if i >= args.count:
             return
         if args.kind == "cloud":
-            msg = make_cloud(plane_and_box(seed=i % 8), stamp_ns=args.t0_ns + i * FRAME_PERIOD_NS)
+            msg = make_cloud(clouds[i % 8], stamp_ns=args.t0_ns + i * FRAME_PERIOD_NS, point_step=args.point_step)
         else:
             msg = build_completed_mesh(i)
         pub.publish(msg)
         state["i"] = i + 1
 
+    if args.wait_subscriber:
+        while pub.get_subscription_count() == 0:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        time.sleep(0.5)  # the subscriber's side of the match may lag behind ours
     node.create_timer(1.0 / args.rate, tick)
     try:
         rclpy.spin(node)

@@ -88,3 +88,72 @@ def test_bad_clouds_are_rejected_and_counted_and_the_node_keeps_meshing(ros, exe
     assert spin_until(executor, lambda: float(latest().get("stage_process_restarts", "0")) >= 1, 5.0, alive=alive)
     assert int(latest()["stage_pid"]) != stage_pid
     assert node_proc.alive()
+
+
+def test_live_malformed_set_is_counted_while_the_node_keeps_serving(ros, executor, children):
+    """45 malformed PointCloud2 messages of 28 kinds (tests/ros/malformed_clouds.py: wrong sizes, bad fields,
+    NaN/inf/far points, huge width with tiny data, big-endian flag, random point bytes, raw CDR garbage with
+    impossible lengths) in groups of 5, each group followed by a valid cloud: every valid cloud is meshed, the
+    diagnostics and parameter services keep answering, and every message is accounted for."""
+    rclpy, context = ros
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+
+    from gen3d_ros.msg import CompletedMesh
+    from malformed_clouds import malformed_clouds
+
+    node_proc = children("completion_node", NODE_ARGS)  # worker: process, input_qos: auto (the defaults)
+    node = rclpy.create_node("malformed_set_test", context=context)
+    executor.add_node(node)
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub = node.create_publisher(PointCloud2, "/gen3d/input/cloud", reliable)
+    meshes: list = []
+    node.create_subscription(CompletedMesh, "/gen3d/completion/mesh", meshes.append, reliable)
+    diag: list = []
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda a: diag.extend(s for s in a.status if s.name.startswith("completion_node")),
+                             reliable)
+    client = node.create_client(GetParameters, "/completion_node/get_parameters")
+    alive = [node_proc]
+    assert spin_until(executor, lambda: diag and pub.get_subscription_count() > 0 and client.service_is_ready(),
+                      30.0, alive=alive), node_proc.output()
+
+    cases = malformed_clouds(seed=7)
+    assert len(cases) >= 40
+    good = plane_and_box(seed=4)
+    sent, valid_stamps = 0, []
+    for start in range(0, len(cases), 5):
+        for case in cases[start:start + 5]:
+            pub.publish(case.payload)
+            sent += 1
+            spin_until(executor, lambda: False, 0.1, alive=alive)  # the stage rejects in milliseconds
+        stamp = 1_800_000_000_000_000_000 + start
+        pub.publish(make_cloud(good, stamp_ns=stamp))
+        sent += 1
+        valid_stamps.append(stamp)
+        assert spin_until(executor, lambda: any(stamp_ns_of(m) == stamp for m in meshes), 60.0, alive=alive), (
+            f"no mesh for the valid cloud after {[c.name for c in cases[start:start + 5]]}: "
+            f"{diagnostic_values(diag[-1])}\n{node_proc.output()}")
+        reports = len(diag)
+        future = client.call_async(GetParameters.Request(names=["method"]))
+        assert spin_until(executor, future.done, 10.0, alive=alive), "parameter service did not answer"
+        assert future.result().values[0].string_value == "classical-poisson"
+        assert spin_until(executor, lambda: len(diag) > reports, 5.0, alive=alive), "diagnostics stopped"
+
+    def settled() -> bool:  # every received message is accounted for and the worker is idle
+        v = diagnostic_values(diag[-1])
+        return v["pending"] == "0" and int(v["received"]) == sum(
+            int(v[k]) for k in ("processed", "rejected", "failed", "dropped"))
+
+    assert spin_until(executor, lambda: settled() and int(diagnostic_values(diag[-1])["processed"])
+                      >= len(valid_stamps), 30.0, alive=alive), diagnostic_values(diag[-1])
+    values = diagnostic_values(diag[-1])
+    received, dropped = int(values["received"]), int(values["dropped"])
+    assert received >= 0.95 * sent, (sent, values)  # reliable delivery (a message may be replaced in history)
+    must_reject = sum(c.must_reject for c in cases)
+    # every message that must be rejected was, unless the latest-only queue replaced it before the stage saw it
+    assert int(values["rejected"]) >= must_reject - dropped - (sent - received), values
+    assert int(values["processed"]) >= len(valid_stamps), values
+    assert node_proc.alive()
