@@ -238,7 +238,9 @@ def message_bytes(data: Any) -> np.ndarray:
         pass
     try:
         values = np.asarray(data)
-        if values.dtype.kind not in "iub" or (values.size and (values.min() < 0 or values.max() > 255)):
+        if values.size == 0:  # [] is float64 to numpy
+            return np.zeros(0, np.uint8)
+        if values.dtype.kind not in "iub" or values.min() < 0 or values.max() > 255:
             raise ValueError(f"values must be integers 0..255, got dtype {values.dtype}")
         return values.astype(np.uint8).reshape(-1)
     except (ValueError, TypeError, OverflowError) as exc:

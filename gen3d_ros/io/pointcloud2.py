@@ -224,8 +224,9 @@ def pointcloud2_to_arrays(msg: Any, *, keep_fields: Sequence[str] | None = None)
         points = xyz.reshape(n_points, 3).astype(np.float32, copy=False)
     else:
         points = np.empty((n_points, 3), dtype=np.float32)
-        for column, axis in enumerate(_XYZ):
-            points[:, column] = records[axis].reshape(n_points)
+        with np.errstate(over="ignore"):  # FLOAT64 beyond float32's range becomes inf: dropped and counted below
+            for column, axis in enumerate(_XYZ):
+                points[:, column] = records[axis].reshape(n_points)
 
     fields: dict[str, np.ndarray] = {}
     for name in keep:
