@@ -411,7 +411,11 @@ def _read_metadata(bag_dir: Path) -> dict:
     if size > MAX_METADATA_BYTES:
         raise BagError(f"{meta} is {size} bytes; a rosbag2 metadata.yaml is a few kB: it is not one")
     try:
-        data = _load_yaml(meta.read_bytes())
+        text = meta.read_bytes()
+    except OSError as exc:
+        raise BagError(f"cannot read {meta}: {exc.strerror or exc}") from exc
+    try:
+        data = _load_yaml(text)
     except (yaml.YAMLError, RecursionError, UnicodeDecodeError, ValueError) as exc:
         raise BagError(f"{meta} is not valid YAML: {' '.join(str(exc).split())[:300]}") from None
     info = data.get("rosbag2_bagfile_information") if isinstance(data, dict) else None
@@ -529,10 +533,11 @@ class BagReader:
 
     # context management
     def open(self) -> "BagReader":
+        """Open the bag and read its index (topics, counts, times); :class:`BagError` when it is unreadable."""
         if self._reader is not None:
             return self
-        reader = _Reader(self.path)
         try:
+            reader = _Reader(self.path)
             reader.open()
         except BagError:
             raise
