@@ -238,3 +238,41 @@ def build_from_checkpoint(name: str, what: str, build: Callable[[], T]) -> T:
     """``build()`` under :func:`checkpoint_contents`."""
     with checkpoint_contents(name, what):
         return build()
+
+
+def load_model(name: str, what: str, build: Callable[[], T], state_dict: Mapping[str, Any]) -> T:
+    """Build the model a checkpoint describes and load its weights, without trusting its config's sizes.
+
+    ``build()`` runs first on torch's ``meta`` device (no memory), and the shapes of its parameters and buffers
+    are compared with ``state_dict``'s tensors, which really are in the file. Only when they agree is the model
+    built for real and loaded, so a config edited to ask for millions of channels fails in milliseconds instead
+    of allocating gigabytes. Raises :class:`CheckpointError` naming the file and the first disagreement.
+    """
+    import torch
+
+    with checkpoint_contents(name, what):
+        if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+            raise CheckpointError(f"{name}: the {what} weights (state_dict) are not a mapping of tensors")
+        with torch.device("meta"):
+            skeleton = build()
+        expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        del skeleton
+        stored = {k: tuple(v.shape) for k, v in state_dict.items()}
+        missing = sorted(set(expected) - set(stored))
+        unexpected = sorted(set(stored) - set(expected))
+        wrong = [(k, expected[k], stored[k]) for k in sorted(set(expected) & set(stored)) if expected[k] != stored[k]]
+        if missing or unexpected or wrong:
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} missing weight(s) (e.g. {missing[0]!r})")
+            if unexpected:
+                parts.append(f"{len(unexpected)} unexpected weight(s) (e.g. {unexpected[0]!r})")
+            if wrong:
+                k, want, got = wrong[0]
+                parts.append(f"{len(wrong)} weight(s) of the wrong shape (e.g. {k!r}: config gives {list(want)}, "
+                             f"file has {list(got)})")
+            raise CheckpointError(f"{name}: the {what} weights do not fit the model its config describes: "
+                                  + "; ".join(parts))
+        model = build()
+        model.load_state_dict(state_dict)
+    return model

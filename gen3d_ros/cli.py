@@ -227,7 +227,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def format_bag_info(info: dict) -> str:
     """The table ``gen3d info`` prints."""
     def when(ns: int) -> str:
-        return datetime.fromtimestamp(ns * 1e-9, timezone.utc).isoformat(timespec="milliseconds")
+        try:
+            return datetime.fromtimestamp(ns * 1e-9, timezone.utc).isoformat(timespec="milliseconds")
+        except (OverflowError, OSError, ValueError):  # a corrupt bag's absurd time: show the number only
+            return "out of range"
 
     lines = [f"bag:       {info['path']}", f"storage:   {info['storage']}",
              f"messages:  {info['message_count']}", f"duration:  {info['duration_s']:.3f} s"]
@@ -241,6 +244,8 @@ def format_bag_info(info: dict) -> str:
     lines.append(f"  {'topic':<{width}}  {'type':<{twidth}}  {'count':>7}")
     for name, t in topics.items():
         lines.append(f"  {name:<{width}}  {t['type']:<{twidth}}  {t['count']:>7}")
+    if info.get("skipped_records"):
+        lines.append(f"warning:   {info['skipped_records']} record(s) on undeclared channels were skipped")
     return "\n".join(lines)
 
 

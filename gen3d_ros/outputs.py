@@ -401,6 +401,7 @@ def _bag_marked(path: Path) -> bool:
 _FILE_MARKERS = {
     ".json": _json_marked,
     ".ply": lambda p: _text_header_marked(p, b"end_header"),
+    ".obj": lambda p: _text_header_marked(p, b"\nv "),
     ".pcd": lambda p: _text_header_marked(p, b"\nDATA"),
     ".yaml": lambda p: _text_header_marked(p, b"\n\n"),
     ".md": lambda p: _text_header_marked(p, b"\n\n"),

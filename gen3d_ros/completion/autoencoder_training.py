@@ -286,13 +286,14 @@ def save_checkpoint(model: CGCAAutoencoder, config: AutoencoderTrainConfig, path
 def load_checkpoint(path: str | Path | Mapping, *, device: str = "cpu",
                     backend: str | None = None) -> tuple[CGCAAutoencoder, dict]:
     """Model (eval mode) and the checkpoint dict. Errors name the file and what is wrong with it."""
-    from gen3d_ros.checkpoints import checkpoint_contents, read_checkpoint
+    from gen3d_ros.checkpoints import checkpoint_contents, load_model, read_checkpoint
 
     ckpt, name = read_checkpoint(path, "cGCA autoencoder", (CHECKPOINT_FORMAT,))
     with checkpoint_contents(name, "cGCA autoencoder"):
-        model = CGCAAutoencoder.from_config(AutoencoderConfig.from_dict(ckpt["autoencoder_config"]),
-                                            ckpt["grid"]["voxel_size"], ckpt["grid"]["origin"], backend=backend)
-        model.load_state_dict(ckpt["state_dict"])
+        config = AutoencoderConfig.from_dict(ckpt["autoencoder_config"])
+        voxel, origin = ckpt["grid"]["voxel_size"], ckpt["grid"]["origin"]
+    model = load_model(name, "cGCA autoencoder",
+                       lambda: CGCAAutoencoder.from_config(config, voxel, origin, backend=backend), ckpt["state_dict"])
     return model.to(device).eval(), ckpt
 
 

@@ -333,13 +333,13 @@ def checkpoint_dict(model: CGCATransition, config: CGCATrainConfig, ae_checkpoin
 def load_cgca_checkpoint(path: str | Path | Mapping, *, device: str = "cpu", backend: str | None = None
                          ) -> tuple[CGCATransition, CGCAAutoencoder, dict]:
     """Kernel and autoencoder (eval mode) and the checkpoint dict; errors name the file and the problem."""
-    from gen3d_ros.checkpoints import checkpoint_contents, read_checkpoint
+    from gen3d_ros.checkpoints import checkpoint_contents, load_model, read_checkpoint
 
     ckpt, name = read_checkpoint(path, "cGCA", (CHECKPOINT_FORMAT,))
     with checkpoint_contents(name, "cGCA"):
         autoencoder, _ = autoencoder_training.load_checkpoint(ckpt["autoencoder"], device=device, backend=backend)
-        model = CGCATransition(CGCAConfig(**ckpt["cgca_config"]), backend=backend)
-        model.load_state_dict(ckpt["state_dict"])
+        config = CGCAConfig(**ckpt["cgca_config"])
+    model = load_model(name, "cGCA", lambda: CGCATransition(config, backend=backend), ckpt["state_dict"])
     return model.to(device).eval(), autoencoder, ckpt
 
 

@@ -148,17 +148,24 @@ class SceneCompleter:
 
         self.config = config or SceneCompleterConfig()
         check_device(self.config.device)
+        from gen3d_ros.checkpoints import CheckpointError, checkpoint_contents
+
         path = Path(checkpoint) if checkpoint else default_hgca_checkpoint()
         bundle = load_bundle(path)
         dev = self.config.device
-        coarse_source = self.config.coarse_checkpoint or bundle["coarse"]
-        self.coarse = GCACompleter(coarse_source, device=dev, steps=self.config.coarse_steps or None, backend=backend)
-        self.fine, self.autoencoder, fine_ckpt = cgca_training.load_cgca_checkpoint(bundle["fine"], device=dev,
-                                                                                    backend=backend)
+        with checkpoint_contents(str(path), "hGCA bundle"):  # errors of a part name the bundle file
+            if self.config.coarse_checkpoint:
+                self.coarse = GCACompleter(self.config.coarse_checkpoint, device=dev,
+                                           steps=self.config.coarse_steps or None, backend=backend)
+            else:
+                self.coarse = GCACompleter(bundle["coarse"], device=dev, steps=self.config.coarse_steps or None,
+                                           backend=backend)
+            self.fine, self.autoencoder, fine_ckpt = cgca_training.load_cgca_checkpoint(bundle["fine"], device=dev,
+                                                                                        backend=backend)
+            data = CompletionDatasetConfig.from_dict(fine_ckpt["train_config"]["data"]
+                                                     or fine_ckpt["autoencoder"]["train_config"]["data"])
         if not self.fine.coarse_scale:
-            raise ValueError(f"{path}: the fine kernel has no coarse condition (coarse_scale = 0)")
-        data = CompletionDatasetConfig.from_dict(fine_ckpt["train_config"]["data"]
-                                                 or fine_ckpt["autoencoder"]["train_config"]["data"])
+            raise CheckpointError(f"{path}: the fine kernel has no coarse condition (coarse_scale = 0)")
         self.fine_data = data
         """The fine stage's training data config (its grid: voxel size, origin, shape; sensor, scenes)."""
         self.fine_voxel = float(data.voxel_size_m)
@@ -166,8 +173,9 @@ class SceneCompleter:
         self.fine_shape = np.asarray(data.grid_shape, np.int64)
         r = self.fine.coarse_scale
         if abs(self.coarse.voxel_size - r * self.fine_voxel) > 1e-6 or not np.allclose(self.coarse.origin, self.origin):
-            raise ValueError(f"coarse grid ({self.coarse.voxel_size} m, origin {self.coarse.origin.tolist()}) is not "
-                             f"{r} x the fine grid ({self.fine_voxel} m, origin {self.origin.tolist()})")
+            raise CheckpointError(f"{path}: coarse grid ({self.coarse.voxel_size} m, origin "
+                                  f"{self.coarse.origin.tolist()}) is not {r} x the fine grid ({self.fine_voxel} m, "
+                                  f"origin {self.origin.tolist()})")
         self.model_id = f"hgca:{path.name}" + (f"+coarse:{Path(self.config.coarse_checkpoint).name}"
                                                if self.config.coarse_checkpoint else "")
         self.rng = np.random.default_rng(self.config.seed)

@@ -43,11 +43,15 @@ class GCACompleter:
 
         if steps is not None and steps < 1:
             raise ValueError(f"GCA steps must be at least 1 (None: the model's default), got {steps}")
+        from gen3d_ros.checkpoints import checkpoint_contents
+
         self.model, self.checkpoint = load_checkpoint(checkpoint, device=check_device(device), backend=backend)
-        data = CompletionDatasetConfig.from_dict(self.checkpoint["train_config"]["data"])
-        self.voxel_size = float(data.voxel_size_m)
-        self.origin = np.asarray(data.origin, np.float64)
-        self.grid_shape = np.asarray(data.grid_shape, np.int64)
+        name = "<bundle>" if isinstance(checkpoint, Mapping) else str(checkpoint)
+        with checkpoint_contents(name, "GCA"):
+            data = CompletionDatasetConfig.from_dict(self.checkpoint["train_config"]["data"])
+            self.voxel_size = float(data.voxel_size_m)
+            self.origin = np.asarray(data.origin, np.float64)
+            self.grid_shape = np.asarray(data.grid_shape, np.int64)
         self.steps = steps
         self.device = device
         name = "bundle" if isinstance(checkpoint, Mapping) else Path(checkpoint).name

@@ -322,19 +322,20 @@ def load_checkpoint(path: str | Path | Mapping, *, device: str = "cpu", backend:
 
     A checkpoint with a ``planner_config`` gives a :class:`PlannedGCATransition`, else a :class:`GCATransition`.
     """
-    from gen3d_ros.checkpoints import CheckpointError, checkpoint_contents, read_checkpoint
+    from gen3d_ros.checkpoints import CheckpointError, checkpoint_contents, load_model, read_checkpoint
 
     ckpt, path = read_checkpoint(path, "gen3d_ros GCA", (CHECKPOINT_FORMAT, PLANNED_CHECKPOINT_FORMAT))
     planner = ckpt.get("planner_config")
     if (ckpt["format"] == PLANNED_CHECKPOINT_FORMAT) != bool(planner):
         raise CheckpointError(f"{path}: format {ckpt['format']!r} but planner_config is {planner!r}")
     with checkpoint_contents(path, "GCA"):
-        if planner:
-            model = PlannedGCATransition(GCAConfig(**ckpt["gca_config"]), BEVPlannerConfig(**planner),
-                                         backend=backend)
-        else:
-            model = GCATransition(GCAConfig(**ckpt["gca_config"]), backend=backend)
-        model.load_state_dict(ckpt["state_dict"])
+        config = GCAConfig(**ckpt["gca_config"])
+        planner_config = BEVPlannerConfig(**planner) if planner else None
+    if planner_config is not None:
+        model = load_model(path, "planned GCA", lambda: PlannedGCATransition(config, planner_config, backend=backend),
+                           ckpt["state_dict"])
+    else:
+        model = load_model(path, "GCA", lambda: GCATransition(config, backend=backend), ckpt["state_dict"])
     return model.to(device).eval(), ckpt
 
 

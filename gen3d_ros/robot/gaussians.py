@@ -423,6 +423,11 @@ class RobotGaussianModel(torch.nn.Module):
         with checkpoint_contents(name, "Dr. Robot"):
             config = GaussianModelConfig(**ckpt["config"])
             sha, robot_name = str(ckpt["urdf_sha256"]), str(ckpt["robot_name"])
+            stored = ckpt["state_dict"]["means"]
+        # the model samples config.n_gaussians surface points when built: never more than the file holds
+        if not isinstance(stored, torch.Tensor) or tuple(stored.shape) != (config.n_gaussians, 3):
+            raise CheckpointError(f"{name}: config says {config.n_gaussians} Gaussians but the stored means are "
+                                  f"{list(getattr(stored, 'shape', []))}")
         if robot is None:
             robot = load_robot(config.urdf)
         if robot.urdf_sha256 != sha:

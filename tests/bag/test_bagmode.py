@@ -14,6 +14,7 @@ from gen3d_ros.completion.processor import CompletionConfig
 from gen3d_ros.io.messages import rosbags_factory, stamp_to_nanoseconds
 from gen3d_ros.io.rosbag2 import BagReader, BagWriter, OutputExistsError, read_messages
 from gen3d_ros.pipeline.completion import CompletionStage
+from gen3d_ros.outputs import OutputError
 
 #: coarse and shallow: about 50 ms a cloud
 FAST = dict(voxel_size=0.4, poisson_depth=6, roi_radius=12.0)
@@ -149,6 +150,12 @@ def test_existing_output_is_refused_and_the_input_is_never_the_output(tmp_path: 
     for bad in (tmp_path / "in", tmp_path / "in" / "nested"):
         with pytest.raises(BagModeError, match="input"):
             run_bag(tmp_path / "in", bad, stages=[fast_stage()], progress=False, force=True)
+    # --force replaces only what gen3d_ros wrote: not the folder the user made, but a bag of ours
+    with pytest.raises(OutputError, match="not written by gen3d_ros"):
+        run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False, force=True)
+    assert list((tmp_path / "out").iterdir()) == []
+    (tmp_path / "out").rmdir()
+    run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False)
     run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False, force=True)
     assert by_topic(tmp_path / "out")["/gen3d/completion/mesh"]
 
