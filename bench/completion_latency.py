@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from gen3d_ros.outputs import atomic_path, write_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     command = shlex.join(["bench/completion_latency.py", *(sys.argv[1:] if argv is None else argv)])
     if args.save_sweeps:
-        np.savez_compressed(args.save_sweeps, **{f"sweep_{i}": s for i, s in enumerate(demo_sweeps(args.n))})
+        with atomic_path(args.save_sweeps) as tmp, open(tmp, "wb") as stream:
+            np.savez_compressed(stream, **{f"sweep_{i}": s for i, s in enumerate(demo_sweeps(args.n))})
         return {}
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "command": command})
     args.out.mkdir(parents=True, exist_ok=True)
     name = "completion_latency" + ("_cuda" if args.device.startswith("cuda") else "")
-    (args.out / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_text(args.out / f"{name}.json", json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     return out
 

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from gen3d_ros.outputs import write_text, save_figure  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout without installing
@@ -565,7 +566,7 @@ def plot_scenes(scenes: list[SceneResult], path: Path, *, title: str) -> None:
                      label="height above sensor [m]")
         sub.suptitle(f"scene seed {sc.seed}", fontsize=11, x=0.02, ha="left")
     fig.suptitle(title, fontsize=13)
-    fig.savefig(path, dpi=100, facecolor="white")
+    save_figure(fig, path, dpi=100, facecolor="white")
     plt.close(fig)
 
 
@@ -635,8 +636,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out["total_seconds"] = time.perf_counter() - start  # everything but writing the text files
     table = markdown_table(out)
     print(table)
-    (args.out / "completion_quality.md").write_text(f"# Scene completion quality\n\n{table}")
-    (args.out / "completion_quality.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_text(args.out / "completion_quality.md", f"# Scene completion quality\n\n{table}")
+    write_text(args.out / "completion_quality.json", json.dumps(out, indent=2) + "\n")
     return out
 
 

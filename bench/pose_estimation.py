@@ -49,6 +49,7 @@ from gen3d_ros.robot.camera import PinholeCamera, sphere_camera  # noqa: E402
 from gen3d_ros.robot.gaussians import RobotGaussianModel  # noqa: E402
 from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig  # noqa: E402
 from gen3d_ros.robot.urdf import load_robot_npz, save_robot_npz  # noqa: E402
+from gen3d_ros.outputs import atomic_path, write_text  # noqa: E402
 
 METHODS = {
     # the default: silhouette search over 16 azimuths x 4 elevations x 128 joint samples + hill climbing, base-yaw
@@ -165,7 +166,7 @@ def write_markdown(results: dict, path: Path) -> None:
             "(64 px, the untrained model's own renders as images) are not comparable.", "",
             "CPU seconds are wall time on a 2-core machine shared with other jobs (a test suite ran alongside): treat "
             "them as upper bounds.", ""]
-    path.write_text("\n".join(out))
+    write_text(path, "\n".join(out))
 
 
 def merge_results(path: Path, new: dict) -> dict:
@@ -208,7 +209,7 @@ def main() -> int:
     json_path, md_path = args.out / "pose_estimation.json", args.out / "pose_estimation.md"
     if args.merge is not None:
         merged = merge_results(json_path, json.loads(args.merge.read_text()))
-        json_path.write_text(json.dumps(merged, indent=2) + "\n")
+        write_text(json_path, json.dumps(merged, indent=2) + "\n")
         write_markdown(merged, md_path)
         print(md_path.read_text())
         return 0
@@ -232,7 +233,8 @@ def main() -> int:
         args.write_scenes.mkdir(parents=True, exist_ok=True)
         scenes = sample_scenes(robot, args.views, camera, args.seed, background)
         scenes.update(size=np.array(args.size), fov_deg=np.array(spec["fov"]), background=np.array(background))
-        np.savez_compressed(args.write_scenes / "scenes.npz", **scenes)
+        with atomic_path(args.write_scenes / "scenes.npz") as tmp, open(tmp, "wb") as stream:
+            np.savez_compressed(stream, **scenes)
         shutil.copy(checkpoint, args.write_scenes / "model.pt")
         save_robot_npz(robot, args.write_scenes / "robot.npz")  # the robot as loaded, whatever it came from
         print({p.name: round(p.stat().st_size / 1e6, 2) for p in sorted(args.write_scenes.iterdir())})
@@ -328,7 +330,7 @@ def main() -> int:
         print(name, {k: round(v, 3) for k, v in metrics.items()}, flush=True)
         # written after every method (a run cut short keeps what it finished), merged with the other robots
         merged = merge_results(json_path, results)
-        json_path.write_text(json.dumps(merged, indent=2) + "\n")
+        write_text(json_path, json.dumps(merged, indent=2) + "\n")
         write_markdown(merged, md_path)
     print(md_path.read_text())
     return 0

@@ -42,6 +42,7 @@ from gen3d_ros.robot.gaussians import RobotGaussianModel, load_robot  # noqa: E4
 from gen3d_ros.robot.splatting import available_splat_backends, psnr  # noqa: E402
 from gen3d_ros.robot.training import ViewSet, load_or_render_views, robot_train_config, train_robot  # noqa: E402
 from gen3d_ros.robot.urdf import RobotModel, load_robot_npz, save_robot_npz  # noqa: E402
+from gen3d_ros.outputs import write_text  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 RESOLUTIONS = (128, 256, 512)
@@ -188,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     results.update(time_backends(model, val, cfg.fov_deg, cfg.background, backends, args.reps))
     for b in backends:
         results[f"device.{b}"] = metrics["device"]
-    (args.out / "robot_render.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_text(args.out / "robot_render.json", json.dumps(results, indent=1) + "\n")
     shutil.copy(run_dir / "model.pt", args.out / "robot_render_model.pt")
     for name in ("preview.png", "curves.png", "metrics.json"):
         if (run_dir / name).is_file():
@@ -212,7 +213,7 @@ def cmd_cpu_timings(args: argparse.Namespace) -> None:
     results["device.torch_cpu"] = f"cpu: {platform.processor() or platform.machine()}, {args.threads} thread(s), " \
                                   f"torch {torch.__version__} (shared 2-core machine)"
     results["command_cpu_timings"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    path.write_text(json.dumps(results, indent=1) + "\n")
+    write_text(path, json.dumps(results, indent=1) + "\n")
     write_markdown(results, args.results / "robot_render.md")
     print(json.dumps(timings, indent=1))
 
@@ -236,7 +237,7 @@ def write_markdown(results: dict, path: Path) -> None:
         lines.append(f"| {backend} ({results.get('device.' + backend, '?')}) | {res} | {results[key]} | "
                      f"{results.get(f'ms_per_frame_fwd_bwd.{backend}.{res}', '')} |")
     lines += ["", f"Command: `{results.get('command')}`", ""]
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:

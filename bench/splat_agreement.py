@@ -45,6 +45,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout without install
 import torch  # noqa: E402
 
 from gen3d_ros.robot.camera import PinholeCamera, sample_sphere_cameras  # noqa: E402
+from gen3d_ros.outputs import write_text  # noqa: E402
 from gen3d_ros.robot.splatting import (  # noqa: E402
     RenderOutput,
     available_splat_backends,
@@ -302,9 +303,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     # strict JSON: NaN/inf (an empty comparison, identical images) become null
     finite = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in results.items()}
-    (args.out / "splat_agreement.json").write_text(json.dumps(finite, indent=2) + "\n")
+    write_text(args.out / "splat_agreement.json", json.dumps(finite, indent=2) + "\n")
     md = markdown(results)
-    (args.out / "splat_agreement.md").write_text(md)
+    write_text(args.out / "splat_agreement.md", md)
     print(md)
     return results
 

@@ -915,7 +915,7 @@ class _CrcMcapWriter(McapWriter):
 
     def close(self, version: int, metadata: str) -> None:
         super().close(version, metadata)
-        with open(self.path, "r+b") as bio:
+        with open(self.path, "r+b") as bio:  # atomic: patches the CRCs of the bag in BagWriter's temporary folder
             size = bio.seek(0, os.SEEK_END)
             footer = _mcap_footer(bio, size)
             if footer is None or not footer[0]:

@@ -286,7 +286,7 @@ def load_or_render_views(
             log.info("view cache %s does not match the config; re-rendering", path)
         t0 = time.perf_counter()
         out[name] = render_views(robot, cfg, kind, n, seed)
-        out[name].save(path)
+        out[name].save(path)  # atomic: ViewSet.save writes through outputs.atomic_path
         log.info("rendered %d %s views in %.1f s -> %s", n, name, time.perf_counter() - t0, path)
     return out
 
@@ -549,7 +549,8 @@ def _train(cfg: RobotTrainConfig, out_dir: Path, robot: RobotModel, device: torc
         "iterations": done,
         "val_curve": val_curve,
     }
-    model.save(out_dir / "model.pt", extra={"train_config": dataclasses.asdict(cfg)},
+    model.save(out_dir / "model.pt",  # atomic: RobotGaussianModel.save uses outputs.save_torch
+               extra={"train_config": dataclasses.asdict(cfg)},
                metrics={k: v for k, v in metrics.items() if k != "val_curve"})
     metrics["checkpoint_bytes"] = (out_dir / "model.pt").stat().st_size
     write_preview(model, views["val"], cfg, out_dir / "preview.png")
