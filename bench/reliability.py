@@ -215,6 +215,17 @@ def rss_mb(pid: int | None) -> float | None:
         return None
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 when it is gone)."""
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+        return times.user + times.system
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return 0.0
+
+
 def node_pids(probe: Probe, node: NodeProcess) -> tuple[int | None, int | None]:
     """(node process pid, stage process pid): the stage's parent is the node (the wheels' bootstrapper may
     re-execute the interpreter, so the Popen pid is not trusted)."""
@@ -341,6 +352,8 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
             if delay > 0:
                 stop.wait(delay)
                 continue
+            if delay < -period:  # this process was starved: resume the 10 Hz beat, no catch-up burst
+                start = time.monotonic() - i * period
             msg = clouds[i % len(clouds)]
             now = time.time_ns()
             msg.header.stamp.sec, msg.header.stamp.nanosec = now // 10**9, now % 10**9
@@ -358,8 +371,12 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
         probe.spin_until(lambda: probe.values().get("stage_pid") not in (None, "None"), 5.0, node)
         node_pid, stage_pid = node_pids(probe, node)
         rss_start = (rss_mb(node_pid), rss_mb(stage_pid))
+        cpu_start = (cpu_seconds(node_pid), time.monotonic())
         t0, first_meshes, first_published = time.monotonic(), len(probe.meshes), published["n"]
         start_values = probe.values()
+        load_start = os.getloadavg()[0]
+        rss_max = list(rss_start)
+        per_minute: list[dict[str, int]] = []
         total = int(args.minutes * 60)
         with tqdm(total=total, desc="soak", unit="s") as bar:
             done = 0
@@ -369,10 +386,19 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
                 bar.update(now_done - done)
                 done = now_done
                 v = probe.values()
+                node_pid, stage_pid = node_pids(probe, node)  # a restarted stage process has a new pid
+                for k, pid in enumerate((node_pid, stage_pid)):
+                    rss_max[k] = max(x for x in (rss_max[k], rss_mb(pid), 0.0) if x is not None)
+                if done >= 60 * (len(per_minute) + 1):
+                    per_minute.append({"published": published["n"] - first_published, **{
+                        k: int(v[k]) - int(start_values[k]) for k in ("received", "processed", "dropped")}})
                 bar.set_postfix(pub=published["n"], recv=v.get("received"), proc=v.get("processed"),
                                 drop=v.get("dropped"), fail=v.get("failed"))
         soak_s = time.monotonic() - t0
+        node_pid, stage_pid = node_pids(probe, node)
         rss_end = (rss_mb(node_pid), rss_mb(stage_pid))
+        node_cpu = (cpu_seconds(node_pid) - cpu_start[0]) / (time.monotonic() - cpu_start[1])
+        load_end = os.getloadavg()[0]
         stop.set()
         last_published = published["n"]
         publisher.join(5.0)
@@ -402,19 +428,29 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
             "soak_outputs": len(meshes),
             "soak_latency_ms_p50": float(np.percentile(latencies, 50)) if len(latencies) else None,
             "soak_latency_ms_p99": float(np.percentile(latencies, 99)) if len(latencies) else None,
-            "soak_rss_mb_start": sum(x for x in rss_start if x is not None),
-            "soak_rss_mb_end": sum(x for x in rss_end if x is not None),
+            "soak_rss_mb_start": None if None in rss_start else sum(rss_start),
+            "soak_rss_mb_end": None if None in rss_end else sum(rss_end),
             "soak_node_rss_mb_start": rss_start[0],
             "soak_node_rss_mb_end": rss_end[0],
             "soak_worker_rss_mb_start": rss_start[1],
             "soak_worker_rss_mb_end": rss_end[1],
+            "soak_node_rss_mb_max": rss_max[0],
+            "soak_worker_rss_mb_max": rss_max[1],
+            "soak_node_cpu_percent": round(100 * node_cpu, 1),
+            "soak_loadavg_1min_start": load_start,
+            "soak_loadavg_1min_end": load_end,
+            **{f"soak_{k}_by_minute": [m[k] for m in per_minute]
+               for k in ("published", "received", "processed", "dropped")},
             "soak_stage_restarts": int(float(values.get("stage_process_restarts", "0"))),
             "soak_pub_qos": args.pub_qos,
             "soak_input_qos": values.get("input.cloud.qos", ""),
-            "soak_note": ("counts are from the first mesh (after start-up) to the end; received counts the "
-                          "node's subscription callbacks, published - received is what the transport lost (about "
-                          "one report, <= 1 s, of skew between the two counts); latency: sweep stamp (wall clock at publish) to the CompletedMesh "
-                          "arriving here; RSS: at the first mesh and at the end"),
+            "soak_note": ("counts are from the first mesh (after start-up) to the end (*_by_minute: "
+                          "cumulative, once a minute); received counts the "
+                          "node's subscription callbacks, published - received is what the transport lost (up "
+                          "to one diagnostics report, 1 s, of skew between the two counts); latency: sweep stamp "
+                          "(wall clock at publish) to the CompletedMesh arriving here; RSS: at the first mesh, "
+                          "at the end (the stage process of then: it may have been restarted) and the largest "
+                          "sampled once a second; node CPU: % of one core over the soak"),
         }
     finally:
         stop.set()
