@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from gen3d_ros.outputs import atomic_path, write_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from gen3d_ros.outputs import atomic_path, write_text  # noqa: E402
 
 
 def demo_sweeps(n: int) -> list[np.ndarray]:

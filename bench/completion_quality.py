@@ -47,11 +47,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from gen3d_ros.outputs import write_text, save_figure  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(REPO))
+
+from gen3d_ros.outputs import write_text, save_figure  # noqa: E402
 
 DEFAULT_CHECKPOINT = REPO / "gen3d_ros" / "models" / "gca_demo.pt"
 DEFAULT_HGCA = REPO / "gen3d_ros" / "models" / "hgca_demo.pt"
