@@ -16,6 +16,12 @@ effort publisher (``matched: false``: nothing can arrive). Writes ``qos_transpor
 ``<pub>/<sub>/<size>MB.delivery``, ``….latency_ms_p50``, ``….latency_ms_p99``, ``….matched``; device, versions,
 ``net.core.rmem_max``, command) and ``qos_transport.md`` into ``--out`` (default ``bench/results``).
 
+``--long-count N`` adds long runs (``long/reliable/<sub>/<size>MB.*`` keys): N reliable clouds of
+``--long-size-mb`` at ``--long-rate`` Hz per subscription depth, with the delivery before and after the first
+1000 messages: over Fast DDS 2.14, a reliable subscription whose history depth is below the publisher's (10 for
+``rclcpp::QoS(10)``) gets every cloud for about 1000 clouds and then only a fraction, while depth 10 keeps
+getting them all. ``--skip-matrix`` runs only those and merges them into an existing ``qos_transport.json``.
+
 Children are this script itself (``pub`` / ``sub`` subcommands), each in its own ROS domain per pair.
 """
 
@@ -44,6 +50,7 @@ TOPIC = "/qos_bench/cloud"
 PUB_KINDS = ("best_effort", "reliable")
 SUB_KINDS = ("sensor_data", "reliable_d1", "reliable_d5")
 POINT_STEP = 16  # x, y, z, intensity float32
+LONG_WINDOW = 1000  # messages: the long runs report delivery before and after this many
 
 #: Subscriber-side Fast DDS profiles tried by ``--xml`` (only the receiving participant gets them: a LiDAR
 #: driver's participant is not ours to configure). ``udp``: no shared memory, UDP with a 4 MiB receive buffer
@@ -76,7 +83,8 @@ def qos_of(kind: str):
 
     best, rel = ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.RELIABLE
     reliability, depth = {"best_effort": (best, 5), "reliable": (rel, 10), "sensor_data": (best, 5),
-                          "reliable_d1": (rel, 1), "reliable_d5": (rel, 5)}[kind.split("+")[0]]
+                          "reliable_d1": (rel, 1), "reliable_d5": (rel, 5),
+                          "reliable_d10": (rel, 10)}[kind.split("+")[0]]
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
                       durability=DurabilityPolicy.VOLATILE)
 
@@ -195,10 +203,17 @@ def measure_pair(pub: str, sub: str, size_mb: float, args: argparse.Namespace, d
         raise RuntimeError(f"subscriber ({pub}/{sub}/{size_mb} MB) failed: {err[-2000:]}")
     result = json.loads(out.strip().splitlines()[-1])
     latencies = np.array(list(result["received"].values()), float)
-    delivered = len([k for k in result["received"] if int(k) < args.count])
+    indices = np.array([int(k) for k in result["received"]], int)
+    delivered = int((indices < args.count).sum())
     matched = not (pub == "best_effort" and sub.startswith("reliable"))
+    windows = {}
+    if args.count >= 2 * LONG_WINDOW:  # long runs: does delivery hold up after the first LONG_WINDOW messages?
+        windows = {f"delivery_first_{LONG_WINDOW}": float((indices < LONG_WINDOW).sum()) / LONG_WINDOW,
+                   f"delivery_after_{LONG_WINDOW}": float(((indices >= LONG_WINDOW) & (indices < args.count)).sum())
+                   / (args.count - LONG_WINDOW)}
     return {
         "delivery": delivered / args.count,
+        **windows,
         "latency_ms_p50": float(np.percentile(latencies, 50)) if len(latencies) else None,
         "latency_ms_p99": float(np.percentile(latencies, 99)) if len(latencies) else None,
         "matched": matched and result["publisher_seen"],
@@ -241,6 +256,24 @@ def markdown(results: dict, sizes: list[float], subs: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def long_table(results: dict) -> str:
+    """Markdown of the long runs in ``results`` ("" when there are none)."""
+    keys = sorted({k.rsplit(".", 1)[0] for k in results if k.startswith("long/reliable/")})
+    if not keys:
+        return ""
+    lines = [f"\n## Long runs: {results.get('long.clouds')} reliable clouds at {results.get('long.rate_hz')} Hz\n",
+             f"| subscription | size | all | first {LONG_WINDOW} | after {LONG_WINDOW} | p50 latency |",
+             "|---|---|---|---|---|---|"]
+    for key in keys:
+        _, _, sub_kind, size = key.split("/")
+        r = {name: results.get(f"{key}.{name}") for name in ("delivery", f"delivery_first_{LONG_WINDOW}",
+                                                            f"delivery_after_{LONG_WINDOW}", "latency_ms_p50")}
+        cells = [f"{100 * v:.0f} %" if v is not None else "-" for v in list(r.values())[:3]]
+        p50 = r["latency_ms_p50"]
+        lines.append(f"| {sub_kind} | {size} | {' | '.join(cells)} | {f'{p50:.0f} ms' if p50 else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd")
@@ -261,6 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--linger-s", type=float, default=2.0, help="time after the last message [s]")
     parser.add_argument("--xml", action="store_true", help="also try best effort with a subscriber-side Fast DDS "
                         "profile (bigger UDP receive buffer and SHM segment)")
+    parser.add_argument("--long-count", type=int, default=0, help="also a long run per --long-subs setting: "
+                        "this many reliable clouds (0: none); reports delivery before and after 1000 messages")
+    parser.add_argument("--long-rate", type=float, default=20.0, help="rate of the long runs [Hz]")
+    parser.add_argument("--long-size-mb", type=float, default=2.4, help="cloud size of the long runs [MB]")
+    parser.add_argument("--long-subs", nargs="+", default=["reliable_d1", "reliable_d5", "reliable_d10"])
+    parser.add_argument("--skip-matrix", action="store_true", help="only the long runs, merged into an existing "
+                        "qos_transport.json")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
     if args.cmd == "pub":
@@ -277,25 +317,42 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in XML_PROFILES.items():
         (xml_dir / f"{name}.xml").write_text(text)
     results: dict[str, object] = {}
-    pairs = [(pub, sub_kind, size) for size in args.sizes_mb for pub in PUB_KINDS for sub_kind in subs]
+    pairs = [] if args.skip_matrix else [(pub, sub_kind, size) for size in args.sizes_mb for pub in PUB_KINDS
+                                         for sub_kind in subs]
     base = 100 + os.getpid() % 50  # one ROS domain per pair: no leftover endpoint of the last pair interferes
+    command = "bench/qos_transport.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         for n, (pub, sub_kind, size) in enumerate(tqdm(pairs, desc="qos pairs")):
             r = measure_pair(pub, sub_kind, size, args, base + n % 60, xml_dir)
             for key, value in r.items():
                 results[f"{pub}/{sub_kind}/{size:g}MB.{key}"] = value
+        if args.long_count:
+            long_args = argparse.Namespace(**{**vars(args), "count": args.long_count, "rate": args.long_rate})
+            for n, sub_kind in enumerate(tqdm(args.long_subs, desc="long runs")):
+                r = measure_pair("reliable", sub_kind, args.long_size_mb, long_args, base + 60 + n, xml_dir)
+                for key, value in r.items():
+                    results[f"long/reliable/{sub_kind}/{args.long_size_mb:g}MB.{key}"] = value
+            results.update({"long.clouds": args.long_count, "long.rate_hz": args.long_rate,
+                            "long.command": command})
     finally:
         shutil.rmtree(xml_dir, ignore_errors=True)
     cpu = platform.processor() or platform.machine()
-    results.update({"clouds_per_pair": args.count, "rate_hz": args.rate,
-                    "device": f"cpu: {cpu}, {os.cpu_count()} core(s), publisher and subscriber on one host",
-                    **versions(),
-                    "command": "bench/qos_transport.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])})
+    path = args.out / "qos_transport.json"
+    if args.skip_matrix:  # keep the matrix of an earlier run
+        results = {**json.loads(path.read_text()), **results}
+    else:
+        results.update({"clouds_per_pair": args.count, "rate_hz": args.rate,
+                        "device": f"cpu: {cpu}, {os.cpu_count()} core(s), publisher and subscriber on one host",
+                        **versions(), "command": command})
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "qos_transport.json", results)
-    table = markdown(results, args.sizes_mb, subs)
-    write_text(args.out / "qos_transport.md", "# PointCloud2 delivery by QoS and size (10 Hz, Fast DDS)\n\n" + table)
-    print(table)
+    write_json(path, results)
+    table = markdown(results, args.sizes_mb, subs if not args.skip_matrix else
+                     sorted({k.split("/")[1] for k in results if "/" in k and not k.startswith("long/")},
+                            key=lambda k: (k not in SUB_KINDS, k)))
+    long_rows = long_table(results)
+    write_text(args.out / "qos_transport.md", "# PointCloud2 delivery by QoS and size (10 Hz, Fast DDS)\n\n" + table
+               + long_rows)
+    print(table + long_rows)
     return 0
 
 
