@@ -7,8 +7,9 @@ A node has two kinds of parameters:
   ``IntegerRange`` from the field's ``lo``/``hi``. They may change at runtime: the node rebuilds its stage
   from them and rejects a change that the dataclass does not validate, or that names a file (checkpoint,
   URDF) that does not exist or is not of the right kind (``Stage.check_config``).
-- **host parameters** (:func:`host_param_specs`): topics, input QoS, input timeout, worker kind. They are read-only (the endpoints are
-  created once), so a runtime change is rejected by rclpy with "Trying to set a read-only parameter".
+- **host parameters** (:func:`host_param_specs`): topics, input QoS, input timeout, worker kind. They are
+  read-only (the endpoints are created once), so a runtime change is rejected by rclpy with "Trying to set a
+  read-only parameter".
 
 Topic convention: for every logical input ``<in>`` of the stage, a parameter ``<in>_topic`` (default
 ``/gen3d/input/<in>``: inputs are shared sensors, the same LiDAR feeds every stage); for every logical
@@ -75,8 +76,11 @@ def host_param_specs(inputs: Iterable[str], outputs: Iterable[str], topics: Mapp
                            "and go), 'reliable', or 'sensor_data' (best effort). Over Fast DDS, best-effort "
                            "messages above ~512 KiB are mostly lost (bench/results/qos_transport.json)",
                            "", None, None, INPUT_QOS_CHOICES))
-    specs.append(ParamSpec("input_depth", 1, int, "history depth of the input subscriptions; the worker keeps "
-                           "only the latest message anyway", "messages", 1, 1000, None))
+    specs.append(ParamSpec("input_depth", 10, int, "history depth of the input subscriptions; the worker keeps "
+                           "only the latest message anyway, but a reliable subscription needs at least the "
+                           "publisher's depth (10 for rclcpp::QoS(10)): over Fast DDS a smaller one gets every "
+                           "large message for ~1000 messages, then only a fraction (bench/results/"
+                           "qos_transport.json)", "messages", 1, 1000, None))
     specs.append(ParamSpec("input_timeout", 3.0, float, "/diagnostics warns when a topic has publishers but no "
                            "message arrived for this long (QoS mismatch, messages too large for best effort); "
                            "0: never", "s", 0.0, 3600.0, None))

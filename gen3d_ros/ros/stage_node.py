@@ -6,7 +6,8 @@ topics. The host does the rest, the same way for every stage:
 - parameters: one per config field (descriptor with description/unit/range from the dataclass, changeable at
   runtime) + read-only host parameters ``<in>_topic``, ``<out>_topic``, ``input_qos``, ``input_depth``,
   ``input_timeout``, ``worker`` (see :mod:`gen3d_ros.ros.params`);
-- one subscription per stage input, depth ``input_depth``; its reliability follows ``input_qos``: ``auto`` (the
+- one subscription per stage input, depth ``input_depth`` (10: at least a reliable publisher's, see
+  :mod:`gen3d_ros.ros.params`); its reliability follows ``input_qos``: ``auto`` (the
   default) subscribes reliable while every publisher of the topic is reliable and best effort once one is
   best effort (re-chosen once a second as publishers come and go), so real-size sweeps (2-4 MB, which best
   effort loses over Fast DDS) arrive from reliable publishers and best-effort publishers still match;
@@ -329,6 +330,8 @@ class StageNode(Node):
         reconfiguration is reported and its parameters are set back (in the executor, :meth:`_apply_revert`)."""
         if not reason:
             self._stage_error = ""
+            return
+        if self._shutting_down:  # the child was stopped under a build: nothing to report or revert
             return
         running = self._stage_process.config if self._stage_process is not None else None
         if config is running:  # the configuration that should run cannot be built: nothing runs
