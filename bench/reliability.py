@@ -16,9 +16,10 @@
   ~125k points) driving through a generated street, in a Velodyne driver's point layout (x, y, z, intensity
   float32, ring uint16, time float32: 22 bytes a point, ~2.7 MB a sweep), published reliable (``rclcpp::QoS(10)``,
   the default of most drivers) at ``--rate`` Hz for ``--minutes``. Counts frames published, received by the node,
-  processed, dropped by its latest-only queue, meshes received back; latency from the sweep's stamp (wall clock
-  at publish) to the mesh's arrival (p50/p99); RSS of the node process and of its stage process at the first
-  mesh and at the end.
+  processed, dropped by its latest-only queue, outputs received back (``--listen``: the completed voxels by
+  default, cheap to receive; or the CompletedMesh), also per minute; latency from the sweep's stamp (wall clock
+  at publish) to the output's arrival (p50/p99); RSS of the node process and of its stage process at the first
+  output, at the end and the largest seen; the node's CPU share.
 - ``fuzz``: ``GEN3D_FUZZ_SCALE=<scale> pytest tests/fuzz`` in this process, then the fuzz harness's counts
   (``fuzz_cases``, ``fuzz_crashes``), and ``checkpoint_loads_weights_only`` (no ``weights_only=False`` and no
   ``pickle.load`` under ``gen3d_ros/`` and ``bench/``).
@@ -56,6 +57,7 @@ for _path in (REPO, ROS_TESTS):
 NODE_NAME = "completion_node"
 CLOUD_TOPIC = "/gen3d/input/cloud"
 MESH_TOPIC = "/gen3d/completion/mesh"
+VOXELS_TOPIC = "/gen3d/completion/voxels"
 
 
 # --- results ---------------------------------------------------------------------------------------------------
@@ -140,10 +142,13 @@ class NodeProcess:
 
 
 class Probe:
-    """An rclpy node in this process: publishes clouds, collects meshes (stamp, arrival) and the node's
-    diagnostics. ``spin(seconds)`` runs its executor in the calling thread."""
+    """An rclpy node in this process: publishes clouds, collects the node's outputs (stamp, arrival, size) and its
+    diagnostics. ``listen``: ``mesh`` (CompletedMesh: rclpy builds a Python object per vertex and triangle, ~1 s
+    of this process's CPU for a 100k-point sweep's mesh) or ``voxels`` (the completed voxels, a PointCloud2 with
+    the same stamp, published in the same step: cheap to receive, so this process does not compete with the
+    node for the CPU). :meth:`spin_until` runs its executor in the calling thread."""
 
-    def __init__(self, domain: int, pub_qos: str = "reliable") -> None:
+    def __init__(self, domain: int, pub_qos: str = "reliable", listen: str = "mesh") -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -165,11 +170,20 @@ class Probe:
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.meshes: list[tuple[int, float, int]] = []  # (stamp ns, arrival wall ns, triangles)
         self._lock = threading.Lock()
-        self.node.create_subscription(CompletedMesh, MESH_TOPIC, self._on_mesh, reliable)
+        if listen == "mesh":
+            self.node.create_subscription(CompletedMesh, MESH_TOPIC, self._on_mesh, reliable)
+        else:
+            self.node.create_subscription(PointCloud2, VOXELS_TOPIC, self._on_voxels, reliable)
         self.diag: list[Any] = []
         self.node.create_subscription(
             DiagnosticArray, "/diagnostics",
             lambda a: self.diag.extend(s for s in a.status if s.name.startswith(NODE_NAME)), reliable)
+
+    def _on_voxels(self, msg: Any) -> None:
+        arrival = time.time_ns()
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        with self._lock:
+            self.meshes.append((stamp, arrival, int(msg.width)))
 
     def _on_mesh(self, msg: Any) -> None:
         arrival = time.time_ns()
@@ -338,7 +352,7 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
     domain = domain_id()
     log_dir = Path(tempfile.mkdtemp(prefix="reliability_soak_"))
     print(f"simulating {args.sweeps} {args.preset} sweeps ...", flush=True)
-    probe = Probe(domain, args.pub_qos)
+    probe = Probe(domain, args.pub_qos, listen=args.listen)
     clouds = velodyne_clouds(args.preset, args.sweeps, args.seed)
     cloud_bytes = int(np.mean([len(c.data) for c in clouds]))
     node = NodeProcess(domain, params, log_dir)
@@ -367,7 +381,7 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
         publisher = threading.Thread(target=publish_loop, name="soak_publisher", daemon=True)
         publisher.start()
         if not probe.spin_until(lambda: probe.meshes, 600.0, node):
-            raise RuntimeError(f"no mesh within 600 s of the first sweep:\n{node.tail()}")
+            raise RuntimeError(f"no output within 600 s of the first sweep:\n{node.tail()}")
         probe.spin_until(lambda: probe.values().get("stage_pid") not in (None, "None"), 5.0, node)
         node_pid, stage_pid = node_pids(probe, node)
         rss_start = (rss_mb(node_pid), rss_mb(stage_pid))
@@ -443,12 +457,14 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
                for k in ("published", "received", "processed", "dropped")},
             "soak_stage_restarts": int(float(values.get("stage_process_restarts", "0"))),
             "soak_pub_qos": args.pub_qos,
+            "soak_listen": args.listen,
             "soak_input_qos": values.get("input.cloud.qos", ""),
-            "soak_note": ("counts are from the first mesh (after start-up) to the end (*_by_minute: "
+            "soak_note": ("counts are from the first output (after start-up) to the end (*_by_minute: "
                           "cumulative, once a minute); received counts the "
                           "node's subscription callbacks, published - received is what the transport lost (up "
                           "to one diagnostics report, 1 s, of skew between the two counts); latency: sweep stamp "
-                          "(wall clock at publish) to the CompletedMesh arriving here; RSS: at the first mesh, "
+                          "(wall clock at publish) to the output (soak_listen) arriving here; RSS: at the first "
+                          "output, "
                           "at the end (the stage process of then: it may have been restarted) and the largest "
                           "sampled once a second; node CPU: % of one core over the soak"),
         }
@@ -528,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     soak.add_argument("--rate", type=float, default=10.0, help="publishing rate [Hz]")
     soak.add_argument("--pub-qos", choices=["reliable", "best_effort"], default="reliable")
     soak.add_argument("--seed", type=int, default=0)
+    soak.add_argument("--listen", choices=["voxels", "mesh"], default="voxels",
+                      help="output whose arrival ends a frame's latency (see Probe)")
     soak.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
                       help="node parameter override (repeatable)")
     fuzz = sub.add_parser("fuzz", help="tests/fuzz at a larger scale")
