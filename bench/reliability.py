@@ -405,7 +405,9 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
                     rss_max[k] = max(x for x in (rss_max[k], rss_mb(pid), 0.0) if x is not None)
                 if done >= 60 * (len(per_minute) + 1):
                     per_minute.append({"published": published["n"] - first_published, **{
-                        k: int(v[k]) - int(start_values[k]) for k in ("received", "processed", "dropped")}})
+                        k: int(v[k]) - int(start_values[k]) for k in ("received", "processed", "dropped")},
+                        "node_rss_mb": round(rss_mb(node_pid) or 0.0, 1),
+                        "worker_rss_mb": round(rss_mb(stage_pid) or 0.0, 1)})
                 bar.set_postfix(pub=published["n"], recv=v.get("received"), proc=v.get("processed"),
                                 drop=v.get("dropped"), fail=v.get("failed"))
         soak_s = time.monotonic() - t0
@@ -454,13 +456,13 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
             "soak_loadavg_1min_start": load_start,
             "soak_loadavg_1min_end": load_end,
             **{f"soak_{k}_by_minute": [m[k] for m in per_minute]
-               for k in ("published", "received", "processed", "dropped")},
+               for k in ("published", "received", "processed", "dropped", "node_rss_mb", "worker_rss_mb")},
             "soak_stage_restarts": int(float(values.get("stage_process_restarts", "0"))),
             "soak_pub_qos": args.pub_qos,
             "soak_listen": args.listen,
             "soak_input_qos": values.get("input.cloud.qos", ""),
             "soak_note": ("counts are from the first output (after start-up) to the end (*_by_minute: "
-                          "cumulative, once a minute); received counts the "
+                          "cumulative counts and RSS, once a minute); received counts the "
                           "node's subscription callbacks, published - received is what the transport lost (up "
                           "to one diagnostics report, 1 s, of skew between the two counts); latency: sweep stamp "
                           "(wall clock at publish) to the output (soak_listen) arriving here; RSS: at the first "
