@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
+import numpy as np
 import yaml
 
 T = TypeVar("T")
@@ -81,6 +82,30 @@ def from_mapping(cls: type[T], values: Mapping[str, Any] | None = None, **overri
     if unknown:
         raise ValueError(f"unknown {cls.__name__} key(s) {sorted(unknown)}; known: {sorted(known)}")
     return validate(cls(**merged))
+
+
+def plain_types(value: object) -> object:
+    """``value`` with plain Python types only, ready for YAML/JSON: tuples, lists and numpy arrays become lists,
+    numpy scalars Python scalars, recursively through dicts."""
+    if isinstance(value, dict):
+        return {k: plain_types(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [plain_types(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def known_fields(cls: type, data: Mapping[str, object]) -> dict[str, object]:
+    """A copy of ``data`` after checking that every key is an init field of the dataclass ``cls``; an unknown key
+    raises ValueError naming the unknown and the known keys."""
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
+    return dict(data)
 
 
 def load_node_params(path: str | Path, node_name: str) -> dict[str, Any]:

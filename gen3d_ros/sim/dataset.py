@@ -27,8 +27,9 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from gen3d_ros.completion.voxelize import crop_voxels, point_indices, unique_voxels
+from gen3d_ros.config import known_fields as _known_fields, plain_types as _plain
 from gen3d_ros.sim.lidar import LidarConfig, simulate_scan
-from gen3d_ros.sim.scene import Scene, SceneConfig, _known_fields, _plain, generate_scene, sample_surface
+from gen3d_ros.sim.scene import Scene, SceneConfig, generate_scene, sample_surface
 
 
 @dataclass

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from gen3d_ros.sim.scene import Scene, _known_fields, _plain
+from gen3d_ros.config import known_fields, plain_types
+from gen3d_ros.sim.scene import Scene
 
 DEFAULT_REFLECTIVITY: dict[str, float] = {
     "terrain": 0.25,
@@ -166,7 +167,7 @@ class LidarConfig:
 
     def to_dict(self) -> dict[str, object]:
         """Plain types only (arrays and tuples as lists), ready for YAML/JSON."""
-        return _plain({f.name: getattr(self, f.name) for f in fields(self)})  # type: ignore[return-value]
+        return plain_types({f.name: getattr(self, f.name) for f in fields(self)})  # type: ignore[return-value]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> LidarConfig:
@@ -174,7 +175,7 @@ class LidarConfig:
         ``{"preset": "hdl64", "dropout": 0.05}``. Unknown keys raise ``ValueError`` naming them."""
         data = dict(data)
         name = data.pop("preset", None)
-        fields_ = _known_fields(cls, data)
+        fields_ = known_fields(cls, data)
         if "vertical_angles_deg" in fields_ and fields_["vertical_angles_deg"] is not None:
             fields_["vertical_angles_deg"] = np.asarray(fields_["vertical_angles_deg"], dtype=np.float64)
         if name is not None:
