@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gen3d_ros.geometry.rotations import rotation_angle_between  # noqa: E402
-from gen3d_ros.robot.camera import PinholeCamera, sphere_camera  # noqa: E402
+from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera  # noqa: E402
 from gen3d_ros.robot.gaussians import RobotGaussianModel  # noqa: E402
 from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig  # noqa: E402
 from gen3d_ros.robot.urdf import load_robot_npz, save_robot_npz  # noqa: E402

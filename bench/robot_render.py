@@ -37,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gen3d_ros.robot.camera import PinholeCamera  # noqa: E402
+from gen3d_ros.geometry.camera import PinholeCamera  # noqa: E402
 from gen3d_ros.robot.gaussians import RobotGaussianModel, load_robot  # noqa: E402
 from gen3d_ros.robot.splatting import available_splat_backends, psnr  # noqa: E402
 from gen3d_ros.robot.training import ViewSet, load_or_render_views, robot_train_config, train_robot  # noqa: E402

@@ -44,7 +44,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout without install
 
 import torch  # noqa: E402
 
-from gen3d_ros.robot.camera import PinholeCamera, sample_sphere_cameras  # noqa: E402
+from gen3d_ros.geometry.camera import PinholeCamera, sample_sphere_cameras  # noqa: E402
 from gen3d_ros.outputs import write_text  # noqa: E402
 from gen3d_ros.robot.splatting import (  # noqa: E402
     RenderOutput,

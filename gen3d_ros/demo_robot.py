@@ -63,7 +63,7 @@ def _camera(size: int, robot: Any, q: np.ndarray):
     """A 45 deg camera, 25 deg above the arm, framing the arm over the whole motion ``q`` [T, J]."""
     import torch
 
-    from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
+    from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera
     from gen3d_ros.robot.kinematics import ForwardKinematics
     from gen3d_ros.robot.meshes import posed_mesh
     from gen3d_ros.sim.robot_dataset import fitting_distance

@@ -14,7 +14,7 @@
 
 Frames and units: joints in radians (revolute) / metres (prismatic), order ``fk.joint_names``; ``T_camera_base``
 (4x4) base -> OpenCV optical camera frame, metres; pixels ``(u, v)`` = (column, row) with pixel centres at
-integer + 0.5 (:class:`~gen3d_ros.robot.camera.PinholeCamera`); times in seconds; velocities rad/s (m/s).
+integer + 0.5 (:class:`~gen3d_ros.geometry.camera.PinholeCamera`); times in seconds; velocities rad/s (m/s).
 
 Trajectories are plain data (:class:`Trajectory`); :meth:`Trajectory.joint_trajectory_fields` gives the fields of a
 ``trajectory_msgs/JointTrajectory`` as dicts/lists, and the ROS node builds the message (no rclpy here).
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gen3d_ros.robot.camera import PinholeCamera
+from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.robot.parametrization import joints_from_unconstrained, unconstrained_from_joints
 from gen3d_ros.robot.pose import image_to_tensor, mask_from_background
 

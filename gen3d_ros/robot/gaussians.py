@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gen3d_ros.geometry.rotations import matrix_to_quaternion
-from gen3d_ros.robot.camera import PinholeCamera
+from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.robot.kinematics import ForwardKinematics
 from gen3d_ros.robot.meshes import sample_surface
 from gen3d_ros.robot.splatting import SH_C0, RenderOutput, render_gaussians, render_gaussians_batched

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gen3d_ros.geometry.rigid import invert_rigid, matrix_to_quaternion_xyzw
-from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
+from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.meshes import sample_surface
 from gen3d_ros.robot.parametrization import (
     CameraPoseParam,

@@ -2,7 +2,7 @@
 
 Frames and units (see :mod:`gen3d_ros.robot`): Gaussians live in the robot ``base`` frame (metres);
 ``T_camera_base`` maps base-frame points into an OpenCV optical camera frame (x right, y down, z forward);
-intrinsics come from :class:`~gen3d_ros.robot.camera.PinholeCamera` (pixel centres at integer + 0.5).
+intrinsics come from :class:`~gen3d_ros.geometry.camera.PinholeCamera` (pixel centres at integer + 0.5).
 
 Backends
     ``"gsplat"``: ``gsplat.rasterization`` (gsplat 1.5.3, CUDA only; JIT-compiles on first use, ~80 s).
@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from gen3d_ros.robot import splatting_torch
-from gen3d_ros.robot.camera import PinholeCamera
+from gen3d_ros.geometry.camera import PinholeCamera
 
 EPS2D = 0.3  # px^2 low-pass added to every projected covariance (gsplat's default; both backends)
 SPLAT_BACKENDS = ("torch", "gsplat")

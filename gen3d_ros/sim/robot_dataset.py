@@ -22,7 +22,7 @@ import torch
 from scipy.spatial import ConvexHull, QhullError
 
 from gen3d_ros.outputs import atomic_path
-from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
+from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.kinematics import ForwardKinematics
 from gen3d_ros.robot.meshes import PosedMeshBuilder
 from gen3d_ros.robot.urdf import RobotModel

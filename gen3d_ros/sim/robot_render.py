@@ -6,7 +6,7 @@
     out.rgb, out.mask, out.depth, out.link_id      # [H, W, 3], [H, W], [H, W], [H, W]
 
 Pixel ``(u, v)`` (column, row) is the ray through the pixel centre ``(u + 0.5, v + 0.5)`` (the OpenCV convention of
-:class:`~gen3d_ros.robot.camera.PinholeCamera`). Shading is Lambertian with a light at the camera (a head light):
+:class:`~gen3d_ros.geometry.camera.PinholeCamera`). Shading is Lambertian with a light at the camera (a head light):
 ``albedo * (ambient + (1 - ambient) * |cos|)``, where ``cos`` is between the viewing ray and the face normal (two-sided,
 so inside-out mesh files still shade), and albedo interpolates the mesh's vertex colours.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import open3d as o3d
 import torch
 
-from gen3d_ros.robot.camera import PinholeCamera
+from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.robot.kinematics import ForwardKinematics
 from gen3d_ros.robot.meshes import PosedMeshBuilder
 from gen3d_ros.robot.urdf import RobotModel

@@ -25,7 +25,7 @@ from gen3d_ros.robot.actions import (
     retarget_point_tracks,
     smooth_trajectory,
 )
-from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
+from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.gaussians import RobotGaussianModel
 from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig
 from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf

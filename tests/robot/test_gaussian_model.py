@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gen3d_ros.geometry.rotations import quaternion_to_matrix
-from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
+from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.gaussians import CHECKPOINT_FORMAT, RobotGaussianModel, load_robot
 from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf
 

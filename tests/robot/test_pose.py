@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from gen3d_ros.geometry.rotations import rotation_angle_between, so3_exp
-from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
+from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.gaussians import RobotGaussianModel
 from gen3d_ros.robot.parametrization import CameraPoseParam, joints_from_unconstrained, unconstrained_from_joints
 from gen3d_ros.geometry.rigid import invert_rigid

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from gen3d_ros.cli import main
-from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
+from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.gaussians import RobotGaussianModel
 from gen3d_ros.geometry.rigid import invert_rigid
 from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig, pose_from_matrix

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gen3d_ros.robot.camera import PinholeCamera
+from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.robot.kinematics import ForwardKinematics
 from gen3d_ros.robot.meshes import posed_mesh
 from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf

@@ -11,7 +11,7 @@ import open3d as o3d
 import pytest
 import torch
 
-from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
+from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera
 from gen3d_ros.robot.kinematics import ForwardKinematics
 from gen3d_ros.robot.meshes import link_meshes
 from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gen3d_ros.geometry.rotations import axis_angle_to_matrix
-from gen3d_ros.robot.camera import PinholeCamera, look_at, sphere_camera
+from gen3d_ros.geometry.camera import PinholeCamera, look_at, sphere_camera
 from gen3d_ros.robot import splatting_torch as st
 from gen3d_ros.robot.splatting import (
     RenderOutput,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gen3d_ros.robot.camera import PinholeCamera, sample_sphere_cameras
+from gen3d_ros.geometry.camera import PinholeCamera, sample_sphere_cameras
 from gen3d_ros.robot.splatting import (
     available_splat_backends,
     expected_depth,

@@ -1,18 +1,30 @@
-"""Pinhole cameras and camera placement around a robot (OpenCV optical frames, metres)."""
+"""Pinhole cameras and camera placement (OpenCV optical frames: x right, y down, z forward; metres).
+
+Pixel convention of :class:`PinholeCamera` (the renderers': the Gaussian splatter, gsplat, the ray caster of
+:mod:`gen3d_ros.sim.robot_render`): continuous image coordinates in which pixel ``(row i, column j)`` covers
+``[j, j + 1) x [i, i + 1)``, so its centre is at ``(j + 0.5, i + 0.5)``. A camera-frame point ``(x, y, z)`` lands
+at ``u = fx x / z + cx``, ``v = fy y / z + cy`` in these coordinates.
+
+ROS ``sensor_msgs/CameraInfo`` and OpenCV (``cv2.projectPoints``) put pixel centres at INTEGER coordinates instead,
+so the same lens has a principal point 0.5 px smaller there: :meth:`PinholeCamera.from_camera_info` converts
+(``tests/geometry/test_geometry_camera.py`` checks it against ``cv2.projectPoints`` and a rendered Gaussian).
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 
 @dataclass(frozen=True)
 class PinholeCamera:
-    """Pinhole intrinsics of an undistorted image; pixel centres at integer + 0.5 (OpenCV convention).
+    """Pinhole intrinsics of an undistorted image; pixel centres at integer + 0.5 (see the module docstring).
 
-    ``fx, fy, cx, cy`` in pixels; ``width, height`` in pixels.
+    ``fx, fy, cx, cy`` in pixels; ``width, height`` in pixels. A ROS CameraInfo / OpenCV ``K`` (pixel centres at
+    integers) is converted by :meth:`from_camera_info`, never passed in directly.
     """
 
     fx: float
@@ -34,9 +46,44 @@ class PinholeCamera:
         fy = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2.0)
         return cls(fx=fy, fy=fy, cx=width / 2.0, cy=height / 2.0, width=width, height=height)
 
+    @classmethod
+    def from_camera_info(
+        cls, K: np.ndarray | Sequence[float], width: int, height: int, *,
+        image_size: tuple[int, int] | None = None,
+    ) -> "PinholeCamera":
+        """The camera of a ROS ``CameraInfo`` / OpenCV camera matrix ``K`` (3x3, or its 9 values row-major).
+
+        ``K`` has pixel centres at integer coordinates (the ROS and OpenCV convention), so the principal point
+        moves by +0.5 px into this class's convention. ``width, height``: the image size ``K`` belongs to, pixels.
+        ``image_size``: ``(width, height)`` of the image actually used when it was resized from that one (e.g. the
+        K of a 1280x960 calibration for a 640x480 image): the intrinsics are scaled to it.
+
+        Raises ValueError (with the values) for non-finite or non-positive focal lengths and for skew (the
+        renderer models square-axis pinhole cameras only). Distortion is the caller's business: rectify first.
+        """
+        K = np.asarray(K, dtype=np.float64)
+        if K.size != 9:
+            raise ValueError(f"camera matrix K must have 9 values (3x3), got {K.size}: {K.reshape(-1).tolist()}")
+        K = K.reshape(3, 3)
+        if not np.isfinite(K).all() or not (K[0, 0] > 0 and K[1, 1] > 0):
+            raise ValueError(f"camera matrix K has non-positive or non-finite focal lengths: {K.reshape(-1).tolist()}")
+        if abs(K[0, 1]) > 1e-9 * abs(K[0, 0]):
+            raise ValueError(f"camera matrix K has skew {K[0, 1]}; the renderer models square-axis pinhole cameras "
+                             "only")
+        camera = cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]) + 0.5, float(K[1, 2]) + 0.5, int(width),
+                     int(height))
+        if image_size is None or tuple(image_size) == (camera.width, camera.height):
+            return camera
+        w, h = (int(v) for v in image_size)
+        if w <= 0 or h <= 0:
+            raise ValueError(f"image_size must be positive, got {w}x{h}")
+        sx, sy = w / camera.width, h / camera.height  # pixel edges at integers here: scaling is linear
+        return cls(camera.fx * sx, camera.fy * sy, camera.cx * sx, camera.cy * sy, w, h)
+
     @property
     def K(self) -> np.ndarray:
-        """3x3 intrinsic matrix."""
+        """3x3 intrinsic matrix in this class's convention (pixel centres at integer + 0.5; OpenCV's principal point
+        is ``K[:2, 2] - 0.5``)."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
     def scaled(self, factor: float) -> "PinholeCamera":
