@@ -507,7 +507,7 @@ def _camera_info_size(data: dict, width: int, height: int) -> tuple[int, int]:
 
 def _camera(args: argparse.Namespace, width: int, height: int):
     """Intrinsics from ``--camera-info`` (ROS CameraInfo YAML: ``camera_matrix.data`` or ``k``/``K``) or ``--fov-deg``."""
-    from gen3d_ros.robot.camera import PinholeCamera
+    from gen3d_ros.geometry.camera import PinholeCamera
 
     if args.camera_info is not None:
         data = _camera_info_yaml(args.camera_info)

@@ -217,7 +217,7 @@ def pinhole_from_camera_info(msg: Any, *, rectified: bool) -> Any:
     point moves by +0.5 px. Raises ValueError (the reason) for intrinsics the renderer cannot model: zero or
     non-finite focal lengths, skew, or distortion on a raw image.
     """
-    from gen3d_ros.robot.camera import PinholeCamera
+    from gen3d_ros.geometry.camera import PinholeCamera
 
     intr = camera_info_to_intrinsics(msg, rectified=rectified)
     K = intr.K

@@ -14,7 +14,7 @@ Q_TRUE = np.array([0.2, 0.25, -0.3, 0.2, 0.1])  # radians; near neutral, so the 
 
 def scene() -> tuple[Any, Any, np.ndarray]:
     """``(robot, PinholeCamera, T_camera_base)`` of the test arm 1.1 m from a camera looking at its middle."""
-    from gen3d_ros.robot.camera import PinholeCamera, sphere_camera
+    from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera
     from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf
 
     robot = load_urdf(test_arm_urdf())
