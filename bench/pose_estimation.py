@@ -87,7 +87,7 @@ def load_bench_robot(name: str, robot_file: Path | None):
     one, else loaded from its URDF."""
     if robot_file is not None and Path(robot_file).is_file():
         return load_robot_npz(Path(robot_file))
-    from gen3d_ros.robot.gaussians import load_robot
+    from gen3d_ros.robot.description import load_robot
 
     return load_robot(name)
 

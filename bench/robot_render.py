@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gen3d_ros.geometry.camera import PinholeCamera  # noqa: E402
-from gen3d_ros.robot.gaussians import RobotGaussianModel, load_robot  # noqa: E402
+from gen3d_ros.robot.description import load_robot  # noqa: E402
+from gen3d_ros.robot.gaussians import RobotGaussianModel  # noqa: E402
 from gen3d_ros.robot.splatting import available_splat_backends, psnr  # noqa: E402
 from gen3d_ros.robot.training import ViewSet, load_or_render_views, robot_train_config, train_robot  # noqa: E402
 from gen3d_ros.robot.urdf import RobotModel, load_robot_npz, save_robot_npz  # noqa: E402

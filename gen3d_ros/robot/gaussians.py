@@ -57,7 +57,8 @@ from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.robot.kinematics import ForwardKinematics
 from gen3d_ros.robot.meshes import sample_surface
 from gen3d_ros.robot.splatting import SH_C0, RenderOutput, render_gaussians, render_gaussians_batched
-from gen3d_ros.robot.urdf import RobotModel, example_robot_urdf, load_urdf, test_arm_urdf
+from gen3d_ros.robot.description import load_robot
+from gen3d_ros.robot.urdf import RobotModel
 
 CHECKPOINT_FORMAT = "gen3d_ros.drrobot/1"
 # Number of appearance-deformation outputs: d log-scale (3), d quaternion (4), d opacity logit (1), d colour (3).
@@ -456,22 +457,5 @@ def _frame_quaternions(normals: Tensor) -> Tensor:
     return matrix_to_quaternion(R)
 
 
-def load_robot(spec: str) -> RobotModel:
-    """A robot by name or path: ``"test_arm"`` (packaged), an ``example-robot-data`` name (``"panda"``, ``"ur5"``,
-    ...; needs that optional package, plus trimesh + pycollada for Panda's meshes) or a URDF file path."""
-    if spec in ("", "test_arm"):
-        return load_urdf(test_arm_urdf())
-    path = Path(spec)
-    if path.suffix == ".urdf" or path.exists():
-        return load_urdf(path)
-    found = example_robot_urdf(spec)
-    if found is None:
-        raise FileNotFoundError(
-            f"robot {spec!r} is neither 'test_arm' nor a URDF file, and example-robot-data (which ships it) is "
-            "not installed: pip install example-robot-data trimesh pycollada"
-        )
-    return load_urdf(found)
-
-
-__all__ = ["CHECKPOINT_FORMAT", "GaussianModelConfig", "RobotGaussianModel", "fourier_encode", "load_robot",
+__all__ = ["CHECKPOINT_FORMAT", "GaussianModelConfig", "RobotGaussianModel", "fourier_encode",
            "quaternion_multiply"]

@@ -47,7 +47,8 @@ from gen3d_ros.geometry.chamfer import chamfer_distance
 from gen3d_ros.outputs import (OutputError, atomic_path, mark_folder, prepare_output, save_figure, save_image,
                                write_json)
 from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera
-from gen3d_ros.robot.gaussians import RobotGaussianModel, load_robot
+from gen3d_ros.robot.description import load_robot
+from gen3d_ros.robot.gaussians import RobotGaussianModel
 from gen3d_ros.robot.meshes import PosedMeshBuilder, sample_surface
 from gen3d_ros.robot.splatting import psnr, resolve_splat_backend
 from gen3d_ros.robot.ssim import ssim

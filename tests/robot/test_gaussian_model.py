@@ -8,7 +8,8 @@ import torch
 
 from gen3d_ros.geometry.rotations import quaternion_to_matrix
 from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera
-from gen3d_ros.robot.gaussians import CHECKPOINT_FORMAT, RobotGaussianModel, load_robot
+from gen3d_ros.robot.description import load_robot
+from gen3d_ros.robot.gaussians import CHECKPOINT_FORMAT, RobotGaussianModel
 from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf
 
 F64 = torch.float64

@@ -12,6 +12,7 @@ from pathlib import Path
 import open3d as o3d
 import pytest
 
+from gen3d_ros.robot.description import load_robot, resolve_robot_urdf
 from gen3d_ros.robot.urdf import (
     URDFError,
     URDFPathError,
@@ -75,6 +76,21 @@ def test_package_root_without_package_xml_is_above_urdf_folder_else_the_urdf_fol
     with pytest.raises(URDFPathError, match="outside the URDF's package root"):
         load_urdf(elsewhere)
     assert len(load_urdf(elsewhere, allowed_roots=[tmp_path / "robot"]).visuals) == 1
+
+
+def test_load_robot_resolves_names_and_paths_and_passes_the_mesh_folders_through(tmp_path: Path):
+    assert resolve_robot_urdf("") == resolve_robot_urdf("test_arm") == test_arm_urdf()
+    assert load_robot("test_arm").urdf_sha256 == load_urdf(test_arm_urdf()).urdf_sha256
+    _stl(tmp_path / "robot" / "meshes" / "m.stl")
+    elsewhere = _urdf(tmp_path / "robot" / "description" / "r.urdf", "../meshes/m.stl")
+    with pytest.raises(URDFPathError, match="outside the URDF's package root"):
+        load_robot(str(elsewhere))
+    assert len(load_robot(str(elsewhere), allowed_roots=[tmp_path / "robot"]).visuals) == 1
+    _stl(tmp_path / "meshes_here" / "m.stl")
+    by_package = _urdf(tmp_path / "user" / "r.urdf", "package://far_pkg/m.stl")
+    assert len(load_robot(str(by_package), package_dirs={"far_pkg": tmp_path / "meshes_here"}).visuals) == 1
+    with pytest.raises(FileNotFoundError, match="URDF file not found"):
+        load_robot(str(tmp_path / "missing.urdf"))
 
 
 def test_sibling_packages_resolve_in_share_folders_and_through_the_ament_index(
