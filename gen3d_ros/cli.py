@@ -446,7 +446,7 @@ def register_train_robot(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train_robot(args: argparse.Namespace) -> int:
-    from gen3d_ros.robot.gaussians import load_robot
+    from gen3d_ros.robot.description import load_robot
     from gen3d_ros.robot.training import robot_train_config, train_robot
 
     from gen3d_ros.outputs import prepare_run_folder
@@ -482,7 +482,8 @@ def cmd_train_robot(args: argparse.Namespace) -> int:
 
 def _robot_model(args: argparse.Namespace):
     """The Dr. Robot model of ``--checkpoint``, else an untrained one from ``--urdf`` (default: the test arm)."""
-    from gen3d_ros.robot.gaussians import RobotGaussianModel, load_robot
+    from gen3d_ros.robot.description import load_robot
+    from gen3d_ros.robot.gaussians import RobotGaussianModel
 
     if args.checkpoint is not None:
         if not args.checkpoint.is_file():

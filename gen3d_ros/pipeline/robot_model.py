@@ -54,7 +54,8 @@ def load_robot_model(urdf: str, checkpoint: str, *, device: str = "cpu", n_gauss
         FileNotFoundError: the URDF or the checkpoint does not exist (the text names the path).
         ValueError: the URDF is malformed, or the checkpoint was trained on another URDF.
     """
-    from gen3d_ros.robot.gaussians import RobotGaussianModel, load_robot
+    from gen3d_ros.robot.description import load_robot
+    from gen3d_ros.robot.gaussians import RobotGaussianModel
 
     if urdf and urdf != "test_arm" and (urdf.endswith(".urdf") or "/" in urdf) and not Path(urdf).is_file():
         raise FileNotFoundError(f"URDF file {urdf!r} does not exist; set the 'urdf' parameter to a URDF path, "

@@ -33,7 +33,8 @@ from gen3d_ros.completion.hgca_coarse import PlannedGCATransition
 from gen3d_ros.completion.latent import AutoencoderConfig, CGCAAutoencoder
 from gen3d_ros.completion.planner import BEVPlannerConfig
 from gen3d_ros.outputs import save_torch
-from gen3d_ros.robot.gaussians import GaussianModelConfig, RobotGaussianModel, load_robot
+from gen3d_ros.robot.description import load_robot
+from gen3d_ros.robot.gaussians import GaussianModelConfig, RobotGaussianModel
 
 from .harness import examples, expect_clean_failure
 
