@@ -10,7 +10,7 @@ Public API::
     get_backend(name=None), available_backends()    "minkowski" | "spconv" | "torch"
     set_backend(module, name)                       switch every sparse conv of a network
 
-Weights are [K, C_in, C_out]; see ``kernel_map`` for the offset order and ``conv`` for semantics.
+Weights are [K, C_in, C_out]; see ``kernels`` for the offset order and ``conv`` for semantics.
 """
 
 from gen3d_ros.sparse.backends import available_backends, get_backend, unavailable_reason
@@ -25,7 +25,8 @@ from gen3d_ros.sparse.conv import (
     sparse_to_dense_weight,
 )
 from gen3d_ros.sparse.hashing import CoordinateHash, unique_coords
-from gen3d_ros.sparse.kernel_map import KernelMap, Neighbourhood
+from gen3d_ros.sparse.kernel_map import KernelMap
+from gen3d_ros.sparse.kernels import Neighbourhood
 from gen3d_ros.sparse.norm import (
     SparseBatchNorm,
     SparseELU,

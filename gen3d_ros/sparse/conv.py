@@ -1,7 +1,7 @@
 """Sparse convolution layers (torch ``nn.Module``), computed by the selected backend.
 
 Weights are ``[K, C_in, C_out]`` with K offsets in the order of
-:class:`~gen3d_ros.sparse.kernel_map.Neighbourhood` (dx slowest, dz fastest). With ``d`` the
+:class:`~gen3d_ros.sparse.kernels.Neighbourhood` (dx slowest, dz fastest). With ``d`` the
 offset unit in voxels and ``o_k`` the k-th offset:
 
 * ``SubmanifoldConv3d``: outputs on the input coords; ``y(p) = sum_k x(p + d o_k) W_k``, d = s * dilation.
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from gen3d_ros.sparse.backends import SparseBackend, get_backend
-from gen3d_ros.sparse.kernel_map import Neighbourhood
+from gen3d_ros.sparse.kernels import Neighbourhood, cube_indices, enclosing_cube_size
 from gen3d_ros.sparse.tensor import SparseTensor
 
 log = logging.getLogger("gen3d_ros.sparse")
@@ -54,29 +54,11 @@ def sparse_to_dense_weight(
     weight: Tensor, neighbourhood: Neighbourhood, kernel_size: int | None = None, transposed: bool = False
 ) -> Tensor:
     """Inverse of :func:`dense_to_sparse_weight` (offsets missing from the neighbourhood are 0)."""
-    k = kernel_size or _cube_size(neighbourhood)
+    k = kernel_size or enclosing_cube_size(neighbourhood)
     cube = weight.new_zeros(k**3, weight.shape[1], weight.shape[2])
     cube[cube_indices(neighbourhood, k)] = weight
     cube = cube.reshape(k, k, k, weight.shape[1], weight.shape[2])
     return (cube.permute(4, 3, 0, 1, 2) if not transposed else cube.permute(3, 4, 0, 1, 2)).contiguous()
-
-
-def cube_indices(neighbourhood: Neighbourhood, kernel_size: int) -> Tensor:
-    """Index of each offset of ``neighbourhood`` in the cube of ``kernel_size`` (our order)."""
-    cube = {o: i for i, o in enumerate(Neighbourhood.cube(kernel_size).offset_list)}
-    try:
-        return torch.tensor([cube[o] for o in neighbourhood.offset_list], dtype=torch.long)
-    except KeyError as exc:
-        raise ValueError(f"offset {exc.args[0]} of {neighbourhood} is outside a cube of size {kernel_size}") from None
-
-
-def _cube_size(nb: Neighbourhood) -> int:
-    if nb.kind in ("cube", "hypercross"):
-        return nb.size
-    lo = min(min(o) for o in nb.offset_list)
-    hi = max(max(o) for o in nb.offset_list)
-    r = max(-lo, hi)
-    return 2 * r + 1
 
 
 class _SparseConv(nn.Module):

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from gen3d_ros.sparse.hashing import CoordinateHash, unique_coords
-from gen3d_ros.sparse.kernel_map import KernelMap, Neighbourhood, build_kernel_map
+from gen3d_ros.sparse.kernel_map import KernelMap, build_kernel_map
+from gen3d_ros.sparse.kernels import Neighbourhood
 
 log = logging.getLogger("gen3d_ros.sparse")
 

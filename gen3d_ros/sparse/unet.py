@@ -7,7 +7,7 @@ from typing import Sequence
 from torch import nn
 
 from gen3d_ros.sparse.conv import StridedConv3d, SubmanifoldConv3d, TransposedConv3d
-from gen3d_ros.sparse.kernel_map import Neighbourhood
+from gen3d_ros.sparse.kernels import Neighbourhood
 from gen3d_ros.sparse.norm import SparseIdentity, make_activation, make_norm
 from gen3d_ros.sparse.tensor import SparseTensor, cat
 

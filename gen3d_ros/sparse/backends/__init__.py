@@ -33,7 +33,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from gen3d_ros.sparse.kernel_map import Neighbourhood
+from gen3d_ros.sparse.kernels import Neighbourhood
 from gen3d_ros.sparse.tensor import SparseTensor
 
 log = logging.getLogger("gen3d_ros.sparse")

@@ -23,8 +23,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import MinkowskiEngine as ME
 
-from gen3d_ros.sparse.conv import cube_indices  # noqa: E402
-from gen3d_ros.sparse.kernel_map import Neighbourhood  # noqa: E402
+from gen3d_ros.sparse.kernels import Neighbourhood, cube_indices, enclosing_cube_size  # noqa: E402
 from gen3d_ros.sparse.tensor import SparseTensor  # noqa: E402
 
 # ME 0.5.4 instantiates its autograd Functions (in module __init__ and forward); torch 2.x warns each time
@@ -41,17 +40,10 @@ def _me_cube_perm(k: int) -> Tensor:
     return torch.tensor([ours[(x, y, z)] for z in rng for y in rng for x in rng], dtype=torch.long)
 
 
-def _cube_size(nb: Neighbourhood) -> int:
-    if nb.kind == "cube":
-        return nb.size
-    r = max(max(abs(v) for v in o) for o in nb.offset_list)
-    return 2 * r + 1
-
-
 def weight_to_minkowski(weight: Tensor, nb: Neighbourhood) -> Tensor:
     """Our ``[K, C_in, C_out]`` -> ME ``[k^3, C_in, C_out]`` for a HYPER_CUBE kernel of size
     ``k`` (the enclosing cube of nb; zeros at cube offsets outside nb)."""
-    k = _cube_size(nb)
+    k = enclosing_cube_size(nb)
     if nb.kind != "cube":
         cube = weight.new_zeros(k**3, weight.shape[1], weight.shape[2])
         weight = cube.index_copy(0, cube_indices(nb, k).to(weight.device), weight)
@@ -60,7 +52,7 @@ def weight_to_minkowski(weight: Tensor, nb: Neighbourhood) -> Tensor:
 
 def weight_from_minkowski(kernel: Tensor, nb: Neighbourhood) -> Tensor:
     """Inverse of :func:`weight_to_minkowski` (cube entries outside nb are dropped)."""
-    k = _cube_size(nb)
+    k = enclosing_cube_size(nb)
     cube = kernel.index_select(0, torch.argsort(_me_cube_perm(k)).to(kernel.device))
     return cube if nb.kind == "cube" else cube.index_select(0, cube_indices(nb, k).to(kernel.device))
 
@@ -74,7 +66,7 @@ def kernel_generator(nb: Neighbourhood, stride: int = 1, dilation: int = 1, expa
     ball (same outputs; k^3 / K times the multiply-adds).
     """
     return ME.KernelGenerator(
-        kernel_size=_cube_size(nb), stride=stride, dilation=dilation, expand_coordinates=expand, dimension=3
+        kernel_size=enclosing_cube_size(nb), stride=stride, dilation=dilation, expand_coordinates=expand, dimension=3
     )
 
 

@@ -37,8 +37,7 @@ from torch import Tensor
 import spconv.pytorch as spconv
 from spconv.pytorch import ops as _spconv_ops
 
-from gen3d_ros.sparse.conv import cube_indices
-from gen3d_ros.sparse.kernel_map import Neighbourhood
+from gen3d_ros.sparse.kernels import Neighbourhood, cube_indices, enclosing_cube_size
 from gen3d_ros.sparse.tensor import SparseTensor
 
 log = logging.getLogger("gen3d_ros.sparse")
@@ -83,16 +82,9 @@ _patch_cpu_stream()
 _patch_cpu_scatter_add()
 
 
-def _cube_size(nb: Neighbourhood) -> int:
-    if nb.kind == "custom":
-        r = max(max(abs(v) for v in o) for o in nb.offset_list)
-        return 2 * r + 1
-    return nb.size
-
-
 def weight_to_spconv(weight: Tensor, nb: Neighbourhood) -> Tensor:
     """Our ``[K, C_in, C_out]`` -> spconv ``[C_out, k, k, k, C_in]`` (zeros outside nb)."""
-    k = _cube_size(nb)
+    k = enclosing_cube_size(nb)
     if nb.kind == "cube":
         cube = weight
     else:
@@ -163,7 +155,7 @@ class SpconvBackend:
     def submanifold_conv(
         self, x: SparseTensor, weight: Tensor, neighbourhood: Neighbourhood, dilation: int = 1
     ) -> SparseTensor:
-        k = _cube_size(neighbourhood)
+        k = enclosing_cube_size(neighbourhood)
         if k % 2 == 0:
             raise NotImplementedError("spconv submanifold conv needs an odd kernel")
         base, _ = self._base(x, x.stride, 0)
@@ -177,7 +169,7 @@ class SpconvBackend:
         return x.replace_feats(out.features)
 
     def strided_conv(self, x: SparseTensor, weight: Tensor, neighbourhood: Neighbourhood, stride: int) -> SparseTensor:
-        k = _cube_size(neighbourhood)
+        k = enclosing_cube_size(neighbourhood)
         out_stride = x.stride * stride
         base, lo = self._base(x, out_stride, k)
         mod = spconv.SparseConv3d(
@@ -199,7 +191,7 @@ class SpconvBackend:
     def transposed_conv(
         self, x: SparseTensor, weight: Tensor, neighbourhood: Neighbourhood, stride: int, target: SparseTensor
     ) -> SparseTensor:
-        k = _cube_size(neighbourhood)
+        k = enclosing_cube_size(neighbourhood)
         st = self._state(x)
         ikey = f"gen3d_up_k{k}_s{stride}"
         cache = ("up", target.key, x.stride, k, stride)

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from gen3d_ros.sparse.kernel_map import KernelMap, Neighbourhood
+from gen3d_ros.sparse.kernel_map import KernelMap
+from gen3d_ros.sparse.kernels import Neighbourhood
 from gen3d_ros.sparse.tensor import SparseTensor
 
 
