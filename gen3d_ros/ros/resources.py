@@ -15,24 +15,15 @@ from typing import Any
 
 
 def resolve_urdf(spec: str, owner: str) -> Path:
-    """The URDF file of a robot stage's ``urdf`` value, resolved as ``gen3d_ros.robot.gaussians.load_robot`` does:
-    ``""``/``"test_arm"`` (packaged arm), a path, or an ``example-robot-data`` name. ValueError naming
-    ``<owner>.urdf`` when there is no such file."""
-    from gen3d_ros.robot.urdf import example_robot_urdf, test_arm_urdf
+    """The URDF file of a robot stage's ``urdf`` value, resolved as the stages do
+    (:func:`gen3d_ros.robot.description.resolve_robot_urdf`: ``""``/``"test_arm"``, a path, or an
+    ``example-robot-data`` name). ValueError naming ``<owner>.urdf`` when there is no such file."""
+    from gen3d_ros.robot.description import resolve_robot_urdf
 
-    if spec in ("", "test_arm"):
-        return test_arm_urdf()
-    path = Path(spec).expanduser()
-    if path.suffix == ".urdf" or "/" in spec or path.exists():
-        if not path.is_file():
-            raise ValueError(f"{owner}.urdf={spec!r}: URDF file {path} does not exist; give a URDF path, 'test_arm' "
-                             "or an example-robot-data name")
-        return path
-    found = example_robot_urdf(spec)
-    if found is None:
-        raise ValueError(f"{owner}.urdf={spec!r} is neither 'test_arm', a URDF file nor an example-robot-data robot "
-                         "(is example-robot-data installed? pip install example-robot-data trimesh pycollada)")
-    return found
+    try:
+        return resolve_robot_urdf(spec)
+    except FileNotFoundError as exc:
+        raise ValueError(f"{owner}.urdf={spec!r}: {exc}") from None
 
 
 def check_robot_resources(config: Any, owner: str) -> None:
