@@ -162,10 +162,27 @@ def pointcloud2_to_arrays(msg: Any, *, keep_fields: Sequence[str] | None = None)
     by_name = {f.name: f for f in layout}
     organized = (height, width) if height > 1 else None
     n_points = height * width
-    missing_xyz = [axis for axis in _XYZ if axis not in by_name]
-
-    if missing_xyz and n_points == 0:
+    if n_points == 0 and any(axis not in by_name for axis in _XYZ):
         return CloudArrays(_readonly(np.zeros((0, 3), np.float32)), {}, 0, organized)
+    _check_xyz_fields(by_name)
+    keep = _fields_to_keep(layout, keep_fields)
+    if n_points == 0:
+        return _empty_cloud(layout, keep, organized)
+    buf = _checked_data(msg, height, width, point_step, row_step)
+    wanted = [by_name[name] for name in (*_XYZ, *keep)]
+    records = _records_view(buf, wanted, height, width, point_step, row_step)
+    points = _points_float32(buf, records, by_name, height, width, point_step, row_step)
+    fields: dict[str, np.ndarray] = {}
+    for name in keep:
+        f = by_name[name]
+        values = records[name].reshape((n_points,) if f.count == 1 else (n_points, f.count))
+        fields[name] = values.astype(values.dtype.newbyteorder("="), copy=False)
+    return _finite_cloud(points, fields, organized)
+
+
+def _check_xyz_fields(by_name: Mapping[str, _Field]) -> None:
+    """Raises ValueError unless x, y and z are fields holding one FLOAT32 or FLOAT64 each."""
+    missing_xyz = [axis for axis in _XYZ if axis not in by_name]
     if missing_xyz:
         raise ValueError(
             f"PointCloud2 has no {'/'.join(missing_xyz)} field(s); fields are {sorted(by_name)}. "
@@ -179,17 +196,22 @@ def pointcloud2_to_arrays(msg: Any, *, keep_fields: Sequence[str] | None = None)
                 f"x{f.count}; x, y and z must be single FLOAT32 or FLOAT64 values (metres)"
             )
 
+
+def _fields_to_keep(layout: Sequence[_Field], keep_fields: Sequence[str] | None) -> list[str]:
+    """The non-xyz field names to return: all of them, or ``keep_fields`` (deduplicated, each one present)."""
     others = [f.name for f in layout if f.name not in _XYZ]
     if keep_fields is None:
-        keep = others
-    else:
-        keep = list(dict.fromkeys([keep_fields] if isinstance(keep_fields, str) else keep_fields))
-        absent = [name for name in keep if name not in others]
-        if absent:
-            raise ValueError(f"PointCloud2 has no field(s) {absent} to keep; its non-xyz fields are {others}")
+        return others
+    keep = list(dict.fromkeys([keep_fields] if isinstance(keep_fields, str) else keep_fields))
+    absent = [name for name in keep if name not in others]
+    if absent:
+        raise ValueError(f"PointCloud2 has no field(s) {absent} to keep; its non-xyz fields are {others}")
+    return keep
 
-    if n_points == 0:
-        return _empty_cloud(layout, keep, organized)
+
+def _checked_data(msg: Any, height: int, width: int, point_step: int, row_step: int) -> np.ndarray:
+    """``msg.data`` as a uint8 array, after checking the size fields against each other and its length."""
+    n_points = height * width
     if point_step <= 0:
         raise ValueError(f"PointCloud2 has point_step={point_step} for {n_points} points; it must be > 0")
     if row_step < width * point_step:
@@ -203,16 +225,25 @@ def pointcloud2_to_arrays(msg: Any, *, keep_fields: Sequence[str] | None = None)
             f"PointCloud2 data has {buf.size} bytes but row_step*height = {row_step}*{height} = "
             f"{row_step * height}; the message is truncated or its size fields are wrong"
         )
+    return buf
 
-    wanted = [by_name[name] for name in (*_XYZ, *keep)]
+
+def _records_view(buf: np.ndarray, wanted: Sequence[_Field], height: int, width: int, point_step: int,
+                  row_step: int) -> np.ndarray:
+    """(height, width) structured view of ``buf`` with the ``wanted`` fields (no copy)."""
     struct = np.dtype({
         "names": [f.name for f in wanted],
         "formats": [f.dtype if f.count == 1 else (f.dtype, (f.count,)) for f in wanted],
         "offsets": [f.offset for f in wanted],
         "itemsize": point_step,
     })
-    records = np.ndarray((height, width), dtype=struct, buffer=buf, strides=(row_step, point_step))
+    return np.ndarray((height, width), dtype=struct, buffer=buf, strides=(row_step, point_step))
 
+
+def _points_float32(buf: np.ndarray, records: np.ndarray, by_name: Mapping[str, _Field], height: int, width: int,
+                    point_step: int, row_step: int) -> np.ndarray:
+    """(N, 3) float32 x/y/z, a view of ``buf`` when they are three adjacent native float32 values."""
+    n_points = height * width
     x, y, z = (by_name[a] for a in _XYZ)
     packed_f32 = (
         x.dtype == y.dtype == z.dtype and x.dtype.itemsize == 4
@@ -221,21 +252,18 @@ def pointcloud2_to_arrays(msg: Any, *, keep_fields: Sequence[str] | None = None)
     if packed_f32:  # one strided (N, 3) view of the buffer
         xyz = np.ndarray((height, width, 3), dtype=x.dtype, buffer=buf, offset=x.offset,
                          strides=(row_step, point_step, 4))
-        points = xyz.reshape(n_points, 3).astype(np.float32, copy=False)
-    else:
-        points = np.empty((n_points, 3), dtype=np.float32)
-        with np.errstate(over="ignore"):  # FLOAT64 beyond float32's range becomes inf: dropped and counted below
-            for column, axis in enumerate(_XYZ):
-                points[:, column] = records[axis].reshape(n_points)
+        return xyz.reshape(n_points, 3).astype(np.float32, copy=False)
+    points = np.empty((n_points, 3), dtype=np.float32)
+    with np.errstate(over="ignore"):  # FLOAT64 beyond float32's range becomes inf: dropped and counted later
+        for column, axis in enumerate(_XYZ):
+            points[:, column] = records[axis].reshape(n_points)
+    return points
 
-    fields: dict[str, np.ndarray] = {}
-    for name in keep:
-        f = by_name[name]
-        values = records[name].reshape((n_points,) if f.count == 1 else (n_points, f.count))
-        fields[name] = values.astype(values.dtype.newbyteorder("="), copy=False)
 
+def _finite_cloud(points: np.ndarray, fields: dict[str, np.ndarray], organized: tuple[int, int] | None) -> CloudArrays:
+    """Read-only :class:`CloudArrays` of the rows whose x, y and z are finite (the others counted in ``dropped``)."""
     finite = np.isfinite(points).all(axis=1)
-    dropped = int(n_points - np.count_nonzero(finite))
+    dropped = int(points.shape[0] - np.count_nonzero(finite))
     if dropped:
         points = points[finite]
         fields = {name: values[finite] for name, values in fields.items()}
