@@ -353,88 +353,15 @@ def _read_pcd(path: Path, max_points: int) -> CloudArrays:
     body_size = file_size - body_start
     n = header.points
     _check_count("PCD", path, n, max_points)
-    formats = [dt.newbyteorder("<") if c == 1 else (dt.newbyteorder("<"), (c,))
-               for dt, c in zip(header.dtypes, header.counts)]
-    names = [name if name != PADDING_FIELD else f"__pad{i}" for i, name in enumerate(header.fields)]
-    if len(set(names)) != len(names):
-        raise PointFileError(f"PCD {path} has duplicate field names {header.fields}")
-    for axis in "xyz":
-        if axis in names and header.counts[names.index(axis)] != 1:
-            raise PointFileError(f"PCD {path} field {axis!r} has COUNT {header.counts[names.index(axis)]}; "
-                                 f"x, y and z hold one value per point")
+    names, formats = _pcd_columns_layout(path, header)
     record = np.dtype({"names": names, "formats": formats})
     columns: dict[str, np.ndarray]
-
     if header.data == "binary":
-        need = n * record.itemsize
-        if body_size < need:
-            raise PointFileError(
-                f"PCD {path} binary body has {body_size} bytes but {n} points x {record.itemsize} bytes "
-                f"= {need} are needed: the file is truncated or its POINTS is wrong"
-            )
-        records = np.fromfile(path, dtype=record, count=n, offset=body_start)
-        if len(records) != n:
-            raise PointFileError(f"PCD {path} changed while it was read")
-        columns = {name: records[name] for name in names}
+        columns = _pcd_binary_columns(path, n, names, record, body_start, body_size)
     elif header.data == "binary_compressed":
-        if body_size < 8:
-            raise PointFileError(f"PCD {path} binary_compressed body is missing its 8-byte size header: truncated")
-        compressed_size, size = struct.unpack("<II", _read_at(path, body_start, 8))
-        if compressed_size > body_size - 8:
-            raise PointFileError(
-                f"PCD {path} says {compressed_size} compressed bytes but has {body_size - 8} after the size "
-                f"header: truncated"
-            )
-        if size != n * record.itemsize:
-            raise PointFileError(
-                f"PCD {path} decompresses to {size} bytes but {n} points x {record.itemsize} bytes need "
-                f"{n * record.itemsize}: corrupt header"
-            )
-        payload = _read_at(path, body_start + 8, compressed_size)
-        try:
-            plain = lzf_decompress(payload, size) if size else b""
-        except ValueError as exc:
-            raise PointFileError(f"PCD {path} binary_compressed body is corrupt: {exc}") from exc
-        columns, offset = {}, 0  # binary_compressed stores each field for all points, field after field
-        for name, fmt in zip(names, formats):
-            dtype = np.dtype(fmt)
-            columns[name] = np.frombuffer(plain, dtype=dtype, count=n, offset=offset)
-            offset += n * dtype.itemsize
+        columns = _pcd_compressed_columns(path, n, names, formats, record, body_start, body_size)
     else:
-        total = sum(header.counts)
-        need = max(0, n * 2 * total - 1)  # every value is at least one character and one separator
-        if body_size < need:
-            raise PointFileError(
-                f"PCD {path} ascii body has {body_size} bytes but {n} points of {total} values need at least "
-                f"{need}: the file is truncated or its POINTS is wrong"
-            )
-        with open(path, "rb") as stream:
-            stream.seek(body_start)
-            text = io.TextIOWrapper(stream, encoding="ascii", errors="replace")
-            # At most n + 1 data lines (one more shows extra rows): work and memory follow the header's claim, not
-            # the file. Not loadtxt's max_rows, which allocates max_rows rows before reading one.
-            rows = itertools.islice((line for line in text if line.strip() and not line.lstrip().startswith("#")),
-                                    n + 1)
-            try:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=".*no data.*")  # an empty body: checked below
-                    table = np.loadtxt(rows, dtype=np.float64, ndmin=2, comments="#")
-            except ValueError as exc:
-                raise PointFileError(f"PCD {path} ascii body is not rows of numbers: {exc}") from exc
-        if table.size == 0:
-            table = np.zeros((0, total))
-        if table.shape != (n, total):
-            raise PointFileError(
-                f"PCD {path} ascii body is {table.shape[0]}{'+' if table.shape[0] > n else ''} rows x "
-                f"{table.shape[1]} values, but the header says {n} points x {total} values: truncated or corrupt"
-            )
-        columns, col = {}, 0
-        for name, dtype, count in zip(names, header.dtypes, header.counts):
-            values = table[:, col:col + count]
-            _check_integer_columns(path, name, values, dtype)
-            with np.errstate(over="ignore", invalid="ignore"):  # float64 -> float32 overflow: inf, dropped
-                columns[name] = (values[:, 0] if count == 1 else values).astype(dtype)
-            col += count
+        columns = _pcd_ascii_columns(path, header, names, body_start, body_size)
 
     missing = [axis for axis in "xyz" if axis not in columns]
     if missing:
@@ -445,6 +372,110 @@ def _read_pcd(path: Path, max_points: int) -> CloudArrays:
               for name, values in columns.items() if name not in ("x", "y", "z") and not name.startswith("__pad")}
     organized = (header.height, header.width) if header.height > 1 and header.height * header.width == n else None
     return _finite_cloud(points, fields, organized)
+
+
+def _pcd_columns_layout(path: Path, header: _PcdHeader) -> tuple[list[str], list[Any]]:
+    """Column names (padding fields "_" renamed ``__pad<i>``) and little-endian numpy formats of a PCD's fields."""
+    formats = [dt.newbyteorder("<") if c == 1 else (dt.newbyteorder("<"), (c,))
+               for dt, c in zip(header.dtypes, header.counts)]
+    names = [name if name != PADDING_FIELD else f"__pad{i}" for i, name in enumerate(header.fields)]
+    if len(set(names)) != len(names):
+        raise PointFileError(f"PCD {path} has duplicate field names {header.fields}")
+    for axis in "xyz":
+        if axis in names and header.counts[names.index(axis)] != 1:
+            raise PointFileError(f"PCD {path} field {axis!r} has COUNT {header.counts[names.index(axis)]}; "
+                                 f"x, y and z hold one value per point")
+    return names, formats
+
+
+def _pcd_binary_columns(path: Path, n: int, names: list[str], record: np.dtype, body_start: int,
+                        body_size: int) -> dict[str, np.ndarray]:
+    """Columns of a ``DATA binary`` body: ``n`` records of ``record``, point after point."""
+    need = n * record.itemsize
+    if body_size < need:
+        raise PointFileError(
+            f"PCD {path} binary body has {body_size} bytes but {n} points x {record.itemsize} bytes "
+            f"= {need} are needed: the file is truncated or its POINTS is wrong"
+        )
+    records = np.fromfile(path, dtype=record, count=n, offset=body_start)
+    if len(records) != n:
+        raise PointFileError(f"PCD {path} changed while it was read")
+    return {name: records[name] for name in names}
+
+
+def _pcd_compressed_columns(path: Path, n: int, names: list[str], formats: list[Any], record: np.dtype,
+                            body_start: int, body_size: int) -> dict[str, np.ndarray]:
+    """Columns of a ``DATA binary_compressed`` body: sizes, then LZF data holding each field for all points."""
+    if body_size < 8:
+        raise PointFileError(f"PCD {path} binary_compressed body is missing its 8-byte size header: truncated")
+    compressed_size, size = struct.unpack("<II", _read_at(path, body_start, 8))
+    if compressed_size > body_size - 8:
+        raise PointFileError(
+            f"PCD {path} says {compressed_size} compressed bytes but has {body_size - 8} after the size "
+            f"header: truncated"
+        )
+    if size != n * record.itemsize:
+        raise PointFileError(
+            f"PCD {path} decompresses to {size} bytes but {n} points x {record.itemsize} bytes need "
+            f"{n * record.itemsize}: corrupt header"
+        )
+    payload = _read_at(path, body_start + 8, compressed_size)
+    try:
+        plain = lzf_decompress(payload, size) if size else b""
+    except ValueError as exc:
+        raise PointFileError(f"PCD {path} binary_compressed body is corrupt: {exc}") from exc
+    columns, offset = {}, 0  # binary_compressed stores each field for all points, field after field
+    for name, fmt in zip(names, formats):
+        dtype = np.dtype(fmt)
+        columns[name] = np.frombuffer(plain, dtype=dtype, count=n, offset=offset)
+        offset += n * dtype.itemsize
+    return columns
+
+
+def _pcd_ascii_columns(path: Path, header: _PcdHeader, names: list[str], body_start: int,
+                       body_size: int) -> dict[str, np.ndarray]:
+    """Columns of a ``DATA ascii`` body, each cast to its field's type (integers checked to fit first)."""
+    n = header.points
+    total = sum(header.counts)
+    need = max(0, n * 2 * total - 1)  # every value is at least one character and one separator
+    if body_size < need:
+        raise PointFileError(
+            f"PCD {path} ascii body has {body_size} bytes but {n} points of {total} values need at least "
+            f"{need}: the file is truncated or its POINTS is wrong"
+        )
+    table = _pcd_ascii_table(path, n, body_start)
+    if table.size == 0:
+        table = np.zeros((0, total))
+    if table.shape != (n, total):
+        raise PointFileError(
+            f"PCD {path} ascii body is {table.shape[0]}{'+' if table.shape[0] > n else ''} rows x "
+            f"{table.shape[1]} values, but the header says {n} points x {total} values: truncated or corrupt"
+        )
+    columns, col = {}, 0
+    for name, dtype, count in zip(names, header.dtypes, header.counts):
+        values = table[:, col:col + count]
+        _check_integer_columns(path, name, values, dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 -> float32 overflow: inf, dropped
+            columns[name] = (values[:, 0] if count == 1 else values).astype(dtype)
+        col += count
+    return columns
+
+
+def _pcd_ascii_table(path: Path, n: int, body_start: int) -> np.ndarray:
+    """float64 table of at most ``n + 1`` data rows of an ascii body (comments and blank lines skipped)."""
+    with open(path, "rb") as stream:
+        stream.seek(body_start)
+        text = io.TextIOWrapper(stream, encoding="ascii", errors="replace")
+        # At most n + 1 data lines (one more shows extra rows): work and memory follow the header's claim, not
+        # the file. Not loadtxt's max_rows, which allocates max_rows rows before reading one.
+        rows = itertools.islice((line for line in text if line.strip() and not line.lstrip().startswith("#")),
+                                n + 1)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*no data.*")  # empty body: caller checks
+                return np.loadtxt(rows, dtype=np.float64, ndmin=2, comments="#")
+        except ValueError as exc:
+            raise PointFileError(f"PCD {path} ascii body is not rows of numbers: {exc}") from exc
 
 
 def _read_at(path: Path, offset: int, size: int) -> bytes:
