@@ -56,7 +56,7 @@ from gen3d_ros.geometry.rotations import matrix_to_quaternion
 from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.robot.kinematics import ForwardKinematics
 from gen3d_ros.robot.meshes import sample_surface
-from gen3d_ros.robot.splatting import SH_C0, RenderOutput, render_gaussians, render_gaussians_batched
+from gen3d_ros.robot.splatting import SH_C0, RenderOutput, render_gaussians
 from gen3d_ros.robot.description import load_robot
 from gen3d_ros.robot.urdf import RobotModel
 
@@ -361,23 +361,20 @@ class RobotGaussianModel(torch.nn.Module):
 
         Shapes: ``q [J]`` with ``T [4, 4]`` -> ``[H, W, ...]`` images; ``q [J]`` with ``T [C, 4, 4]`` -> ``C`` views
         of one pose ``[C, H, W, ...]``; ``q [B, J]`` with ``T [B, 4, 4]`` -> view ``b`` of pose ``b``
-        ``[B, H, W, ...]``. ``background``: ``[3]`` RGB (None = black). Differentiable w.r.t. ``q``,
-        ``T_camera_base`` and the parameters. See :class:`~gen3d_ros.robot.splatting.RenderOutput` for the
-        depth convention (raw alpha-weighted z).
+        ``[B, H, W, ...]``; ``q [B, J]`` with ``T [B, C, 4, 4]`` -> ``C`` views of each pose ``[B, C, H, W, ...]``.
+        The ``B`` posed Gaussian sets go to :func:`~gen3d_ros.robot.splatting.render_gaussians` as its leading
+        batch dimension (one call, one rasterisation pass on the torch backend). ``background``: ``[3]`` RGB (None
+        = black). Differentiable w.r.t. ``q``, ``T_camera_base`` and the parameters. See
+        :class:`~gen3d_ros.robot.splatting.RenderOutput` for the depth convention (raw alpha-weighted z).
         """
         q = self._check_q(q)
         T = T_camera_base.to(dtype=self.means.dtype, device=self.means.device)
+        if q.ndim == 2 and (T.ndim not in (3, 4) or T.shape[0] != q.shape[0]):
+            raise ValueError(f"batched q {tuple(q.shape)} needs T_camera_base [B, 4, 4] or [B, C, 4, 4] with the same "
+                             f"B, got {tuple(T.shape)}")
         sh_degree = None if self.active_sh_degree == 0 else self.active_sh_degree
-        if q.ndim == 1:
-            g = self.posed_gaussians(q)
-            return render_gaussians(**g, T_camera_base=T, camera=camera, background=background,
-                                    sh_degree=sh_degree, backend=backend)
-        if T.ndim != 3 or T.shape[0] != q.shape[0]:
-            raise ValueError(f"batched q {tuple(q.shape)} needs T_camera_base [B, 4, 4] with the same B, "
-                             f"got {tuple(T.shape)}")
-        g = self.posed_gaussians(q)
-        return render_gaussians_batched(**g, T_camera_base=T, camera=camera, background=background,
-                                        sh_degree=sh_degree, backend=backend)
+        return render_gaussians(**self.posed_gaussians(q), T_camera_base=T, camera=camera, background=background,
+                                sh_degree=sh_degree, backend=backend)
 
     def keypoints(self, q: Tensor) -> Tensor:
         """Link origins ``[..., L, 3]`` in the base frame (metres) for ``q [..., J]`` (order ``fk.link_names``)."""

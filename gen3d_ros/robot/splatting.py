@@ -1,5 +1,11 @@
 """Differentiable 3D Gaussian splatting for Dr. Robot: one API, two backends (gsplat on CUDA, pure torch anywhere).
 
+    out = render_gaussians(means, quats, scales, opacities, colors, T_camera_base, camera)
+    # means [..., N, 3], T_camera_base [..., C, 4, 4] -> out.rgb [..., C, H, W, 3]   (or [..., 4, 4] -> [..., H, W, 3])
+
+One function, leading batch dimensions for independent Gaussian sets (gsplat's ``rasterization`` convention): a
+robot model renders ``B`` poses as ``means [B, N, 3]`` with ``T_camera_base [B, 4, 4]`` in one call.
+
 Frames and units (see :mod:`gen3d_ros.robot`): Gaussians live in the robot ``base`` frame (metres);
 ``T_camera_base`` maps base-frame points into an OpenCV optical camera frame (x right, y down, z forward);
 intrinsics come from :class:`~gen3d_ros.geometry.camera.PinholeCamera` (pixel centres at integer + 0.5).
@@ -35,8 +41,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gen3d_ros.robot import splatting_torch
 from gen3d_ros.geometry.camera import PinholeCamera
+from gen3d_ros.robot import splatting_torch
 
 EPS2D = 0.3  # px^2 low-pass added to every projected covariance (gsplat's default; both backends)
 SPLAT_BACKENDS = ("torch", "gsplat")
@@ -46,7 +52,8 @@ SH_C0 = 0.2820947917738781  # the constant SH basis function: DC colour = SH_C0 
 
 @dataclass
 class RenderOutput:
-    """Rendered images; ``[C, H, W, ...]`` for ``T_camera_base [C, 4, 4]``, ``[H, W, ...]`` for ``[4, 4]``.
+    """Rendered images: ``[..., C, H, W, (3)]`` for ``T_camera_base [..., C, 4, 4]``, ``[..., H, W, (3)]`` for
+    ``[..., 4, 4]`` (``...``: the Gaussians' batch dimensions; see :func:`render_gaussians`).
 
     * ``rgb`` ``[..., H, W, 3]``: composited colour plus ``(1 - alpha) * background``.
     * ``alpha`` ``[..., H, W]`` in [0, 1]: accumulated opacity ``sum_i w_i = 1 - T_final``.
@@ -180,7 +187,8 @@ def random_gaussians(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
 ) -> dict[str, Tensor]:
-    """Random Gaussians (tests, benchmarks, initialisation) as keyword arguments of :func:`render_gaussians`.
+    """Random Gaussians ``[n, ...]`` (tests, benchmarks, initialisation) as keyword arguments of
+    :func:`render_gaussians`.
 
     Means uniform in a cube of side ``extent`` metres centred on the base origin; random orientations; scales
     log-uniform in ``scale_range`` metres; opacities uniform in ``opacity_range``. Colours: RGB uniform in
@@ -213,98 +221,123 @@ def expected_depth(out: RenderOutput, min_alpha: float = 1e-3) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------------
-# rendering
+# inputs: shapes checked once, leading batch dimensions flattened to one axis B
 
 
 @dataclass
 class _Inputs:
-    means: Tensor
-    quats: Tensor
-    scales: Tensor
-    opacities: Tensor
-    colors: Tensor  # [N, 3] or [N, K, 3]
-    T: Tensor  # [C, 4, 4]
-    background: Tensor  # [C, 3]
+    """The checked inputs, batch dimensions flattened: ``B`` Gaussian sets of ``N``, ``C`` views of each."""
+
+    means: Tensor  # [B, N, 3]
+    quats: Tensor  # [B, N, 4]
+    scales: Tensor  # [B, N, 3]
+    opacities: Tensor  # [B, N]
+    colors: Tensor  # [B, N, 3] or [B, N, K, 3]
+    T: Tensor  # [B, C, 4, 4]
+    background: Tensor  # [B, C, 3]
     sh_degree: int | None
-    squeeze: bool
+    batch: tuple[int, ...]  # the leading dimensions B stands for
+    views: bool  # False: T_camera_base was [..., 4, 4] and the outputs have no view axis
+
+    def outputs_shape(self, *trailing: int) -> tuple[int, ...]:
+        """``[..., (C,) *trailing]``: the caller's batch dimensions, the view axis if it gave one."""
+        return (*self.batch, *((self.T.shape[1],) if self.views else ()), *trailing)
 
 
-def _prepare(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    T_camera_base: Tensor,
-    background: Tensor | None,
-    sh_degree: int | None,
-) -> _Inputs:
-    for name, t in (("means", means), ("quats", quats), ("scales", scales), ("opacities", opacities),
-                    ("colors", colors), ("T_camera_base", T_camera_base)):
+def _check_tensors(**tensors: Tensor) -> None:
+    for name, t in tensors.items():
         if not torch.is_tensor(t):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if means.ndim != 2 or means.shape[1] != 3 or not means.dtype.is_floating_point:
-        raise ValueError(f"means must be a float tensor [N, 3], got {tuple(means.shape)} {means.dtype}")
-    N, dtype, device = means.shape[0], means.dtype, means.device
-    if opacities.ndim == 2 and opacities.shape[1] == 1:
-        opacities = opacities[:, 0]
-    for name, t, shape in (("quats", quats, (N, 4)), ("scales", scales, (N, 3)), ("opacities", opacities, (N,))):
+
+
+def _check_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor) -> Tensor:
+    """Checks the shapes ``[..., N, ...]`` against ``means [..., N, 3]``; returns opacities as ``[..., N]``."""
+    if means.ndim < 2 or means.shape[-1] != 3 or not means.dtype.is_floating_point:
+        raise ValueError(f"means must be a float tensor [..., N, 3], got {tuple(means.shape)} {means.dtype}")
+    lead = tuple(means.shape[:-1])  # (..., N)
+    if opacities.shape == (*lead, 1):
+        opacities = opacities[..., 0]
+    for name, t, shape in (("quats", quats, (*lead, 4)), ("scales", scales, (*lead, 3)),
+                           ("opacities", opacities, lead)):
         if tuple(t.shape) != shape:
-            raise ValueError(f"{name} must have shape {list(shape)}, got {list(t.shape)}")
-    if colors.ndim == 2:
-        if tuple(colors.shape) != (N, 3):
-            raise ValueError(f"colors must be [N, 3] RGB or [N, K, 3] SH coefficients, got {list(colors.shape)}")
+            raise ValueError(f"{name} must have shape {list(shape)} (means is {list(means.shape)}), got "
+                             f"{list(t.shape)}")
+    return opacities
+
+
+def _check_colors(colors: Tensor, lead: tuple[int, ...], sh_degree: int | None) -> int | None:
+    """Checks ``colors`` (``[..., N, 3]`` RGB or ``[..., N, K, 3]`` SH) against ``lead = (..., N)``; returns the SH
+    degree to evaluate (None for RGB), inferred from ``K = (d + 1)^2`` when not given."""
+    if colors.ndim == len(lead) + 1:
+        if tuple(colors.shape) != (*lead, 3):
+            raise ValueError(f"colors must be [..., N, 3] RGB or [..., N, K, 3] SH coefficients with [..., N] = "
+                             f"{list(lead)}, got {list(colors.shape)}")
         if sh_degree is not None:
-            raise ValueError("sh_degree was given but colors is [N, 3]; pass SH coefficients [N, K, 3]")
-    elif colors.ndim == 3:
-        if colors.shape[0] != N or colors.shape[2] != 3:
-            raise ValueError(f"SH coefficients must be [N, K, 3], got {list(colors.shape)}")
-        K = colors.shape[1]
-        if sh_degree is None:  # infer from K = (d + 1)^2
-            d = math.isqrt(K) - 1
-            if (d + 1) ** 2 != K:
-                raise ValueError(f"cannot infer sh_degree from K={K} SH coefficients; pass sh_degree")
-            sh_degree = d
-        if not 0 <= sh_degree <= MAX_SH_DEGREE or (sh_degree + 1) ** 2 > K:
-            raise ValueError(f"sh_degree={sh_degree} needs (d+1)^2 <= K={K} and d <= {MAX_SH_DEGREE}")
-    else:
-        raise ValueError(f"colors must be [N, 3] or [N, K, 3], got {list(colors.shape)}")
-    squeeze = T_camera_base.ndim == 2
-    T = T_camera_base[None] if squeeze else T_camera_base
-    if T.ndim != 3 or T.shape[1:] != (4, 4):
-        raise ValueError(f"T_camera_base must be [4, 4] or [C, 4, 4], got {list(T_camera_base.shape)}")
-    C = T.shape[0]
-    others = (("quats", quats), ("scales", scales), ("opacities", opacities), ("colors", colors), ("T_camera_base", T))
-    for name, t in others:
-        if t.device != device:
-            raise ValueError(f"{name} is on {t.device} but means is on {device}")
+            raise ValueError("sh_degree was given but colors is [..., N, 3]; pass SH coefficients [..., N, K, 3]")
+        return None
+    if colors.ndim != len(lead) + 2:
+        raise ValueError(f"colors must be [..., N, 3] or [..., N, K, 3], got {list(colors.shape)}")
+    if tuple(colors.shape[:-2]) != lead or colors.shape[-1] != 3:
+        raise ValueError(f"SH coefficients must be [..., N, K, 3] with [..., N] = {list(lead)}, got "
+                         f"{list(colors.shape)}")
+    K = colors.shape[-2]
+    if sh_degree is None:  # infer from K = (d + 1)^2
+        d = math.isqrt(K) - 1
+        if (d + 1) ** 2 != K:
+            raise ValueError(f"cannot infer sh_degree from K={K} SH coefficients; pass sh_degree")
+        sh_degree = d
+    if not 0 <= sh_degree <= MAX_SH_DEGREE or (sh_degree + 1) ** 2 > K:
+        raise ValueError(f"sh_degree={sh_degree} needs (d+1)^2 <= K={K} and d <= {MAX_SH_DEGREE}")
+    return sh_degree
+
+
+def _check_poses(T_camera_base: Tensor, batch: tuple[int, ...]) -> tuple[Tensor, bool]:
+    """``(T [..., C, 4, 4], views)``: ``T_camera_base`` is ``[..., C, 4, 4]`` (views) or ``[..., 4, 4]`` (one view
+    per Gaussian set, ``views`` False) for the Gaussians' batch dimensions ``batch``."""
+    shape = tuple(T_camera_base.shape)
+    if shape == (*batch, 4, 4):
+        return T_camera_base[..., None, :, :], False
+    if len(shape) == len(batch) + 3 and shape[: len(batch)] == batch and shape[-2:] == (4, 4):
+        return T_camera_base, True
+    dims = "".join(f"{d}, " for d in batch)
+    raise ValueError(f"T_camera_base must be [{dims}4, 4] or [{dims}C, 4, 4] for means {[*batch, 'N', 3]}, "
+                     f"got {list(shape)}")
+
+
+def _backgrounds(background: Tensor | None, shape: tuple[int, ...], views: bool, dtype: torch.dtype,
+                 device: torch.device) -> Tensor:
+    """``[..., C, 3]`` backgrounds from None (black), ``[3]`` or ``[..., (C,) 3]`` (view axis as in the poses)."""
     if background is None:
-        bg = torch.zeros(C, 3, dtype=dtype, device=device)
-    else:
-        bg = background.to(device=device, dtype=dtype)
-        if bg.shape == (3,):
-            bg = bg.expand(C, 3)
-        elif bg.shape != (C, 3):
-            raise ValueError(f"background must be [3] or [C, 3], got {list(background.shape)}")
+        return torch.zeros(shape, dtype=dtype, device=device)
+    bg = background.to(device=device, dtype=dtype)
+    if not views and bg.ndim > 1:
+        bg = bg[..., None, :]
+    try:
+        return torch.broadcast_to(bg, shape)
+    except RuntimeError:
+        wanted = [*shape[:-2], *(["C"] if views else []), 3]
+        raise ValueError(f"background must be [3] or {wanted}, got {list(background.shape)}") from None
+
+
+def _prepare(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor, T_camera_base: Tensor,
+             background: Tensor | None, sh_degree: int | None) -> _Inputs:
+    """Checks every input of :func:`render_gaussians` (raising with the shapes) and flattens the batch."""
+    _check_tensors(means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
+                   T_camera_base=T_camera_base)
+    opacities = _check_gaussians(means, quats, scales, opacities)
+    batch, N = tuple(means.shape[:-2]), means.shape[-2]
+    sh_degree = _check_colors(colors, (*batch, N), sh_degree)
+    T, views = _check_poses(T_camera_base, batch)
+    for name, t in (("quats", quats), ("scales", scales), ("opacities", opacities), ("colors", colors),
+                    ("T_camera_base", T)):
+        if t.device != means.device:
+            raise ValueError(f"{name} is on {t.device} but means is on {means.device}")
+    dtype, B, C = means.dtype, math.prod(batch), T.shape[-3]
+    bg = _backgrounds(background, (*batch, C, 3), views, dtype, means.device)
     cast = lambda t: t if t.dtype == dtype else t.to(dtype)  # noqa: E731  (autograd flows through .to)
-    return _Inputs(means, cast(quats), cast(scales), cast(opacities), cast(colors), cast(T), bg, sh_degree, squeeze)
-
-
-def _project(x: _Inputs, camera: PinholeCamera, near: float, far: float) -> tuple[splatting_torch.Projection, Tensor]:
-    """The torch backend's projection of ``x`` and its per-view features ``[C, N, 4]`` (RGB, depth)."""
-    proj = splatting_torch.project_gaussians(
-        x.means, x.quats, x.scales, x.opacities, x.T,
-        camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height, EPS2D, near, far,
-    )
-    C, N = proj.depths.shape
-    if x.colors.ndim == 3:
-        # camera centre in the base frame from the full inverse, as gsplat does (identical for rigid T; the
-        # gradient w.r.t. the 16 entries of T then matches gsplat's too)
-        campos = torch.linalg.inv(x.T)[:, :3, 3]
-        rgb = sh_to_rgb(x.colors[None].expand(C, -1, -1, -1), x.means[None] - campos[:, None], x.sh_degree)
-    else:
-        rgb = x.colors[None].expand(C, N, 3)
-    return proj, torch.cat((rgb, proj.depths[..., None]), dim=-1)
+    flat = lambda t: t.reshape(B, *t.shape[len(batch):])  # noqa: E731
+    return _Inputs(flat(means), flat(cast(quats)), flat(cast(scales)), flat(cast(opacities)), flat(cast(colors)),
+                   flat(cast(T)), flat(bg), sh_degree, batch, views)
 
 
 def _check_view(camera: PinholeCamera, near: float, far: float, backend: str, device: torch.device) -> str:
@@ -316,52 +349,69 @@ def _check_view(camera: PinholeCamera, near: float, far: float, backend: str, de
     return resolve_splat_backend(backend, device)
 
 
-def _render_torch(
-    x: _Inputs, camera: PinholeCamera, near: float, far: float, **options
-) -> tuple[Tensor, Tensor, Tensor]:
-    proj, feats = _project(x, camera, near, far)
-    C, N = proj.depths.shape
-    img, alpha = splatting_torch.rasterize(
-        proj.means2d, proj.conics, x.opacities[None].expand(C, N), feats, proj.depths, proj.radii,
-        camera.width, camera.height, **options,
+# --------------------------------------------------------------------------------------------------
+# backends: [B, C, H, W, ...] rgb, alpha, depth of the flattened inputs
+
+
+def _project(x: _Inputs, camera: PinholeCamera, near: float, far: float) -> tuple[splatting_torch.Projection, Tensor]:
+    """The torch backend's projection of ``x`` (``[B, C, N, ...]``) and its features ``[B, C, N, 4]`` (RGB, z)."""
+    proj = splatting_torch.project_gaussians(
+        x.means, x.quats, x.scales, x.opacities, x.T,
+        camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height, EPS2D, near, far,
     )
-    rgb_img = img[..., :3] + (1.0 - alpha)[..., None] * x.background[:, None, None, :]
-    return rgb_img, alpha, img[..., 3]
+    B, C, N = proj.depths.shape
+    if x.colors.ndim == 4:
+        # camera centre in the base frame from the full inverse, as gsplat does (identical for rigid T; the
+        # gradient w.r.t. the 16 entries of T then matches gsplat's too)
+        campos = torch.linalg.inv(x.T)[..., :3, 3]  # [B, C, 3]
+        rgb = sh_to_rgb(x.colors[:, None].expand(B, C, -1, -1, -1), x.means[:, None] - campos[:, :, None],
+                        x.sh_degree)
+    else:
+        rgb = x.colors[:, None].expand(B, C, N, 3)
+    return proj, torch.cat((rgb, proj.depths[..., None]), dim=-1)
+
+
+def _render_torch(x: _Inputs, camera: PinholeCamera, near: float, far: float,
+                  **options: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """All ``B x C`` images in one rasterisation pass of :mod:`~gen3d_ros.robot.splatting_torch`."""
+    proj, feats = _project(x, camera, near, far)
+    B, C, N = proj.depths.shape
+    flat = lambda t: t.reshape(B * C, *t.shape[2:])  # noqa: E731
+    img, alpha = splatting_torch.rasterize(
+        flat(proj.means2d), flat(proj.conics), flat(x.opacities[:, None].expand(B, C, N)), flat(feats),
+        flat(proj.depths), flat(proj.radii), camera.width, camera.height, **options,
+    )
+    rgb = img[..., :3] + (1.0 - alpha)[..., None] * x.background.reshape(B * C, 1, 1, 3)
+    images = (B, C, camera.height, camera.width)
+    return rgb.reshape(*images, 3), alpha.reshape(images), img[..., 3].reshape(images)
 
 
 def _render_gsplat(x: _Inputs, camera: PinholeCamera, near: float, far: float) -> tuple[Tensor, Tensor, Tensor]:
+    """gsplat 1.5.3's ``rasterization`` with one leading batch dimension ``B`` (dropped again when the caller had
+    none, so the unbatched call is exactly gsplat's plain ``[N, ...]`` / ``[C, 4, 4]`` one)."""
     from gsplat import rasterization
 
-    f32 = lambda t: t.float().contiguous()  # noqa: E731  gsplat's kernels are float32-only
-    C = x.T.shape[0]
-    Ks = torch.tensor(
-        [[camera.fx, 0.0, camera.cx], [0.0, camera.fy, camera.cy], [0.0, 0.0, 1.0]],
-        dtype=torch.float32, device=x.means.device,
-    ).expand(C, 3, 3).contiguous()
+    B, C = x.T.shape[:2]
+    unbatched = x.batch == ()
+    lead = (lambda t: t[0]) if unbatched else (lambda t: t)  # noqa: E731
+    f32 = lambda t: lead(t).float().contiguous()  # noqa: E731  gsplat's kernels are float32-only
+    K = torch.tensor([[camera.fx, 0.0, camera.cx], [0.0, camera.fy, camera.cy], [0.0, 0.0, 1.0]],
+                     dtype=torch.float32, device=x.means.device)
     renders, alphas, _ = rasterization(
         f32(x.means), f32(x.quats), f32(x.scales), f32(x.opacities), f32(x.colors),
-        viewmats=f32(x.T), Ks=Ks, width=camera.width, height=camera.height,
+        viewmats=f32(x.T), Ks=lead(K.expand(B, C, 3, 3)).contiguous(), width=camera.width, height=camera.height,
         near_plane=near, far_plane=far, eps2d=EPS2D, sh_degree=x.sh_degree,
         backgrounds=f32(x.background), render_mode="RGB+D", rasterize_mode="classic",
         # packed=True + backgrounds trips an assert in gsplat 1.5.3's rasterize_to_pixels (packed image dims are
-        # (), backgrounds [C, D]); the dense [C, N] layout is also the faster one for robot-sized scenes
+        # (), backgrounds [..., C, D]); the dense [..., C, N] layout is also the faster one for robot-sized scenes
         packed=False,
     )
-    return renders[..., :3], alphas[..., 0], renders[..., 3]
+    images = (B, C, camera.height, camera.width)
+    return renders[..., :3].reshape(*images, 3), alphas[..., 0].reshape(images), renders[..., 3].reshape(images)
 
 
-def _render(name: str, x: _Inputs, camera: PinholeCamera, near: float, far: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``[C, H, W, ...]`` rgb, alpha, depth of ``x`` on backend ``name`` (``"gsplat"`` or ``"torch"``)."""
-    if name == "gsplat":
-        return _render_gsplat(x, camera, near, far)
-    return _render_torch(x, camera, near, far)
-
-
-def _output(x: _Inputs, rgb: Tensor, alpha: Tensor, depth: Tensor) -> RenderOutput:
-    """The :class:`RenderOutput`, without the view axis when ``x`` had a single ``[4, 4]`` pose."""
-    if x.squeeze:
-        rgb, alpha, depth = rgb[0], alpha[0], depth[0]
-    return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
+# --------------------------------------------------------------------------------------------------
+# the API
 
 
 def render_gaussians(
@@ -377,98 +427,48 @@ def render_gaussians(
     backend: str = "auto",
     near: float = 0.01,
     far: float = 100.0,
-) -> RenderOutput:
-    """Render base-frame 3D Gaussians into one or ``C`` pinhole cameras; differentiable w.r.t. every tensor.
-
-    Args:
-        means: ``[N, 3]`` centres in the base frame, metres.
-        quats: ``[N, 4]`` orientations (w, x, y, z), any non-zero norm (normalised internally).
-        scales: ``[N, 3]`` positive standard deviations along the Gaussian's axes, metres.
-        opacities: ``[N]`` in [0, 1].
-        colors: ``[N, 3]`` RGB (used as given), or SH coefficients ``[N, K, 3]`` (3DGS convention: +0.5, clamp
-            at 0; ``sh_degree`` defaults to ``sqrt(K) - 1``).
-        T_camera_base: ``[4, 4]`` or ``[C, 4, 4]`` base -> OpenCV camera transforms; gradients flow into it
-            (pose estimation).
-        camera: intrinsics and image size shared by all ``C`` views.
-        background: ``[3]`` or ``[C, 3]`` RGB behind the Gaussians; None = black. Does not affect alpha/depth.
-        sh_degree: SH degree to evaluate (``(sh_degree + 1)^2 <= K``); None for plain RGB or to infer it.
-        backend: ``"auto"``, ``"torch"`` or ``"gsplat"`` (see :func:`resolve_splat_backend`).
-        near, far: camera-frame z limits in metres; Gaussians whose centre is outside are culled.
-
-    Returns:
-        :class:`RenderOutput` with ``[C, H, W, ...]`` tensors, or ``[H, W, ...]`` for a single ``[4, 4]`` pose.
-        dtype: the means' dtype on the torch backend (float64 works), float32 on gsplat.
-    """
-    x = _prepare(means, quats, scales, opacities, colors, T_camera_base, background, sh_degree)
-    name = _check_view(camera, near, far, backend, means.device)
-    return _output(x, *_render(name, x, camera, near, far))
-
-
-def render_gaussians_batched(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    T_camera_base: Tensor,
-    camera: PinholeCamera,
-    background: Tensor | None = None,
-    sh_degree: int | None = None,
-    backend: str = "auto",
-    near: float = 0.01,
-    far: float = 100.0,
-) -> RenderOutput:
-    """``B`` different Gaussian sets, set ``b`` seen from ``T_camera_base[b]``: ``means [B, N, 3]``, ``quats
-    [B, N, 4]``, ``scales [B, N, 3]``, ``opacities [B, N]``, ``colors [B, N, 3]`` or ``[B, N, K, 3]``,
-    ``T_camera_base [B, 4, 4]``; returns ``[B, H, W, ...]``. The same images as ``B`` calls of
-    :func:`render_gaussians` (one view each); on the torch backend the ``B`` images share one rasterisation pass
-    (fewer, wider vectorised steps: measured ~20-25 % faster forward + backward at 32-64 px on CPU).
-    """
-    B = means.shape[0]
-    if T_camera_base.ndim != 3 or T_camera_base.shape[0] != B:
-        raise ValueError(f"{B} Gaussian sets need T_camera_base [{B}, 4, 4], got {tuple(T_camera_base.shape)}")
-    xs = [_prepare(means[b], quats[b], scales[b], opacities[b], colors[b], T_camera_base[b], background, sh_degree)
-          for b in range(B)]
-    name = _check_view(camera, near, far, backend, means.device)
-    if name == "gsplat" or B == 1:
-        outs = [_render(name, x, camera, near, far) for x in xs]
-        rgb, alpha, depth = (torch.cat([o[i] for o in outs]) for i in range(3))
-        return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
-    projs, feats = zip(*(_project(x, camera, near, far) for x in xs))  # one view per set
-    cat = lambda f: torch.cat([getattr(p, f) for p in projs])  # noqa: E731
-    img, alpha = splatting_torch.rasterize(
-        cat("means2d"), cat("conics"), torch.stack([x.opacities for x in xs]), torch.cat(feats), cat("depths"),
-        cat("radii"), camera.width, camera.height,
-    )
-    bg = torch.cat([x.background for x in xs])  # [B, 3]
-    rgb_img = img[..., :3] + (1.0 - alpha)[..., None] * bg[:, None, None, :]
-    return RenderOutput(rgb=rgb_img, alpha=alpha, depth=img[..., 3])
-
-
-def render_gaussians_torch(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    T_camera_base: Tensor,
-    camera: PinholeCamera,
-    background: Tensor | None = None,
-    sh_degree: int | None = None,
-    near: float = 0.01,
-    far: float = 100.0,
+    *,
     tile_size: int = 16,
     chunk_size: int = 32,
     max_pairs_per_step: int | None = None,
 ) -> RenderOutput:
-    """:func:`render_gaussians` on the torch backend with its memory/speed knobs exposed.
+    """Render base-frame 3D Gaussians into pinhole cameras; differentiable w.r.t. every tensor.
 
-    ``tile_size`` px, ``chunk_size`` Gaussians per tile per step, ``max_pairs_per_step`` pixel x Gaussian pairs
-    per vectorised step (None: 2^21 on CPU, 2^24 on CUDA). The image does not depend on them (beyond float
-    rounding).
+    Leading batch dimensions ``...`` (any number, also none) stand for independent Gaussian sets, e.g. one robot
+    pose each, as in gsplat's ``rasterization``:
+
+    Args:
+        means: ``[..., N, 3]`` centres in the base frame, metres.
+        quats: ``[..., N, 4]`` orientations (w, x, y, z), any non-zero norm (normalised internally).
+        scales: ``[..., N, 3]`` positive standard deviations along the Gaussian's axes, metres.
+        opacities: ``[..., N]`` in [0, 1].
+        colors: ``[..., N, 3]`` RGB (used as given), or SH coefficients ``[..., N, K, 3]`` (3DGS convention: +0.5,
+            clamp at 0; ``sh_degree`` defaults to ``sqrt(K) - 1``).
+        T_camera_base: ``[..., C, 4, 4]``: ``C`` views of every Gaussian set (base -> OpenCV camera); or
+            ``[..., 4, 4]``: one view of each set, and the outputs have no view axis. Gradients flow into it
+            (pose estimation).
+        camera: intrinsics and image size shared by all views.
+        background: ``[3]`` or ``[..., (C,) 3]`` (view axis as in ``T_camera_base``) RGB behind the Gaussians;
+            None = black. Does not affect alpha/depth.
+        sh_degree: SH degree to evaluate (``(sh_degree + 1)^2 <= K``); None for plain RGB or to infer it.
+        backend: ``"auto"``, ``"torch"`` or ``"gsplat"`` (see :func:`resolve_splat_backend`).
+        near, far: camera-frame z limits in metres; Gaussians whose centre is outside are culled.
+        tile_size, chunk_size, max_pairs_per_step: the torch backend's memory/speed knobs (px tiles, Gaussians
+            per tile per step, pixel x Gaussian pairs per vectorised step; None: 2^21 on CPU, 2^24 on CUDA); the
+            image does not depend on them beyond float rounding. gsplat uses its own 16 px tiles.
+
+    Returns:
+        :class:`RenderOutput` with ``[..., C, H, W, (3)]`` tensors (``[..., H, W, (3)]`` for ``[..., 4, 4]`` poses).
+        dtype: the means' dtype on the torch backend (float64 works), float32 on gsplat. On the torch backend all
+        ``... x C`` images share one rasterisation pass (fewer, wider vectorised steps).
     """
     x = _prepare(means, quats, scales, opacities, colors, T_camera_base, background, sh_degree)
-    rgb, alpha, depth = _render_torch(
-        x, camera, near, far, tile_size=tile_size, chunk_size=chunk_size, max_pairs_per_step=max_pairs_per_step
-    )
-    return _output(x, rgb, alpha, depth)
+    name = _check_view(camera, near, far, backend, means.device)
+    if name == "gsplat":
+        rgb, alpha, depth = _render_gsplat(x, camera, near, far)
+    else:
+        rgb, alpha, depth = _render_torch(x, camera, near, far, tile_size=tile_size, chunk_size=chunk_size,
+                                          max_pairs_per_step=max_pairs_per_step)
+    H, W = camera.height, camera.width
+    return RenderOutput(rgb=rgb.reshape(x.outputs_shape(H, W, 3)), alpha=alpha.reshape(x.outputs_shape(H, W)),
+                        depth=depth.reshape(x.outputs_shape(H, W)))

@@ -95,14 +95,16 @@ def project_gaussians(
 ) -> Projection:
     """EWA projection of base-frame Gaussians into ``C`` pinhole cameras (gsplat's fused 3DGS projection).
 
-    ``means [N, 3]`` m (base frame), ``quats [N, 4]`` (w, x, y, z), ``scales [N, 3]`` m, ``opacities [N]``,
-    ``T_camera_base [C, 4, 4]``. Differentiable w.r.t. all tensors (radii are integer and carry no gradient).
+    ``means [..., N, 3]`` m (base frame), ``quats [..., N, 4]`` (w, x, y, z), ``scales [..., N, 3]`` m,
+    ``opacities [..., N]``, ``T_camera_base [..., C, 4, 4]`` (``...``: batch dimensions, also none); the
+    :class:`Projection` is ``[..., C, N, ...]``. Differentiable w.r.t. all tensors (radii are integer and carry
+    no gradient).
     """
-    R = T_camera_base[:, :3, :3]
-    t = T_camera_base[:, :3, 3]
-    means_c = torch.einsum("cij,nj->cni", R, means) + t[:, None, :]  # [C, N, 3]
-    cov = covariances_from_quats_scales(quats, scales)  # [N, 3, 3]
-    cov_c = torch.einsum("cij,njk,clk->cnil", R, cov, R)  # [C, N, 3, 3]
+    R = T_camera_base[..., :3, :3]  # [..., C, 3, 3]
+    t = T_camera_base[..., :3, 3]
+    means_c = torch.einsum("...cij,...nj->...cni", R, means) + t[..., None, :]  # [..., C, N, 3]
+    cov = covariances_from_quats_scales(quats, scales)  # [..., N, 3, 3]
+    cov_c = torch.einsum("...cij,...njk,...clk->...cnil", R, cov, R)  # [..., C, N, 3, 3]
 
     x, y, z = means_c.unbind(-1)
     in_depth = (z >= near) & (z <= far)
@@ -133,7 +135,7 @@ def project_gaussians(
     means2d = torch.stack((fx * x * rz + cx, fy * y * rz + cy), dim=-1)
 
     with torch.no_grad():
-        op = opacities.detach().to(means_c.dtype).expand_as(z)
+        op = opacities.detach().to(means_c.dtype)[..., None, :].expand_as(z)
         opaque_enough = op >= ALPHA_THRESHOLD
         extend = torch.sqrt(2.0 * torch.log(op.clamp(min=ALPHA_THRESHOLD) / ALPHA_THRESHOLD))
         extend = extend.clamp(max=EXTEND_MAX)
@@ -199,6 +201,101 @@ def _intersect_tiles(
     return _TileLists(pair_g[perm], counts, offsets, tw, th)
 
 
+@dataclass
+class _Splats:
+    """The projected Gaussians of all images, flattened to ``[I * N, ...]`` for gathering by ``image * N + n``."""
+
+    means2d: Tensor  # [I * N, 2] px
+    conics: Tensor  # [I * N, 3] px^-2
+    log_opacity: Tensor  # [I * N]
+    features: Tensor  # [I * N, D + 1]: the features and a channel of ones (accumulates sum w: the pixel's alpha)
+
+
+def _flatten_splats(means2d: Tensor, conics: Tensor, opacities: Tensor, features: Tensor) -> _Splats:
+    I, N = opacities.shape
+    D = features.shape[-1]
+    # log-opacity folded into the quadratic form: alpha = exp(-(sigma - log o)); culled Gaussians are never
+    # gathered, visible ones have o >= 1/255, so the log is finite where it is used
+    log_op = torch.log(opacities.reshape(I * N).clamp(min=1e-30))
+    # one extra feature channel of ones accumulates sum w (the pixel's alpha) in the same matmul
+    feats = torch.cat((features.reshape(I * N, D), torch.ones_like(features.reshape(I * N, D)[:, :1])), dim=1)
+    return _Splats(means2d.reshape(I * N, 2), conics.reshape(I * N, 3), log_op, feats)
+
+
+def _pixel_monomials(tile_size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``[P, 6]`` quadratic monomials ``(x^2, y^2, x y, x, y, 1)`` of a tile's pixel centres relative to the tile
+    centre (tile-local coordinates keep float32 accurate), ``P = tile_size^2`` in row-major order."""
+    lin = torch.arange(tile_size * tile_size, device=device)
+    lx = (lin % tile_size).to(dtype) + 0.5 - 0.5 * tile_size
+    ly = (lin // tile_size).to(dtype) + 0.5 - 0.5 * tile_size
+    return torch.stack((lx * lx, ly * ly, lx * ly, lx, ly, torch.ones_like(lx)), dim=-1)
+
+
+def _composite_chunk(
+    splats: _Splats, gid: Tensor, valid: Tensor, centre_x: Tensor, centre_y: Tensor, mono: Tensor, T_in: Tensor
+) -> tuple[Tensor, Tensor]:
+    """One depth-ordered chunk of ``K`` Gaussians ``gid [A, K]`` (``valid``: real entries) over ``A`` tiles whose
+    centres are ``centre_x/y [A]`` px, with transmittance ``T_in [A, P]`` before it.
+
+    Returns the chunk's contribution ``sum_k w_k f_k`` ``[A, P, D + 1]`` and the transmittance after it ``[A, P]``.
+    """
+    # Gaussian parameters in tile-local pixel coordinates
+    mx = splats.means2d[gid, 0] - centre_x[:, None]
+    my = splats.means2d[gid, 1] - centre_y[:, None]
+    ca, cb, cc = splats.conics[gid].unbind(-1)
+    lo = torch.where(valid, splats.log_opacity[gid], torch.full_like(mx, -1e4))
+    # sigma - log o = [lx^2, ly^2, lx ly, lx, ly, 1] . coef
+    coef = torch.stack(
+        (
+            0.5 * ca,
+            0.5 * cc,
+            cb,
+            -(ca * mx + cb * my),
+            -(cc * my + cb * mx),
+            0.5 * ca * mx * mx + 0.5 * cc * my * my + cb * mx * my - lo,
+        ),
+        dim=1,
+    )  # [A, 6, K]
+    power = torch.matmul(mono, coef)  # [A, P, K]
+    alpha = torch.exp(-power).clamp(max=ALPHA_MAX)
+    alpha = torch.where(alpha >= ALPHA_THRESHOLD, alpha, torch.zeros_like(alpha))
+    T_incl = T_in[:, :, None] * torch.cumprod(1.0 - alpha, dim=-1)
+    T_excl = torch.cat((T_in[:, :, None], T_incl[:, :, :-1]), dim=-1)
+    w = torch.where(T_incl > TRANSMITTANCE_MIN, alpha * T_excl, torch.zeros_like(alpha))
+    return torch.bmm(w, splats.features[gid]), T_incl[:, :, -1]
+
+
+def _composite_tiles(
+    splats: _Splats, lists: _TileLists, tiles: Tensor, mono: Tensor, tile_size: int, chunk_size: int
+) -> Tensor:
+    """Front-to-back compositing of the global tiles ``tiles [G]``: ``[G, P, D + 1]`` accumulated features (the
+    last channel is the alpha); a tile stops once all its pixels have terminated."""
+    dtype, device = mono.dtype, mono.device
+    G, P, K = tiles.numel(), mono.shape[0], chunk_size
+    cnt = lists.counts[tiles]
+    off = lists.offsets[tiles]
+    local_tile = tiles % (lists.tiles_x * lists.tiles_y)
+    centre_x = ((local_tile % lists.tiles_x) * tile_size).to(dtype) + 0.5 * tile_size
+    centre_y = ((local_tile // lists.tiles_x) * tile_size).to(dtype) + 0.5 * tile_size
+    T_run = torch.ones(G, P, dtype=dtype, device=device)
+    acc = torch.zeros(G, P, splats.features.shape[1], dtype=dtype, device=device)
+    alive = torch.ones(G, dtype=torch.bool, device=device)
+    last = max(lists.gaussian_ids.numel() - 1, 0)
+    arangeK = torch.arange(K, device=device)
+    for k in range(0, int(cnt.max()), K):
+        act = torch.nonzero((cnt > k) & alive).squeeze(1)
+        if act.numel() == 0:
+            break
+        slot = k + arangeK
+        valid = slot[None, :] < cnt[act, None]  # [A, K]
+        gid = lists.gaussian_ids[(off[act, None] + slot[None, :]).clamp(max=last)]
+        contribution, T_last = _composite_chunk(splats, gid, valid, centre_x[act], centre_y[act], mono, T_run[act])
+        acc = acc.index_add(0, act, contribution)
+        T_run = T_run.index_copy(0, act, T_last)
+        alive[act] = (T_last > TRANSMITTANCE_MIN).any(-1)
+    return acc
+
+
 def rasterize(
     means2d: Tensor,
     conics: Tensor,
@@ -224,89 +321,21 @@ def rasterize(
     """
     if max_pairs_per_step is None:
         max_pairs_per_step = DEFAULT_MAX_PAIRS_CUDA if means2d.is_cuda else DEFAULT_MAX_PAIRS_CPU
-    I, N = depths.shape
-    D = features.shape[-1]
-    dtype, device = means2d.dtype, means2d.device
-    ts = int(tile_size)
-    P = ts * ts
-    K = int(chunk_size)
+    I, D = depths.shape[0], features.shape[-1]
+    ts, K = int(tile_size), int(chunk_size)
     lists = _intersect_tiles(means2d, radii, depths, ts, width, height)
-    tw, th = lists.tiles_x, lists.tiles_y
-    n_tiles = tw * th
-    n_all = I * n_tiles
-
-    m2 = means2d.reshape(I * N, 2)
-    con = conics.reshape(I * N, 3)
-    # log-opacity folded into the quadratic form: alpha = exp(-(sigma - log o)); culled Gaussians are never
-    # gathered, visible ones have o >= 1/255, so the log is finite where it is used
-    log_op = torch.log(opacities.reshape(I * N).clamp(min=1e-30))
-    # one extra feature channel of ones accumulates sum w (the pixel's alpha) in the same matmul
-    feats = torch.cat((features.reshape(I * N, D), torch.ones_like(features.reshape(I * N, D)[:, :1])), dim=1)
-
-    # pixel centres relative to the tile centre, and their quadratic monomials [P, 6]
-    lin = torch.arange(P, device=device)
-    lx = (lin % ts).to(dtype) + 0.5 - 0.5 * ts
-    ly = (lin // ts).to(dtype) + 0.5 - 0.5 * ts
-    mono = torch.stack((lx * lx, ly * ly, lx * ly, lx, ly, torch.ones_like(lx)), dim=-1)
-
+    splats = _flatten_splats(means2d, conics, opacities, features)
+    mono = _pixel_monomials(ts, means2d.dtype, means2d.device)
     nonempty = torch.nonzero(lists.counts).squeeze(1)
-    group = max(1, int(max_pairs_per_step) // (P * K))
-    gid_all = lists.gaussian_ids
-    last = max(gid_all.numel() - 1, 0)
-    arangeK = torch.arange(K, device=device)
+    group = max(1, int(max_pairs_per_step) // (ts * ts * K))  # tiles per vectorised step
     out_tiles: list[Tensor] = []
     out_vals: list[Tensor] = []
     for g0 in range(0, nonempty.numel(), group):
         tiles = nonempty[g0 : g0 + group]
-        G = tiles.numel()
-        cnt = lists.counts[tiles]
-        off = lists.offsets[tiles]
-        local_tile = tiles % n_tiles
-        centre_x = ((local_tile % tw) * ts).to(dtype) + 0.5 * ts
-        centre_y = ((local_tile // tw) * ts).to(dtype) + 0.5 * ts
-        T_run = torch.ones(G, P, dtype=dtype, device=device)
-        acc = torch.zeros(G, P, D + 1, dtype=dtype, device=device)
-        alive = torch.ones(G, dtype=torch.bool, device=device)
-        max_cnt = int(cnt.max())
-        for k in range(0, max_cnt, K):
-            act = torch.nonzero((cnt > k) & alive).squeeze(1)
-            if act.numel() == 0:
-                break
-            slot = k + arangeK
-            valid = slot[None, :] < cnt[act, None]  # [A, K]
-            gid = gid_all[(off[act, None] + slot[None, :]).clamp(max=last)]
-            # Gaussian parameters in tile-local pixel coordinates
-            mx = m2[gid, 0] - centre_x[act, None]
-            my = m2[gid, 1] - centre_y[act, None]
-            ca, cb, cc = con[gid].unbind(-1)
-            lo = torch.where(valid, log_op[gid], torch.full_like(mx, -1e4))
-            # sigma - log o = [lx^2, ly^2, lx ly, lx, ly, 1] . coef
-            coef = torch.stack(
-                (
-                    0.5 * ca,
-                    0.5 * cc,
-                    cb,
-                    -(ca * mx + cb * my),
-                    -(cc * my + cb * mx),
-                    0.5 * ca * mx * mx + 0.5 * cc * my * my + cb * mx * my - lo,
-                ),
-                dim=1,
-            )  # [A, 6, K]
-            power = torch.matmul(mono, coef)  # [A, P, K]
-            alpha = torch.exp(-power).clamp(max=ALPHA_MAX)
-            alpha = torch.where(alpha >= ALPHA_THRESHOLD, alpha, torch.zeros_like(alpha))
-            T_in = T_run[act]
-            T_incl = T_in[:, :, None] * torch.cumprod(1.0 - alpha, dim=-1)
-            T_excl = torch.cat((T_in[:, :, None], T_incl[:, :, :-1]), dim=-1)
-            w = torch.where(T_incl > TRANSMITTANCE_MIN, alpha * T_excl, torch.zeros_like(alpha))
-            acc = acc.index_add(0, act, torch.bmm(w, feats[gid]))
-            T_last = T_incl[:, :, -1]
-            T_run = T_run.index_copy(0, act, T_last)
-            alive[act] = (T_last > TRANSMITTANCE_MIN).any(-1)
         out_tiles.append(tiles)
-        out_vals.append(acc)
-
-    full = torch.zeros(n_all, P, D + 1, dtype=dtype, device=device)
+        out_vals.append(_composite_tiles(splats, lists, tiles, mono, ts, K))
+    tw, th = lists.tiles_x, lists.tiles_y
+    full = torch.zeros(I * tw * th, ts * ts, D + 1, dtype=means2d.dtype, device=means2d.device)
     if out_tiles:
         full = full.index_copy(0, torch.cat(out_tiles), torch.cat(out_vals))
     img = full.reshape(I, th, tw, ts, ts, D + 1).permute(0, 1, 3, 2, 4, 5).reshape(I, th * ts, tw * ts, D + 1)

@@ -19,7 +19,6 @@ from gen3d_ros.robot.splatting import (
     expected_depth,
     random_gaussians,
     render_gaussians,
-    render_gaussians_torch,
     resolve_splat_backend,
     sh_basis,
 )
@@ -247,7 +246,8 @@ def test_tile_and_chunk_sizes_do_not_change_the_result():
     results = []
     for tile, chunk, pairs in ((16, 32, 1 << 21), (8, 3, 4096), (4, 128, 1), (32, 1, 1 << 20)):
         ps = [p.clone().requires_grad_(True) for p in params]
-        out = render_gaussians_torch(*ps, T, cam, tile_size=tile, chunk_size=chunk, max_pairs_per_step=pairs)
+        out = render_gaussians(*ps, T, cam, backend="torch", tile_size=tile, chunk_size=chunk,
+                               max_pairs_per_step=pairs)
         _readout(out).sum().backward()
         results.append((out, [p.grad for p in ps]))
     (ref, ref_g), rest = results[0], results[1:]
@@ -280,6 +280,31 @@ def test_batched_cameras_equal_single_renders_and_shapes():
         torch.testing.assert_close(single.rgb, batch.rgb[i], **tol)
         torch.testing.assert_close(single.depth, batch.depth[i], **tol)
         assert (single.rgb - batch.rgb[(i + 1) % 3]).abs().max() > 0.05  # the tolerance can tell views apart
+
+
+def test_leading_batch_dimensions_render_each_gaussian_set_with_its_own_cameras():
+    cam = PinholeCamera.from_fov(20, 16, 50.0)
+    sets = [_random_scene(150, seed=20 + b, sh_degree=1) for b in range(3)]
+    batched = [torch.stack([s_[k] for s_ in sets]) for k in range(5)]  # means [3, N, 3], colors [3, N, 4, 3], ...
+    Ts = torch.stack([torch.stack([_pose(10 * b + c) for c in range(2)]) for b in range(3)])  # [3, 2, 4, 4]
+    bg = torch.rand(3, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    out = render_gaussians(*batched, Ts, cam, background=bg)
+    assert out.rgb.shape == (3, 2, 16, 20, 3) and out.alpha.shape == out.depth.shape == (3, 2, 16, 20)
+    one_view = render_gaussians(*batched, Ts[:, 1], cam, background=bg[:, 1])  # T [B, 4, 4]: no view axis
+    assert one_view.rgb.shape == (3, 16, 20, 3)
+    nested = render_gaussians(*[t.reshape(3, 1, *t.shape[1:]) for t in batched], Ts[:, None], cam)  # [3, 1, ...]
+    assert nested.alpha.shape == (3, 1, 2, 16, 20)
+    for b in range(3):
+        alone = render_gaussians(*sets[b], Ts[b], cam, background=bg[b])
+        assert alone.alpha.max() > 0.5
+        for name in ("rgb", "alpha", "depth"):  # float64: the same maths, only summation order may differ
+            torch.testing.assert_close(getattr(out, name)[b], getattr(alone, name), atol=1e-12, rtol=0)
+            torch.testing.assert_close(getattr(one_view, name)[b], getattr(alone, name)[1], atol=1e-12, rtol=0)
+        torch.testing.assert_close(nested.alpha[b, 0], alone.alpha, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match=r"T_camera_base must be \[3, 4, 4\] or \[3, C, 4, 4\]"):
+        render_gaussians(*batched, Ts[0], cam)
+    with pytest.raises(ValueError, match="quats must have shape"):
+        render_gaussians(batched[0], batched[1][:2], *batched[2:], Ts, cam)
 
 
 def test_background():
