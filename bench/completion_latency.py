@@ -50,7 +50,7 @@ def _sync(device: str) -> None:
 
 
 def time_gca(points: np.ndarray, completer, device: str) -> dict[str, float]:
-    from gen3d_ros.completion.scan_completion import voxels_to_mesh
+    from gen3d_ros.completion.voxel_mesh import voxels_to_mesh
 
     out: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         sweeps = demo_sweeps(args.n)
 
-    from gen3d_ros.completion.hgca import SceneCompleter, SceneCompleterConfig
-    from gen3d_ros.completion.scan_completion import GCACompleter, default_checkpoint
+    from gen3d_ros.completion.inference import SceneCompleter, SceneCompleterConfig
+    from gen3d_ros.completion.checkpoint import default_gca_checkpoint as default_checkpoint
+    from gen3d_ros.completion.inference import GCACompleter
 
     gca = GCACompleter(default_checkpoint(), device=args.device)
     hgca = SceneCompleter(None, SceneCompleterConfig(device=args.device))

@@ -145,7 +145,7 @@ def scene_metrics(pred: np.ndarray, gt: np.ndarray, voxel_size: float) -> dict[s
 
 def held_out_dataset(data: dict, n_scenes: int):
     """The checkpoint's data config on held-out scene seeds, one scan per scene, no augmentation."""
-    from gen3d_ros.completion.training import VALIDATION_SEED_OFFSET
+    from gen3d_ros.completion.training.loop import VALIDATION_SEED_OFFSET
     from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
 
     base = int(data.get("base_seed", 0)) + VALIDATION_SEED_OFFSET + HELD_OUT_SEED_OFFSET
@@ -202,13 +202,13 @@ def fine_methods(checkpoint: Path, hgca: str | Path | None, cgca: str | Path | N
     import torch
 
     from gen3d_ros.completion.cgca import cgca_complete
-    from gen3d_ros.completion.cgca_training import encode_cells, load_cgca_checkpoint
-    from gen3d_ros.completion.hgca import SceneCompleter, SceneCompleterConfig, _with_batch
+    from gen3d_ros.completion.checkpoint import load_cgca
+    from gen3d_ros.completion.inference import SceneCompleter, SceneCompleterConfig, _with_batch, encode_cells
     from gen3d_ros.sim.dataset import CompletionDatasetConfig
 
     out = {}
     if cgca:
-        model, ae, ckpt = load_cgca_checkpoint(cgca, device=device, backend=backend)
+        model, ae, ckpt = load_cgca(cgca, device=device, backend=backend)
         data = CompletionDatasetConfig.from_dict(ckpt["train_config"]["data"])
         bounds = ((0, 0, 0), tuple(int(v) for v in data.grid_shape))
 
@@ -225,7 +225,8 @@ def fine_methods(checkpoint: Path, hgca: str | Path | None, cgca: str | Path | N
         for name, coarse in (("hgca", ""), ("hgca_no_planner", str(checkpoint))):
             sc = SceneCompleter(hgca, SceneCompleterConfig(mesh=False, device=device, coarse_checkpoint=coarse),
                                 backend=backend)
-            out[name] = ((lambda points, seed, sc=sc: sc.complete(points, seed=seed).fine_cells), sc.fine_data)
+            out[name] = ((lambda points, seed, sc=sc: sc.complete(points, seed=seed).fine_cells),
+                         CompletionDatasetConfig.from_dict(sc.fine_data))
     return out
 
 
@@ -235,7 +236,7 @@ def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend:
     from tqdm import tqdm
 
     from gen3d_ros.completion.metrics import total_mutual_difference
-    from gen3d_ros.completion.scan_completion import GCACompleter
+    from gen3d_ros.completion.inference import GCACompleter
     from gen3d_ros.completion.voxelize import voxel_centers
 
     completer = GCACompleter(checkpoint, device=device, steps=steps, backend=backend)
@@ -360,7 +361,7 @@ def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend:
 
 
 def _validation_offset() -> int:
-    from gen3d_ros.completion.training import VALIDATION_SEED_OFFSET
+    from gen3d_ros.completion.training.loop import VALIDATION_SEED_OFFSET
 
     return VALIDATION_SEED_OFFSET
 

@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     subs = list(SUB_KINDS) + ([f"sensor_data+{name}" for name in XML_PROFILES] if args.xml else [])
     xml_dir = Path(tempfile.mkdtemp(prefix="qos_bench_"))
     for name, text in XML_PROFILES.items():
-        (xml_dir / f"{name}.xml").write_text(text)
+        write_text(xml_dir / f"{name}.xml", text)
     results: dict[str, object] = {}
     pairs = [] if args.skip_matrix else [(pub, sub_kind, size) for size in args.sizes_mb for pub in PUB_KINDS
                                          for sub_kind in subs]

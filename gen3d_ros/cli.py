@@ -314,7 +314,7 @@ def register_train_completion(sub: argparse._SubParsersAction) -> None:
 def cmd_train_completion(args: argparse.Namespace) -> int:
     import yaml
 
-    from gen3d_ros.completion.training import make_config, train
+    from gen3d_ros.completion.training.gca import make_config, train
     from gen3d_ros.config import parse_overrides
 
     from gen3d_ros.outputs import prepare_run_folder
@@ -332,7 +332,7 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
         _device(str(overrides["device"]))
     prepare_run_folder(args.output, inputs=[args.config, args.coarse_checkpoint], force=args.force, product=product)
     if args.stage == "hierarchy":
-        from gen3d_ros.completion.hgca import train_hierarchy
+        from gen3d_ros.completion.training.hierarchy import train_hierarchy
 
         if overrides:
             raise UsageError("--stage hierarchy takes no --set/--config: its stages come from the preset")
@@ -344,7 +344,7 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
             print(f"fine stage on true coarse cells: held-out IoU {fine['iou']:.3f} (input {fine['input_iou']:.3f})")
         return 0
     if args.stage == "fine":
-        from gen3d_ros.completion.cgca_training import make_cgca_config, train_cgca
+        from gen3d_ros.completion.training.cgca import make_cgca_config, train_cgca
 
         _, summary = train_cgca(make_cgca_config(args.preset, overrides), args.output, progress=not args.no_progress)
         final = summary["final"]
@@ -354,7 +354,7 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
                   f"Chamfer-L1 {final['chamfer_l1']:.3f} m")
         return 0
     if args.stage == "autoencoder":
-        from gen3d_ros.completion.autoencoder_training import make_autoencoder_config, train_autoencoder
+        from gen3d_ros.completion.training.autoencoder import make_autoencoder_config, train_autoencoder
 
         _, summary = train_autoencoder(make_autoencoder_config(args.preset, overrides), args.output,
                                        progress=not args.no_progress)
@@ -405,7 +405,7 @@ def register_complete(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    from gen3d_ros.completion.scan_completion import complete_file
+    from gen3d_ros.completion.scan_file import complete_file
 
     if args.samples < 1:
         raise UsageError(f"--samples must be >= 1, got {args.samples}")

@@ -47,14 +47,15 @@ TF_TOPIC = "/tf"
 def describe_grid(config: Any) -> str:
     """Where the completion works, in words: the model's grid for GCA, the voxel size and ROI otherwise."""
     if config.method == "hgca":
-        from gen3d_ros.completion.hgca import SceneCompleter
+        from gen3d_ros.completion.inference import SceneCompleter
 
         c = SceneCompleter(config.checkpoint or None)
         lo, hi = c.origin, c.origin + c.fine_shape * c.fine_voxel
         return (f"hGCA {c.coarse.voxel_size:g} m -> {c.fine_voxel:g} m voxels, x/y [{lo[0]:g}, {hi[0]:g}) m, "
                 f"z [{lo[2]:g}, {hi[2]:g}) m, {c.coarse.model.config.steps}+{c.fine.config.steps} transitions")
     if config.method == "gca":
-        from gen3d_ros.completion.scan_completion import GCACompleter, default_checkpoint
+        from gen3d_ros.completion.checkpoint import default_gca_checkpoint as default_checkpoint
+        from gen3d_ros.completion.inference import GCACompleter
 
         c = GCACompleter(config.checkpoint or default_checkpoint())
         lo, hi = c.origin, c.origin + c.grid_shape * c.voxel_size
@@ -67,9 +68,9 @@ def demo_completion_config() -> Any:
     """The completion settings of the demo: hGCA with the packaged demo bundle (trained on simulated VLP-32
     sweeps: a 24 m x 24 m grid around the sensor, 0.4 m coarse and 0.2 m fine voxels, decoded to a mesh); the
     packaged GCA model if the bundle is missing, the classical Poisson stage if both are (logged)."""
-    from gen3d_ros.completion.hgca import default_hgca_checkpoint
+    from gen3d_ros.completion.checkpoint import default_hgca_checkpoint
     from gen3d_ros.completion.processor import CompletionConfig
-    from gen3d_ros.completion.scan_completion import default_checkpoint
+    from gen3d_ros.completion.checkpoint import default_gca_checkpoint as default_checkpoint
 
     try:
         default_hgca_checkpoint()
@@ -206,7 +207,7 @@ def write_drive_bag(path: Path, sweeps: list[Any], *, storage: str | None = None
 
 def completed_mesh_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``gen3d_ros/CompletedMesh`` -> vertices (V, 3) float32, faces (F, 3) int32, colours (V, 3) float32 0..1."""
-    from gen3d_ros.completion.classical import height_colors
+    from gen3d_ros.completion.mesh import height_colors
     from gen3d_ros.io.mesh_msgs import shape_mesh_to_arrays
 
     vertices, faces = shape_mesh_to_arrays(msg.mesh)
@@ -232,7 +233,7 @@ def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, s
         robot_frames: frames of the robot video (0: skip the robot half).
     """
     from gen3d_ros.bagmode import run_bag
-    from gen3d_ros.completion.classical import TriangleMesh
+    from gen3d_ros.completion.mesh import TriangleMesh
     from gen3d_ros.completion.udf_mesh import save_mesh
     from gen3d_ros.pipeline.completion import CompletionStage
     from gen3d_ros.preview import PreviewSweep, save_preview

@@ -24,7 +24,7 @@ import pytest  # noqa: E402
 def tiny_hgca_bundle(tmp_path_factory):
     """``hgca.pt`` of the tiny hierarchy preset (coarse planned GCA + autoencoder + fine cGCA), trained once per
     session (~1 min on one core): the hGCA tests never depend on the committed demo model."""
-    from gen3d_ros.completion.hgca import train_hierarchy
+    from gen3d_ros.completion.training.hierarchy import train_hierarchy
 
     out = tmp_path_factory.mktemp("hgca_tiny")
     train_hierarchy("tiny", out, progress=False, threads=1)

@@ -63,7 +63,7 @@ def test_a_truncated_real_checkpoint_is_a_checkpoint_error(tmp_path, fraction: f
 
 
 def training_load(path):
-    from gen3d_ros.completion.training import load_checkpoint
+    from gen3d_ros.completion.checkpoint import load_gca as load_checkpoint
 
     return load_checkpoint(path)
 
@@ -121,8 +121,8 @@ def test_packaged_models_load_with_weights_only(path: Path) -> None:
 
 
 def test_packaged_models_build_with_their_loaders() -> None:
-    from gen3d_ros.completion.cgca_training import load_cgca_checkpoint
-    from gen3d_ros.completion.hgca import SceneCompleter
+    from gen3d_ros.completion.checkpoint import load_cgca as load_cgca_checkpoint
+    from gen3d_ros.completion.inference import SceneCompleter
     from gen3d_ros.robot.gaussians import RobotGaussianModel
 
     model, ckpt = training_load(MODELS / "gca_demo.pt")
@@ -151,7 +151,7 @@ def test_zip_archives_torch_did_not_write_are_refused(tmp_path) -> None:
 
 
 def test_right_format_with_missing_or_mistyped_entries_names_the_entry(tmp_path) -> None:
-    from gen3d_ros.completion.training import load_checkpoint
+    from gen3d_ros.completion.checkpoint import load_gca as load_checkpoint
 
     ckpt = load_checkpoint_file(MODELS / "gca_demo.pt")
     for change, message in [
@@ -183,7 +183,7 @@ def test_right_format_with_missing_or_mistyped_entries_names_the_entry(tmp_path)
 
 
 def test_a_damaged_part_of_a_cgca_checkpoint_names_the_file(tmp_path) -> None:
-    from gen3d_ros.completion.cgca_training import load_cgca_checkpoint
+    from gen3d_ros.completion.checkpoint import load_cgca as load_cgca_checkpoint
 
     ckpt = load_checkpoint_file(MODELS / "cgca_demo.pt")
     ckpt["autoencoder"]["state_dict"].popitem()
@@ -204,27 +204,43 @@ def tiny(tmp_path_factory):
     return save_tiny_checkpoints(tmp_path_factory.mktemp("tiny_checkpoints"))
 
 
-def test_gca_completer_with_a_bad_dataset_config_is_a_checkpoint_error(tiny) -> None:
-    from gen3d_ros.completion.scan_completion import GCACompleter
+def test_gca_completer_with_a_bad_grid_is_a_checkpoint_error(tiny) -> None:
+    from gen3d_ros.completion.inference import GCACompleter
 
     ckpt = load_checkpoint_file(tiny["gca"])
-    ckpt["train_config"]["data"]["lidar"] = {"preset": "nope"}
+    ckpt["grid"]["voxel_size"] = -0.5
     with pytest.raises(CheckpointError, match="<bundle>"):
+        GCACompleter(ckpt)
+    # a checkpoint from before grids were stored: the grid comes from its data config
+    ckpt = load_checkpoint_file(tiny["gca"])
+    del ckpt["grid"]
+    ckpt["train_config"]["data"]["half_extent_m"] = [2.05, 2.0]  # not a multiple of the voxel size
+    with pytest.raises(CheckpointError, match="<bundle>.*not a multiple of the voxel size"):
         GCACompleter(ckpt)
 
 
+def test_the_runtime_reads_only_the_grid_of_a_training_data_config(tiny) -> None:
+    """Loading a model does not depend on training-only entries (the simulated sensor, the scenes)."""
+    from gen3d_ros.completion.inference import GCACompleter
+
+    ckpt = load_checkpoint_file(tiny["gca"])
+    ckpt["train_config"]["data"]["lidar"] = {"preset": "a sensor this version does not know"}
+    completer = GCACompleter(ckpt)
+    assert completer.grid.same_as(GCACompleter(tiny["gca"]).grid)
+
+
 def test_scene_completer_with_mismatched_grids_is_a_checkpoint_error(tiny, tmp_path) -> None:
-    from gen3d_ros.completion.hgca import SceneCompleter
+    from gen3d_ros.completion.inference import SceneCompleter
 
     bundle = load_checkpoint_file(tiny["bundle"])
-    bundle["coarse"]["train_config"]["data"]["voxel_size_m"] = 0.8
+    bundle["coarse"]["grid"]["voxel_size"] = 0.8  # the grid the runtime reads
     torch.save(bundle, tmp_path / "b.pt")
     with pytest.raises(CheckpointError, match=str(tmp_path / "b.pt")):
         SceneCompleter(tmp_path / "b.pt")
 
 
 def test_scene_completer_errors_about_a_part_name_the_bundle_file(tiny, tmp_path) -> None:
-    from gen3d_ros.completion.hgca import SceneCompleter
+    from gen3d_ros.completion.inference import SceneCompleter
 
     bundle = load_checkpoint_file(tiny["bundle"])
     bundle["coarse"]["state_dict"].popitem()
@@ -239,7 +255,7 @@ def test_a_config_asking_for_huge_layers_fails_without_allocating_them(tiny, tmp
     the weights really stored before anything is allocated."""
     import tracemalloc
 
-    from gen3d_ros.completion.training import load_checkpoint
+    from gen3d_ros.completion.checkpoint import load_gca as load_checkpoint
 
     ckpt = load_checkpoint_file(tiny["gca"])
     ckpt["gca_config"]["widths"] = [4096, 8192, 8192]

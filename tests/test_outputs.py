@@ -55,7 +55,7 @@ def cloud_bag(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def gca_checkpoint(tmp_path_factory) -> Path:
     from gen3d_ros.completion.gca import GCAConfig, GCATransition
-    from gen3d_ros.completion.training import make_config, save_checkpoint
+    from gen3d_ros.completion.training.gca import make_config, save_checkpoint
 
     torch.manual_seed(0)
     config = make_config("tiny")

@@ -16,7 +16,7 @@ for the probability (as in :mod:`gen3d_ros.completion.gca`) and for the latent m
 ``s_{t+1}``: occupancy ~ Bernoulli(p), ``z ~ N(mu, sigma^2 I)`` per occupied candidate; the input cells are
 always kept, with their input latents. The last ``mode_steps`` transitions take the mode (p > 0.5, z = mu).
 
-Infusion training (:func:`cgca_infusion_step`) mixes the model with the ground truth ``x`` = (cells, z_gt):
+Infusion training (:func:`gen3d_ros.completion.training.infusion.cgca_infusion_step`) mixes the model with the ground truth ``x`` = (cells, z_gt):
 
     q_occ = alpha * 1[c' in x] + (1 - alpha) * p,    q_mu = alpha * z_gt(c') + (1 - alpha) * mu   (z_gt = 0 off x)
 
@@ -45,7 +45,6 @@ import torch
 from torch import Tensor, nn
 
 from gen3d_ros.completion.gca import GCAConfig, in_bounds, isin_coords, pack_coords, with_batch
-from gen3d_ros.completion.infusion import Chain, InfusionSchedule, batch_cells, bernoulli_kl, coverage
 from gen3d_ros.sparse import Neighbourhood, SparseTensor, SparseUNet, unique_coords
 
 
@@ -178,7 +177,8 @@ def lookup_latents(query: Tensor, reference: Tensor, values: Tensor) -> tuple[Te
     return found, out
 
 
-def _sample_latents(mu: Tensor, sigma: float, generator: torch.Generator | None) -> Tensor:
+def sample_latents(mu: Tensor, sigma: float, generator: torch.Generator | None) -> Tensor:
+    """``mu + sigma * N(0, I)`` (``mu`` itself for sigma <= 0): the latent draw of a transition."""
     if sigma <= 0 or mu.numel() == 0:
         return mu
     # draw on the generator's device (a CUDA generator cannot sample on the CPU), then move
@@ -240,7 +240,7 @@ def cgca_complete(model: CGCATransition, input_cells: Tensor, input_latents: Ten
             occupied, zc = p > 0.5, m
         else:
             occupied = torch.bernoulli(p, generator=generator).bool()
-            zc = _sample_latents(m, sigma, generator)
+            zc = sample_latents(m, sigma, generator)
         cells, lat = cand[occupied], zc[occupied]
         if cfg.keep_input:
             cells, lat = merge_input(cells, lat, s0, z0)
@@ -257,108 +257,5 @@ def cgca_complete(model: CGCATransition, input_cells: Tensor, input_latents: Ten
     return result
 
 
-# ---------------------------------------------------------------------------------------------- training
 
 
-@dataclass
-class LatentChain(Chain):
-    """A replay-buffer chain with latent codes: ``latents`` (N, z_dim) of ``state``, ``target_latents``
-    (T, z_dim) of ``target`` (the autoencoder's codes of the complete surface), ``input_latents`` (S, z_dim)
-    of ``input_cells`` (codes of the partial scan; None: the target codes at the input cells, 0 off target).
-    ``coarse`` (C, 3) int32: coarse cells conditioning an hGCA fine stage (training: the ground truth's).
-    Cells are (N, 3) int32 voxel indices, as in :class:`Chain`."""
-
-    latents: Tensor | None = None
-    target_latents: Tensor | None = None
-    input_latents: Tensor | None = None
-    coarse: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        if self.latents is None or self.target_latents is None:
-            raise ValueError("LatentChain needs latents and target_latents")
-        if len(self.latents) != len(self.state) or len(self.target_latents) != len(self.target):
-            raise ValueError("latents / target_latents must have one row per state / target cell")
-        if self.input_latents is None:
-            _, self.input_latents = lookup_latents(with_batch(self.input_cells), with_batch(self.target),
-                                                   self.target_latents.float())
-        if len(self.input_latents) != len(self.input_cells):
-            raise ValueError("input_latents must have one row per input cell")
-
-
-@dataclass
-class CGCAStepResult:
-    loss: float
-    occupancy_kl: float
-    latent_kl: float
-    successors: list[LatentChain]
-    finished: int
-    """Chains that reached completion_rate or max_phase this step (they are not in ``successors``)."""
-    completion: list[float]
-
-
-def cgca_infusion_step(model: CGCATransition, chains: list[LatentChain], schedule: InfusionSchedule, *,
-                       sigma: float | None = None, latent_weight: float | None = None,
-                       completion_rate: float = 0.95, max_phase: int = 30,
-                       generator: torch.Generator | None = None) -> tuple[Tensor, CGCAStepResult]:
-    """One forward pass over a batch of latent chains: the loss (a graph, for backward) and the successors.
-
-    Loss per scene = mean over candidates of [KL_Bern(q_occ || p) + w q_occ |q_mu - mu|^2 / (2 sigma^2)]
-    (|.|^2 summed over z_dim), then mean over scenes. Successors: occupancy ~ Bern(q_occ),
-    z ~ N(q_mu, sigma^2); input cells kept with their input latents; cropped to the chain's grid.
-    """
-    cfg = model.config
-    sigma = cfg.sigma if sigma is None else float(sigma)
-    w = cfg.latent_weight if latent_weight is None else float(latent_weight)
-    if sigma <= 0:
-        raise ValueError("sigma must be > 0 (the latent KL divides by sigma^2)")
-    device = next(model.parameters()).device
-    state = batch_cells([c.state for c in chains]).to(device)
-    lat = torch.cat([c.latents.float() for c in chains]).to(device)
-    inputs = batch_cells([c.input_cells for c in chains]).to(device)
-    targets = batch_cells([c.target for c in chains]).to(device)
-    target_lat = torch.cat([c.target_latents.float() for c in chains]).to(device)
-    coarse = None
-    if model.coarse_scale:
-        if any(c.coarse is None for c in chains):
-            raise ValueError("an hGCA fine stage trains on chains with coarse cells (LatentChain.coarse)")
-        coarse = batch_cells([c.coarse for c in chains]).to(device)
-
-    logits, mu = model(state, lat, inputs, coarse)
-    cand, p, m = model.candidates(state, logits, mu, coarse)
-    y, z_gt = lookup_latents(cand, targets, target_lat)
-    b = cand[:, 0].long()
-    alpha = torch.tensor([schedule(c.phase) for c in chains], device=device, dtype=p.dtype)[b]
-    with torch.no_grad():
-        q_occ = alpha * y.to(p.dtype) + (1 - alpha) * p
-        q_mu = alpha[:, None] * z_gt + (1 - alpha[:, None]) * m
-    occ_kl = bernoulli_kl(q_occ, p)
-    lat_kl = q_occ * ((q_mu - m) ** 2).sum(1) / (2 * sigma ** 2)
-    counts = torch.bincount(b, minlength=len(chains)).clamp(min=1).to(p.dtype)
-
-    def per_scene_mean(v: Tensor) -> Tensor:
-        return (torch.zeros(len(chains), device=device, dtype=v.dtype).index_add_(0, b, v) / counts).mean()
-
-    occ_loss, lat_loss = per_scene_mean(occ_kl), per_scene_mean(lat_kl)
-    loss = occ_loss + w * lat_loss
-
-    with torch.no_grad():
-        occupied = torch.bernoulli(q_occ, generator=generator).bool()
-        nxt_cells = cand[occupied]
-        nxt_lat = _sample_latents(q_mu[occupied], sigma, generator)
-    successors, completion, finished = [], [], 0
-    for i, chain in enumerate(chains):
-        sel = nxt_cells[:, 0] == i
-        cells, z = merge_input(nxt_cells[sel], nxt_lat[sel], with_batch(chain.input_cells, i).to(device),
-                               chain.input_latents.float().to(device))
-        keep = in_bounds(cells, ((0, 0, 0), chain.grid_shape))
-        cells, z = cells[keep][:, 1:].cpu(), z[keep].cpu()
-        covered = coverage(chain.target, cells)
-        completion.append(covered)
-        if covered >= completion_rate or chain.phase + 1 >= max_phase:
-            finished += 1
-            continue
-        successors.append(LatentChain(chain.sample_index, cells, chain.input_cells, chain.target, chain.grid_shape,
-                                      chain.phase + 1, latents=z, target_latents=chain.target_latents,
-                                      input_latents=chain.input_latents, coarse=chain.coarse))
-    return loss, CGCAStepResult(float(loss.detach()), float(occ_loss.detach()), float(lat_loss.detach()),
-                                successors, finished, completion)

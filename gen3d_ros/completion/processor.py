@@ -5,7 +5,7 @@ Methods (``CompletionConfig.method``):
   always available, the baseline.
 - ``gca``: a trained Generative Cellular Automata kernel (``checkpoint``) grows the scan into a complete
   scene on its training grid around the sensor; the completed voxels are meshed by marching cubes.
-- ``hgca``: the hierarchy (:class:`~gen3d_ros.completion.hgca.SceneCompleter`): coarse GCA with the BEV planner,
+- ``hgca``: the hierarchy (:class:`~gen3d_ros.completion.inference.SceneCompleter`): coarse GCA with the BEV planner,
   fine cGCA inside it, the decoder's distance field meshed (continuous geometry, not voxel steps).
 """
 
@@ -18,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from gen3d_ros.completion.classical import TriangleMesh, ball_pivot_mesh, poisson_mesh
+from gen3d_ros.completion.classical import ball_pivot_mesh, poisson_mesh
+from gen3d_ros.completion.grid import prepare_sweep
+from gen3d_ros.completion.mesh import TriangleMesh
+from gen3d_ros.completion.voxelize import voxel_centers, voxelize
 from gen3d_ros.config import param, validate
 
 CLASSICAL_METHODS = ("classical-poisson", "classical-ballpivot")
@@ -46,7 +49,8 @@ class CompletionConfig:
     # collapse throughput when cores are shared (measured on 2 busy cores: 0.65 s per VLP-32 sweep with 1
     # thread, 3.5-7 s with 2).
     threads: int = param(1, "torch CPU threads of learned methods; 0: torch's default", lo=0, hi=256)
-    voxel_size: float = param(0.2, "voxel side of the completion grid", unit="m", lo=0.02, hi=2.0)
+    voxel_size: float = param(0.2, "voxel side of the classical methods' grid (learned methods use the grid their "
+                                   "model was trained on)", unit="m", lo=0.02, hi=2.0)
     roi_radius: float = param(20.0, "keep points within this horizontal range of the sensor", unit="m",
                               lo=1.0, hi=200.0)
     z_min: float = param(-3.0, "lowest kept point, sensor frame", unit="m", lo=-50.0, hi=50.0)
@@ -75,18 +79,15 @@ class CompletionConfig:
         """
         if self.method in CLASSICAL_METHODS:
             return
-        from gen3d_ros.completion import training
+        from gen3d_ros.completion.checkpoint import (BUNDLE_FORMAT, GCA_FORMAT, PLANNED_GCA_FORMAT,
+                                                    default_gca_checkpoint, default_hgca_checkpoint)
         from gen3d_ros.devices import check_device
 
         check_device(self.device)  # DeviceError is a ValueError
-        gca_formats = (training.CHECKPOINT_FORMAT, training.PLANNED_CHECKPOINT_FORMAT)
+        gca_formats = (GCA_FORMAT, PLANNED_GCA_FORMAT)
         if self.method == "gca":
-            from gen3d_ros.completion.scan_completion import default_checkpoint
-
-            _check_checkpoint("checkpoint", self.checkpoint, default_checkpoint, "GCA", gca_formats)
+            _check_checkpoint("checkpoint", self.checkpoint, default_gca_checkpoint, "GCA", gca_formats)
         elif self.method == "hgca":
-            from gen3d_ros.completion.hgca import BUNDLE_FORMAT, default_hgca_checkpoint
-
             _check_checkpoint("checkpoint", self.checkpoint, default_hgca_checkpoint, "hGCA bundle",
                               (BUNDLE_FORMAT,))
             if self.coarse_checkpoint:
@@ -123,12 +124,6 @@ class CompletionResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def crop_roi(points: np.ndarray, config: CompletionConfig) -> np.ndarray:
-    """Boolean mask of ``points`` (N,3) inside the region of interest around the sensor origin."""
-    r2 = points[:, 0] ** 2 + points[:, 1] ** 2
-    return (r2 <= config.roi_radius**2) & (points[:, 2] >= config.z_min) & (points[:, 2] <= config.z_max)
-
-
 class CompletionProcessor:
     """Completes one LiDAR sweep. ``points``: (N,3) float32, metres, sensor frame (sensor at the origin)."""
 
@@ -140,22 +135,24 @@ class CompletionProcessor:
         if self.config.method == "hgca":
             import torch
 
-            from gen3d_ros.completion.hgca import SceneCompleter, SceneCompleterConfig
+            from gen3d_ros.completion.inference import SceneCompleter, SceneCompleterConfig
 
             if self.config.threads > 0:
                 torch.set_num_threads(self.config.threads)
             c = self.config
+            # The sweep is prepared (cropped, subsampled) here once: the completer adds no limit of its own.
             self.completer = SceneCompleter(c.checkpoint or None, SceneCompleterConfig(
                 coarse_steps=c.steps, fine_steps=c.fine_steps, mesh_resolution=c.mesh_resolution,
-                max_points=c.max_points, device=c.device, coarse_checkpoint=c.coarse_checkpoint, seed=c.seed))
+                max_points=0, device=c.device, coarse_checkpoint=c.coarse_checkpoint, seed=c.seed))
         elif self.config.method == "gca":
             import torch
 
-            from gen3d_ros.completion.scan_completion import GCACompleter, default_checkpoint
+            from gen3d_ros.completion.checkpoint import default_gca_checkpoint
+            from gen3d_ros.completion.inference import GCACompleter
 
             if self.config.threads > 0:
                 torch.set_num_threads(self.config.threads)
-            path = self.config.checkpoint or str(default_checkpoint())
+            path = self.config.checkpoint or str(default_gca_checkpoint())
             self.completer = GCACompleter(path, device=self.config.device, steps=self.config.steps or None)
 
     @property
@@ -165,15 +162,10 @@ class CompletionProcessor:
     def process(self, points: np.ndarray, *, dropped: int = 0) -> CompletionResult:
         """Complete ``points``; ``dropped``: points the caller already removed (NaNs), added to the count."""
         start = time.perf_counter()
-        points = np.asarray(points, np.float32)
-        if points.ndim != 2 or points.shape[1] != 3:
-            raise ValueError(f"points must be (N,3), got shape {points.shape}")
-        finite = np.isfinite(points).all(1)
-        keep = finite & crop_roi(np.nan_to_num(points), self.config)
-        dropped += int(len(points) - keep.sum())
-        points = points[keep]
-        if len(points) > self.config.max_points:
-            points = points[self.rng.choice(len(points), self.config.max_points, replace=False)]
+        c = self.config
+        sweep = prepare_sweep(np.asarray(points, np.float32), roi_radius_m=c.roi_radius, z_range_m=(c.z_min, c.z_max),
+                              max_points=c.max_points, rng=self.rng, dropped=dropped)
+        points, dropped = sweep.points, sweep.dropped
         if len(points) < self.config.min_points:
             raise EmptyInputError(f"{len(points)} usable points after filtering and a {self.config.roi_radius} m "
                                   f"region of interest; need at least min_points={self.config.min_points}")
@@ -184,8 +176,7 @@ class CompletionProcessor:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         voxel = self.config.voxel_size
-        cells = np.unique(np.floor(points / voxel).astype(np.int64), axis=0)
-        voxels = ((cells + 0.5) * voxel).astype(np.float32)
+        voxels = voxel_centers(voxelize(points, voxel), voxel)
         timings["voxelize"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         if self.config.method == "classical-poisson":
@@ -200,7 +191,7 @@ class CompletionProcessor:
                                 timings_ms=timings)
 
     def _process_gca(self, points: np.ndarray, dropped: int, start: float) -> CompletionResult:
-        from gen3d_ros.completion.scan_completion import voxels_to_mesh
+        from gen3d_ros.completion.voxel_mesh import voxels_to_mesh
 
         completer = self.completer
         timings: dict[str, float] = {}

@@ -41,7 +41,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from gen3d_ros.completion.classical import TriangleMesh, height_colors
+from gen3d_ros.completion.mesh import TriangleMesh, height_colors
 
 DEFAULT_LEVEL_FRACTION = 0.6
 """Default iso-level as a fraction of the sub-voxel edge ``voxel_size / resolution``."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from gen3d_ros.config import load_node_params
+from gen3d_ros.outputs import write_text
 from gen3d_ros.ros.params import render_params_yaml, source_config_dir
 from gen3d_ros.ros.runner import NODES, node_class
 
@@ -43,10 +44,10 @@ def write_config_files(config_dir: Path) -> list[Path]:
         path = config_dir / f"{name}.yaml"
         text = render_params_yaml({name: params}, header=HEADER_NODE.format(node=name),
                                   values=_kept_values(path, [name]))
-        path.write_text(text)
+        write_text(path, text)
         written.append(path)
     path = config_dir / "gen3d.yaml"
-    path.write_text(render_params_yaml(sections, header=HEADER_ALL, values=_kept_values(path, list(sections))))
+    write_text(path, render_params_yaml(sections, header=HEADER_ALL, values=_kept_values(path, list(sections))))
     written.append(path)
     return written
 

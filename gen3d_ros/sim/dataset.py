@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from gen3d_ros.completion.grid import VoxelGrid
 from gen3d_ros.completion.voxelize import crop_voxels, point_indices, unique_voxels
 from gen3d_ros.config import known_fields as _known_fields, plain_types as _plain
 from gen3d_ros.sim.lidar import LidarConfig, simulate_scan
@@ -98,15 +99,19 @@ class CompletionDatasetConfig:
         return cls(**values)  # type: ignore[arg-type]
 
     @property
+    def grid(self) -> VoxelGrid:
+        """The voxel grid of the samples (sample frame): the crop box at ``voxel_size_m``."""
+        return VoxelGrid.from_extent(self.voxel_size_m, self.half_extent_m, self.z_range_m)
+
+    @property
     def origin(self) -> np.ndarray:
         """(3,) float64 corner of voxel (0, 0, 0) in the sample frame, metres."""
-        return np.array([-self.half_extent_m[0], -self.half_extent_m[1], self.z_range_m[0]])
+        return self.grid.origin.copy()
 
     @property
     def grid_shape(self) -> np.ndarray:
         """(3,) int64 number of voxels per axis."""
-        ext = np.array([2 * self.half_extent_m[0], 2 * self.half_extent_m[1], self.z_range_m[1] - self.z_range_m[0]])
-        return np.round(ext / self.voxel_size_m).astype(np.int64)
+        return self.grid.shape.copy()
 
 
 @dataclass

@@ -18,7 +18,8 @@ import torch
 
 from gen3d_ros.completion.gca import GCAConfig, GCATransition
 from gen3d_ros.completion.metrics import completion_metrics
-from gen3d_ros.completion.training import VALIDATION_SEED_OFFSET, TrainConfig, save_checkpoint
+from gen3d_ros.completion.training.gca import TrainConfig, save_checkpoint
+from gen3d_ros.completion.training.loop import VALIDATION_SEED_OFFSET
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "completion_quality.py"

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from gen3d_ros.completion.autoencoder_training import (
-    CHECKPOINT_FORMAT,
+from gen3d_ros.completion.checkpoint import AUTOENCODER_FORMAT as CHECKPOINT_FORMAT
+from gen3d_ros.completion.checkpoint import load_autoencoder as load_checkpoint
+from gen3d_ros.completion.training.autoencoder import (
     evaluate_autoencoder,
     build_model,
-    load_checkpoint,
     make_autoencoder_config,
     surface_sample,
     train_autoencoder,

@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from gen3d_ros.completion.cgca import (
-    CGCAConfig,
-    CGCATransition,
-    LatentChain,
-    cgca_complete,
-    cgca_infusion_step,
-    lookup_latents,
-)
+from gen3d_ros.completion.cgca import CGCAConfig, CGCATransition, cgca_complete, lookup_latents
 from gen3d_ros.completion.gca import isin_coords, union_coords
-from gen3d_ros.completion.infusion import InfusionSchedule
+from gen3d_ros.completion.training.infusion import InfusionSchedule, LatentChain, cgca_infusion_step
 
 
 def _cells(rows) -> torch.Tensor:

@@ -10,8 +10,8 @@ import torch
 
 from gen3d_ros.cli import main
 from gen3d_ros.completion.gca import GCAConfig, GCATransition
-from gen3d_ros.completion.scan_completion import GCACompleter
-from gen3d_ros.completion.training import make_config, save_checkpoint
+from gen3d_ros.completion.inference import GCACompleter
+from gen3d_ros.completion.training.gca import make_config, save_checkpoint
 from gen3d_ros.io.pointfiles import read_points
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gen3d_ros.completion.gca import GCAConfig, GCATransition, complete, isin_coords, pack_coords, union_coords
-from gen3d_ros.completion.infusion import Chain, InfusionSchedule, ReplayBuffer, bernoulli_kl, infusion_step
+from gen3d_ros.completion.training.infusion import Chain, InfusionSchedule, ReplayBuffer, bernoulli_kl, infusion_step
 
 
 def _cells(rows) -> torch.Tensor:
@@ -103,7 +103,8 @@ def test_replay_buffer_pops_without_replacement_and_respects_capacity():
 
 @pytest.mark.slow
 def test_tiny_gca_raises_iou_over_input_on_held_out_scenes(tmp_path):
-    from gen3d_ros.completion.training import load_checkpoint, make_config, train, validation_samples, evaluate
+    from gen3d_ros.completion.checkpoint import load_gca as load_checkpoint
+    from gen3d_ros.completion.training.gca import evaluate, make_config, train, validation_samples
 
     config = make_config("tiny", {"seed": 0})
     model, summary = train(config, tmp_path, progress=False)

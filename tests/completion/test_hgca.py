@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gen3d_ros.completion.hgca import SceneCompleter, SceneCompleterConfig, load_bundle
+from gen3d_ros.completion.checkpoint import load_bundle
+from gen3d_ros.completion.inference import SceneCompleter, SceneCompleterConfig
 from gen3d_ros.completion.metrics import completion_metrics
 from gen3d_ros.completion.processor import CompletionConfig, CompletionProcessor, EmptyInputError
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
@@ -77,7 +78,7 @@ def test_samples_differ_and_are_reproducible(tiny_hgca_bundle, held_out):
 def test_coarse_condition_confines_the_fine_stage(completer, held_out):
     """Conditioning on a coarse set cut to the half-space x < 0 confines growth there (input cells aside)."""
     from gen3d_ros.completion.cgca import cgca_complete
-    from gen3d_ros.completion.hgca import _with_batch
+    from gen3d_ros.completion.inference import _with_batch
 
     s = held_out[0]
     cells, latents = completer._fine_input(np.asarray(s.partial_points, np.float64))

@@ -12,17 +12,17 @@ import torch
 
 from gen3d_ros.cli import main
 from gen3d_ros.completion.gca import GCATransition
-from gen3d_ros.completion.hgca_coarse import PlannedGCATransition, complete_planned
+from gen3d_ros.completion.planned_gca import PlannedGCATransition, complete_planned
 from gen3d_ros.completion.planner import BEVFeatures
-from gen3d_ros.completion.scan_completion import GCACompleter
-from gen3d_ros.completion.training import (
-    CHECKPOINT_FORMAT,
-    PLANNED_CHECKPOINT_FORMAT,
+from gen3d_ros.completion.inference import GCACompleter
+from gen3d_ros.completion.checkpoint import GCA_FORMAT as CHECKPOINT_FORMAT
+from gen3d_ros.completion.checkpoint import PLANNED_GCA_FORMAT as PLANNED_CHECKPOINT_FORMAT
+from gen3d_ros.completion.checkpoint import load_gca as load_checkpoint
+from gen3d_ros.completion.inference import planner_points
+from gen3d_ros.completion.training.gca import (
     build_model,
     evaluate,
-    load_checkpoint,
     make_config,
-    planner_points,
     save_checkpoint,
     train,
     validation_samples,

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from gen3d_ros.completion.gca import GCAConfig, GCATransition, complete, union_coords
-from gen3d_ros.completion.hgca_coarse import PlannedGCATransition, complete_planned, planned_infusion_step
-from gen3d_ros.completion.infusion import Chain, InfusionSchedule
+from gen3d_ros.completion.planned_gca import PlannedGCATransition, complete_planned
+from gen3d_ros.completion.training.infusion import planned_infusion_step
+from gen3d_ros.completion.training.infusion import Chain, InfusionSchedule
 from gen3d_ros.completion.planner import (
     BEVFeatures,
     BEVPlanner,

@@ -8,7 +8,7 @@ from gen3d_ros.cli import main
 
 
 def test_train_completion_transition_stage_writes_a_loadable_run(tmp_path, capsys):
-    from gen3d_ros.completion.training import load_checkpoint
+    from gen3d_ros.completion.checkpoint import load_gca as load_checkpoint
 
     out = tmp_path / "gca"
     assert main(["train-completion", "--preset", "tiny", "--set", "iterations=4", "--set", "val_every=4",
@@ -23,7 +23,7 @@ def test_train_completion_transition_stage_writes_a_loadable_run(tmp_path, capsy
 
 
 def test_train_completion_autoencoder_stage_writes_a_loadable_run(tmp_path, capsys):
-    from gen3d_ros.completion.autoencoder_training import load_checkpoint
+    from gen3d_ros.completion.checkpoint import load_autoencoder as load_checkpoint
 
     out = tmp_path / "ae"
     assert main(["train-completion", "--stage", "autoencoder", "--preset", "tiny", "--set", "iterations=3",

@@ -14,7 +14,7 @@ T0_NS = 1_700_000_000_000_000_000
 
 
 def simulated_sweep(bundle_path) -> np.ndarray:
-    from gen3d_ros.completion.hgca import load_bundle
+    from gen3d_ros.completion.checkpoint import load_bundle
     from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
 
     data = load_bundle(bundle_path)["coarse"]["train_config"]["data"]

@@ -2,23 +2,22 @@
 
 Training data: :class:`gen3d_ros.sim.dataset.CompletionDataset` (procedural streets, ray-cast LiDAR);
 validation: held-out scene seeds, full chains from the input, voxel IoU / F-score / Chamfer against the
-complete scene. Outputs in the run folder: ``model.pt`` (weights + every config + backend + version),
+complete scene. Outputs in the run folder: ``model.pt`` (weights + every config + grid + backend + version),
 ``metrics.json`` and ``training_curve.png``.
 
 With ``TrainConfig.planner`` set (e.g. ``--preset tiny_planner``) the kernel is hGCA's coarse stage,
-:class:`~gen3d_ros.completion.hgca_coarse.PlannedGCATransition`: a BEV planner reads the input scan once per
-chain and modulates every transition; it trains with :func:`~gen3d_ros.completion.hgca_coarse.
-planned_infusion_step` (GCA KL + beta * BEV occupancy BCE). The planner always sees the *voxel centres* of the
-input cells (:func:`planner_points`) -- in training (the replay buffer keeps only voxels), in :func:`evaluate`
-and in :class:`~gen3d_ros.completion.scan_completion.GCACompleter` alike.
+:class:`~gen3d_ros.completion.planned_gca.PlannedGCATransition`: a BEV planner reads the input scan once per
+chain and modulates every transition; it trains with
+:func:`~gen3d_ros.completion.training.infusion.planned_infusion_step` (GCA KL + beta * BEV occupancy BCE). The
+planner always sees the *voxel centres* of the input cells (:func:`~gen3d_ros.completion.inference.planner_points`)
+-- in training (the replay buffer keeps only voxels), in :func:`evaluate` and in
+:class:`~gen3d_ros.completion.inference.GCACompleter` alike.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -26,42 +25,32 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from gen3d_ros import __version__
-from gen3d_ros.config import preset_with_overrides
+from gen3d_ros.completion.checkpoint import gca_checkpoint
 from gen3d_ros.completion.gca import GCAConfig, GCATransition, complete
-from gen3d_ros.completion.hgca_coarse import PlannedGCATransition, complete_planned, planned_infusion_step
-from gen3d_ros.completion.infusion import Chain, InfusionSchedule, ReplayBuffer, infusion_step
-from gen3d_ros.completion.planner import BEVPlannerConfig, bev_iou, bev_occupancy_target, cell_centres
+from gen3d_ros.completion.grid import VoxelGrid
+from gen3d_ros.completion.inference import planner_points
+from gen3d_ros.completion.planned_gca import PlannedGCATransition, complete_planned
+from gen3d_ros.completion.planner import BEVPlannerConfig, bev_iou, bev_occupancy_target
+from gen3d_ros.completion.training.infusion import Chain, infusion_step, planned_infusion_step
+from gen3d_ros.completion.training.loop import (VALIDATION_SEED_OFFSET, InfusionTrainConfig, run_infusion_training,
+                                                seed_everything)
+from gen3d_ros.config import preset_with_overrides
+from gen3d_ros.outputs import save_figure, save_torch, write_json
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
+from gen3d_ros.sparse import get_backend
 
 log = logging.getLogger("gen3d_ros.completion.training")
 
-CHECKPOINT_FORMAT = "gen3d_ros.gca/1"
-PLANNED_CHECKPOINT_FORMAT = "gen3d_ros.hgca_coarse/1"
-"""Format of checkpoints of planned kernels (older readers refuse them instead of failing on the weights)."""
-VALIDATION_SEED_OFFSET = 1_000_000
+
+def data_grid(data: Mapping[str, Any]) -> VoxelGrid:
+    """The grid of a training data config (``CompletionDatasetConfig`` fields)."""
+    return CompletionDatasetConfig.from_dict(data).grid
 
 
 @dataclass
-class TrainConfig:
-    """Optimisation and data of one training run (numbers from the GCA configs where they apply)."""
+class TrainConfig(InfusionTrainConfig):
+    """A GCA (or planned GCA) training run: the shared optimisation fields, the kernel, the data, the planner."""
 
-    iterations: int = 2000
-    batch_size: int = 4
-    lr: float = 5e-4
-    grad_clip: float = 0.5
-    infusion_start: float = 0.1
-    infusion_speed: float = 0.005
-    completion_rate: float = 0.95
-    max_phase: int = 30
-    buffer_size: int = 32
-    val_every: int = 250
-    val_samples: int = 4
-    seed: int = 0
-    device: str = "cpu"
-    backend: str | None = None
-    threads: int = 0
-    """torch intra-op threads; 0 keeps torch's default. 1 is fastest on a busy small CPU (OpenMP spinning)."""
     model: dict = field(default_factory=dict)
     """:class:`GCAConfig` fields."""
     data: dict = field(default_factory=dict)
@@ -78,6 +67,7 @@ _TINY: dict[str, Any] = {
     "data": {"voxel_size_m": 0.5, "half_extent_m": [6.0, 6.0], "z_range_m": [-2.5, 2.5],
              "lidar": {"preset": "demo"}, "scene": {"size_m": 30.0}, "augment": True, "length": 64},
 }
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds on a CPU: tests and CI. Small scenes, demo LiDAR, coarse voxels.
@@ -99,6 +89,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "lidar": {"preset": "vlp32"}, "scene": {"size_m": 50.0}, "augment": True, "length": 400},
     },
 }
+
+
 # The coarse stage of the committed hGCA demo model: the GCA demo grid (0.4 m) + hGCA's planner with 2 m BEV
 # cells (the paper's); same data, seed and iterations as "demo", so that model is its no-planner ablation.
 PRESETS["demo_planner"] = {
@@ -132,16 +124,6 @@ def build_model(config: TrainConfig) -> GCATransition:
     if planner is None:
         return GCATransition(GCAConfig(**config.model), backend=config.backend)
     return PlannedGCATransition(GCAConfig(**config.model), planner, backend=config.backend)
-
-
-def planner_points(cells: np.ndarray | torch.Tensor, voxel_size: float, origin) -> torch.Tensor:
-    """(M, 3) float32 voxel centres (metres, grid frame) of ``cells`` (M, 3): what the planner sees.
-
-    Bit-identical to what :meth:`PlannedGCATransition.plan_from_cells` (used in training) feeds the planner.
-    """
-    c = torch.as_tensor(np.asarray(cells) if not isinstance(cells, torch.Tensor) else cells).long().reshape(-1, 3)
-    rows = torch.cat([torch.zeros((len(c), 1), dtype=torch.long), c.cpu()], 1)
-    return cell_centres(rows, float(voxel_size), np.asarray(origin, np.float64), 1).float()
 
 
 def _cells(array: np.ndarray) -> torch.Tensor:
@@ -215,135 +197,55 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
           on_validation: Callable[[int, dict], None] | None = None) -> tuple[GCATransition, dict]:
     """Train a GCA kernel (planned when ``config.planner`` is set); returns the model and a summary (curves, final
     validation metrics, timings). A planned run also records ``history["bev_loss"]`` (beta * BEV BCE per step)."""
-    from tqdm import tqdm
-
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    rng = seed_everything(config)
     model = build_model(config).to(config.device)
     planned = isinstance(model, PlannedGCATransition)
     if planned and model.planner_config.target_z_range_m is None:
         log.warning("planner.target_z_range_m is not set: the BEV target is the whole column, which the ground "
                     "makes ~100 %% occupied on street scenes; set a band above the road (see the tiny_planner preset)")
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = InfusionSchedule(config.infusion_start, config.infusion_speed)
     data_config = CompletionDatasetConfig.from_dict({**config.data, "augment_seed": config.seed})
     dataset = CompletionDataset(data_config)
-    buffer = ReplayBuffer(config.buffer_size, seed=config.seed)
     val = validation_samples(config)
-    history: dict[str, list] = {"iteration": [], "loss": [], "completion": [], "val_iteration": [], "val": []}
-    if planned:
-        history["bev_loss"] = []
 
     def fresh_chain() -> Chain:
-        index = int(rng.integers(len(dataset)))
-        s = dataset[index]
-        return Chain(index, _cells(s.partial), _cells(s.partial), _cells(s.complete),
+        s = dataset[int(rng.integers(len(dataset)))]
+        return Chain(s.index, _cells(s.partial), _cells(s.partial), _cells(s.complete),
                      tuple(int(v) for v in s.grid_shape))
 
-    start = time.perf_counter()
-    bar = tqdm(range(1, config.iterations + 1), desc="train GCA", unit="it", disable=not progress, dynamic_ncols=True)
-    for it in bar:
-        # Keep the buffer full: batches then mix chains of different phases (and scenes).
-        while len(buffer) < max(config.buffer_size, config.batch_size):
-            buffer.push(fresh_chain())
-        chains = buffer.pop(config.batch_size)
-        model.train()
+    def step(model, chains, schedule, generator):
         if planned:  # plans from the voxel centres of the chains' input cells (what evaluate/inference see)
-            loss, step = planned_infusion_step(model, chains, schedule, voxel_size=data_config.voxel_size_m,
-                                               grid_origin=data_config.origin, points=None,
-                                               completion_rate=config.completion_rate, max_phase=config.max_phase,
-                                               generator=generator)
-        else:
-            loss, step = infusion_step(model, chains, schedule, completion_rate=config.completion_rate,
-                                       max_phase=config.max_phase, generator=generator)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimiser.step()
-        for chain in step.successors:
-            buffer.push(chain)
-        history["iteration"].append(it)
-        history["loss"].append(step.loss)
-        history["completion"].append(float(np.mean(step.completion)))
+            return planned_infusion_step(model, chains, schedule, voxel_size=data_config.voxel_size_m,
+                                         grid_origin=data_config.origin, points=None,
+                                         completion_rate=config.completion_rate, max_phase=config.max_phase,
+                                         generator=generator)
+        return infusion_step(model, chains, schedule, completion_rate=config.completion_rate,
+                             max_phase=config.max_phase, generator=generator)
+
+    def describe(it: int, metrics: dict) -> None:
+        log.info("iteration %d: val IoU %.3f (input %.3f), Chamfer-L1 %.3f m", it, metrics["iou"],
+                 metrics["input_iou"], metrics["chamfer_l1"])
         if planned:
-            history["bev_loss"].append(step.bev_loss)
-            bar.set_postfix(loss=f"{step.loss:.4f}", bev=f"{step.bev_loss:.3f}",
-                            cover=f"{np.mean(step.completion):.2f}")
-        else:
-            bar.set_postfix(loss=f"{step.loss:.4f}", cover=f"{np.mean(step.completion):.2f}")
-        if it % config.val_every == 0 or it == config.iterations:
-            metrics = evaluate(model, val, generator=torch.Generator().manual_seed(config.seed))
-            history["val_iteration"].append(it)
-            history["val"].append(metrics)
-            log.info("iteration %d: val IoU %.3f (input %.3f), Chamfer-L1 %.3f m", it, metrics["iou"],
-                     metrics["input_iou"], metrics["chamfer_l1"])
-            if planned:
-                log.info("iteration %d: planner BEV IoU %.3f (input %.3f), BEV loss (last %d steps) %.4f", it,
-                         metrics["bev_iou"], metrics["input_bev_iou"], min(it, config.val_every),
-                         float(np.mean(history["bev_loss"][-config.val_every:])))
-            if on_validation:
-                on_validation(it, metrics)
-    summary = {"history": history, "final": history["val"][-1] if history["val"] else {},
-               "train_seconds": time.perf_counter() - start}
+            log.info("iteration %d: planner BEV IoU %.3f (input %.3f)", it, metrics["bev_iou"],
+                     metrics["input_bev_iou"])
+
+    summary = run_infusion_training(
+        config, model, fresh_chain=fresh_chain, step=step, desc="train GCA", progress=progress,
+        evaluate=lambda: evaluate(model, val, generator=torch.Generator().manual_seed(config.seed)),
+        extras=("bev_loss",) if planned else (), on_validation=on_validation, describe=describe)
     if out_dir is not None:
         save_run(model, config, summary, Path(out_dir))
     return model, summary
 
 
 def save_checkpoint(model: GCATransition, config: TrainConfig, path: Path, metrics: Mapping | None = None) -> None:
-    """Weights + model/planner/data/training config + sparse backend + package/torch versions, in one file.
-
-    ``planner_config`` is the :class:`BEVPlannerConfig` dict of a planned kernel (format
-    ``PLANNED_CHECKPOINT_FORMAT``), None for a plain one (format ``CHECKPOINT_FORMAT``, as before).
-    """
-    from gen3d_ros.sparse import get_backend
-
-    from gen3d_ros.outputs import save_torch
-
-    planned = isinstance(model, PlannedGCATransition)
-    save_torch({
-        "format": PLANNED_CHECKPOINT_FORMAT if planned else CHECKPOINT_FORMAT,
-        "gca_config": model.config.to_dict(),
-        "planner_config": model.planner_config.to_dict() if planned else None,
-        "train_config": {k: getattr(config, k) for k in TrainConfig.__dataclass_fields__},
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "backend": get_backend(config.backend).name,
-        "gen3d_ros_version": __version__,
-        "torch_version": torch.__version__,
-        "metrics": dict(metrics or {}),
-    }, path)
-
-
-def load_checkpoint(path: str | Path | Mapping, *, device: str = "cpu", backend: str | None = None) -> tuple[GCATransition, dict]:
-    """Model (eval mode) and the checkpoint dict. Errors name the file and what is wrong with it.
-
-    A checkpoint with a ``planner_config`` gives a :class:`PlannedGCATransition`, else a :class:`GCATransition`.
-    """
-    from gen3d_ros.checkpoints import CheckpointError, checkpoint_contents, load_model, read_checkpoint
-
-    ckpt, path = read_checkpoint(path, "gen3d_ros GCA", (CHECKPOINT_FORMAT, PLANNED_CHECKPOINT_FORMAT))
-    planner = ckpt.get("planner_config")
-    if (ckpt["format"] == PLANNED_CHECKPOINT_FORMAT) != bool(planner):
-        raise CheckpointError(f"{path}: format {ckpt['format']!r} but planner_config is {planner!r}")
-    with checkpoint_contents(path, "GCA"):
-        config = GCAConfig(**ckpt["gca_config"])
-        planner_config = BEVPlannerConfig(**planner) if planner else None
-    if planner_config is not None:
-        model = load_model(path, "planned GCA", lambda: PlannedGCATransition(config, planner_config, backend=backend),
-                           ckpt["state_dict"])
-    else:
-        model = load_model(path, "GCA", lambda: GCATransition(config, backend=backend), ckpt["state_dict"])
-    return model.to(device).eval(), ckpt
+    """Write ``model`` as a GCA checkpoint (:func:`gen3d_ros.completion.checkpoint.gca_checkpoint`) at ``path``."""
+    save_torch(gca_checkpoint(model, config.to_dict(), data_grid(config.data), backend=get_backend(config.backend).name,
+                              metrics=metrics), path)
 
 
 def save_run(model: GCATransition, config: TrainConfig, summary: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, config, out_dir / "model.pt", summary.get("final"))
-    from gen3d_ros.outputs import write_json
-
     write_json(out_dir / "metrics.json", {
         "final": summary["final"], "train_seconds": summary["train_seconds"],
         "config": summary.get("config", None) or {k: getattr(config, k) for k in TrainConfig.__dataclass_fields__}},
@@ -393,7 +295,5 @@ def plot_training_curve(history: dict, path: Path) -> None:
         ax_val.set(xlabel="iteration", ylabel="held-out score", title="validation (full chains)", ylim=(0, 1))
         ax_val.legend()
     fig.tight_layout()
-    from gen3d_ros.outputs import save_figure
-
     save_figure(fig, path, dpi=110)
     plt.close(fig)

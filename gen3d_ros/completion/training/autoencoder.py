@@ -29,7 +29,6 @@ ground-truth surface samples. Outputs in the run folder: ``model.pt`` (format ``
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,19 +38,19 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from gen3d_ros import __version__
-from gen3d_ros.config import preset_with_overrides
+from gen3d_ros.completion.checkpoint import autoencoder_checkpoint
 from gen3d_ros.completion.latent import AutoencoderConfig, CGCAAutoencoder
+from gen3d_ros.completion.training.loop import VALIDATION_SEED_OFFSET
 from gen3d_ros.completion.udf_mesh import mesh_from_udf, sample_mesh, save_mesh
 from gen3d_ros.completion.voxelize import crop_voxels, point_indices, unique_voxels
+from gen3d_ros.config import preset_with_overrides
 from gen3d_ros.geometry.knn import nearest_distances
+from gen3d_ros.outputs import save_figure, save_torch, write_json
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
 from gen3d_ros.sim.scene import sample_surface
+from gen3d_ros.sparse import get_backend
 
-log = logging.getLogger("gen3d_ros.completion.autoencoder_training")
-
-CHECKPOINT_FORMAT = "gen3d_ros.cgca_ae/1"
-VALIDATION_SEED_OFFSET = 1_000_000
+log = logging.getLogger("gen3d_ros.completion.training.autoencoder")
 
 
 @dataclass
@@ -255,46 +254,13 @@ def udf_loss(pred: torch.Tensor, target: torch.Tensor, trunc: float, voxel_size:
     return err.mean() / float(voxel_size)
 
 
-# ---------------------------------------------------------------------------------------------- model I/O
+# ---------------------------------------------------------------------------------------------- model
 
 
 def build_model(config: AutoencoderTrainConfig) -> CGCAAutoencoder:
     data = CompletionDatasetConfig.from_dict(config.data)
     return CGCAAutoencoder.from_config(AutoencoderConfig.from_dict(config.model), data.voxel_size_m,
                                        tuple(data.origin), backend=config.backend)
-
-
-def save_checkpoint(model: CGCAAutoencoder, config: AutoencoderTrainConfig, path: Path,
-                    metrics: Mapping | None = None) -> None:
-    """Weights + architecture/grid/training config + sparse backend + package/torch versions, in one file."""
-    from gen3d_ros.outputs import save_torch
-    from gen3d_ros.sparse import get_backend
-
-    save_torch({
-        "format": CHECKPOINT_FORMAT,
-        "autoencoder_config": (model.config or AutoencoderConfig()).to_dict(),
-        "grid": {"voxel_size": model.voxel_size, "origin": list(model.origin)},
-        "train_config": config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "backend": get_backend(config.backend).name,
-        "gen3d_ros_version": __version__,
-        "torch_version": torch.__version__,
-        "metrics": dict(metrics or {}),
-    }, path)
-
-
-def load_checkpoint(path: str | Path | Mapping, *, device: str = "cpu",
-                    backend: str | None = None) -> tuple[CGCAAutoencoder, dict]:
-    """Model (eval mode) and the checkpoint dict. Errors name the file and what is wrong with it."""
-    from gen3d_ros.checkpoints import checkpoint_contents, load_model, read_checkpoint
-
-    ckpt, name = read_checkpoint(path, "cGCA autoencoder", (CHECKPOINT_FORMAT,))
-    with checkpoint_contents(name, "cGCA autoencoder"):
-        config = AutoencoderConfig.from_dict(ckpt["autoencoder_config"])
-        voxel, origin = ckpt["grid"]["voxel_size"], ckpt["grid"]["origin"]
-    model = load_model(name, "cGCA autoencoder",
-                       lambda: CGCAAutoencoder.from_config(config, voxel, origin, backend=backend), ckpt["state_dict"])
-    return model.to(device).eval(), ckpt
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -392,29 +358,12 @@ def train_autoencoder(config: AutoencoderTrainConfig, out_dir: str | Path | None
                dynamic_ncols=True)
     model.train()
     for it in bar:
-        pts, pb, qs, qb, tg = [], [], [], [], []
-        for b in range(config.batch_size):
-            index = int(rng.integers(len(dataset)))
-            A = dataset.augmentation(aug_rng if data_config.augment else None)
-            s = surface_sample(dataset, index, A,
-                               gt_spacing_voxels=config.gt_spacing_voxels if config.gt_udf == "samples" else None)
-            if len(s.points) == 0:
-                continue
-            q, _ = sample_queries(s, config.queries_per_sample, rng, near_sigma_voxels=config.near_sigma_voxels,
-                                  cell_margin_voxels=config.cell_margin_voxels)
-            pts.append(s.points)
-            pb.append(np.full(len(s.points), b))
-            qs.append(q)
-            qb.append(np.full(len(q), b))
-            tg.append(udf_targets(q, s, trunc, config.gt_udf))
-        if not pts:
+        batch = _training_batch(config, dataset, rng, aug_rng, trunc)
+        if batch is None:
             continue
-        dev = config.device
-        latents = model.encode(torch.from_numpy(np.concatenate(pts)).to(dev), v, origin,
-                               torch.from_numpy(np.concatenate(pb)).to(dev))
-        pred = model.decode(latents, torch.from_numpy(np.concatenate(qs)).to(dev), v, origin,
-                            torch.from_numpy(np.concatenate(qb)).to(dev), clamp=False)
-        target = torch.from_numpy(np.concatenate(tg)).to(dev)
+        pts, pb, qs, qb, target = (torch.from_numpy(a).to(config.device) for a in batch)
+        latents = model.encode(pts, v, origin, pb)
+        pred = model.decode(latents, qs, v, origin, qb, clamp=False)
         loss = udf_loss(pred, target, trunc, v)
         total = loss + config.latent_l2 * latents.feats.square().mean() if config.latent_l2 > 0 else loss
         optimiser.zero_grad(set_to_none=True)
@@ -440,14 +389,43 @@ def train_autoencoder(config: AutoencoderTrainConfig, out_dir: str | Path | None
     return model, summary
 
 
+def _training_batch(config: AutoencoderTrainConfig, dataset: CompletionDataset, rng: np.random.Generator,
+                    aug_rng: np.random.Generator, trunc: float) -> tuple[np.ndarray, ...] | None:
+    """One batch: surface points + their batch index, queries + their batch index, truncated UDF targets
+    (None when every drawn scene was empty in the crop)."""
+    pts, pb, qs, qb, tg = [], [], [], [], []
+    for b in range(config.batch_size):
+        index = int(rng.integers(len(dataset)))
+        A = dataset.augmentation(aug_rng if dataset.config.augment else None)
+        s = surface_sample(dataset, index, A,
+                           gt_spacing_voxels=config.gt_spacing_voxels if config.gt_udf == "samples" else None)
+        if len(s.points) == 0:
+            continue
+        q, _ = sample_queries(s, config.queries_per_sample, rng, near_sigma_voxels=config.near_sigma_voxels,
+                              cell_margin_voxels=config.cell_margin_voxels)
+        pts.append(s.points)
+        pb.append(np.full(len(s.points), b))
+        qs.append(q)
+        qb.append(np.full(len(q), b))
+        tg.append(udf_targets(q, s, trunc, config.gt_udf))
+    if not pts:
+        return None
+    return tuple(np.concatenate(a) for a in (pts, pb, qs, qb, tg))
+
+
+def save_checkpoint(model: CGCAAutoencoder, config: AutoencoderTrainConfig, path: Path,
+                    metrics: Mapping | None = None) -> None:
+    """Write ``model`` as an autoencoder checkpoint (:func:`~gen3d_ros.completion.checkpoint.autoencoder_checkpoint`)."""
+    save_torch(autoencoder_checkpoint(model, config.to_dict(), backend=get_backend(config.backend).name,
+                                      metrics=metrics), path)
+
+
 def save_run(model: CGCAAutoencoder, config: AutoencoderTrainConfig, summary: dict, out_dir: Path,
              val: list[ValidationItem] | None = None) -> None:
     """``model.pt``, ``metrics.json``, ``training_curve.png`` and (with validation items) ``val_mesh.ply``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, config, out_dir / "model.pt", summary.get("final"))
     metrics = {"final": summary["final"], "train_seconds": summary["train_seconds"], "config": config.to_dict()}
-    from gen3d_ros.outputs import write_json
-
     write_json(out_dir / "metrics.json", metrics, default=str)
     plot_training_curve(summary["history"], out_dir / "training_curve.png")
     if val:
@@ -477,7 +455,5 @@ def plot_training_curve(history: dict, path: Path) -> None:
         ax_val.set(xlabel="iteration", ylabel="metres", title="held-out scenes")
         ax_val.legend()
     fig.tight_layout()
-    from gen3d_ros.outputs import save_figure
-
     save_figure(fig, path, dpi=110)
     plt.close(fig)

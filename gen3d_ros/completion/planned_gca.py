@@ -16,8 +16,8 @@ kernel starts as the plain GCA). The planner sees only the input scan s0 and sta
     # or, the same in one call:
     chain = complete_planned(model, [scan_points], grid_origin, grid_extent, s0_cells, bounds=...)
 
-Training: :func:`planned_infusion_step` = plan the batch's inputs + :func:`~gen3d_ros.completion.infusion.
-infusion_step` + beta * BEV occupancy loss against the complete scenes.
+Training: :func:`gen3d_ros.completion.training.infusion.planned_infusion_step` = plan the batch's inputs + the
+infusion step + beta * BEV occupancy loss against the complete scenes.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import torch
 from torch import Tensor, nn
 
 from gen3d_ros.completion.gca import ChainResult, GCAConfig, GCATransition, complete, isin_coords
-from gen3d_ros.completion.infusion import Chain, InfusionSchedule, InfusionStepResult, infusion_step
 from gen3d_ros.completion.planner import (
     BEVFeatures,
     BEVPlanner,
@@ -216,47 +215,3 @@ def complete_planned(model: PlannedGCATransition, input_points: PointsInput, ori
         model.clear_plan()
 
 
-@dataclass
-class PlannedStepResult(InfusionStepResult):
-    gca_loss: float = 0.0
-    """The infusion KL (same as ``loss`` of :class:`InfusionStepResult` before the BEV term)."""
-    bev_loss: float = 0.0
-    """beta * BEV BCE of this batch."""
-    total_loss: float = 0.0
-
-
-def planned_infusion_step(model: PlannedGCATransition, chains: list[Chain], schedule: InfusionSchedule, *,
-                          voxel_size: float, grid_origin, points: list | None = None,
-                          completion_rate: float = 0.95, max_phase: int = 30,
-                          generator: torch.Generator | None = None) -> tuple[Tensor, PlannedStepResult]:
-    """One infusion step of a planned kernel: plan the chains' inputs, run :func:`infusion_step`, add beta * BEV loss.
-
-    Args:
-        chains: the replay-buffer batch (all of one grid shape).
-        voxel_size, grid_origin: the grid of the chains' cells ((3,) or (len(chains), 3) metres).
-        points: per chain, the raw input scan (N_i, 3) metres in the grid frame; ``None`` plans from the voxel
-            centres of ``chain.input_cells`` (then inference must plan from voxel centres too).
-    Returns ``(loss, result)``: ``loss`` = GCA KL + beta * BEV BCE (a graph, for backward) and the step's result
-    with ``successors`` etc. as :func:`infusion_step` plus ``gca_loss``/``bev_loss``/``total_loss``.
-    """
-    shapes = {tuple(int(v) for v in c.grid_shape) for c in chains}
-    if len(shapes) != 1:
-        raise ValueError(f"planned_infusion_step needs chains of one grid shape (one BEV size), got {sorted(shapes)}")
-    shape = shapes.pop()
-    extent = np.asarray(shape, dtype=np.float64) * float(voxel_size)
-    if points is None:
-        cells = torch.cat([torch.cat([torch.full((len(c.input_cells), 1), i, dtype=torch.int64),
-                                      c.input_cells.long().cpu()], 1) for i, c in enumerate(chains)])
-        model.plan_from_cells(cells, grid_origin, shape, voxel_size=voxel_size, batch_size=len(chains))
-    else:
-        if len(points) != len(chains):
-            raise ValueError(f"points has {len(points)} scans for {len(chains)} chains")
-        model.plan(list(points), grid_origin, extent, voxel_size=voxel_size)
-    gca, step = infusion_step(model, chains, schedule, completion_rate=completion_rate, max_phase=max_phase,
-                              generator=generator)
-    bev = model.planner_loss([c.target for c in chains])
-    total = gca + bev
-    result = PlannedStepResult(step.loss, step.successors, step.finished, step.completion,
-                               gca_loss=step.loss, bev_loss=float(bev.detach()), total_loss=float(total.detach()))
-    model.clear_plan()  # drop the graph; the next batch has other inputs
-    return total, result

@@ -1,7 +1,7 @@
 """``gen3d train-completion --stage fine``: infusion training of a cGCA kernel over a frozen latent autoencoder.
 
 The kernel (:class:`~gen3d_ros.completion.cgca.CGCATransition`) grows (cells, latent codes) on the
-autoencoder's grid. Chains (:class:`~gen3d_ros.completion.cgca.LatentChain`) start from the sweep's cells with
+autoencoder's grid. Chains (:class:`~gen3d_ros.completion.training.infusion.LatentChain`) start from the sweep's cells with
 the codes the encoder gives the sweep's points; targets are the encoder's codes of the complete surface
 samples (the same samples behind ``CompletionSample.complete``). With ``model.coarse_scale = r > 0`` the kernel
 is hGCA's fine stage: every chain is conditioned on the *ground-truth* coarse cells (``floor(complete / r)``),
@@ -15,10 +15,7 @@ autoencoder's checkpoint embedded, backend, versions), ``metrics.json``, ``train
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -26,57 +23,38 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from gen3d_ros import __version__
-from gen3d_ros.config import preset_with_overrides
-from gen3d_ros.completion import autoencoder_training
-from gen3d_ros.completion.cgca import (CGCAConfig, CGCATransition, LatentChain, cgca_complete, cgca_infusion_step,
-                                       coarse_start)
-from gen3d_ros.completion.infusion import InfusionSchedule, ReplayBuffer
+from gen3d_ros.completion.cgca import CGCAConfig, CGCATransition, cgca_complete, coarse_start
+from gen3d_ros.completion.checkpoint import cgca_checkpoint, load_autoencoder
+from gen3d_ros.completion.grid import VoxelGrid
+from gen3d_ros.completion.inference import encode_cells
 from gen3d_ros.completion.latent import CGCAAutoencoder
-from gen3d_ros.outputs import save_torch, write_json
+from gen3d_ros.completion.training.autoencoder import surface_sample
+from gen3d_ros.completion.training.infusion import LatentChain, cgca_infusion_step
+from gen3d_ros.completion.training.loop import (VALIDATION_SEED_OFFSET, InfusionTrainConfig, run_infusion_training,
+                                                seed_everything)
+from gen3d_ros.config import preset_with_overrides
+from gen3d_ros.outputs import save_figure, save_torch, write_json
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig, CompletionSample
+from gen3d_ros.sparse import get_backend
 
-log = logging.getLogger("gen3d_ros.completion.cgca_training")
-
-CHECKPOINT_FORMAT = "gen3d_ros.cgca/1"
-VALIDATION_SEED_OFFSET = 1_000_000
+log = logging.getLogger("gen3d_ros.completion.training.cgca")
 
 
 @dataclass
-class CGCATrainConfig:
+class CGCATrainConfig(InfusionTrainConfig):
     """Optimisation and data of one cGCA training run. ``data`` must put the sweep on the autoencoder's grid."""
 
-    iterations: int = 2000
     batch_size: int = 2
     lr: float = 1e-3
-    grad_clip: float = 0.5
-    infusion_start: float = 0.1
-    infusion_speed: float = 0.005
-    completion_rate: float = 0.95
     max_phase: int = 20
     buffer_size: int = 16
-    val_every: int = 250
     val_samples: int = 3
-    seed: int = 0
-    device: str = "cpu"
-    backend: str | None = None
-    threads: int = 0
-    """torch intra-op threads; 0 keeps torch's default. 1 is fastest on a busy small CPU (OpenMP spinning)."""
     autoencoder: str = ""
     """Checkpoint (``model.pt``) of ``--stage autoencoder``; its codes are the latent space of the kernel."""
     model: dict = field(default_factory=dict)
     """:class:`CGCAConfig` fields (``z_dim`` comes from the autoencoder)."""
     data: dict = field(default_factory=dict)
     """:class:`CompletionDatasetConfig` fields; empty: the autoencoder's training data."""
-
-    def __post_init__(self) -> None:
-        if self.iterations < 0 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError("need iterations >= 0, batch_size >= 1 and lr > 0")
-        if self.val_every < 1 or self.val_samples < 0:
-            raise ValueError(f"need val_every >= 1 and val_samples >= 0, got {self.val_every}, {self.val_samples}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: copy.deepcopy(getattr(self, k)) for k in CGCATrainConfig.__dataclass_fields__}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -122,9 +100,6 @@ def make_cgca_config(preset: str | None = None, overrides: Mapping[str, Any] | N
     return config
 
 
-# ---------------------------------------------------------------------------------------------- data
-
-
 @dataclass
 class LatentSample:
     """One scene on the autoencoder's grid: the sweep and the complete surface, as cells with codes.
@@ -148,22 +123,12 @@ def coarse_cells_of(cells: np.ndarray | torch.Tensor, scale: int) -> torch.Tenso
     return torch.unique(torch.div(c, scale, rounding_mode="floor"), dim=0).int()
 
 
-@torch.no_grad()
-def encode_cells(autoencoder: CGCAAutoencoder, points: np.ndarray, voxel_size: float,
-                 origin: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder codes of ``points`` (P, 3) metres: cells (N, 3) int32 and latents (N, z) float32, on the CPU."""
-    if len(points) == 0:
-        return torch.zeros((0, 3), dtype=torch.int32), torch.zeros((0, autoencoder.encoder.z_dim))
-    z = autoencoder.encode(np.ascontiguousarray(points, np.float32), voxel_size, origin)
-    return z.coords[:, 1:].int().cpu(), z.feats.float().cpu()
-
-
 def latent_sample(autoencoder: CGCAAutoencoder, dataset: CompletionDataset, index: int,
                   aug_rng: np.random.Generator | None, coarse_scale: int) -> LatentSample:
     """Simulate the sweep of ``dataset[index]`` (augmented from ``aug_rng``) and encode sweep and surface."""
     s = dataset.sample(index, aug_rng)
     v, origin = float(s.voxel_size), np.asarray(s.origin, np.float64)
-    surface = autoencoder_training.surface_sample(dataset, index, s.T_sample_lidar, gt_spacing_voxels=None)
+    surface = surface_sample(dataset, index, s.T_sample_lidar, gt_spacing_voxels=None)
     input_cells, input_latents = encode_cells(autoencoder, s.partial_points, v, origin)
     target, target_latents = encode_cells(autoencoder, surface.points, v, origin)
     coarse = coarse_cells_of(target, coarse_scale) if coarse_scale else None
@@ -181,9 +146,6 @@ def _check_grid(autoencoder: CGCAAutoencoder, data: CompletionDatasetConfig) -> 
 def data_config(config: CGCATrainConfig, ae_checkpoint: Mapping) -> CompletionDatasetConfig:
     """The run's data: ``config.data`` or, when empty, the autoencoder's training data."""
     return CompletionDatasetConfig.from_dict(config.data or ae_checkpoint["train_config"]["data"])
-
-
-# ---------------------------------------------------------------------------------------------- evaluation
 
 
 def evaluate_cgca(model: CGCATransition, samples: list[LatentSample], *,
@@ -218,9 +180,6 @@ def validation_latent_samples(config: CGCATrainConfig, autoencoder: CGCAAutoenco
     return [latent_sample(autoencoder, held_out, i, None, scale) for i in range(config.val_samples)]
 
 
-# ---------------------------------------------------------------------------------------------- training
-
-
 def build_model(config: CGCATrainConfig, z_dim: int) -> CGCATransition:
     return CGCATransition(CGCAConfig(**{**config.model, "z_dim": int(z_dim)}), backend=config.backend)
 
@@ -230,124 +189,66 @@ def train_cgca(config: CGCATrainConfig, out_dir: str | Path | None = None, *, pr
                on_validation: Callable[[int, dict], None] | None = None) -> tuple[CGCATransition, dict]:
     """Train a cGCA kernel over the frozen autoencoder ``config.autoencoder`` (or ``autoencoder_checkpoint``,
     an already-loaded checkpoint dict); returns the model and a summary (curves, final validation metrics)."""
-    from tqdm import tqdm
-
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    rng = seed_everything(config)
     aug_rng = np.random.default_rng([config.seed, 1])
-    generator = torch.Generator().manual_seed(config.seed)
     source = autoencoder_checkpoint if autoencoder_checkpoint is not None else config.autoencoder
     if not source:
         raise ValueError("cGCA training needs a trained autoencoder: set `autoencoder` to the model.pt of "
                          "`gen3d train-completion --stage autoencoder`")
-    autoencoder, ae_ckpt = autoencoder_training.load_checkpoint(source, device="cpu", backend=config.backend)
+    autoencoder, ae_ckpt = load_autoencoder(source, device="cpu", backend=config.backend)
     autoencoder.requires_grad_(False)
     data = data_config(config, ae_ckpt)
     _check_grid(autoencoder, data)
     dataset = CompletionDataset(CompletionDatasetConfig.from_dict({**data.to_dict(), "augment_seed": config.seed}))
     model = build_model(config, autoencoder.encoder.z_dim).to(config.device)
     scale = model.coarse_scale
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = InfusionSchedule(config.infusion_start, config.infusion_speed)
-    buffer = ReplayBuffer(config.buffer_size, seed=config.seed)
     val = validation_latent_samples(config, autoencoder, data)
-    history: dict[str, list] = {"iteration": [], "loss": [], "occupancy_kl": [], "latent_kl": [], "completion": [],
-                                "val_iteration": [], "val": []}
 
     def fresh_chain() -> LatentChain:
         index = int(rng.integers(len(dataset)))
-        ls = latent_sample(autoencoder, dataset, index, aug_rng if data.augment else None, scale)
-        state, latents = ls.input_cells, ls.input_latents
-        if scale:  # the fine stage starts from the upsampled (ground-truth) coarse cells + the sweep
-            zeros = torch.zeros((len(ls.input_cells), 1), dtype=torch.int32)
-            cells, latents = coarse_start(torch.cat([zeros, ls.input_cells], 1), ls.input_latents,
-                                          torch.cat([torch.zeros((len(ls.coarse), 1), dtype=torch.int32), ls.coarse], 1),
-                                          scale)
-            keep = ((cells[:, 1:] >= 0) & (cells[:, 1:] < torch.as_tensor(ls.sample.grid_shape))).all(1)
-            state, latents = cells[keep, 1:], latents[keep]
-        return LatentChain(index, state, ls.input_cells, ls.target, tuple(int(v) for v in ls.sample.grid_shape),
-                           latents=latents, target_latents=ls.target_latents,
-                           input_latents=ls.input_latents, coarse=ls.coarse)
+        return latent_chain(latent_sample(autoencoder, dataset, index, aug_rng if data.augment else None, scale),
+                            index, scale)
 
-    start = time.perf_counter()
-    bar = tqdm(range(1, config.iterations + 1), desc="train cGCA" + (" fine stage" if scale else ""), unit="it",
-               disable=not progress, dynamic_ncols=True)
-    for it in bar:
-        while len(buffer) < max(config.buffer_size, config.batch_size):
-            buffer.push(fresh_chain())
-        chains = buffer.pop(config.batch_size)
-        model.train()
-        loss, step = cgca_infusion_step(model, chains, schedule, completion_rate=config.completion_rate,
-                                        max_phase=config.max_phase, generator=generator)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimiser.step()
-        for chain in step.successors:
-            buffer.push(chain)
-        history["iteration"].append(it)
-        history["loss"].append(step.loss)
-        history["occupancy_kl"].append(step.occupancy_kl)
-        history["latent_kl"].append(step.latent_kl)
-        history["completion"].append(float(np.mean(step.completion)))
-        bar.set_postfix(loss=f"{step.loss:.4f}", occ=f"{step.occupancy_kl:.3f}", cover=f"{np.mean(step.completion):.2f}")
-        if val and (it % config.val_every == 0 or it == config.iterations):
-            metrics = evaluate_cgca(model, val, generator=torch.Generator().manual_seed(config.seed))
-            history["val_iteration"].append(it)
-            history["val"].append(metrics)
-            log.info("iteration %d: val IoU %.3f (input %.3f), Chamfer-L1 %.3f m", it, metrics["iou"],
-                     metrics["input_iou"], metrics["chamfer_l1"])
-            if on_validation:
-                on_validation(it, metrics)
-    model.eval()
-    summary = {"history": history, "final": history["val"][-1] if history["val"] else {},
-               "train_seconds": time.perf_counter() - start}
+    def step(model, chains, schedule, generator):
+        return cgca_infusion_step(model, chains, schedule, completion_rate=config.completion_rate,
+                                  max_phase=config.max_phase, generator=generator)
+
+    def describe(it: int, metrics: dict) -> None:
+        log.info("iteration %d: val IoU %.3f (input %.3f), Chamfer-L1 %.3f m", it, metrics["iou"],
+                 metrics["input_iou"], metrics["chamfer_l1"])
+
+    summary = run_infusion_training(
+        config, model, fresh_chain=fresh_chain, step=step, progress=progress,
+        desc="train cGCA" + (" fine stage" if scale else ""), extras=("occupancy_kl", "latent_kl"),
+        evaluate=(lambda: evaluate_cgca(model, val, generator=torch.Generator().manual_seed(config.seed)))
+        if val else None, on_validation=on_validation, describe=describe)
     if out_dir is not None:
-        save_run(model, config, summary, Path(out_dir), ae_ckpt)
+        save_run(model, config, summary, Path(out_dir), ae_ckpt, data.grid)
     return model, summary
 
 
-# ---------------------------------------------------------------------------------------------- checkpoints
-
-
-def checkpoint_dict(model: CGCATransition, config: CGCATrainConfig, ae_checkpoint: Mapping,
-                    metrics: Mapping | None = None) -> dict:
-    """Weights + kernel/training config + the autoencoder checkpoint it decodes with + versions."""
-    from gen3d_ros.sparse import get_backend
-
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "cgca_config": model.config.to_dict() if hasattr(model.config, "to_dict") else vars(model.config),
-        "train_config": config.to_dict(),
-        "autoencoder": dict(ae_checkpoint),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "backend": get_backend(config.backend).name,
-        "gen3d_ros_version": __version__,
-        "torch_version": torch.__version__,
-        "metrics": dict(metrics or {}),
-    }
-
-
-def load_cgca_checkpoint(path: str | Path | Mapping, *, device: str = "cpu", backend: str | None = None
-                         ) -> tuple[CGCATransition, CGCAAutoencoder, dict]:
-    """Kernel and autoencoder (eval mode) and the checkpoint dict; errors name the file and the problem."""
-    from gen3d_ros.checkpoints import checkpoint_contents, load_model, read_checkpoint
-
-    ckpt, name = read_checkpoint(path, "cGCA", (CHECKPOINT_FORMAT,))
-    with checkpoint_contents(name, "cGCA"):
-        autoencoder, _ = autoencoder_training.load_checkpoint(ckpt["autoencoder"], device=device, backend=backend)
-        config = CGCAConfig(**ckpt["cgca_config"])
-    model = load_model(name, "cGCA", lambda: CGCATransition(config, backend=backend), ckpt["state_dict"])
-    return model.to(device).eval(), autoencoder, ckpt
+def latent_chain(ls: LatentSample, index: int, scale: int) -> LatentChain:
+    """A fresh chain of a latent sample: the sweep's cells and codes; a fine stage (``scale`` > 0) starts from the
+    upsampled ground-truth coarse cells + the sweep, cropped to the grid."""
+    state, latents = ls.input_cells, ls.input_latents
+    if scale:
+        zeros = torch.zeros((len(ls.input_cells), 1), dtype=torch.int32)
+        cells, latents = coarse_start(torch.cat([zeros, ls.input_cells], 1), ls.input_latents,
+                                      torch.cat([torch.zeros((len(ls.coarse), 1), dtype=torch.int32), ls.coarse], 1),
+                                      scale)
+        keep = ((cells[:, 1:] >= 0) & (cells[:, 1:] < torch.as_tensor(ls.sample.grid_shape))).all(1)
+        state, latents = cells[keep, 1:], latents[keep]
+    return LatentChain(index, state, ls.input_cells, ls.target, tuple(int(v) for v in ls.sample.grid_shape),
+                       latents=latents, target_latents=ls.target_latents, input_latents=ls.input_latents,
+                       coarse=ls.coarse)
 
 
 def save_run(model: CGCATransition, config: CGCATrainConfig, summary: dict, out_dir: Path,
-             ae_checkpoint: Mapping) -> None:
+             ae_checkpoint: Mapping, grid: VoxelGrid) -> None:
     """``model.pt``, ``metrics.json`` and ``training_curve.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_torch(checkpoint_dict(model, config, ae_checkpoint, summary.get("final")), out_dir / "model.pt")
+    save_torch(cgca_checkpoint(model, config.to_dict(), ae_checkpoint, grid, backend=get_backend(config.backend).name,
+                               metrics=summary.get("final")), out_dir / "model.pt")
     metrics = {"final": summary["final"], "train_seconds": summary["train_seconds"], "config": config.to_dict()}
     write_json(out_dir / "metrics.json", metrics, default=str)
     plot_training_curve(summary["history"], out_dir / "training_curve.png")
@@ -376,7 +277,5 @@ def plot_training_curve(history: dict, path: Path) -> None:
         ax_val.set(xlabel="iteration", ylabel="voxel IoU", title="held-out scenes")
         ax_val.legend()
     fig.tight_layout()
-    from gen3d_ros.outputs import save_figure
-
     save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -1,0 +1,109 @@
+"""Training the hGCA hierarchy: autoencoder, fine cGCA and planned coarse GCA, bundled into one file.
+
+The stages are trained separately, as in hGCA: the fine stage on ground-truth coarse cells (it needs the coarse
+grid, not the coarse model). Each stage has its own run folder and is reused when its ``model.pt`` exists, so an
+interrupted run resumes. The bundle (``hgca.pt``, :func:`gen3d_ros.completion.checkpoint.save_bundle`) is what
+:class:`gen3d_ros.completion.inference.SceneCompleter` loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from gen3d_ros.completion.checkpoint import load_cgca, load_gca, save_bundle
+from gen3d_ros.completion.training import autoencoder, cgca, gca
+from gen3d_ros.outputs import write_json
+from gen3d_ros.sim.dataset import CompletionDatasetConfig
+
+log = logging.getLogger("gen3d_ros.completion.training.hierarchy")
+
+
+def fine_data(coarse_data: Mapping, scale: int, half_extent_m: tuple[float, float] | None = None,
+              surface_spacing_m: float | None = None) -> dict:
+    """The fine stage's data: the coarse data on a grid ``scale`` times finer (same origin when the extent is
+    kept; a smaller ``half_extent_m`` crop for the autoencoder, which is local, keeps the grids congruent)."""
+    d = CompletionDatasetConfig.from_dict(coarse_data).to_dict()
+    d["voxel_size_m"] = float(d["voxel_size_m"]) / scale
+    if half_extent_m is not None:
+        d["half_extent_m"] = list(half_extent_m)
+    if surface_spacing_m is not None:
+        d["surface_spacing_m"] = float(surface_spacing_m)
+    return d
+
+
+HIERARCHY_PRESETS: dict[str, dict[str, Any]] = {
+    # Tests: about a minute on one CPU core.
+    "tiny": {
+        "coarse": ["tiny_planner", {"iterations": 60, "val_samples": 1}],
+        "autoencoder": ["tiny", {"iterations": 60, "val_samples": 1}],
+        "autoencoder_half_extent_m": [3.0, 3.0],
+        "fine": ["tiny", {"iterations": 40, "val_samples": 1}],
+        "scale": 2, "surface_spacing_m": None,
+    },
+    # The committed demo model (see gen3d_ros/models/README.md).
+    "demo": {
+        "coarse": ["demo_planner", {}],
+        "autoencoder": ["tiny", {"iterations": 800, "val_every": 400, "val_samples": 2, "queries_per_sample": 8192,
+                                 "lr": 1e-3,
+                                 "model": {"z_dim": 16, "hidden": 64, "encoder_point_blocks": 2,
+                                           "encoder_conv_blocks": 1, "decoder_blocks": 3}}],
+        "autoencoder_half_extent_m": [6.0, 6.0],
+        "fine": ["demo", {}],
+        "scale": 2, "surface_spacing_m": 0.1,
+    },
+}
+
+
+def train_hierarchy(preset: str, out_dir: str | Path, *, coarse_checkpoint: str | Path | None = None,
+                    threads: int = 0, device: str = "cpu", progress: bool = True, command: str = "") -> dict:
+    """Train autoencoder, fine cGCA and coarse planned GCA; write ``out_dir/hgca.pt`` and ``metrics.json``.
+
+    Each stage has its run folder under ``out_dir`` (``autoencoder/``, ``fine/``, ``coarse/``: model, metrics,
+    curve); a stage whose ``model.pt`` is already there is reused, so an interrupted run resumes and the stages
+    can be trained in parallel processes. ``coarse_checkpoint``: use this trained coarse stage (``model.pt`` of
+    ``train-completion``) instead. The fine stage trains on ground-truth coarse cells, so it does not need the
+    coarse model, only its grid (the preset's data).
+    """
+    if preset not in HIERARCHY_PRESETS:
+        raise ValueError(f"unknown hierarchy preset {preset!r}; choose from {sorted(HIERARCHY_PRESETS)}")
+    spec = HIERARCHY_PRESETS[preset]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    common = {"threads": threads, "device": device}
+    start = time.perf_counter()
+    coarse_name, coarse_overrides = spec["coarse"]
+    coarse_config = gca.make_config(coarse_name, {**coarse_overrides, **common})
+    coarse_data = (load_gca(coarse_checkpoint)[1]["train_config"]["data"]
+                   if coarse_checkpoint else coarse_config.data)
+    scale, spacing = int(spec["scale"]), spec["surface_spacing_m"]
+
+    def stage(name: str, train_fn) -> Path:
+        path = out_dir / name / "model.pt"
+        if path.is_file():
+            log.info("reusing the trained %s stage %s", name, path)
+        else:
+            train_fn(out_dir / name)
+        return path
+
+    name, overrides = spec["autoencoder"]
+    ae_data = fine_data(coarse_data, scale, spec["autoencoder_half_extent_m"], spacing)
+    ae_config = autoencoder.make_autoencoder_config(name, {**overrides, **common, "data": ae_data})
+    ae_path = stage("autoencoder", lambda d: autoencoder.train_autoencoder(ae_config, d, progress=progress))
+    name, overrides = spec["fine"]
+    fine_config = cgca.make_cgca_config(name, {**overrides, **common, "autoencoder": str(ae_path),
+                                                        "data": fine_data(coarse_data, scale, None, spacing)})
+    fine_config.model["coarse_scale"] = scale
+    fine_path = stage("fine", lambda d: cgca.train_cgca(fine_config, d, progress=progress))
+    coarse_path = Path(coarse_checkpoint) if coarse_checkpoint else stage(
+        "coarse", lambda d: gca.train(coarse_config, d, progress=progress))
+    coarse_ckpt = load_gca(coarse_path)[1]  # a wrong file fails here, before the bundle is written
+    fine_ckpt = load_cgca(fine_path)[2]
+    metrics = {"coarse": coarse_ckpt.get("metrics", {}), "autoencoder": fine_ckpt["autoencoder"].get("metrics", {}),
+               "fine": fine_ckpt.get("metrics", {}), "train_seconds": time.perf_counter() - start,
+               "preset": preset}
+    save_bundle(out_dir / "hgca.pt", coarse_ckpt, fine_ckpt, metrics, command)
+    write_json(out_dir / "metrics.json", metrics, default=str)
+    return metrics
