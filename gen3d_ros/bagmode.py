@@ -102,7 +102,7 @@ def topics_from_params(stage: Stage, params: Mapping[str, Any]) -> dict[TopicKey
 
 
 #: Parameters of a live node that bag mode ignores, besides the ``<logical>_topic`` ones it uses.
-NODE_ONLY_PARAMS = frozenset({"input_qos", "input_depth", "worker", "use_sim_time"})
+NODE_ONLY_PARAMS = frozenset({"input_qos", "input_depth", "input_timeout", "worker", "use_sim_time"})
 
 
 def node_host_params(stage: Stage) -> set[str]:
