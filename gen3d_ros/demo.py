@@ -232,13 +232,6 @@ def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, s
         storage: rosbag2 storage of both bags, ``"mcap"`` (default) or ``"sqlite3"``.
         robot_frames: frames of the robot video (0: skip the robot half).
     """
-    from gen3d_ros.bagmode import run_bag
-    from gen3d_ros.completion.mesh import TriangleMesh
-    from gen3d_ros.completion.udf_mesh import save_mesh
-    from gen3d_ros.pipeline.completion import CompletionStage
-    from gen3d_ros.preview import PreviewSweep, save_preview
-    from gen3d_ros.sim import LidarConfig, SceneConfig, generate_scene, simulate_drive
-
     if n_sweeps < 1:
         raise ValueError(f"n_sweeps must be at least 1, got {n_sweeps}")
     output_dir = prepare_output(output_dir, force=force, what="demo output folder")
@@ -246,80 +239,121 @@ def run_demo(output_dir: str | os.PathLike, *, n_sweeps: int = DEFAULT_SWEEPS, s
     report = DemoReport(str(output_dir), n_sweeps, seed, lidar_preset,
                         machine={"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "platform": platform.platform()})
-    timings = report.timings_s
     start = time.perf_counter()
     # Built in a hidden sibling and swapped in when complete: an interrupted demo leaves the old folder as it was.
     with atomic_folder(output_dir) as work:
-
-        t0 = time.perf_counter()
-        scene = generate_scene(SceneConfig(), seed=seed)
-        start_s = clear_drive_start(scene, n_sweeps, seed=seed)
-        sweeps = simulate_drive(scene, LidarConfig.preset(lidar_preset), n_sweeps=n_sweeps, seed=seed,
-                                start_s_m=start_s)
-        timings["simulate"] = time.perf_counter() - t0
-        report.points_per_sweep = [len(s.scan) for s in sweeps]
-        log.info("simulated %d sweeps of %s (%d points on average)", n_sweeps, lidar_preset,
-                 int(np.mean(report.points_per_sweep)))
-
-        t0 = time.perf_counter()
-        stamps = write_drive_bag(work / "drive", sweeps, storage=storage)
-        timings["write_drive_bag"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        bag_report = run_bag(work / "drive", work / "completed", stages=[CompletionStage(config)],
-                             copy_inputs=True, progress=progress, storage=storage)
-        timings["bag_mode"] = time.perf_counter() - t0
-        report.bag = bag_report.as_dict()
-        report.bag["input_path"], report.bag["output_path"] = "drive", "completed"
-
-        t0 = time.perf_counter()
-        meshes_dir = work / "meshes"
-        meshes_dir.mkdir()
-        index_of = {stamp: i for i, stamp in enumerate(stamps)}
-        meshes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for m in read_messages(work / "completed", ["/gen3d/completion/mesh"]):
-            i = index_of.get(m.log_time_ns)
-            if i is None:
-                continue
-            vertices, faces, colors = completed_mesh_arrays(m.msg)
-            save_mesh(meshes_dir / f"sweep_{i:03d}.ply", TriangleMesh(vertices, faces, np.clip(colors, 0, 1)))
-            meshes[i] = (vertices, faces)
-        report.triangles_per_mesh = [len(meshes[i][1]) if i in meshes else 0 for i in range(n_sweeps)]
-        timings["write_meshes"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        shown = sorted({0, n_sweeps // 2})
-        rows = []
-        latencies = report.bag["stages"]["completion"]
-        grid = describe_grid(config)
-        for i in shown:
-            vertices, faces = meshes.get(i, (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)))
-            rows.append(PreviewSweep(
-                f"sweep {i} (t = {sweeps[i].stamp_s:.1f} s)", sweeps[i].scan.points, vertices, faces,
-                stats=f"{len(sweeps[i].scan):,} input points -> {len(vertices):,} vertices, {len(faces):,} "
-                      f"triangles\n{config.method}, {grid}; "
-                      f"mean latency {latencies['mean_latency_ms']:.0f} ms"))
-        save_preview(work / "preview.png", rows, extent_m=float(config.roi_radius),
-                     title=f"gen3d demo: procedural street (seed {seed}), {lidar_preset} LiDAR, {n_sweeps} sweeps "
-                           f"-> scene completion ({config.method}) in bag mode")
-        timings["preview"] = time.perf_counter() - t0
-
+        _run_street_half(work, report, config, storage=storage, progress=progress)
         report.files = {"drive bag": "drive/", "completed bag": "completed/", "meshes": "meshes/sweep_*.ply",
                         "preview": "preview.png", "report": "demo_report.json"}
         if robot_frames > 0:
-            from gen3d_ros.demo_robot import run_robot_demo
-
-            t0 = time.perf_counter()
-            (work / "robot").mkdir()
-            report.robot = asdict(run_robot_demo(work / "robot", frames=robot_frames, storage=storage,
-                                                 t0_ns=DEMO_EPOCH_NS, progress=progress))
-            timings["robot"] = time.perf_counter() - t0
-            report.files.update({"robot video bag": "robot/robot_video/", "robot poses bag": "robot/robot_poses/",
-                                 "robot trajectory": "robot/trajectory.json", "robot overlay": "robot/overlay.gif",
-                                 "robot joints plot": "robot/joints.png"})
-        timings["total"] = time.perf_counter() - start
+            _run_robot_half(work, report, robot_frames, storage=storage, progress=progress)
+        report.timings_s["total"] = time.perf_counter() - start
         write_json(work / "demo_report.json", report.as_dict())
         prepare_output(output_dir, force=force, what="demo output folder")  # it may have appeared meanwhile
     report.files = {k: str(output_dir / v) for k, v in report.files.items()}
     report.timings_s["total"] = time.perf_counter() - start
     return report
+
+
+def _run_street_half(work: Path, report: DemoReport, config: Any, *, storage: str | None, progress: bool) -> None:
+    """Steps 1-5 of the module docstring into the folder ``work``: drive, bag mode, meshes, preview; fills
+    ``report`` (points, bag-mode report, triangles, timings)."""
+    from gen3d_ros.bagmode import run_bag
+    from gen3d_ros.pipeline.completion import CompletionStage
+
+    timings = report.timings_s
+    t0 = time.perf_counter()
+    sweeps = _simulate_demo_drive(report.n_sweeps, report.seed, report.lidar)
+    timings["simulate"] = time.perf_counter() - t0
+    report.points_per_sweep = [len(s.scan) for s in sweeps]
+    log.info("simulated %d sweeps of %s (%d points on average)", report.n_sweeps, report.lidar,
+             int(np.mean(report.points_per_sweep)))
+
+    t0 = time.perf_counter()
+    stamps = write_drive_bag(work / "drive", sweeps, storage=storage)
+    timings["write_drive_bag"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    bag_report = run_bag(work / "drive", work / "completed", stages=[CompletionStage(config)],
+                         copy_inputs=True, progress=progress, storage=storage)
+    timings["bag_mode"] = time.perf_counter() - t0
+    report.bag = bag_report.as_dict()
+    report.bag["input_path"], report.bag["output_path"] = "drive", "completed"
+
+    t0 = time.perf_counter()
+    meshes = _save_completed_meshes(work / "completed", work / "meshes", stamps)
+    report.triangles_per_mesh = [len(meshes[i][1]) if i in meshes else 0 for i in range(report.n_sweeps)]
+    timings["write_meshes"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _save_demo_preview(work / "preview.png", sweeps, meshes, config, report)
+    timings["preview"] = time.perf_counter() - t0
+
+
+def _simulate_demo_drive(n_sweeps: int, seed: int, lidar_preset: str) -> list[Any]:
+    """``n_sweeps`` sweeps (``sim.Sweep``) of a drive along the road of the default street scene of ``seed``,
+    starting where the road ahead is clear."""
+    from gen3d_ros.sim import LidarConfig, SceneConfig, generate_scene, simulate_drive
+
+    scene = generate_scene(SceneConfig(), seed=seed)
+    start_s = clear_drive_start(scene, n_sweeps, seed=seed)
+    return simulate_drive(scene, LidarConfig.preset(lidar_preset), n_sweeps=n_sweeps, seed=seed,
+                          start_s_m=start_s)
+
+
+def _save_completed_meshes(completed_bag: Path, meshes_dir: Path,
+                           stamps: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Writes ``meshes_dir/sweep_<i>.ply`` for each completed mesh of ``completed_bag`` whose stamp is the one of
+    sweep i in ``stamps`` (ns); returns {i: (vertices (V, 3) float32, faces (F, 3) int32)}, lidar frame."""
+    from gen3d_ros.completion.mesh import TriangleMesh
+    from gen3d_ros.completion.udf_mesh import save_mesh
+
+    meshes_dir.mkdir()
+    index_of = {stamp: i for i, stamp in enumerate(stamps)}
+    meshes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for m in read_messages(completed_bag, ["/gen3d/completion/mesh"]):
+        i = index_of.get(m.log_time_ns)
+        if i is None:
+            continue
+        vertices, faces, colors = completed_mesh_arrays(m.msg)
+        save_mesh(meshes_dir / f"sweep_{i:03d}.ply", TriangleMesh(vertices, faces, np.clip(colors, 0, 1)))
+        meshes[i] = (vertices, faces)
+    return meshes
+
+
+def _save_demo_preview(path: Path, sweeps: list[Any], meshes: dict[int, tuple[np.ndarray, np.ndarray]],
+                       config: Any, report: DemoReport) -> None:
+    """``preview.png``: input scan and completed mesh of the first and the middle sweep, with their counts and
+    the mean completion latency of ``report.bag``."""
+    from gen3d_ros.preview import PreviewSweep, save_preview
+
+    n_sweeps = report.n_sweeps
+    shown = sorted({0, n_sweeps // 2})
+    rows = []
+    latencies = report.bag["stages"]["completion"]
+    grid = describe_grid(config)
+    for i in shown:
+        vertices, faces = meshes.get(i, (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)))
+        rows.append(PreviewSweep(
+            f"sweep {i} (t = {sweeps[i].stamp_s:.1f} s)", sweeps[i].scan.points, vertices, faces,
+            stats=f"{len(sweeps[i].scan):,} input points -> {len(vertices):,} vertices, {len(faces):,} "
+                  f"triangles\n{config.method}, {grid}; "
+                  f"mean latency {latencies['mean_latency_ms']:.0f} ms"))
+    save_preview(path, rows, extent_m=float(config.roi_radius),
+                 title=f"gen3d demo: procedural street (seed {report.seed}), {report.lidar} LiDAR, "
+                       f"{n_sweeps} sweeps -> scene completion ({config.method}) in bag mode")
+
+
+def _run_robot_half(work: Path, report: DemoReport, robot_frames: int, *, storage: str | None,
+                    progress: bool) -> None:
+    """Step 6 of the module docstring into ``work/robot``; adds its report, timing and files to ``report``."""
+    from gen3d_ros.demo_robot import run_robot_demo
+
+    t0 = time.perf_counter()
+    (work / "robot").mkdir()
+    report.robot = asdict(run_robot_demo(work / "robot", frames=robot_frames, storage=storage,
+                                         t0_ns=DEMO_EPOCH_NS, progress=progress))
+    report.timings_s["robot"] = time.perf_counter() - t0
+    report.files.update({"robot video bag": "robot/robot_video/", "robot poses bag": "robot/robot_poses/",
+                         "robot trajectory": "robot/trajectory.json", "robot overlay": "robot/overlay.gif",
+                         "robot joints plot": "robot/joints.png"})
