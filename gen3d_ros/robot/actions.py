@@ -37,7 +37,7 @@ from torch import Tensor
 
 from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.robot.parametrization import joints_from_unconstrained, unconstrained_from_joints
-from gen3d_ros.robot.pose import image_to_tensor, mask_from_background
+from gen3d_ros.robot.pose.images import image_to_tensor, mask_from_background
 
 
 # ------------------------------------------------------------------------------------------------ trajectories
