@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gen3d_ros.config import param, validate
 from gen3d_ros.geometry.rotations import matrix_to_quaternion
 from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.robot.kinematics import ForwardKinematics
@@ -67,40 +68,32 @@ _APPEARANCE_OUTPUTS = 11
 
 @dataclass
 class GaussianModelConfig:
-    """Everything needed to rebuild a :class:`RobotGaussianModel`'s architecture (stored in checkpoints).
+    """Everything needed to rebuild a :class:`RobotGaussianModel`'s architecture (stored in checkpoints; validated on
+    construction; every field carries its parameter metadata).
 
-    ``n_gaussians``: N. ``sh_degree``: 0 (plain colour, CPU) to 3 (view-dependent, GPU). ``seed``: surface
-    sampling. ``skinning``: learn skinning weights (False: rigid, each Gaussian on its sampled link forever).
-    ``appearance``: the pose-conditioned deformation MLP. ``n_freqs``: Fourier octaves of the position encoding.
-    ``hidden``: MLP width. ``skin_prior_logit``: logit bonus of the sampled link (how rigid the start is).
-    ``init_opacity`` in (0, 1). ``init_color_gain``: mesh albedo multiplier at init (the ground-truth renderer
-    shades faces by ``0.35 + 0.65 |cos|``, so the seen colour is darker than the albedo). ``init_scale_factor``:
-    tangential std-dev as a multiple of the mean distance to the 3 nearest neighbours. ``urdf``: how to
-    reload the robot (``test_arm``, ``panda`` or a path; informative only, the hash is what is checked).
+    ``init_color_gain``: the ground-truth renderer shades faces by ``0.35 + 0.65 |cos|``, so the seen colour is
+    darker than the mesh albedo. ``urdf`` is informative only: the URDF's hash is what a checkpoint checks.
     """
 
-    n_gaussians: int = 4000
-    sh_degree: int = 0
-    seed: int = 0
-    skinning: bool = True
-    appearance: bool = True
-    n_freqs: int = 4
-    hidden: int = 64
-    skin_prior_logit: float = 12.0
-    init_opacity: float = 0.9
-    init_color_gain: float = 0.8
-    init_scale_factor: float = 0.7
-    urdf: str = ""
+    n_gaussians: int = param(4000, "N, the number of Gaussians", lo=1)
+    sh_degree: int = param(0, "degree of the SH colours: 0 (plain colour, CPU) to 3 (view-dependent, GPU)", lo=0,
+                           hi=3)
+    seed: int = param(0, "random seed of the surface sampling")
+    skinning: bool = param(True, "learn skinning weights (off: rigid, each Gaussian on its sampled link forever)")
+    appearance: bool = param(True, "the pose-conditioned appearance deformation MLP")
+    n_freqs: int = param(4, "Fourier octaves of the position encoding", lo=0)
+    hidden: int = param(64, "MLP width", lo=1)
+    skin_prior_logit: float = param(12.0, "logit bonus of the sampled link: how rigid the start is")
+    init_opacity: float = param(0.9, "initial opacity, in (0, 1)", lo=0.0, hi=1.0)
+    init_color_gain: float = param(0.8, "mesh albedo multiplier at initialisation")
+    init_scale_factor: float = param(0.7, "initial tangential std-dev as a multiple of the mean distance to the 3 "
+                                          "nearest neighbours")
+    urdf: str = param("", "how to reload the robot: test_arm, an example-robot-data name or a URDF path")
 
     def __post_init__(self) -> None:
-        if self.n_gaussians < 1:
-            raise ValueError(f"n_gaussians must be >= 1, got {self.n_gaussians}")
-        if not 0 <= self.sh_degree <= 3:
-            raise ValueError(f"sh_degree must be in [0, 3], got {self.sh_degree}")
+        validate(self)
         if not 0.0 < self.init_opacity < 1.0:
             raise ValueError(f"init_opacity must be in (0, 1), got {self.init_opacity}")
-        if self.n_freqs < 0 or self.hidden < 1:
-            raise ValueError(f"need n_freqs >= 0 and hidden >= 1, got {self.n_freqs}, {self.hidden}")
 
 
 def _mlp(n_in: int, hidden: int, n_out: int, layers: int = 2) -> torch.nn.Sequential:

@@ -46,6 +46,7 @@ from gen3d_ros.robot import splatting_torch
 
 EPS2D = 0.3  # px^2 low-pass added to every projected covariance (gsplat's default; both backends)
 SPLAT_BACKENDS = ("torch", "gsplat")
+BACKEND_CHOICES = ("auto", *SPLAT_BACKENDS)  # what a config's ``backend`` may name
 MAX_SH_DEGREE = 4
 SH_C0 = 0.2820947917738781  # the constant SH basis function: DC colour = SH_C0 * coeffs[:, 0] + 0.5
 
@@ -106,7 +107,7 @@ def resolve_splat_backend(name: str, device: torch.device | str) -> str:
                 "splatting backend 'gsplat' requested but gsplat is not importable: pip install gsplat==1.5.3"
             )
         return "gsplat"
-    choices = ", ".join(map(repr, ("auto", *SPLAT_BACKENDS)))
+    choices = ", ".join(map(repr, BACKEND_CHOICES))
     raise ValueError(f"unknown splatting backend {name!r}; expected one of {choices}")
 
 

@@ -12,9 +12,9 @@ import numpy as np
 
 from gen3d_ros.config import param, validate
 from gen3d_ros.geometry.rigid import invert_rigid, matrix_to_quaternion_xyzw
+from gen3d_ros.robot.splatting import BACKEND_CHOICES
 
 MODES = ("full", "known_camera", "known_joints")
-SPLAT_BACKENDS = ("auto", "torch", "gsplat")
 
 
 @dataclass
@@ -93,7 +93,7 @@ class PoseEstimatorConfig:
                                        "any channel are the robot (RGB in [0, 1])")
     device: str = param("cpu", "torch device of the renderer (cpu, cuda, cuda:1)")
     backend: str = param("auto", "splatting backend: auto (gsplat on CUDA, else torch), torch, gsplat",
-                         choices=SPLAT_BACKENDS)
+                         choices=BACKEND_CHOICES)
     seed: int = param(0, "random seed (joint restarts, hill climbing)")
 
     def __post_init__(self) -> None:
