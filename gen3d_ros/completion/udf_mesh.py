@@ -34,6 +34,7 @@ Measured (one CPU thread): a +-12 m x 7.2 m grid at 0.4 m (~9k occupied cells) w
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -221,35 +222,80 @@ def mesh_from_udf(
         :class:`TriangleMesh`: vertices (V, 3) float32 metres, grid frame; faces (F, 3) int32; vertex colours
         by height. Empty when the field never drops below ``level``.
     """
-    from skimage.measure import marching_cubes
-
     if not voxel_size > 0:
         raise ValueError(f"voxel_size must be positive, got {voxel_size}")
     if int(resolution) < 1:
         raise ValueError(f"resolution must be >= 1, got {resolution}")
-    r = int(resolution)
-    h = float(voxel_size) / r
-    level = DEFAULT_LEVEL_FRACTION * h if level is None else float(level)
-    if not level > 0:
-        raise ValueError(f"level must be positive (the UDF is >= 0 everywhere), got {level}")
-    org = np.asarray(origin, np.float64).reshape(3)
-    sensor = (np.asarray(sensor_origin, np.float64).reshape(3) - org) / h  # lattice units
+    lat = _Lattice.make(voxel_size, origin, int(resolution), level, sensor_origin, int(block_cells), coarse_to_fine)
     cells = _as_cells(cells)
     if len(cells) == 0:
         return TriangleMesh.empty()
-    bc = int(block_cells)
-    # lattice steps beyond the occupied cells: the shell (level) plus the gradient stencil (2 steps)
-    dilation = int(math.ceil(level / h)) + 2
-    halo = int(math.ceil((dilation + _PAD) / r))
-    fill = max(4.0 * level, float(voxel_size))  # far-from-surface value where the field is not evaluated
-    coarse = bool(coarse_to_fine) and r % 2 == 0
-    key_lo = cells.min(axis=0) * r - dilation - 2 * _PAD
-    key_span = (cells.max(axis=0) + 1) * r + dilation + 2 * _PAD - key_lo + 1
-    store = _FieldStore(decode_fn, key_lo, key_span, org, h, chunk)
+    masks, block_lo = _active_blocks(cells, lat)
+    if not masks:
+        return TriangleMesh.empty()
+    key_lo = cells.min(axis=0) * lat.r - lat.dilation - 2 * _PAD
+    key_span = (cells.max(axis=0) + 1) * lat.r + lat.dilation + 2 * _PAD - key_lo + 1
+    store = _FieldStore(decode_fn, key_lo, key_span, lat.origin, lat.h, chunk)
+    _evaluate_field(store, masks, block_lo, lat, band_margin)
+    sheets = [s for s in (_block_sheet(store, padded, blo, lat, project_to_surface)
+                          for padded, blo in zip(masks, block_lo)) if s is not None]
+    if not sheets:
+        return TriangleMesh.empty()
+    verts = np.concatenate([s.verts for s in sheets])
+    offsets = np.cumsum([0] + [len(s.verts) for s in sheets[:-1]])
+    faces = np.concatenate([s.faces + off for s, off in zip(sheets, offsets)])
+    if remove_double_walls:
+        faces = faces[_single_sheet(sheets, lat, keep_unpaired)]
+    grads = np.concatenate([s.grads for s in sheets]) if project_to_surface else None
+    verts, faces = _weld(verts, faces, grads, lat)
+    if min_island_faces > 0 and len(faces):
+        faces = faces[_large_components(verts, faces, int(min_island_faces))]
+    used = np.unique(faces)
+    remap = np.full(len(verts), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    vertices = (lat.origin + verts[used] * lat.h).astype(np.float32)
+    return TriangleMesh(vertices, remap[faces].astype(np.int32), height_colors(vertices))
 
-    # blocks touched by the cells grown by ``halo``: those holding a corner of a grown cell (blocks are larger)
-    if bc <= 2 * halo:
-        raise ValueError(f"block_cells={bc} must exceed {2 * halo} (twice the halo of cells around a block)")
+
+@dataclass(frozen=True)
+class _Lattice:
+    """The sampling lattice of :func:`mesh_from_udf` and the quantities derived from its arguments."""
+
+    r: int  # lattice steps per voxel edge
+    h: float  # lattice step, metres
+    level: float  # iso-level, metres
+    origin: np.ndarray  # (3,) corner of voxel (0, 0, 0), metres
+    sensor: np.ndarray  # (3,) sensor position, lattice units
+    block: int  # voxels per block edge
+    dilation: int  # lattice steps beyond the occupied cells: the shell (level) plus the gradient stencil (2)
+    halo: int  # cells around a block whose shell reaches into it
+    fill: float  # far-from-surface value where the field is not evaluated
+    coarse: bool  # coarse-to-fine evaluation (even resolutions only)
+
+    @classmethod
+    def make(cls, voxel_size: float, origin, r: int, level: float | None, sensor_origin, block: int,
+             coarse_to_fine: bool) -> "_Lattice":
+        h = float(voxel_size) / r
+        level = DEFAULT_LEVEL_FRACTION * h if level is None else float(level)
+        if not level > 0:
+            raise ValueError(f"level must be positive (the UDF is >= 0 everywhere), got {level}")
+        org = np.asarray(origin, np.float64).reshape(3)
+        dilation = int(math.ceil(level / h)) + 2
+        halo = int(math.ceil((dilation + _PAD) / r))
+        if block <= 2 * halo:
+            raise ValueError(f"block_cells={block} must exceed {2 * halo} (twice the halo of cells around a block)")
+        return cls(r, h, level, org, (np.asarray(sensor_origin, np.float64).reshape(3) - org) / h, block,
+                   dilation, halo, max(4.0 * level, float(voxel_size)), bool(coarse_to_fine) and r % 2 == 0)
+
+
+_INNER = (slice(_PAD, -_PAD),) * 3
+
+
+def _active_blocks(cells: np.ndarray, lat: _Lattice) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per block touched by the cells grown by the halo (those holding a corner of a grown cell; blocks are
+    larger): the padded mask of its active lattice vertices and its first lattice vertex. Empty blocks are left
+    out."""
+    halo, bc = lat.halo, lat.block
     shifts = np.array([[i, j, k] for i in (-halo, 0, halo) for j in (-halo, 0, halo) for k in (-halo, 0, halo)])
     touched = np.floor_divide((cells[None] + shifts[:, None]).reshape(-1, 3), bc)
     t_lo = touched.min(axis=0)
@@ -257,8 +303,6 @@ def mesh_from_udf(
     t_keys = np.unique(_pack(touched, t_lo, t_span))
     blocks = np.stack([t_keys // (t_span[1] * t_span[2]), (t_keys // t_span[2]) % t_span[1], t_keys % t_span[2]],
                       axis=1) + t_lo
-
-    # 1. active lattice vertices per block
     masks, block_lo = [], []
     for b in blocks:
         lo_cell = b * bc - halo
@@ -266,85 +310,100 @@ def mesh_from_udf(
         occ = np.zeros((bc + 2 * halo,) * 3, bool)
         local = cells[inside] - lo_cell
         occ[local[:, 0], local[:, 1], local[:, 2]] = True
-        padded = _block_vertex_mask(occ, r, dilation, halo, bc)
-        if padded[_PAD:-_PAD, _PAD:-_PAD, _PAD:-_PAD].any():
+        padded = _block_vertex_mask(occ, lat.r, lat.dilation, halo, bc)
+        if padded[_INNER].any():
             masks.append(padded)
-            block_lo.append(b * bc * r)
-    if not masks:
-        return TriangleMesh.empty()
+            block_lo.append(b * bc * lat.r)
+    return masks, block_lo
 
-    # 2. values: everywhere (coarse_to_fine off), or on the even sub-lattice and then exactly only in a narrow
-    #    band where the interpolated coarse field is near the level (and one step around it)
-    inner = (slice(_PAD, -_PAD),) * 3
-    if coarse:
-        store.evaluate(np.concatenate([_coarse_vertices(m[inner]) + blo for m, blo in zip(masks, block_lo)]))
-        band = []
-        for padded, blo in zip(masks, block_lo):
-            mask = padded[inner]
-            approx = _upsample(store.coarse_volume(mask.shape, blo, fill))
-            near = _dilate(mask & (approx < level + band_margin * h), 1) & mask
-            band.append(np.argwhere(near) + blo)
-        store.evaluate(np.concatenate(band))
-    else:
-        store.evaluate(np.concatenate([np.argwhere(m[inner]) + blo for m, blo in zip(masks, block_lo)]))
 
-    # 3. marching cubes per block, one sheet per wall; a vertex's value does not depend on the block that
-    #    reads it (decoded, else upsampled from the coarse pass), so shared block faces match exactly
-    verts_all, faces_all, grads_all, facing_all, centroids_all, n_verts = [], [], [], [], [], 0
+def _evaluate_field(store: "_FieldStore", masks: list[np.ndarray], block_lo: list[np.ndarray], lat: _Lattice,
+                    band_margin: float) -> None:
+    """Decode the field at every active vertex (coarse-to-fine off), or on the even sub-lattice and then exactly
+    only in a narrow band where the interpolated coarse field is near the level (and one step around it)."""
+    if not lat.coarse:
+        store.evaluate(np.concatenate([np.argwhere(m[_INNER]) + blo for m, blo in zip(masks, block_lo)]))
+        return
+    store.evaluate(np.concatenate([_coarse_vertices(m[_INNER]) + blo for m, blo in zip(masks, block_lo)]))
+    band = []
     for padded, blo in zip(masks, block_lo):
-        g = np.argwhere(padded)
-        found, vals = store.lookup(g + blo - _PAD)
-        if coarse:
-            approx = _upsample(store.coarse_volume(padded.shape, blo - _PAD, fill))
-            vals = np.where(found, vals, approx[padded])
-        else:  # every active vertex was decoded
-            vals = np.where(found, vals, fill)
-        vol_padded = np.full(padded.shape, fill, np.float32)
-        vol_padded[g[:, 0], g[:, 1], g[:, 2]] = vals
-        vol = vol_padded[inner]
-        if vol.min() >= level:
-            continue
-        try:
-            verts, faces, _, _ = marching_cubes(vol, level=level, allow_degenerate=False)
-        except (RuntimeError, ValueError):  # no crossing in this block
-            continue
-        # drop faces on the rim of the evaluated region (crossings into the ``fill`` value are no surface)
-        lo_end = np.floor(verts + 1e-6).astype(np.int64) + _PAD
-        hi_end = np.ceil(verts - 1e-6).astype(np.int64) + _PAD
-        real = padded[tuple(lo_end.T)] & padded[tuple(hi_end.T)]
-        faces = faces[real[faces].all(axis=1)]
-        if len(faces) == 0:
-            continue
-        tri = verts[faces]  # (F, 3, 3) lattice units, block-local
-        centroid = tri.mean(axis=1)
-        gvol = np.stack(np.gradient(vol_padded), axis=-1)
-        grad = _trilinear(gvol, centroid + _PAD)
-        if project_to_surface:
-            grads_all.append(_trilinear(gvol, verts + _PAD))
-        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        facing_all.append(np.einsum("ij,ij->i", grad, sensor - blo - centroid) > 0)
-        centroids_all.append(centroid + blo)
-        flip = np.einsum("ij,ij->i", normal, grad) < 0
-        faces = np.where(flip[:, None], faces[:, [0, 2, 1]], faces)
-        verts_all.append(verts.astype(np.float64) + blo)
-        faces_all.append(faces.astype(np.int64) + n_verts)
-        n_verts += len(verts)
-    if not verts_all:
-        return TriangleMesh.empty()
-    verts = np.concatenate(verts_all)
-    faces = np.concatenate(faces_all)
-    if remove_double_walls:
-        keep = np.concatenate(facing_all)
-        if keep_unpaired and keep.any() and not keep.all():
-            # A far-side face is a duplicate when a near-side face lies within the shell's thickness (2 level)
-            # of it; otherwise it is the only copy of its surface (the back face of a thin wall, whose near
-            # sheet belongs to the front face) and stays.
-            centroids = np.concatenate(centroids_all)
-            dist, _ = cKDTree(centroids[keep]).query(centroids[~keep], k=1)
-            keep[np.flatnonzero(~keep)[dist > (2.0 * level + 0.5 * h) / h]] = True
-        faces = faces[keep]
+        mask = padded[_INNER]
+        approx = _upsample(store.coarse_volume(mask.shape, blo, lat.fill))
+        near = _dilate(mask & (approx < lat.level + band_margin * lat.h), 1) & mask
+        band.append(np.argwhere(near) + blo)
+    store.evaluate(np.concatenate(band))
 
-    # merge vertices shared by neighbouring blocks (computed from the same lattice values: identical)
+
+@dataclass
+class _Sheet:
+    """Marching-cubes output of one block, lattice units (global): vertices, faces (oriented along the UDF
+    gradient), per-face centroids and sensor-facing flags, per-vertex gradients (for the projection)."""
+
+    verts: np.ndarray
+    faces: np.ndarray
+    centroids: np.ndarray
+    facing: np.ndarray
+    grads: np.ndarray | None
+
+
+def _block_sheet(store: "_FieldStore", padded: np.ndarray, blo: np.ndarray, lat: _Lattice,
+                 with_grads: bool) -> _Sheet | None:
+    """Marching cubes of one block at the level. A vertex's value does not depend on the block that reads it
+    (decoded, else upsampled from the coarse pass), so shared block faces match exactly."""
+    from skimage.measure import marching_cubes
+
+    g = np.argwhere(padded)
+    found, vals = store.lookup(g + blo - _PAD)
+    if lat.coarse:
+        approx = _upsample(store.coarse_volume(padded.shape, blo - _PAD, lat.fill))
+        vals = np.where(found, vals, approx[padded])
+    else:  # every active vertex was decoded
+        vals = np.where(found, vals, lat.fill)
+    vol_padded = np.full(padded.shape, lat.fill, np.float32)
+    vol_padded[g[:, 0], g[:, 1], g[:, 2]] = vals
+    vol = vol_padded[_INNER]
+    if vol.min() >= lat.level:
+        return None
+    try:
+        verts, faces, _, _ = marching_cubes(vol, level=lat.level, allow_degenerate=False)
+    except (RuntimeError, ValueError):  # no crossing in this block
+        return None
+    # drop faces on the rim of the evaluated region (crossings into the ``fill`` value are no surface)
+    lo_end = np.floor(verts + 1e-6).astype(np.int64) + _PAD
+    hi_end = np.ceil(verts - 1e-6).astype(np.int64) + _PAD
+    real = padded[tuple(lo_end.T)] & padded[tuple(hi_end.T)]
+    faces = faces[real[faces].all(axis=1)]
+    if len(faces) == 0:
+        return None
+    tri = verts[faces]  # (F, 3, 3) lattice units, block-local
+    centroid = tri.mean(axis=1)
+    gvol = np.stack(np.gradient(vol_padded), axis=-1)
+    grad = _trilinear(gvol, centroid + _PAD)
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    facing = np.einsum("ij,ij->i", grad, lat.sensor - blo - centroid) > 0
+    flip = np.einsum("ij,ij->i", normal, grad) < 0
+    faces = np.where(flip[:, None], faces[:, [0, 2, 1]], faces)
+    return _Sheet(verts.astype(np.float64) + blo, faces.astype(np.int64), centroid + blo, facing,
+                  _trilinear(gvol, verts + _PAD) if with_grads else None)
+
+
+def _single_sheet(sheets: list[_Sheet], lat: _Lattice, keep_unpaired: bool) -> np.ndarray:
+    """(F,) bool over the concatenated faces: the sensor-facing sheet of each double wall."""
+    keep = np.concatenate([s.facing for s in sheets])
+    if keep_unpaired and keep.any() and not keep.all():
+        # A far-side face is a duplicate when a near-side face lies within the shell's thickness (2 level) of it;
+        # otherwise it is the only copy of its surface (the back face of a thin wall, whose near sheet belongs to
+        # the front face) and stays.
+        centroids = np.concatenate([s.centroids for s in sheets])
+        dist, _ = cKDTree(centroids[keep]).query(centroids[~keep], k=1)
+        keep[np.flatnonzero(~keep)[dist > (2.0 * lat.level + 0.5 * lat.h) / lat.h]] = True
+    return keep
+
+
+def _weld(verts: np.ndarray, faces: np.ndarray, grads: np.ndarray | None,
+          lat: _Lattice) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices shared by neighbouring blocks (computed from the same lattice values: identical), project
+    them onto the estimated zero set (``grads`` given) and drop faces that collapsed."""
     q = np.round(verts * _MERGE_QUANT).astype(np.int64)
     q -= q.min(axis=0)
     qspan = q.max(axis=0) + 1
@@ -355,21 +414,12 @@ def mesh_from_udf(
         _, first, remap = np.unique(q, axis=0, return_index=True, return_inverse=True)
     verts = verts[first]
     faces = remap.reshape(-1)[faces]
-    if project_to_surface:
-        g = np.concatenate(grads_all)[first]
+    if grads is not None:
+        g = grads[first]
         norm = np.linalg.norm(g, axis=1, keepdims=True)
-        verts = verts - (level / h) * np.divide(g, norm, out=np.zeros_like(g), where=norm > 1e-9)
+        verts = verts - (lat.level / lat.h) * np.divide(g, norm, out=np.zeros_like(g), where=norm > 1e-9)
     ok = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
-    faces = faces[ok]
-
-    # 4. islands
-    if min_island_faces > 0 and len(faces):
-        faces = faces[_large_components(verts, faces, int(min_island_faces))]
-    used = np.unique(faces)
-    remap = np.full(len(verts), -1, np.int64)
-    remap[used] = np.arange(len(used))
-    vertices = (org + verts[used] * h).astype(np.float32)
-    return TriangleMesh(vertices, remap[faces].astype(np.int32), height_colors(vertices))
+    return verts, faces[ok]
 
 
 def _large_components(verts: np.ndarray, faces: np.ndarray, min_faces: int) -> np.ndarray:
