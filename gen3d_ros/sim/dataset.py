@@ -28,7 +28,7 @@ import numpy as np
 
 from gen3d_ros.completion.grid import VoxelGrid
 from gen3d_ros.completion.voxelize import crop_voxels, point_indices, unique_voxels
-from gen3d_ros.config import known_fields as _known_fields, plain_types as _plain
+from gen3d_ros.config import known_fields, plain_types
 from gen3d_ros.sim.lidar import LidarConfig, simulate_scan
 from gen3d_ros.sim.scene import Scene, SceneConfig, generate_scene, sample_surface
 
@@ -86,12 +86,12 @@ class CompletionDatasetConfig:
         out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["scene"] = self.scene.to_dict()
         out["lidar"] = self.lidar.to_dict()
-        return _plain(out)  # type: ignore[return-value]
+        return plain_types(out)  # type: ignore[return-value]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> CompletionDatasetConfig:
         """Inverse of :meth:`to_dict`; ``lidar`` may be ``{"preset": "vlp32", ...}``."""
-        values = _known_fields(cls, data)
+        values = known_fields(cls, data)
         if isinstance(values.get("scene"), Mapping):
             values["scene"] = SceneConfig.from_dict(values["scene"])  # type: ignore[arg-type]
         if isinstance(values.get("lidar"), Mapping):

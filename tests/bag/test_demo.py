@@ -11,15 +11,16 @@ import pytest
 from gen3d_ros.demo import DEMO_EPOCH_NS, run_demo
 from gen3d_ros.geometry.rigid import matrix_to_quaternion_xyzw
 from gen3d_ros.io.pointcloud2 import pointcloud2_to_arrays
-from gen3d_ros.io.rosbag2 import OutputExistsError, read_bag_info, read_messages
+from gen3d_ros.io.rosbag2 import read_bag_info, read_messages
+from gen3d_ros.outputs import OutputExistsError
 
 
 @pytest.mark.slow
 def test_demo_writes_drive_bag_completed_bag_meshes_preview_and_report(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     report = run_demo(out, n_sweeps=2, seed=1, robot_frames=3)
-    assert sorted(p.name for p in out.iterdir()) == ["completed", "demo_report.json", "drive", "meshes",
-                                                     "preview.png", "robot"]
+    assert sorted(p.name for p in out.iterdir()) == [".gen3d_output", "completed", "demo_report.json", "drive",
+                                                     "meshes", "preview.png", "robot"]
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no temporaries left
 
     drive = read_bag_info(out / "drive")
