@@ -16,7 +16,7 @@ from gen3d_ros.robot.training import (
     load_or_render_views,
     robot_train_config,
     train_robot,
-    _to_device,
+    views_to_device,
 )
 from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf
 
@@ -41,7 +41,7 @@ def test_tiny_preset_reaches_stated_psnr_on_heldout_poses(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["psnr_heldout"] == pytest.approx(metrics["psnr_heldout"])
     # the checkpoint reproduces the reported number
     model = RobotGaussianModel.load(tmp_path / "model.pt")
-    val = _to_device(ViewSet.load(tmp_path / "data" / "val.npz"), torch.device("cpu"))
+    val = views_to_device(ViewSet.load(tmp_path / "data" / "val.npz"), torch.device("cpu"))
     assert evaluate(model, val, cfg)["psnr"] == pytest.approx(metrics["psnr_heldout"], abs=1e-3)
 
 
@@ -65,8 +65,18 @@ def test_view_cache_round_trips_and_is_reused(tmp_path):
 def test_config_overrides_are_typed_and_checked():
     cfg = robot_train_config("gpu", {"urdf": "test_arm", "joint_iters": "7", "appearance": "false",
                                      "lr_means": "1e-4", "background": "0.1, 0.2, 0.3"})
-    assert (cfg.joint_iters, cfg.appearance, cfg.lr_means, cfg.background) == (7, False, 1e-4, (0.1, 0.2, 0.3))
-    assert cfg.sh_degree == 3 and cfg.image_size == 256
+    assert (cfg.joint_iters, cfg.model.appearance, cfg.lr_means, cfg.background) == (7, False, 1e-4, (0.1, 0.2, 0.3))
+    assert cfg.model.sh_degree == 3 and cfg.image_size == 256 and cfg.model.n_gaussians == 10000  # the preset's
+    assert (cfg.model.urdf, cfg.model.seed) == ("test_arm", 0)  # the model's copies follow the training's
+    # the model is nested (model.<field>); the flat names of its old fields still work and mean the same
+    dotted = robot_train_config("tiny", {"model.n_gaussians": "700", "model.skin_prior_logit": "9", "seed": "3"})
+    flat = robot_train_config("tiny", {"n_gaussians": "700", "model.skin_prior_logit": "9", "seed": "3"})
+    assert dotted == flat and dotted.model.n_gaussians == 700 and dotted.model.skin_prior_logit == 9.0
+    assert dotted.model.seed == 3 and robot_train_config("tiny").model.n_gaussians == 1500
+    with pytest.raises(ValueError, match="unknown setting 'model.seed'"):  # set seed / urdf on the training
+        robot_train_config("tiny", {"model.seed": "1"})
+    with pytest.raises(ValueError, match=r"GaussianModelConfig.sh_degree=7 is outside"):
+        robot_train_config("tiny", {"sh_degree": "7"})
     with pytest.raises(ValueError, match="unknown setting"):
         robot_train_config("tiny", {"no_such_key": "1"})
     with pytest.raises(ValueError, match="not a valid int"):
@@ -134,7 +144,7 @@ def test_a_bad_urdf_file_fails_before_the_run_folder_is_created(tmp_path):
     assert not (tmp_path / "run").exists()
     cfg = robot_train_config("tiny", _TINY)
     cfg.image_size = 0  # changed after construction: validate() runs again in train_robot
-    with pytest.raises(ValueError, match="image_size must be >= 1"):
+    with pytest.raises(ValueError, match=r"RobotTrainConfig.image_size=0 is outside"):
         train_robot(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -142,7 +152,7 @@ def test_a_bad_urdf_file_fails_before_the_run_folder_is_created(tmp_path):
 def _fail_after_views(monkeypatch) -> list:
     """Make training fail right after the config and the view caches are written (as a crash mid-training would);
     returns a list that receives what the run folder held at that moment."""
-    import gen3d_ros.robot.training as training
+    import gen3d_ros.robot.training.loop as training
 
     real = training.load_or_render_views
     seen: list = []
