@@ -29,7 +29,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from gen3d_ros import __version__
 
@@ -389,11 +389,21 @@ def _checkpoint_marked(path: Path) -> bool:
     return isinstance(data, dict) and str(data.get("format", "")).startswith(MARKER_WORD + ".")
 
 
-def _bag_marked(path: Path) -> bool:
-    try:
-        from gen3d_ros.io.rosbag2 import bag_custom_data
+#: Readers of markers inside container formats this module does not parse itself (``"bag"``: rosbag2 custom_data,
+#: registered by :mod:`gen3d_ros.io.rosbag2` when it is imported — every code path that writes a bag imports it).
+#: The format modules depend on this module, never the reverse.
+_MARKER_READERS: dict[str, Callable[[Path], bool]] = {}
 
-        return bag_custom_data(path).get("generator", "").startswith(MARKER_WORD)
+
+def register_marker_reader(kind: str, read: Callable[[Path], bool]) -> None:
+    """Let a format module recognise its own gen3d_ros outputs (``read(path) -> bool``, False when unreadable)."""
+    _MARKER_READERS[kind] = read
+
+
+def _bag_marked(path: Path) -> bool:
+    read = _MARKER_READERS.get("bag")
+    try:
+        return bool(read is not None and read(path))
     except Exception:  # noqa: BLE001 - unreadable or foreign: not ours
         return False
 

@@ -1156,3 +1156,14 @@ def same_or_nested(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether paths ``a`` and ``b`` are the same or one contains the other (after resolving links)."""
     ra, rb = Path(a).resolve(), Path(b).resolve()
     return ra == rb or ra in rb.parents or rb in ra.parents
+
+
+def _is_gen3d_bag(path: Path) -> bool:
+    """Whether the bag at ``path`` carries the gen3d_ros marker in its custom_data (False when unreadable)."""
+    try:
+        return bag_custom_data(path).get("generator", "").startswith(outputs.MARKER_WORD)
+    except (OSError, BagError):
+        return False
+
+
+outputs.register_marker_reader("bag", _is_gen3d_bag)
