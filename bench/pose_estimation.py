@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gen3d_ros.geometry.rotations import rotation_angle_between  # noqa: E402
-from gen3d_ros.geometry.camera import PinholeCamera, sphere_camera  # noqa: E402
+from gen3d_ros.geometry.camera import PinholeCamera  # noqa: E402
 from gen3d_ros.robot.gaussians import RobotGaussianModel  # noqa: E402
 from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig  # noqa: E402
 from gen3d_ros.robot.urdf import load_robot_npz, save_robot_npz  # noqa: E402
@@ -181,7 +181,7 @@ def merge_results(path: Path, new: dict) -> dict:
     return {"robots": merged.pop("robots"), **merged}
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--robot", choices=sorted(ROBOTS), default="test_arm")
     parser.add_argument("--views", type=int, default=8)
@@ -203,68 +203,66 @@ def main() -> int:
     parser.add_argument("--merge", type=Path, default=None,
                         help="merge this pose_estimation.json's robots into OUT's results and exit")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    t_start = time.perf_counter()
-    json_path, md_path = args.out / "pose_estimation.json", args.out / "pose_estimation.md"
-    if args.merge is not None:
-        merged = merge_results(json_path, json.loads(args.merge.read_text()))
-        write_text(json_path, json.dumps(merged, indent=2) + "\n")
-        write_markdown(merged, md_path)
-        print(md_path.read_text())
-        return 0
-    from tqdm import tqdm
+    return parser
 
-    spec = ROBOTS[args.robot]
-    checkpoint = args.checkpoint or spec["checkpoint"]
-    robot_file = spec["robot_file"]
-    if args.scenes is not None:  # a folder written by --write-scenes: everything the estimate needs
-        checkpoint, robot_file = args.scenes / "model.pt", args.scenes / "robot.npz"
+
+def _bench_robot(args: argparse.Namespace, robot_file: Path | None):
+    """The robot of ``--robot``: the packaged test arm, else :func:`load_bench_robot`."""
     if args.robot == "test_arm" and robot_file is None:
         from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf
 
-        robot = load_urdf(test_arm_urdf())
-    else:
-        robot = load_bench_robot(args.robot, robot_file)
-    camera = PinholeCamera.from_fov(args.size, args.size, spec["fov"])
-    background = spec["background"]
+        return load_urdf(test_arm_urdf())
+    return load_bench_robot(args.robot, robot_file)
 
-    if args.write_scenes is not None:
-        args.write_scenes.mkdir(parents=True, exist_ok=True)
-        scenes = sample_scenes(robot, args.views, camera, args.seed, background)
-        scenes.update(size=np.array(args.size), fov_deg=np.array(spec["fov"]), background=np.array(background))
-        with atomic_path(args.write_scenes / "scenes.npz") as tmp, open(tmp, "wb") as stream:
-            np.savez_compressed(stream, **scenes)
-        shutil.copy(checkpoint, args.write_scenes / "model.pt")
-        save_robot_npz(robot, args.write_scenes / "robot.npz")  # the robot as loaded, whatever it came from
-        print({p.name: round(p.stat().st_size / 1e6, 2) for p in sorted(args.write_scenes.iterdir())})
-        return 0
 
+def _write_scenes(args: argparse.Namespace, robot, camera: PinholeCamera, spec: dict, checkpoint: Path) -> None:
+    """``--write-scenes``: the held-out views, the checkpoint and the loaded robot into one folder."""
+    args.write_scenes.mkdir(parents=True, exist_ok=True)
+    scenes = sample_scenes(robot, args.views, camera, args.seed, spec["background"])
+    scenes.update(size=np.array(args.size), fov_deg=np.array(spec["fov"]), background=np.array(spec["background"]))
+    with atomic_path(args.write_scenes / "scenes.npz") as tmp, open(tmp, "wb") as stream:
+        np.savez_compressed(stream, **scenes)
+    shutil.copy(checkpoint, args.write_scenes / "model.pt")
+    save_robot_npz(robot, args.write_scenes / "robot.npz")  # the robot as loaded, whatever it came from
+    print({p.name: round(p.stat().st_size / 1e6, 2) for p in sorted(args.write_scenes.iterdir())})
+
+
+def _bench_model(args: argparse.Namespace, robot, checkpoint: Path | None) -> tuple[RobotGaussianModel, str]:
+    """``(model, image source)``: the checkpoint's model (images from the mesh renderer), or for the test arm
+    without one the untrained model (images are its own renders)."""
     if checkpoint is not None and Path(checkpoint).is_file():
-        model = RobotGaussianModel.load(checkpoint, robot)
-        image_source = "mesh_renderer"
+        model, image_source = RobotGaussianModel.load(checkpoint, robot), "mesh_renderer"
     elif args.robot == "test_arm":
         model = RobotGaussianModel.from_robot(robot, n_gaussians=args.gaussians, skinning=False, appearance=False)
         image_source = "init_model"
     else:
         raise SystemExit(f"no checkpoint for {args.robot} at {checkpoint}")
     model.eval()
+    return model, image_source
+
+
+def _scenes(args: argparse.Namespace, robot, model, camera: PinholeCamera, background, image_source: str
+            ) -> tuple[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], PinholeCamera]:
+    """``([(q, T_camera_base, rgb)], camera)`` of the held-out views: stored (``--scenes``), mesh renders, or the
+    untrained model's own renders (same (q, T) protocol; open3d only for the framing)."""
     if args.scenes is not None:
         with np.load(args.scenes / "scenes.npz", allow_pickle=False) as stored:
             data = {k: stored[k] for k in stored.files}
         camera = PinholeCamera.from_fov(int(data["size"]), int(data["size"]), float(data["fov_deg"]))
-        scenes = [(torch.as_tensor(q), torch.as_tensor(T), torch.as_tensor(rgb))
-                  for q, T, rgb in zip(data["q"], data["T_camera_base"], data["rgb"])][: args.views]
-    elif image_source == "mesh_renderer":
-        data = sample_scenes(robot, args.views, camera, args.seed, background)
-        scenes = [(torch.as_tensor(q), torch.as_tensor(T), torch.as_tensor(rgb))
-                  for q, T, rgb in zip(data["q"], data["T_camera_base"], data["rgb"])]
-    else:  # the untrained model's own renders, same (q, T) protocol (needs open3d only for the framing)
-        data = sample_scenes(robot, args.views, camera, args.seed, background)
-        ref = PoseEstimator(model, PoseEstimatorConfig(background=background))
-        scenes = [(torch.as_tensor(q), torch.as_tensor(T), ref.render(q, T, camera).rgb.clamp(0, 1).cpu())
-                  for q, T in zip(data["q"], data["T_camera_base"])]
+        return [(torch.as_tensor(q), torch.as_tensor(T), torch.as_tensor(rgb))
+                for q, T, rgb in zip(data["q"], data["T_camera_base"], data["rgb"])][: args.views], camera
+    data = sample_scenes(robot, args.views, camera, args.seed, background)
+    if image_source == "mesh_renderer":
+        return [(torch.as_tensor(q), torch.as_tensor(T), torch.as_tensor(rgb))
+                for q, T, rgb in zip(data["q"], data["T_camera_base"], data["rgb"])], camera
+    ref = PoseEstimator(model, PoseEstimatorConfig(background=background))
+    return [(torch.as_tensor(q), torch.as_tensor(T), ref.render(q, T, camera).rgb.clamp(0, 1).cpu())
+            for q, T in zip(data["q"], data["T_camera_base"])], camera
 
+
+def _results_header(args: argparse.Namespace, robot, model, spec: dict, checkpoint: Path | None, image_source: str,
+                    n_views: int, camera: PinholeCamera) -> dict:
+    """The results' robot section (images, model, device, versions, command) and its flat copies."""
     name_r = robot.name
     label = None
     if image_source == "mesh_renderer":
@@ -276,57 +274,103 @@ def main() -> int:
         "robots": [name_r],
         name_r: {
             "image_source": image_source, "checkpoint": label,
-            "views": len(scenes), "image_size": [camera.width, camera.height], "fov_deg": spec["fov"],
-            "background": list(background), "seed": args.seed, "device": _device_name(args.device),
+            "views": n_views, "image_size": [camera.width, camera.height], "fov_deg": spec["fov"],
+            "background": list(spec["background"]), "seed": args.seed, "device": _device_name(args.device),
             "backend": args.backend, "versions": _versions(),
             "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         },
     }
     for k in ("device", "command", "image_source"):  # flat copies
         results[f"{name_r}.{k}"] = results[name_r][k]
+    return results
+
+
+def _view_errors(estimator: PoseEstimator, model, est, q: torch.Tensor, T: torch.Tensor,
+                 angular: np.ndarray) -> tuple[float, float, float, float]:
+    """``(mean joint error deg over revolute joints, camera rotation error deg, translation error cm, ADD m)``."""
+    Te = torch.as_tensor(est.T_camera_base, dtype=torch.float32).cpu()
+    joint = float(np.degrees(np.abs(np.asarray(est.q) - q.numpy()))[angular].mean())
+    rot = math.degrees(float(rotation_angle_between(Te[:3, :3].double(), T[:3, :3].double())))
+    trans = 100 * float((Te[:3, 3] - T[:3, 3]).norm())
+    # ADD (DREAM): link origins in the CAMERA frame, each by its own (q, T_camera_base): invariant to the
+    # base-yaw / camera-azimuth trade-off, which leaves the camera-frame robot unchanged
+    with torch.no_grad():
+        kp_e = model.keypoints(torch.as_tensor(est.q, dtype=torch.float32, device=estimator.device)).cpu()
+        kp_t = model.keypoints(q.to(estimator.device)).cpu()
+    kp_e = kp_e @ Te[:3, :3].T + Te[:3, 3]
+    kp_t = kp_t @ T[:3, :3].T + T[:3, 3]
+    return joint, rot, trans, float((kp_e - kp_t).norm(dim=-1).mean())
+
+
+def _run_method(args: argparse.Namespace, name: str, model, scenes: list, camera: PinholeCamera, background,
+                angular: np.ndarray, t_start: float) -> dict[str, float] | None:
+    """The medians/rates of METRICS for method ``name`` over ``scenes`` (None if the deadline left no view)."""
+    from tqdm import tqdm
+
+    cfg = PoseEstimatorConfig(**METHODS[name], background=background, device=args.device, backend=args.backend)
+    estimator = PoseEstimator(model, cfg)
+    if args.device.startswith("cuda"):  # warm-up: kernel compilation/loading outside the timings
+        estimator.render(scenes[0][0], scenes[0][1], camera)
+        torch.cuda.synchronize()
+    errors, secs = [], []
+    for q, T, image in tqdm(scenes, desc=name, disable=args.no_progress):
+        if time.perf_counter() - t_start > args.deadline_s:
+            print(f"deadline: {name} stopped after {len(errors)} views", flush=True)
+            break
+        kwargs = {"T_camera_base": T} if name == "known_camera" else {}
+        est = estimator.estimate(image, camera, **kwargs)
+        errors.append(_view_errors(estimator, model, est, q, T, angular))
+        secs.append(est.seconds)
+    if not errors:
+        return None
+    joint, rot, trans, add = (np.array(v) for v in zip(*errors))
+    return {
+        "joint_err_deg_median": float(np.median(joint)), "cam_rot_err_deg_median": float(np.median(rot)),
+        "cam_trans_err_cm_median": float(np.median(trans)), "add_m_median": float(np.median(add)),
+        "add_auc": add_auc(add), "success_rate": float((add < 0.05).mean()),
+        "seconds_to_converge": float(np.median(secs)), "views": len(errors),
+    }
+
+
+def main() -> int:
+    args = _parser().parse_args()
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    json_path, md_path = args.out / "pose_estimation.json", args.out / "pose_estimation.md"
+    if args.merge is not None:
+        merged = merge_results(json_path, json.loads(args.merge.read_text()))
+        write_text(json_path, json.dumps(merged, indent=2) + "\n")
+        write_markdown(merged, md_path)
+        print(md_path.read_text())
+        return 0
+    spec = ROBOTS[args.robot]
+    checkpoint = args.checkpoint or spec["checkpoint"]
+    robot_file = spec["robot_file"]
+    if args.scenes is not None:  # a folder written by --write-scenes: everything the estimate needs
+        checkpoint, robot_file = args.scenes / "model.pt", args.scenes / "robot.npz"
+    robot = _bench_robot(args, robot_file)
+    camera = PinholeCamera.from_fov(args.size, args.size, spec["fov"])
+    background = spec["background"]
+    if args.write_scenes is not None:
+        _write_scenes(args, robot, camera, spec, checkpoint)
+        return 0
+    model, image_source = _bench_model(args, robot, checkpoint)
+    scenes, camera = _scenes(args, robot, model, camera, background, image_source)
+    results = _results_header(args, robot, model, spec, checkpoint, image_source, len(scenes), camera)
+    name_r = robot.name
     # joint error over the revolute joints (degrees); prismatic ones (the Panda's fingers) are left out
     types = {j.name: j.type for j in robot.joints}
     angular = np.array([types.get(j, "revolute") in ("revolute", "continuous") for j in model.fk.joint_names])
     results[name_r]["joint_err_joints"] = [j for j, a in zip(model.fk.joint_names, angular) if a]
     args.out.mkdir(parents=True, exist_ok=True)
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        cfg = PoseEstimatorConfig(**METHODS[name], background=background, device=args.device, backend=args.backend)
-        estimator = PoseEstimator(model, cfg)
-        if args.device.startswith("cuda"):  # warm-up: kernel compilation/loading outside the timings
-            estimator.render(scenes[0][0], scenes[0][1], camera)
-            torch.cuda.synchronize()
-        joint, rot, trans, add, secs = [], [], [], [], []
-        for q, T, image in tqdm(scenes, desc=name, disable=args.no_progress):
-            if time.perf_counter() - t_start > args.deadline_s:
-                print(f"deadline: {name} stopped after {len(joint)} views", flush=True)
-                break
-            kwargs = {"T_camera_base": T} if name == "known_camera" else {}
-            est = estimator.estimate(image, camera, **kwargs)
-            Te = torch.as_tensor(est.T_camera_base, dtype=torch.float32).cpu()
-            joint.append(float(np.degrees(np.abs(np.asarray(est.q) - q.numpy()))[angular].mean()))
-            rot.append(math.degrees(float(rotation_angle_between(Te[:3, :3].double(), T[:3, :3].double()))))
-            trans.append(100 * float((Te[:3, 3] - T[:3, 3]).norm()))
-            # ADD (DREAM): link origins in the CAMERA frame, each by its own (q, T_camera_base): invariant to the
-            # base-yaw / camera-azimuth trade-off, which leaves the camera-frame robot unchanged
-            with torch.no_grad():
-                kp_e = model.keypoints(torch.as_tensor(est.q, dtype=torch.float32, device=estimator.device)).cpu()
-                kp_t = model.keypoints(q.to(estimator.device)).cpu()
-            kp_e = kp_e @ Te[:3, :3].T + Te[:3, 3]
-            kp_t = kp_t @ T[:3, :3].T + T[:3, 3]
-            add.append(float((kp_e - kp_t).norm(dim=-1).mean()))
-            secs.append(est.seconds)
-        if not joint:
+        metrics = _run_method(args, name, model, scenes, camera, background, angular, t_start)
+        if metrics is None:
             continue
-        add_a = np.array(add)
-        metrics = {
-            "joint_err_deg_median": float(np.median(joint)), "cam_rot_err_deg_median": float(np.median(rot)),
-            "cam_trans_err_cm_median": float(np.median(trans)), "add_m_median": float(np.median(add_a)),
-            "add_auc": add_auc(add_a), "success_rate": float((add_a < 0.05).mean()),
-            "seconds_to_converge": float(np.median(secs)),
-        }
+        views = metrics.pop("views")
         for k, v in metrics.items():
             results[f"{name_r}.{name}.{k}"] = round(v, 4)
-        results[f"{name_r}.{name}.views"] = len(joint)
+        results[f"{name_r}.{name}.views"] = views
         print(name, {k: round(v, 3) for k, v in metrics.items()}, flush=True)
         # written after every method (a run cut short keeps what it finished), merged with the other robots
         merged = merge_results(json_path, results)
