@@ -2,6 +2,13 @@
 
 One description serves the YAML files in ``config/``, the ROS parameters a node declares (with descriptors
 and ranges), and the CLI. Validation happens once, at the edge (:func:`validate`).
+
+A field may itself be a config dataclass (:func:`section`, e.g. ``RobotPoseStageConfig.estimator:
+PoseEstimatorConfig``): its fields are parameters named ``<section>.<field>`` (``estimator.search_size``;
+:func:`flat_param_specs`, :func:`flat_values`), and :func:`from_mapping` takes them dotted or nested
+(``{"estimator": {"search_size": 8}}``), as rcl reads a nested params YAML. A section's ``shared`` fields are not
+parameters of their own: they take the value of the parent's field of the same name (one ``device`` for the
+model and the estimator).
 """
 
 from __future__ import annotations
@@ -45,20 +52,93 @@ class ParamSpec:
         return f"{self.doc} [{self.unit}]" if self.unit else self.doc
 
 
+def section(cls: type, doc: str, *, shared: tuple[str, ...] = ()) -> Any:
+    """A dataclass field holding the config dataclass ``cls`` (default: ``cls()``), flattened into
+    ``<field>.<name>`` parameters. ``shared``: fields of ``cls`` that take the value of the parent's field of the
+    same name (e.g. ``device``) instead of being parameters of their own."""
+    return field(default_factory=cls, metadata={"doc": doc, "section": cls, "shared": tuple(shared)})
+
+
+@dataclass(frozen=True)
+class Section:
+    """A field of a config dataclass that is a config dataclass itself: its class and its shared fields."""
+
+    cls: type
+    shared: tuple[str, ...] = ()
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+
+
+def sections(cls: type) -> dict[str, Section]:
+    """The fields of the config dataclass ``cls`` that are config dataclasses (declared with :func:`section`, or a
+    plain field whose default is a dataclass instance), by name."""
+    found = {}
+    for f in dataclasses.fields(cls):
+        section_cls = f.metadata.get("section")
+        if section_cls is None:
+            default = _default(f) if f.default_factory is not dataclasses.MISSING else f.default
+            if not (dataclasses.is_dataclass(default) and not isinstance(default, type)):
+                continue
+            section_cls = type(default)
+        found[f.name] = Section(section_cls, tuple(f.metadata.get("shared", ())))
+    return found
+
+
 def param_specs(cls: type) -> list[ParamSpec]:
-    """The :class:`ParamSpec` of every field of a config dataclass, in declaration order."""
+    """The :class:`ParamSpec` of every field of a config dataclass, in declaration order (a section is one spec
+    whose type is its config class; :func:`flat_param_specs` expands it). A field without :func:`param` metadata
+    is described by its name."""
     specs = []
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = _default(f)
         meta = f.metadata
-        specs.append(ParamSpec(f.name, default, type(default), meta.get("doc", ""), meta.get("unit", ""),
-                               meta.get("lo"), meta.get("hi"), meta.get("choices")))
+        specs.append(ParamSpec(f.name, default, type(default), meta.get("doc") or f.name.replace("_", " "),
+                               meta.get("unit", ""), meta.get("lo"), meta.get("hi"), meta.get("choices")))
     return specs
 
 
+def flat_param_specs(cls: type, prefix: str = "") -> list[ParamSpec]:
+    """:func:`param_specs` with every section expanded in place into ``<section>.<field>`` specs (recursively;
+    its shared fields left out): one spec per ROS parameter of a node whose stage config is ``cls``."""
+    nested = sections(cls)
+    specs = []
+    for spec in param_specs(cls):
+        if spec.name not in nested:
+            specs.append(dataclasses.replace(spec, name=prefix + spec.name))
+            continue
+        shared = set(nested[spec.name].shared)
+        specs += [s for s in flat_param_specs(nested[spec.name].cls, f"{prefix}{spec.name}.")
+                  if s.name.removeprefix(f"{prefix}{spec.name}.") not in shared]
+    return specs
+
+
+def flat_values(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Every parameter value of a config dataclass instance by its :func:`flat_param_specs` name."""
+    nested = sections(type(config))
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in nested:
+            shared = set(nested[f.name].shared)
+            values.update({k: v for k, v in flat_values(value, f"{prefix}{f.name}.").items()
+                           if k.removeprefix(f"{prefix}{f.name}.") not in shared})
+        else:
+            values[prefix + f.name] = value
+    return values
+
+
 def validate(config: Any) -> Any:
-    """Check every field of a config dataclass against its range/choices; raise ValueError naming the field."""
+    """Check every field of a config dataclass against its range/choices; raise ValueError naming the field.
+
+    A section must hold its config class (a mapping is built into one with :func:`from_mapping`); its shared
+    fields are set to the parent's values (the section is rebuilt, so its own checks run on them)."""
+    nested = sections(type(config))
     for spec in param_specs(type(config)):
+        if spec.name in nested:
+            _validate_section(config, spec.name, nested[spec.name])
+            continue
         value = getattr(config, spec.name)
         if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -73,15 +153,58 @@ def validate(config: Any) -> Any:
     return config
 
 
+def _validate_section(config: Any, name: str, section_: Section) -> None:
+    value = getattr(config, name)
+    shared = {n: getattr(config, n) for n in section_.shared}
+    if isinstance(value, Mapping):
+        value = from_mapping(section_.cls, {**value, **shared})
+    if not isinstance(value, section_.cls):
+        raise ValueError(f"{type(config).__name__}.{name} must be a {section_.cls.__name__}, got {value!r}")
+    if any(getattr(value, n) != v for n, v in shared.items()):
+        value = dataclasses.replace(value, **shared)
+    object.__setattr__(config, name, value)
+
+
 def from_mapping(cls: type[T], values: Mapping[str, Any] | None = None, **overrides: Any) -> T:
-    """Build and validate ``cls`` from a mapping (unknown keys are an error, with the known ones listed)."""
+    """Build and validate ``cls`` from a mapping. Section fields may be given dotted (``estimator.search_size``)
+    or as a nested mapping (``estimator: {search_size: 8}``); unknown keys, and a section's shared fields, are an
+    error naming the known parameters."""
     merged = dict(values or {})
     merged.update(overrides)
+    return validate(cls(**_init_values(cls, merged)))
+
+
+def _init_values(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``cls(**result)`` arguments from flat, dotted or nested ``values`` (sections built here)."""
+    nested = sections(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(merged) - known
+    direct: dict[str, Any] = {}
+    grouped: dict[str, dict[str, Any]] = {name: {} for name in nested}
+    unknown = []
+    for key, value in values.items():
+        head, dot, rest = key.partition(".")
+        if dot and head in nested:
+            grouped[head][rest] = value
+        elif not dot and key in nested and isinstance(value, Mapping):
+            grouped[key].update(value)
+        elif not dot and key in known:
+            direct[key] = value
+        else:
+            unknown.append(key)
+    for name, given in grouped.items():
+        shared = [k for k in given if k.partition(".")[0] in nested[name].shared]
+        unknown += [f"{name}.{k}" for k in shared]
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} key(s) {sorted(unknown)}; known: {sorted(known)}")
-    return validate(cls(**merged))
+        raise ValueError(f"unknown {cls.__name__} key(s) {sorted(unknown)}; known: "
+                         f"{sorted(s.name for s in flat_param_specs(cls))}")
+    defaults = {f.name: f for f in dataclasses.fields(cls)}
+    for name, given in grouped.items():
+        if not given:
+            continue
+        base = flat_values(direct[name]) if dataclasses.is_dataclass(direct.get(name)) else {}
+        shared = {n: direct[n] if n in direct else _default(defaults[n]) for n in nested[name].shared}
+        direct[name] = from_mapping(nested[name].cls, {**base, **given}, **shared)
+    return direct
 
 
 def plain_types(value: object) -> object:
@@ -109,13 +232,26 @@ def known_fields(cls: type, data: Mapping[str, object]) -> dict[str, object]:
 
 
 def load_node_params(path: str | Path, node_name: str) -> dict[str, Any]:
-    """The ``ros__parameters`` of ``node_name`` in a ROS 2 params YAML (``/**`` wildcard sections merged first)."""
+    """The ``ros__parameters`` of ``node_name`` in a ROS 2 params YAML (``/**`` wildcard sections merged first),
+    nested mappings flattened into dotted names as rcl reads them (``estimator: {search_size: 8}`` ->
+    ``estimator.search_size``)."""
     data = yaml.safe_load(Path(path).read_text()) or {}
     params: dict[str, Any] = {}
     for key in ("/**", node_name, f"/{node_name}"):
-        section = data.get(key) or {}
-        params.update(section.get("ros__parameters", {}))
+        section_ = data.get(key) or {}
+        params.update(flatten_params(section_.get("ros__parameters", {})))
     return params
+
+
+def flatten_params(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested parameter mappings as one mapping of dotted names: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def preset_with_overrides(presets: Mapping[str, Mapping[str, Any]], preset: str | None,
