@@ -7,12 +7,13 @@ import dataclasses
 
 import pytest
 
-from gen3d_ros.config import param_specs
+from gen3d_ros.config import flat_param_specs, flat_values, from_mapping, param_specs
 from gen3d_ros.robot.actions import VisualMPCConfig
 from gen3d_ros.robot.gaussians import GaussianModelConfig
 from gen3d_ros.robot.pose import PoseEstimatorConfig
+from gen3d_ros.robot.training import RobotTrainConfig
 
-CONFIGS = [PoseEstimatorConfig, GaussianModelConfig, VisualMPCConfig]
+CONFIGS = [PoseEstimatorConfig, GaussianModelConfig, VisualMPCConfig, RobotTrainConfig]
 
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)
@@ -58,3 +59,15 @@ def test_pose_estimator_config_keeps_its_field_names_and_defaults():
 def test_out_of_range_values_name_the_field(cls, values, message):
     with pytest.raises(ValueError, match=message):
         cls(**values)
+
+
+def test_the_training_config_nests_the_model_as_a_section_with_shared_seed_and_urdf():
+    names = [s.name for s in flat_param_specs(RobotTrainConfig)]
+    assert "model.n_gaussians" in names and "model.hidden" in names and "n_gaussians" not in names
+    assert "model.seed" not in names and "model.urdf" not in names  # they follow seed / urdf
+    cfg = from_mapping(RobotTrainConfig, {"model.hidden": 8, "seed": 4, "urdf": "panda"})
+    assert (cfg.model.hidden, cfg.model.seed, cfg.model.urdf) == (8, 4, "panda")
+    assert RobotTrainConfig(model={"hidden": 8}).model.n_gaussians == 1500  # a mapping: the training's defaults
+    assert flat_values(RobotTrainConfig())["model.n_gaussians"] == 1500
+    with pytest.raises(ValueError, match="model.seed"):
+        from_mapping(RobotTrainConfig, {"model.seed": 1})

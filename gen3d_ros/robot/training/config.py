@@ -52,9 +52,10 @@ class RobotTrainConfig:
     canonical_views: int = param(24, "views of the neutral pose (stage canonical)", lo=1)
     train_views: int = param(64, "views of random poses (stage joint)", lo=1)
     val_views: int = param(8, "held-out views of random poses (validation)", lo=1)
+    # a gen3d_ros.config.section (its fields are the model.<field> parameters) whose default is the training's
     model: GaussianModelConfig = field(default_factory=_default_model, metadata={
         "doc": "the model's architecture (stored in the checkpoint); its seed and urdf follow the training's",
-        "unit": "", "lo": None, "hi": None, "choices": None})
+        "section": GaussianModelConfig, "shared": _SHARED_KEYS})
     canonical_iters: int = param(120, "Adam steps of stage canonical (the Gaussians at the neutral pose)", lo=0)
     skinning_iters: int = param(20, "Adam steps of stage skinning (the skinning MLP, Chamfer to the mesh)", lo=0)
     joint_iters: int = param(200, "Adam steps of stage joint (everything, images of random poses)", lo=0)
@@ -81,16 +82,16 @@ class RobotTrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting out of its range (also run on construction; call it
-        again after changing fields). Syncs ``model.seed`` / ``model.urdf`` with ``seed`` / ``urdf``."""
+        again after changing fields). ``model.seed`` / ``model.urdf`` take the values of ``seed`` / ``urdf``; a
+        mapping ``model`` starts from the training's model defaults."""
         self.background = tuple(float(c) for c in self.background)  # type: ignore[assignment]
         if isinstance(self.model, Mapping):
-            self.model = GaussianModelConfig(**self.model)
-        validate(self)
+            self.model = dataclasses.replace(_default_model(), **self.model)
+        validate(self)  # also syncs the model's shared fields
         if len(self.background) != 3 or not all(0.0 <= c <= 1.0 for c in self.background):
             raise ValueError(f"background must be 3 values in [0, 1], got {self.background}")
         if not 0.0 < self.fov_deg < 180.0:
             raise ValueError(f"fov_deg must be in (0, 180), got {self.fov_deg}")
-        self.model = dataclasses.replace(self.model, seed=self.seed, urdf=self.urdf)
 
     @property
     def camera(self) -> PinholeCamera:
