@@ -88,8 +88,7 @@ def write_robot_video_bag(path: Path, frames: list[np.ndarray], camera: Any, sto
     from gen3d_ros.io.rosbag2 import BagWriter
 
     f = rosbags_factory()
-    K = camera.K.copy()
-    K[:2, 2] -= 0.5  # PinholeCamera puts pixel centres at +0.5, ROS CameraInfo at integers
+    K = camera.camera_info_K  # PinholeCamera puts pixel centres at +0.5, ROS CameraInfo at integers
     stamps = []
     with BagWriter(path, storage=storage) as out:
         out.add_topic(ROBOT_INFO_TOPIC, "sensor_msgs/msg/CameraInfo")

@@ -86,6 +86,14 @@ class PinholeCamera:
         is ``K[:2, 2] - 0.5``)."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
+    @property
+    def camera_info_K(self) -> np.ndarray:
+        """3x3 intrinsic matrix in the ROS CameraInfo / OpenCV convention (pixel centres at integers: the principal
+        point 0.5 px smaller), for ``sensor_msgs/CameraInfo`` or ``cv2``; the inverse of :meth:`from_camera_info`."""
+        K = self.K
+        K[:2, 2] -= 0.5
+        return K
+
     def scaled(self, factor: float) -> "PinholeCamera":
         """The same camera at ``factor`` times the resolution (for image pyramids)."""
         w, h = max(1, round(self.width * factor)), max(1, round(self.height * factor))

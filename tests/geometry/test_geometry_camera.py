@@ -56,6 +56,8 @@ def test_from_camera_info_shifts_the_principal_point_by_half_a_pixel():
     pts = _points()
     # our coordinates minus 0.5 are OpenCV's pixel coordinates
     np.testing.assert_allclose(_project(cam, pts) - 0.5, _opencv_pixels(pts, K_ROS), atol=1e-9)
+    np.testing.assert_allclose(cam.camera_info_K, K_ROS, atol=1e-12)  # and back, for CameraInfo messages
+    np.testing.assert_allclose(_opencv_pixels(pts, cam.camera_info_K), _project(cam, pts) - 0.5, atol=1e-9)
 
 
 def test_the_splatter_draws_a_point_on_the_pixel_opencv_projects_it_to():
