@@ -29,20 +29,25 @@ from typing import Any
 
 import numpy as np
 
-from gen3d_ros.config import param, validate
+from gen3d_ros.config import param, section, validate
 from gen3d_ros.io.image import image_to_rgb
 from gen3d_ros.io.joint_state import joint_positions, joint_trajectory_msg
 from gen3d_ros.io.messages import MessageFactory, make_header
 from gen3d_ros.io.transforms import invert_rigid, pose_to_matrix
 from gen3d_ros.pipeline.base import InputRejected, Output, Stage
-from gen3d_ros.pipeline.robot_pose import SPLAT_BACKENDS, camera_in_base_matrix, pinhole_from_camera_info
+from gen3d_ros.pipeline.robot_model import check_robot_resources
+from gen3d_ros.pipeline.robot_pose import camera_in_base_matrix, pinhole_from_camera_info
+from gen3d_ros.robot.actions import VisualMPCConfig
+from gen3d_ros.robot.splatting import BACKEND_CHOICES
 
 log = logging.getLogger("gen3d_ros.pipeline.action")
 
 
 @dataclass
 class ActionStageConfig:
-    """Knobs of the action stage; every field is also a ROS parameter of ``action_node``."""
+    """Knobs of the action stage; every field is also a ROS parameter of ``action_node``, and every field of the
+    planner's :class:`~gen3d_ros.robot.actions.VisualMPCConfig` one named ``mpc.<field>`` (``mpc.iterations``) but
+    ``device`` and ``backend``, which it shares with the stage."""
 
     urdf: str = param("", "robot description: a URDF path, 'test_arm' or an example-robot-data name; empty: the "
                           "packaged test arm")
@@ -50,25 +55,10 @@ class ActionStageConfig:
                                 "untrained model built from the URDF (logged warning)")
     n_gaussians: int = param(2000, "Gaussians of the untrained fallback model", lo=100, hi=1_000_000)
     device: str = param("cpu", "torch device of the renderer (cpu, cuda, cuda:1)")
-    backend: str = param("auto", "splatting backend: auto, torch, gsplat", choices=SPLAT_BACKENDS)
+    backend: str = param("auto", "splatting backend: auto, torch, gsplat", choices=BACKEND_CHOICES)
     threads: int = param(1, "torch CPU threads; 0: torch's default", lo=0, hi=256)
-    iterations: int = param(60, "Adam steps of a plan", lo=0, hi=100_000)
-    waypoints: int = param(8, "planned trajectory points after the current state", lo=1, hi=10_000)
-    dt: float = param(0.25, "time between waypoints (the first is at dt)", unit="s", lo=1e-3, hi=3600.0)
-    lr: float = param(0.15, "Adam step (sigmoid-logit units), decayed to lr_decay x lr by the last step",
-                      lo=1e-6, hi=10.0)
-    lr_decay: float = param(0.1, "final learning-rate fraction", lo=1e-6, hi=1.0)
-    w_goal: float = param(1.0, "weight of the goal cost at the last waypoint", lo=0.0, hi=1e6)
-    w_smooth: float = param(0.1, "weight of squared joint accelerations (second differences)", lo=0.0, hi=1e6)
-    w_velocity: float = param(0.1, "weight of squared joint speed above max_velocity", lo=0.0, hi=1e6)
-    max_velocity: float = param(1.5, "joint speed above which w_velocity applies", unit="rad/s", lo=1e-6, hi=1e3)
-    w_limit: float = param(0.1, "weight of squared intrusion into the limit_margin at the joint limits",
-                           lo=0.0, hi=1e6)
-    limit_margin: float = param(0.02, "fraction of each joint range near its limits that is penalised",
-                                lo=0.0, hi=0.49)
-    render_scale: float = param(1.0, "image goals: planning-render scale of the (downsampled) goal image",
-                                lo=0.01, hi=1.0)
-    background: list = param([1.0, 1.0, 1.0], "image goals: RGB in [0, 1] behind the robot")
+    mpc: VisualMPCConfig = section(VisualMPCConfig, "the visual MPC planner (waypoints, Adam, cost weights)",
+                                   shared=("device", "backend"))
     keypoint_links: list = param(["tool_tip"], "goal_keypoints: the link whose origin each polygon point is the "
                                                "goal pixel of, in order")
     max_image_side: int = param(160, "goal images with a longer side are downsampled to it; 0: full resolution",
@@ -80,15 +70,12 @@ class ActionStageConfig:
     rectified: bool = param(False, "goal images are rectified: use CameraInfo P, ignore D")
     max_state_age: float = param(0.0, "reject a goal when the latest JointState is older than this (by stamp); "
                                       "0: any age", unit="s", lo=0.0, hi=1e6)
-    seed: int = param(0, "random seed", lo=0, hi=2**31 - 1)
+    seed: int = param(0, "random seed (untrained model)", lo=0, hi=2**31 - 1)
 
     def __post_init__(self) -> None:
         self.camera_in_base = [float(v) for v in self.camera_in_base]
-        self.background = [float(v) for v in self.background]
         self.keypoint_links = [str(v) for v in self.keypoint_links]
         validate(self)
-        if len(self.background) != 3 or not all(0.0 <= c <= 1.0 for c in self.background):
-            raise ValueError(f"ActionStageConfig.background must be 3 values in [0, 1], got {self.background}")
         if not self.keypoint_links:
             raise ValueError("ActionStageConfig.keypoint_links needs at least one link name")
         self.T_base_camera_known()
@@ -97,15 +84,11 @@ class ActionStageConfig:
         """``camera_in_base`` as a 4x4 ``T_base_camera`` (camera optical frame -> base frame, metres)."""
         return camera_in_base_matrix(self.camera_in_base, "ActionStageConfig")
 
-    def mpc_config(self) -> Any:
-        """The :class:`~gen3d_ros.robot.actions.VisualMPCConfig` of these settings."""
-        from gen3d_ros.robot.actions import VisualMPCConfig
-
-        return VisualMPCConfig(
-            waypoints=self.waypoints, dt=self.dt, iterations=self.iterations, lr=self.lr, lr_decay=self.lr_decay,
-            w_goal=self.w_goal, w_smooth=self.w_smooth, w_velocity=self.w_velocity, max_velocity=self.max_velocity,
-            w_limit=self.w_limit, limit_margin=self.limit_margin, render_scale=self.render_scale,
-            background=tuple(self.background), device=self.device, backend=self.backend)
+    def check_resources(self) -> None:
+        """Without building the model: the URDF parses, the checkpoint (when given) is a Dr. Robot model of that
+        URDF, the device exists (:func:`~gen3d_ros.pipeline.robot_model.check_robot_resources`). ValueError naming
+        the field and the path otherwise."""
+        check_robot_resources(self, "ActionStageConfig")
 
 
 def polygon_to_pixels(msg: Any) -> np.ndarray:
@@ -145,7 +128,7 @@ class ActionStage(Stage):
         if unknown:
             raise ValueError(f"keypoint_links {unknown} are not links of robot {self.robot.name!r}: "
                              f"{loaded.model.fk.link_names}")
-        self.processor = ActionProcessor(loaded.model, c.mpc_config())
+        self.processor = ActionProcessor(loaded.model, c.mpc)
         self.joint_names: list[str] = self.processor.joint_names
         self._known_joints = [j.name for j in self.robot.joints]
         self._q: np.ndarray | None = None
@@ -235,6 +218,6 @@ class ActionStage(Stage):
             Output("action", factory.new(
                 "gen3d_ros/msg/RobotAction", header=make_header(factory, goal.header), trajectory=trajectory,
                 objective=str(plan.objective), initial_cost=float(plan.initial_cost),
-                final_cost=float(plan.final_cost), iterations=int(self.config.iterations),
+                final_cost=float(plan.final_cost), iterations=int(self.config.mpc.iterations),
                 latency_ms=float(plan.seconds * 1e3))),
         ]

@@ -6,6 +6,9 @@ URDF path. ``checkpoint``: a ``RobotGaussianModel.save`` file; empty: the packag
 (``gen3d_ros/models/drrobot_<robot name>.pt``) when one exists, else an untrained
 ``RobotGaussianModel.from_robot`` (a rigid renderer of the URDF's visual meshes: usable for pose estimation from
 clean renders, much weaker on real images), with a logged warning.
+
+:func:`check_robot_resources` is the cheap check of the same files (and the device) that a robot stage's config
+runs in ``check_resources()`` before a host accepts it, without building the model.
 """
 
 from __future__ import annotations
@@ -85,3 +88,51 @@ def load_stage_robot_model(config: Any) -> LoadedRobotModel:
         torch.set_num_threads(config.threads)
     return load_robot_model(config.urdf, config.checkpoint, device=config.device, n_gaussians=config.n_gaussians,
                             seed=config.seed)
+
+
+def resolve_urdf(spec: str, owner: str) -> Path:
+    """The URDF file of a robot stage's ``urdf`` value, resolved as the stages do
+    (:func:`gen3d_ros.robot.description.resolve_robot_urdf`: ``""``/``"test_arm"``, a path, or an
+    ``example-robot-data`` name). ValueError naming ``<owner>.urdf`` when there is no such file."""
+    from gen3d_ros.robot.description import resolve_robot_urdf
+
+    try:
+        return resolve_robot_urdf(spec)
+    except FileNotFoundError as exc:
+        raise ValueError(f"{owner}.urdf={spec!r}: {exc}") from None
+
+
+def check_robot_resources(config: Any, owner: str) -> None:
+    """The ``check_resources()`` of the robot stage configs (``owner``: the class name the messages name).
+    ValueError (naming the field and path) unless ``config.urdf`` parses, ``config.checkpoint`` (when given)
+    is a Dr. Robot checkpoint trained on that URDF, and ``config.device`` exists. Reads the URDF (~0.1 s) and the
+    checkpoint (``weights_only=True``; imports torch); builds no model."""
+    from gen3d_ros.robot.urdf import load_urdf
+
+    path = resolve_urdf(config.urdf, owner)
+    try:
+        robot = load_urdf(path)
+    except (ValueError, OSError) as exc:  # malformed URDF, unreadable or missing meshes
+        raise ValueError(f"{owner}.urdf={config.urdf!r}: {exc}") from None
+    if config.device != "cpu":
+        from gen3d_ros.devices import check_device
+
+        check_device(config.device)
+    if not config.checkpoint:
+        return  # the packaged model of the robot, or an untrained one built from the URDF
+    from gen3d_ros.checkpoints import read_checkpoint
+    from gen3d_ros.robot.gaussians import CHECKPOINT_FORMAT
+
+    checkpoint = Path(config.checkpoint).expanduser()
+    try:
+        ckpt, _ = read_checkpoint(checkpoint, "Dr. Robot", (CHECKPOINT_FORMAT,))
+    except FileNotFoundError as exc:
+        raise ValueError(f"{owner}.checkpoint={config.checkpoint!r}: {exc}; give an existing Dr. Robot model "
+                         "(gen3d train-robot) or leave it empty for the packaged one") from None
+    except ValueError as exc:  # CheckpointError: not a torch archive, truncated, another format
+        raise ValueError(f"{owner}.checkpoint={config.checkpoint!r}: {exc}") from None
+    sha = str(ckpt.get("urdf_sha256", ""))
+    if sha != robot.urdf_sha256:
+        raise ValueError(f"{owner}.checkpoint={config.checkpoint!r} was trained on URDF {ckpt.get('robot_name')!r} "
+                         f"(sha256 {sha[:12]}…), not on {config.urdf or 'test_arm'!r} (sha256 "
+                         f"{robot.urdf_sha256[:12]}…); use the same URDF or retrain (gen3d train-robot --urdf …)")

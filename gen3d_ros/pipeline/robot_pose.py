@@ -16,9 +16,9 @@ whichever arrives first. Outputs, all with the image's ``header.stamp``:
   Don't publish it when the camera frame already has a parent in your TF tree (a frame has one parent).
 
 Tracking: with ``tracking`` on, each frame warm-starts from the previous estimates (a few Adam steps,
-``track_iterations``); a from-scratch multi-hypothesis estimate runs on the first frame, after the intrinsics
-change, when stamps go backwards or jump by more than ``max_tracking_gap``, and when the tracked loss exceeds
-``relocalize_loss``. ``known_camera`` fixes the camera to ``camera_in_base`` (a calibrated camera): joints only.
+``estimator.track_iterations``); a from-scratch multi-hypothesis estimate runs on the first frame, after the
+intrinsics change, when stamps go backwards or jump by more than ``max_tracking_gap``, and when the tracked loss
+exceeds ``estimator.relocalize_loss``. ``known_camera`` fixes the camera to ``camera_in_base`` (a calibrated camera): joints only.
 
 Rejected with a reason (counted, never raised): unsupported encodings (e.g. 32FC1 depth), an image whose size
 differs from its CameraInfo's, an uncalibrated or skewed K, distortion on an image not marked ``rectified``, NaN
@@ -28,13 +28,12 @@ intrinsics, no frame id for TF. A stage that cannot load its URDF or checkpoint 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gen3d_ros.config import param, validate
+from gen3d_ros.config import param, section, validate
 from gen3d_ros.io.camera_info import camera_info_to_intrinsics
 from gen3d_ros.io.image import image_to_rgb
 from gen3d_ros.io.joint_state import joint_state_msg
@@ -42,16 +41,19 @@ from gen3d_ros.io.messages import MessageFactory, make_header, stamp_to_nanoseco
 from gen3d_ros.io.transforms import (check_rigid, invert_rigid, matrix_to_pose, pose_to_matrix, pose_stamped,
                                      tf_message, transform_stamped)
 from gen3d_ros.pipeline.base import InputRejected, Output, Stage
+from gen3d_ros.pipeline.robot_model import check_robot_resources
 from gen3d_ros.pipeline.sync import Paired, StampPairer
+from gen3d_ros.robot.pose.config import PoseEstimatorConfig
+from gen3d_ros.robot.splatting import BACKEND_CHOICES
 
 log = logging.getLogger("gen3d_ros.pipeline.robot_pose")
-
-SPLAT_BACKENDS = ("auto", "torch", "gsplat")
 
 
 @dataclass
 class RobotPoseStageConfig:
-    """Knobs of the robot pose stage; every field is also a ROS parameter of ``robot_pose_node``."""
+    """Knobs of the robot pose stage; every field is also a ROS parameter of ``robot_pose_node``, and every field of
+    the estimator's :class:`~gen3d_ros.robot.pose.PoseEstimatorConfig` one named ``estimator.<field>``
+    (``estimator.search_size``) but ``device``, ``backend`` and ``seed``, which it shares with the stage."""
 
     urdf: str = param("", "robot description: a URDF path, 'test_arm' or an example-robot-data name (panda, ur5); "
                           "empty: the packaged test arm")
@@ -60,58 +62,15 @@ class RobotPoseStageConfig:
     n_gaussians: int = param(2000, "Gaussians of the untrained fallback model", lo=100, hi=1_000_000)
     device: str = param("cpu", "torch device of the renderer (cpu, cuda, cuda:1)")
     backend: str = param("auto", "splatting backend: auto (gsplat on CUDA, else torch), torch, gsplat",
-                         choices=SPLAT_BACKENDS)
+                         choices=BACKEND_CHOICES)
     threads: int = param(1, "torch CPU threads; 0: torch's default", lo=0, hi=256)
     max_image_side: int = param(160, "images with a longer side are downsampled to it (intrinsics scaled) before "
                                      "fitting; 0: full resolution", unit="px", lo=0, hi=8192)
-    # A from-scratch estimate (gen3d_ros.robot.pose.PoseEstimatorConfig): a silhouette search (no rendering) over
-    # azimuths x elevations x joint_restarts, hill climbing, base-yaw twins, render scoring, coarse-to-fine Adam.
-    azimuths: int = param(16, "camera azimuth hypotheses over 360 deg about the base z axis", lo=1, hi=256)
-    elevations_deg: list = param([0.0, 20.0, 40.0, 60.0], "camera elevation hypotheses above the base xy plane",
-                                 unit="deg")
-    joint_restarts: int = param(128, "joint samples (neutral + Sobol within the limits) paired with every camera "
-                                     "rotation in the silhouette search; known_camera: x azimuths x elevations "
-                                     "joint samples", lo=1, hi=65_536)
-    search_size: int = param(64, "longer side of the silhouette search's images", unit="px", lo=4, hi=1024)
-    search_points: int = param(1024, "robot surface points per hypothesis in the silhouette search", lo=1,
-                               hi=65_536)
-    search_keep: int = param(8, "hypotheses kept from the silhouette search (near-duplicates suppressed)", lo=1,
-                             hi=1024)
-    search_nms_m: float = param(0.03, "silhouette search: hypotheses whose link origins (camera frame) are closer "
-                                      "than this (mean) to a better one are dropped", unit="m", lo=0.0, hi=10.0)
-    search_climbers: int = param(16, "best (diverse) hypotheses that hill-climb the silhouette score", lo=1,
-                                 hi=1024)
-    search_rounds: int = param(6, "hill-climbing rounds (step sizes halve per round); 0: no hill climbing", lo=0,
-                               hi=100)
-    search_perturbations: int = param(16, "random perturbations per climber per round", lo=1, hi=1024)
-    yaw_offsets: int = param(4, "each kept hypothesis is expanded into this many base-yaw twins (root joint and "
-                                "camera turned together; appearance decides); 1: off", lo=1, hi=64)
-    keep: int = param(3, "rendered candidates refined at the coarsest pyramid level; halved per finer level, at "
-                         "least 1", lo=1, hi=1024)
-    pyramid_levels: int = param(2, "coarse-to-fine levels (scales 1/2^k, ..., 1/2, 1)", lo=1, hi=5)
-    iterations: int = param(30, "Adam steps per coarser pyramid level of a from-scratch estimate", lo=0, hi=10_000)
-    final_iterations: int = param(40, "Adam steps at the finest level (full resolution) of a from-scratch "
-                                      "estimate; 0: iterations", lo=0, hi=10_000)
-    lr_joints: float = param(0.1, "Adam step of the joints (sigmoid-logit units)", lo=1e-6, hi=10.0)
-    lr_rotation: float = param(0.03, "Adam step of the camera rotation", unit="rad", lo=1e-6, hi=10.0)
-    lr_translation: float = param(0.01, "Adam step of the camera translation", unit="m", lo=1e-6, hi=10.0)
-    w_rgb: float = param(1.0, "weight of the photometric L1 loss (RGB in [0, 1])", lo=0.0, hi=1e6)
-    w_mask: float = param(1.0, "weight of the silhouette L2 loss (rendered alpha vs mask)", lo=0.0, hi=1e6)
-    w_outside: float = param(1.0, "weight of the outside-silhouette distance loss", lo=0.0, hi=1e6)
-    tolerance: float = param(1e-3, "a level stops when the loss improved less than this (relative) over "
-                                   "'patience' steps", lo=0.0, hi=1.0)
-    patience: int = param(8, "steps of the convergence test", lo=1, hi=10_000)
-    background: list = param([1.0, 1.0, 1.0], "RGB in [0, 1] behind the robot; pixels differing from it by more "
-                                              "than mask_threshold are the robot")
-    mask_threshold: float = param(0.1, "robot/background colour threshold (RGB in [0, 1])", lo=0.0, hi=1.0)
+    # A from-scratch estimate: a silhouette search (no rendering) over azimuths x elevations x joint_restarts, hill
+    # climbing, base-yaw twins, render scoring, coarse-to-fine Adam; tracked frames: a few warm-started steps.
+    estimator: PoseEstimatorConfig = section(PoseEstimatorConfig, "the pose estimator (hypotheses, pyramid, "
+                                             "losses, tracking)", shared=("device", "backend", "seed"))
     tracking: bool = param(True, "warm-start each frame from the previous estimates")
-    track_iterations: int = param(12, "Adam steps of a tracked frame", lo=0, hi=10_000)
-    w_smooth_joints: float = param(0.01, "tracking: penalty per rad^2 of joint change between frames",
-                                   lo=0.0, hi=1e6)
-    w_smooth_camera: float = param(0.01, "tracking: penalty per rad^2 / m^2 of camera change between frames",
-                                   lo=0.0, hi=1e6)
-    relocalize_loss: float = param(0.0, "tracking: re-estimate from scratch when a tracked frame's loss exceeds "
-                                        "this; 0: never", lo=0.0, hi=1e6)
     max_tracking_gap: float = param(1.0, "tracking: start over when consecutive stamps differ by more than this",
                                     unit="s", lo=0.0, hi=1e6)
     known_camera: bool = param(False, "the camera is calibrated: fix it to camera_in_base, estimate joints only")
@@ -129,45 +88,22 @@ class RobotPoseStageConfig:
     base_frame: str = param("", "TF frame of the robot base; empty: the URDF's root link")
     camera_frame: str = param("", "TF frame of the camera; empty: the Image's header.frame_id")
     publish_tf: bool = param(True, "publish base_frame -> camera frame on the tf output")
-    seed: int = param(0, "random seed (joint restarts, untrained model)", lo=0, hi=2**31 - 1)
+    seed: int = param(0, "random seed (joint restarts, hill climbing, untrained model)", lo=0, hi=2**31 - 1)
 
     def __post_init__(self) -> None:
-        self.elevations_deg = [float(v) for v in self.elevations_deg]
-        self.background = [float(v) for v in self.background]
         self.camera_in_base = [float(v) for v in self.camera_in_base]
         validate(self)
-        if not self.elevations_deg or not all(-90.0 <= e <= 90.0 for e in self.elevations_deg):
-            raise ValueError(f"RobotPoseStageConfig.elevations_deg must be 1+ angles in [-90, 90] deg, "
-                             f"got {self.elevations_deg}")
-        if len(self.background) != 3 or not all(0.0 <= c <= 1.0 for c in self.background):
-            raise ValueError(f"RobotPoseStageConfig.background must be 3 values in [0, 1], got {self.background}")
         self.T_base_camera_known()  # raises for a wrong length or a zero or non-finite quaternion
 
     def T_base_camera_known(self) -> np.ndarray:
         """``camera_in_base`` as a 4x4 ``T_base_camera`` (camera optical frame -> base frame, metres)."""
         return camera_in_base_matrix(self.camera_in_base, "RobotPoseStageConfig")
 
-    def estimator_config(self) -> Any:
-        """The :class:`~gen3d_ros.robot.pose.PoseEstimatorConfig` of these settings."""
-        from gen3d_ros.robot.pose import PoseEstimatorConfig
-
-        levels = self.pyramid_levels
-        scales = tuple(0.5 ** (levels - 1 - i) for i in range(levels))
-        keep = tuple(max(1, self.keep >> i) for i in range(levels))
-        iterations = (self.iterations,) * (levels - 1) + (self.final_iterations or self.iterations,)
-        return PoseEstimatorConfig(
-            azimuths=self.azimuths, elevations_deg=tuple(self.elevations_deg), joint_restarts=self.joint_restarts,
-            search_size=self.search_size, search_points=self.search_points, search_keep=self.search_keep,
-            search_nms_m=self.search_nms_m, search_climbers=self.search_climbers, search_rounds=self.search_rounds,
-            search_perturbations=self.search_perturbations, yaw_offsets=self.yaw_offsets,
-            pyramid_scales=scales, iterations=iterations, keep=keep, lr_joints=self.lr_joints,
-            lr_rotation=self.lr_rotation, lr_translation=self.lr_translation, w_rgb=self.w_rgb, w_mask=self.w_mask,
-            w_outside=self.w_outside, tolerance=self.tolerance, patience=self.patience,
-            track_iterations=self.track_iterations, w_smooth_joints=self.w_smooth_joints,
-            w_smooth_camera=self.w_smooth_camera,
-            relocalize_loss=self.relocalize_loss if self.relocalize_loss > 0 else math.inf,
-            background=tuple(self.background), mask_threshold=self.mask_threshold, device=self.device,
-            backend=self.backend, seed=self.seed)
+    def check_resources(self) -> None:
+        """Without building the model: the URDF parses, the checkpoint (when given) is a Dr. Robot model of that
+        URDF, the device exists (:func:`~gen3d_ros.pipeline.robot_model.check_robot_resources`). ValueError naming
+        the field and the path otherwise."""
+        check_robot_resources(self, "RobotPoseStageConfig")
 
 
 @dataclass
@@ -271,7 +207,7 @@ class RobotPoseStage(Stage):
             if initial.shape != (len(self.robot.actuated_joints),) or not np.isfinite(initial).all():
                 raise ValueError(f"initial_joints must be {len(self.robot.actuated_joints)} finite values "
                                  f"({', '.join(self.robot.actuated_joints)}), got {c.initial_joints}")
-        self.processor = RobotPoseProcessor(loaded.model, c.estimator_config(), known_camera=known,
+        self.processor = RobotPoseProcessor(loaded.model, c.estimator, known_camera=known,
                                             initial_joints=initial)
         self.pairer = StampPairer(c.sync_tolerance)
         self._last_stamp_ns: int | None = None

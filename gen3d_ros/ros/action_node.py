@@ -16,10 +16,9 @@ The default ``input_qos: auto`` matches reliable and best-effort publishers alik
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from gen3d_ros.pipeline.action import ActionStage, ActionStageConfig
-from gen3d_ros.ros.resources import check_robot_resources
 from gen3d_ros.ros.stage_node import StageNode, run_node
 
 
@@ -37,12 +36,6 @@ class ActionNode(StageNode):
     default_worker = "process"
     # goals come now and then; joint states, intrinsics and camera pose stream
     quiet_inputs = frozenset({"goal_image", "goal_keypoints"})
-
-    def check_config(self, config: Any) -> None:
-        """The stage's own check, then the URDF parses, the checkpoint is a Dr. Robot model of that URDF and the
-        device exists (:func:`gen3d_ros.ros.resources.check_robot_resources`): before a change is accepted."""
-        super().check_config(config)
-        check_robot_resources(config, "ActionStageConfig")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

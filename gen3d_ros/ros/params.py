@@ -1,10 +1,13 @@
-"""ROS parameters of the stage nodes, generated from the config dataclasses (:func:`gen3d_ros.config.param_specs`).
+"""ROS parameters of the stage nodes, generated from the config dataclasses
+(:func:`gen3d_ros.config.flat_param_specs`).
 
 A node has two kinds of parameters:
 
 - **config parameters**: one per field of the stage's config dataclass (``CompletionConfig.voxel_size`` ->
-  ``voxel_size``), with a descriptor carrying the description and unit, and a ``FloatingPointRange`` /
-  ``IntegerRange`` from the field's ``lo``/``hi``. They may change at runtime: the node rebuilds its stage
+  ``voxel_size``), and one per field of a nested config (a :func:`gen3d_ros.config.section`:
+  ``RobotPoseStageConfig.estimator.search_size`` -> ``estimator.search_size``; in a params YAML nested or dotted),
+  with a descriptor carrying the description and unit, and a ``FloatingPointRange`` / ``IntegerRange`` from the
+  field's ``lo``/``hi``. They may change at runtime: the node rebuilds its stage
   from them and rejects a change that the dataclass does not validate, or that names a file (checkpoint,
   URDF) that does not exist or is not of the right kind (``Stage.check_config``).
 - **host parameters** (:func:`host_param_specs`): topics, input QoS, input timeout, worker kind. They are
@@ -22,7 +25,6 @@ declared parameters and the dataclass cannot drift apart (``tests/ros/test_param
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import textwrap
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from gen3d_ros.config import ParamSpec, from_mapping, param_specs
+from gen3d_ros.config import ParamSpec, flat_param_specs, from_mapping
 
 INPUT_QOS_CHOICES = ("auto", "reliable", "sensor_data")
 RELIABLE, BEST_EFFORT = "reliable", "best_effort"
@@ -111,11 +113,12 @@ def subscription_reliability(input_qos: str, best_effort_publishers: int) -> str
 
 def node_params(config_cls: type, inputs: Iterable[str], outputs: Iterable[str],
                 topics: Mapping[str, str], worker: str = "thread") -> list[NodeParam]:
-    """Every parameter of a stage node, config fields first, in declaration order.
+    """Every parameter of a stage node, config fields first (sections flattened into ``section.field``), in
+    declaration order.
 
     Raises ValueError if a config field has the name of a host parameter.
     """
-    config = [NodeParam(spec, read_only=False, group="config") for spec in param_specs(config_cls)]
+    config = [NodeParam(spec, read_only=False, group="config") for spec in flat_param_specs(config_cls)]
     host = [NodeParam(spec, read_only=True, group="host")
             for spec in host_param_specs(list(inputs), list(outputs), topics, worker)]
     clash = {p.name for p in config} & {p.name for p in host}
@@ -126,13 +129,14 @@ def node_params(config_cls: type, inputs: Iterable[str], outputs: Iterable[str],
 
 
 def config_from_values(config_cls: type, values: Mapping[str, Any]) -> Any:
-    """Build and validate ``config_cls`` from parameter values; keys that are not fields are ignored.
+    """Build and validate ``config_cls`` from parameter values (``section.field`` names for nested configs); keys
+    that are not parameters of the config are ignored.
 
     Raises ValueError (range, choices, cross-field checks such as ``z_min < z_max``) naming the field.
     """
-    fields = {f.name for f in dataclasses.fields(config_cls)}
+    names = {spec.name for spec in flat_param_specs(config_cls)}
     try:
-        return from_mapping(config_cls, {k: v for k, v in values.items() if k in fields})
+        return from_mapping(config_cls, {k: v for k, v in values.items() if k in names})
     except TypeError as exc:  # e.g. a dataclass __init__ complaining about a value it cannot use
         raise ValueError(str(exc)) from exc
 
@@ -188,7 +192,7 @@ def descriptor_for(param: NodeParam) -> Any:
             hi = float(spec.hi) if spec.hi is not None else math.inf
             descriptor.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
         else:
-            constraints.append(f"range [{spec.lo}, {spec.hi}]")
+            constraints.append(range_text(spec))
     if spec.choices:
         constraints.append("one of: " + ", ".join(spec.choices))
     if param.group == "config":
@@ -213,14 +217,17 @@ def yaml_scalar(value: Any) -> str:
     """A YAML literal that PyYAML and rcl's params parser both read back with the same type.
 
     Doubles always carry a dot (``1.0``, ``1.0e-05``): an integer literal for a double parameter makes rclpy
-    refuse the whole params file, and PyYAML reads ``1e-05`` (no dot) as a string.
+    refuse the whole params file, and PyYAML reads ``1e-05`` (no dot) as a string. Infinities are ``.inf`` /
+    ``-.inf`` (YAML 1.1, read by both); NaN is refused.
     """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if not math.isfinite(value):
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        if math.isnan(value):
             raise ValueError(f"cannot write non-finite double {value!r} to a params file")
         text = repr(value)
         if "e" in text or "E" in text:
@@ -238,12 +245,19 @@ def yaml_scalar(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} to a params file")
 
 
+def range_text(spec: ParamSpec) -> str:
+    """``range [lo, hi]``, ``>= lo`` or ``<= hi`` of a spec with a bound."""
+    if spec.lo is not None and spec.hi is not None:
+        return f"range [{spec.lo}, {spec.hi}]"
+    return f">= {spec.lo}" if spec.lo is not None else f"<= {spec.hi}"
+
+
 def param_comment(param: NodeParam) -> str:
     """One-line comment for a params file: description with unit, range or choices, read-only."""
     spec = param.spec
     parts = [spec.description]
     if spec.lo is not None or spec.hi is not None:
-        parts.append(f"range [{spec.lo}, {spec.hi}]")
+        parts.append(range_text(spec))
     if spec.choices:
         parts.append("one of " + ", ".join(spec.choices))
     if param.read_only:
@@ -253,27 +267,42 @@ def param_comment(param: NodeParam) -> str:
 
 def render_params_yaml(sections: Mapping[str, list[NodeParam]], *, header: str = "",
                        values: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """A ROS 2 params file (``node: ros__parameters: …``) for each node of ``sections``, with comments.
+    """A ROS 2 params file (``node: ros__parameters: …``) for each node of ``sections``, with comments; the
+    parameters of a nested config (``estimator.search_size``) are written nested (``estimator: search_size:``).
 
-    ``values``: per node, values replacing the defaults (e.g. a tuned YAML); defaults otherwise.
+    ``values``: per node, values (by parameter name) replacing the defaults (e.g. a tuned YAML); defaults
+    otherwise.
     """
     lines = [f"# {line}".rstrip() for line in header.strip().splitlines()] if header else []
     for node_name, params in sections.items():
         if lines:
             lines.append("")
         lines += [f"{node_name}:", "  ros__parameters:"]
-        overrides = (values or {}).get(node_name, {})
-        group = None
-        for param in params:
-            if param.group != group:
-                group = param.group
-                title = ("stage configuration (may change at runtime)" if group == "config"
-                         else "topics and QoS (read-only)")
-                lines.append(f"    # --- {title}")
-            lines += [f"    # {line}" for line in textwrap.wrap(param_comment(param), 108)]
-            value = overrides.get(param.name, param.spec.default)
-            lines.append(f"    {param.name}: {yaml_scalar(value)}")
+        lines += _param_lines(params, (values or {}).get(node_name, {}))
     return "\n".join(lines) + "\n"
+
+
+def _param_lines(params: list[NodeParam], overrides: Mapping[str, Any]) -> list[str]:
+    """The lines of one node's ``ros__parameters``: group titles, then per parameter its comment and value,
+    dotted names under nested keys (sections are contiguous in ``params``)."""
+    lines: list[str] = []
+    group, open_path = None, []
+    for param in params:
+        if param.group != group:
+            group, open_path = param.group, []
+            title = ("stage configuration (may change at runtime)" if group == "config"
+                     else "topics and QoS (read-only)")
+            lines.append(f"    # --- {title}")
+        *path, leaf = param.name.split(".")
+        common = 0
+        while common < min(len(path), len(open_path)) and path[common] == open_path[common]:
+            common += 1
+        lines += [f"    {'  ' * depth}{path[depth]}:" for depth in range(common, len(path))]
+        open_path = path
+        indent = "    " + "  " * len(path)
+        lines += [f"{indent}# {line}" for line in textwrap.wrap(param_comment(param), 112 - len(indent))]
+        lines.append(f"{indent}{leaf}: {yaml_scalar(overrides.get(param.name, param.spec.default))}")
+    return lines
 
 
 # --- where the params files are ------------------------------------------------------------------------------

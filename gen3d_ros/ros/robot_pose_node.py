@@ -17,10 +17,9 @@ the fitting loop is Python + torch and would otherwise keep the executor's threa
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from gen3d_ros.pipeline.robot_pose import RobotPoseStage, RobotPoseStageConfig
-from gen3d_ros.ros.resources import check_robot_resources
 from gen3d_ros.ros.stage_node import StageNode, run_node
 
 
@@ -35,12 +34,6 @@ class RobotPoseNode(StageNode):
         "tf": "/tf",
     }
     default_worker = "process"
-
-    def check_config(self, config: Any) -> None:
-        """The stage's own check, then the URDF parses, the checkpoint is a Dr. Robot model of that URDF and the
-        device exists (:func:`gen3d_ros.ros.resources.check_robot_resources`): before a change is accepted."""
-        super().check_config(config)
-        check_robot_resources(config, "RobotPoseStageConfig")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

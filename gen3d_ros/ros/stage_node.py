@@ -49,6 +49,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 
+from gen3d_ros.config import flat_values
 from gen3d_ros.io.messages import rclpy_factory
 from gen3d_ros.pipeline.base import Stage, StageStats
 from gen3d_ros.ros.diagnostics import InputLink, StageHealth, stage_status
@@ -212,9 +213,8 @@ class StageNode(Node):
 
     def check_config(self, config: Any) -> None:
         """Cheap check, in this process, that ``config`` can build the stage: ``stage_cls.check_config`` (files
-        exist and are of the right kind, the device exists). ValueError with the reason otherwise; runs before
-        a config is accepted, at start and on every runtime change. Nodes whose stage module has no such check
-        override this (the robot nodes check URDF and checkpoint)."""
+        exist and are of the right kind, the device exists: the config's ``check_resources()``). ValueError with
+        the reason otherwise; runs before a config is accepted, at start and on every runtime change."""
         try:
             self.stage_cls.check_config(config)
         except (OSError, RuntimeError, ImportError) as exc:  # a check that failed in an unexpected way
@@ -304,7 +304,7 @@ class StageNode(Node):
             self.config = self._reverting_to
             return SetParametersResult(successful=True)
         specs = {p.name: p.spec for p in self._params}
-        values = {name: getattr(self.config, name) for name in self._config_names}
+        values = flat_values(self.config)
         values.update({name: coerce_value(specs[name], value) for name, value in changed.items()})
         try:
             config = config_from_values(self.config_cls, values)
@@ -338,8 +338,8 @@ class StageNode(Node):
             self._stage_error = reason
             self.get_logger().error(f"the stage cannot be built: {reason}")
             return
-        diff = {name: getattr(config, name) for name in sorted(self._config_names)
-                if getattr(config, name) != getattr(running, name)}
+        new, old = flat_values(config), flat_values(running)
+        diff = {name: new[name] for name in sorted(self._config_names) if new[name] != old[name]}
         self._config_error = (f"reconfiguration {diff} was accepted but failed to build in the stage process: "
                               f"{reason}; the previous configuration keeps running and the parameters were set "
                               "back")
@@ -360,8 +360,9 @@ class StageNode(Node):
         failed, running = item
         if self.config is not failed:
             return
-        params = [Parameter(name, value=getattr(running, name)) for name in sorted(self._config_names)
-                  if getattr(failed, name) != getattr(running, name)]
+        back, failed_values = flat_values(running), flat_values(failed)
+        params = [Parameter(name, value=back[name]) for name in sorted(self._config_names)
+                  if failed_values[name] != back[name]]
         self._reverting_to = running
         try:
             results = self.set_parameters(params)

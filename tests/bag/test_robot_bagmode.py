@@ -31,9 +31,10 @@ def test_bag_mode_estimates_the_pose_of_every_camera_frame(tmp_path: Path, capsy
         messages += [("/camera/camera_info", info, t), ("/camera/image_raw", image, t + 1000)]
     write_bag(tmp_path / "cam", messages)
     sets = [f"robot_pose_node:{k}={v}" for k, v in {
-        "known_camera": "true", "camera_in_base": json.dumps(camera_in_base()), "iterations": 5,
-        "pyramid_levels": 1, "azimuths": 1, "elevations_deg": "[30.0]", "joint_restarts": 1, "keep": 1,
-        "n_gaussians": 500, "track_iterations": 3}.items()]
+        "known_camera": "true", "camera_in_base": json.dumps(camera_in_base()), "estimator.iterations": "[40]",
+        "estimator.pyramid_scales": "[1.0]", "estimator.azimuths": 1, "estimator.elevations_deg": "[30.0]",
+        "estimator.joint_restarts": 1, "estimator.keep": "[1]", "n_gaussians": 500,
+        "estimator.track_iterations": 3}.items()]
     args = ["bag", str(tmp_path / "cam"), "-o", str(tmp_path / "out"), "--no-progress"]
     for item in sets:
         args += ["--set", item]

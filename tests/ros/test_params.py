@@ -150,6 +150,35 @@ def test_inconsistent_params_file_stops_the_node_naming_the_field(ros, tmp_path)
         make_node(ros, extra_args=["-p", "voxel_size:=9.0"])
 
 
+def test_nested_config_fields_are_section_parameters_with_their_metadata(ros, tmp_path):
+    """RobotPoseStageConfig.estimator (a PoseEstimatorConfig): estimator.<field> parameters, given nested or dotted
+    in a params file or on the command line, with the field's unit and range; a runtime change rebuilds the stage
+    and the estimator's own checks reject a bad one; device/backend/seed are the stage's, shared."""
+    from rcl_interfaces.msg import ParameterType
+    from rclpy.parameter import Parameter
+
+    path = tmp_path / "p.yaml"
+    path.write_text("robot_pose_node:\n  ros__parameters:\n    estimator:\n      search_size: 8\n"
+                    "    estimator.iterations: [5, 6]\n    seed: 3\n")
+    node = make_node(ros, "robot_pose_node", params_file=path, extra_args=["-p", "estimator.keep:=[2, 1]"])
+    try:
+        estimator = node.config.estimator
+        assert (estimator.search_size, estimator.iterations, estimator.keep, estimator.seed) == \
+            (8, (5, 6), (2, 1), 3)
+        assert not {"estimator.device", "estimator.backend", "estimator.seed"} & set(node._parameters)
+        (size,) = node.describe_parameters(["estimator.search_size"])
+        assert size.type == ParameterType.PARAMETER_INTEGER and "[px]" in size.description
+        assert size.integer_range[0].from_value == 4
+        (result,) = node.set_parameters([Parameter("estimator.search_size", value=16)])
+        assert result.successful, result.reason
+        assert node.stage.config.estimator.search_size == 16 and node.config.estimator.iterations == (5, 6)
+        (result,) = node.set_parameters([Parameter("estimator.keep", value=[1, 2])])
+        assert not result.successful and "keep must be" in result.reason
+        assert list(node.get_parameter("estimator.keep").value) == [2, 1]
+    finally:
+        node.destroy_node()
+
+
 def test_node_process_exits_with_code_2_and_the_reason_on_invalid_parameters(children):
     require_rclpy()
     child = children("completion_node", ["-m", "gen3d_ros.ros.completion_node", "--ros-args",

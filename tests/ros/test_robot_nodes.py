@@ -26,10 +26,12 @@ def params_file(tmp_path, node: str, values: dict) -> str:
     return str(path)
 
 
-# Known camera, neutral start, 2 levels x 10 steps, one hypothesis: a few seconds per frame.
+# Known camera, neutral start, 2 levels x 10 steps, one hypothesis: a few seconds per frame. The estimator's
+# parameters nested, as a params YAML gives them (rcl reads them as estimator.<field>).
 POSE_PARAMS = {
-    "known_camera": True, "iterations": 10, "pyramid_levels": 2, "azimuths": 1, "elevations_deg": [30.0],
-    "joint_restarts": 1, "keep": 1, "n_gaussians": 1000, "max_image_side": 64, "input_qos": "reliable",
+    "known_camera": True, "n_gaussians": 1000, "max_image_side": 64, "input_qos": "reliable",
+    "estimator": {"iterations": [10, 40], "pyramid_scales": [0.5, 1.0], "azimuths": 1, "elevations_deg": [30.0],
+                  "joint_restarts": 1, "keep": [1, 1]},
 }
 
 
@@ -120,8 +122,8 @@ def test_action_node_answers_a_keypoint_goal_with_a_timed_joint_trajectory(ros, 
     from gen3d_ros.msg import RobotAction
 
     params = params_file(tmp_path, "action_node", {
-        "known_camera": True, "camera_in_base": camera_in_base(), "iterations": 15, "waypoints": 4, "dt": 0.5,
-        "n_gaussians": 500, "input_qos": "reliable"})
+        "known_camera": True, "camera_in_base": camera_in_base(), "mpc.iterations": 15, "mpc.waypoints": 4,
+        "mpc.dt": 0.5, "n_gaussians": 500, "input_qos": "reliable"})
     node_proc = children("action_node", ["-m", "gen3d_ros.ros.action_node", "--ros-args", "--params-file", params])
     node = rclpy.create_node("action_test", context=context)
     executor.add_node(node)
