@@ -9,8 +9,10 @@ stamp, ``output_time="header"``), so rviz2 / Foxglove replay inputs and results 
 only read (see :mod:`gen3d_ros.io.rosbag2`); the output is written atomically.
 
 Topics: ``topic_map`` maps ``(stage name, logical name)`` to a topic, for inputs and outputs alike; missing
-entries take :func:`default_topic_map`'s. An input topic the bag lacks is auto-detected when the bag has exactly
-one topic of the input's type (logged); otherwise :class:`BagModeError` lists the candidates.
+entries take the stage's defaults in :data:`gen3d_ros.pipeline.registry.STAGES`, the same as the live nodes'
+(:func:`default_topic_map`). An input topic the bag lacks is auto-detected when the bag has exactly one topic of
+the input's type (logged), so recordings of a driver's own topics (``/points``, ``/camera/image_raw``) work;
+otherwise :class:`BagModeError` lists the candidates.
 """
 
 from __future__ import annotations
@@ -28,46 +30,10 @@ from gen3d_ros.io.rosbag2 import BagError, BagReader, BagWriter, TopicInfo
 from gen3d_ros.outputs import overlaps
 from gen3d_ros.io.typestore import get_gen3d_typestore
 from gen3d_ros.pipeline.base import Stage
+from gen3d_ros.pipeline.registry import NODE_SETTINGS, STAGES, StageEntry, stage_entry, topic_param_name
 
 log = logging.getLogger("gen3d_ros.bagmode")
 
-#: Default topics per stage name and logical input/output name. The outputs match the topic parameters of the
-#: stage nodes in ``gen3d_ros/ros/`` (``<logical>_topic``); the input is the common name of a LiDAR driver's cloud.
-DEFAULT_TOPICS: dict[str, dict[str, str]] = {
-    "completion": {
-        "cloud": "/points",
-        "mesh_marker": "/gen3d/completion/mesh_marker",
-        "completed_mesh": "/gen3d/completion/mesh",
-        "completed_voxels": "/gen3d/completion/voxels",
-    },
-    # Inputs: the names image_pipeline / most camera drivers use; outputs: those of robot_pose_node / action_node.
-    "robot_pose": {
-        "image": "/camera/image_raw",
-        "camera_info": "/camera/camera_info",
-        "estimate": "/gen3d/robot_pose/estimate",
-        "joint_states": "/gen3d/robot_pose/joint_states",
-        "camera_pose": "/gen3d/robot_pose/camera_pose",
-        "tf": "/tf",
-    },
-    "action": {
-        "goal_image": "/gen3d/input/goal_image",
-        "goal_keypoints": "/gen3d/input/goal_keypoints",
-        "joint_states": "/joint_states",
-        "camera_info": "/camera/camera_info",
-        "camera_pose": "/gen3d/robot_pose/camera_pose",
-        "trajectory": "/gen3d/action/trajectory",
-        "action": "/gen3d/action/action",
-    },
-}
-
-#: The stages bag mode can run: stage name -> (node name = its params section, "module:Stage", "module:Config").
-BAG_STAGES: dict[str, tuple[str, str, str]] = {
-    "completion": ("completion_node", "gen3d_ros.pipeline.completion:CompletionStage",
-                   "gen3d_ros.completion.processor:CompletionConfig"),
-    "robot_pose": ("robot_pose_node", "gen3d_ros.pipeline.robot_pose:RobotPoseStage",
-                   "gen3d_ros.pipeline.robot_pose:RobotPoseStageConfig"),
-    "action": ("action_node", "gen3d_ros.pipeline.action:ActionStage", "gen3d_ros.pipeline.action:ActionStageConfig"),
-}
 #: Bags with at least this many messages to read get a progress bar (when ``progress`` is on).
 PROGRESS_MIN_MESSAGES = 20
 
@@ -79,15 +45,17 @@ class BagModeError(RuntimeError):
 
 
 def default_topic_map(stages: Iterable[Stage]) -> dict[TopicKey, str]:
-    """Default topic of every input and output of ``stages``: :data:`DEFAULT_TOPICS`, else
-    ``/gen3d/input/<input>`` and ``/gen3d/<stage>/<output>`` (the node convention of ``ros/params.py``)."""
+    """Default topic of every input and output of ``stages``: their entries' in the stage registry (the live
+    nodes' defaults). A stage that is not in the registry has none: BagModeError unless ``topic_map`` names
+    them (see :func:`run_bag`)."""
     topics: dict[TopicKey, str] = {}
     for stage in stages:
-        known = DEFAULT_TOPICS.get(stage.name, {})
-        for name in stage.inputs:
-            topics[(stage.name, name)] = known.get(name, f"/gen3d/input/{name}")
-        for name in stage.outputs:
-            topics[(stage.name, name)] = known.get(name, f"/gen3d/{stage.name}/{name}")
+        try:
+            defaults = stage_entry(stage.name).topics
+        except KeyError:
+            continue
+        topics.update({(stage.name, name): defaults[name] for name in [*stage.inputs, *stage.outputs]
+                       if name in defaults})
     return topics
 
 
@@ -95,74 +63,60 @@ def topics_from_params(stage: Stage, params: Mapping[str, Any]) -> dict[TopicKey
     """Topic overrides from a node's parameters: ``<logical>_topic`` keys (``cloud_topic: /velodyne_points``)."""
     out = {}
     for name in [*stage.inputs, *stage.outputs]:
-        value = params.get(f"{name}_topic")
+        value = params.get(topic_param_name(name))
         if value:
             out[(stage.name, name)] = str(value)
     return out
 
 
-#: Parameters of a live node that bag mode ignores, besides the ``<logical>_topic`` ones it uses.
-NODE_ONLY_PARAMS = frozenset({"input_qos", "input_depth", "input_timeout", "worker", "use_sim_time"})
+#: Parameters rclpy declares on every node; bag mode ignores them like the nodes' host settings.
+RCLPY_PARAMS = frozenset({"use_sim_time", "start_type_description_service"})
 
 
-def node_host_params(stage: Stage) -> set[str]:
-    """Names of the host (non-config) parameters a stage node declares: topics, QoS, worker… Taken from
-    ``gen3d_ros.ros.params`` (no rclpy import) so that a node's params file always works in bag mode."""
-    names = {f"{name}_topic" for name in [*stage.inputs, *stage.outputs]} | set(NODE_ONLY_PARAMS)
+def node_host_params(entry: StageEntry) -> set[str]:
+    """Names of the parameters of a stage's node that are not its config: ``<logical>_topic`` of every input and
+    output, the host settings (QoS, timeout, worker; :data:`~gen3d_ros.pipeline.registry.NODE_SETTINGS`) and
+    rclpy's own, so that a node's params file works in bag mode as it is."""
+    return {topic_param_name(name) for name in entry.topics} | set(NODE_SETTINGS) | RCLPY_PARAMS
+
+
+def _registered(stage_name: str) -> StageEntry:
     try:
-        from gen3d_ros.ros.params import host_param_specs
-
-        topics = {name: "" for name in [*stage.inputs, *stage.outputs]}
-        names |= {spec.name for spec in host_param_specs(list(stage.inputs), list(stage.outputs), topics)}
-    except Exception:  # noqa: BLE001 - the ROS layer is optional here; fall back to the known names
-        log.debug("gen3d_ros.ros.params unavailable; using the built-in host parameter names", exc_info=True)
-    return names
-
-
-def _import(path: str) -> Any:
-    import importlib
-
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
+        return stage_entry(stage_name)
+    except KeyError:
+        raise BagModeError(f"unknown stage {stage_name!r}; bag mode runs {[e.name for e in STAGES]}") from None
 
 
 def stage_from_params(stage_name: str, params: Mapping[str, Any] | None = None) -> tuple[Stage, dict[TopicKey, str]]:
-    """A stage of :data:`BAG_STAGES` and its topic overrides from its node's parameters (a params YAML section
-    plus ``--set`` overrides). Config keys are validated by the stage's config dataclass; host parameters of the
-    node (QoS, worker) are ignored; any other key is an error. The stage loads its model here (errors say why)."""
+    """A stage of the registry and its topic overrides from its node's parameters (a params YAML section plus
+    ``--set`` overrides; nested configs as ``section.field`` keys). Config keys are validated by the stage's
+    config dataclass and its files checked by ``Stage.check_config`` (the config's ``check_resources()``); host
+    parameters of the node (QoS, worker) are ignored; any other key is an error. The stage loads its model here
+    (errors say why)."""
     from gen3d_ros.config import from_mapping
 
-    if stage_name not in BAG_STAGES:
-        raise BagModeError(f"unknown stage {stage_name!r}; bag mode runs {sorted(BAG_STAGES)}")
-    _, stage_path, config_path = BAG_STAGES[stage_name]
-    stage_cls, config_cls = _import(stage_path), _import(config_path)
-    params = dict(params or {})
-    host = node_host_params(stage_cls)
-    config_values = {k: v for k, v in params.items() if k not in host}
-    stage = stage_cls(from_mapping(config_cls, config_values))
-    return stage, topics_from_params(stage, params)
-
-
-def completion_stage_from_params(params: Mapping[str, Any] | None = None) -> tuple[Stage, dict[TopicKey, str]]:
-    """A ``CompletionStage`` and its topic overrides from ``completion_node`` parameters (see
-    :func:`stage_from_params`)."""
-    return stage_from_params("completion", params)
+    entry = _registered(stage_name)
+    stage_cls, config_cls = entry.stage_class(), entry.config_class()
+    host = node_host_params(entry)
+    config = from_mapping(config_cls, {k: v for k, v in (params or {}).items() if k not in host})
+    stage_cls.check_config(config)
+    stage = stage_cls(config)
+    return stage, topics_from_params(stage, dict(params or {}))
 
 
 def stages_for_topics(topic_types: Mapping[str, str]) -> list[str]:
-    """The stages a bag with ``{topic: type}`` can feed, in :data:`BAG_STAGES` order: ``completion`` with a
-    ``PointCloud2`` topic, ``robot_pose`` with an ``Image`` and a ``CameraInfo`` topic, ``action`` with a
-    ``JointState`` topic and a goal on its default topic (``/gen3d/input/goal_image`` or ``goal_keypoints``)."""
+    """The stages a bag with ``{topic: type}`` can feed, in registry order: those with a topic of each of their
+    entry's ``auto_types`` and, when the entry names ``auto_any_input`` inputs, one of them on its default topic
+    (``completion``: a PointCloud2; ``robot_pose``: an Image and a CameraInfo; ``action``: a JointState and a
+    goal on ``/gen3d/input/goal_image`` or ``/gen3d/input/goal_keypoints``)."""
     types = set(topic_types.values())
     chosen = []
-    if "sensor_msgs/msg/PointCloud2" in types:
-        chosen.append("completion")
-    if {"sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"} <= types:
-        chosen.append("robot_pose")
-    goals = DEFAULT_TOPICS["action"]
-    if "sensor_msgs/msg/JointState" in types and (goals["goal_image"] in topic_types
-                                                  or goals["goal_keypoints"] in topic_types):
-        chosen.append("action")
+    for entry in STAGES:
+        if not entry.auto_types or not set(entry.auto_types) <= types:
+            continue
+        if entry.auto_any_input and not any(entry.inputs[name] in topic_types for name in entry.auto_any_input):
+            continue
+        chosen.append(entry.name)
     return chosen
 
 

@@ -96,32 +96,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def register_bag(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bag", help="run gen3d stages (completion, robot pose, actions) over a rosbag2 and write the "
-                                   "results as a new rosbag2",
+    from gen3d_ros.pipeline.registry import STAGES
+
+    stages = "; ".join(f"{e.name}: {e.summary}" for e in STAGES)
+    p = sub.add_parser("bag", help="run gen3d stages (" + ", ".join(e.name for e in STAGES) + ") over a rosbag2 and "
+                                   "write the results as a new rosbag2",
                        description="Feed the input topics of each chosen stage in log-time order and write its "
-                                   "outputs with the input's log time: completion (PointCloud2 -> mesh Marker, "
-                                   "CompletedMesh, voxels on /gen3d/completion/*), robot_pose (Image + CameraInfo "
-                                   "-> RobotPoseEstimate, JointState, PoseStamped, /tf), action (goal + JointState "
-                                   "-> JointTrajectory, RobotAction). By default the stages are chosen by the topic "
-                                   "types in the bag. The input is only read; the output is written atomically.")
+                                   f"outputs with the input's log time. Stages: {stages}. Topics default to the "
+                                   "nodes' (an input topic the bag lacks: the bag's only topic of its type). By "
+                                   "default the stages are chosen by the topic types in the bag. The input is only "
+                                   "read; the output is written atomically.")
     p.add_argument("input", type=Path, help="input rosbag2: a bag directory, a .mcap or a .db3 file")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="output bag: a directory, or a single *.mcap / *.db3 file")
     p.add_argument("--stages", default="auto",
-                   help="comma-separated stages to run: completion, robot_pose, action; 'auto' (default): those "
-                        "whose inputs the bag has (PointCloud2; Image + CameraInfo; JointState + a goal topic)")
+                   help="comma-separated stages to run: " + ", ".join(e.name for e in STAGES) + "; 'auto' "
+                        "(default): those whose inputs the bag has (PointCloud2; Image + CameraInfo; JointState + "
+                        "a goal topic)")
     p.add_argument("--copy-inputs", action="store_true", help="also copy every input topic (e.g. /tf, the clouds)")
     p.add_argument("--force", action="store_true", help="replace an existing output")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default=None, help="output storage (default: mcap)")
     p.add_argument("--params", type=Path, default=None,
-                   help="ROS 2 params YAML with a section per node (completion_node, robot_pose_node, action_node), "
+                   help="ROS 2 params YAML with a section per node (" + ", ".join(e.node for e in STAGES) + "), "
                         "e.g. config/gen3d.yaml or config/completion_node.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[NODE:]KEY=VALUE",
-                   help="override a node parameter (repeatable), e.g. --set robot_pose_node:iterations=10; without "
-                        "NODE: the only stage run (or completion_node, for compatibility, when several run)")
+                   help="override a node parameter (repeatable), e.g. --set robot_pose_node:estimator.search_size=32 "
+                        "(nested configs: section.field); without NODE: the only stage run (or completion_node, for "
+                        "compatibility, when several run)")
     p.add_argument("--input-topic", default=None,
-                   help="PointCloud2 topic to complete, exactly (default: /points or the params file's cloud_topic; "
-                        "when the bag lacks it, the bag's only PointCloud2 topic)")
+                   help="PointCloud2 topic to complete, exactly (default: /gen3d/input/cloud or the params file's "
+                        "cloud_topic; when the bag lacks it, the bag's only PointCloud2 topic)")
     p.add_argument("--limit", type=int, default=None, help="stop after N input messages")
     p.add_argument("--output-time", choices=("log", "header"), default="log",
                    help="log time of outputs: the input's log time (default) or its header stamp")
@@ -131,14 +135,15 @@ def register_bag(sub: argparse._SubParsersAction) -> None:
 
 
 def _bag_stage_names(args: argparse.Namespace) -> list[str]:
-    from gen3d_ros.bagmode import BAG_STAGES, stages_for_topics
+    from gen3d_ros.bagmode import stages_for_topics
     from gen3d_ros.io.rosbag2 import read_bag_info
+    from gen3d_ros.pipeline.registry import stage_names
 
     if args.stages != "auto":
         names = [n.strip() for n in args.stages.split(",") if n.strip()]
-        unknown = [n for n in names if n not in BAG_STAGES]
+        unknown = [n for n in names if n not in stage_names()]
         if unknown or not names:
-            raise UsageError(f"--stages {args.stages!r}: choose from {', '.join(BAG_STAGES)} (comma-separated)")
+            raise UsageError(f"--stages {args.stages!r}: choose from {', '.join(stage_names())} (comma-separated)")
         return names
     topics = {name: t["type"] if isinstance(t, dict) else t.msgtype
               for name, t in read_bag_info(args.input)["topics"].items()}
@@ -150,8 +155,9 @@ def _bag_stage_names(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_bag(args: argparse.Namespace) -> int:
-    from gen3d_ros.bagmode import BAG_STAGES, run_bag, stage_from_params
+    from gen3d_ros.bagmode import run_bag, stage_from_params
     from gen3d_ros.config import load_node_params, parse_overrides
+    from gen3d_ros.pipeline.registry import stage_entry
 
     if not args.input.exists():
         raise UsageError(f"input bag {args.input} does not exist")
@@ -163,7 +169,7 @@ def cmd_bag(args: argparse.Namespace) -> int:
     _prepare(args.report, args, inputs=inputs, others=[args.output], what="report")
     _prepare(args.output, args, inputs=inputs, others=[args.report], what="output bag")
     names = _bag_stage_names(args)
-    node_of = {name: BAG_STAGES[name][0] for name in names}
+    node_of = {name: stage_entry(name).node for name in names}
     params: dict[str, dict] = {name: {} for name in names}
     if args.params is not None:
         for name in names:
@@ -253,13 +259,16 @@ def format_bag_info(info: dict) -> str:
 
 
 def register_run(sub: argparse._SubParsersAction) -> None:
+    from gen3d_ros.pipeline.registry import node_names
+
     p = sub.add_parser("run", help="start gen3d ROS 2 nodes (rclpy) from a params YAML",
                        description="Start the nodes of a ROS 2 params file in one process (what `ros2 launch "
                                    "gen3d_ros gen3d.launch.py` does). Arguments after --ros-args go to rcl.")
     p.add_argument("--params", "--params-file", dest="params", type=Path, default=None,
                    help="params YAML (default: config/gen3d.yaml)")
     p.add_argument("--nodes", nargs="+", default=[], metavar="NODE",
-                   help="nodes to start (default: every node with a section in the params file)")
+                   help="nodes to start (default: every node with a section in the params file); known: "
+                        + ", ".join(node_names()))
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
                    help="remaining arguments are passed to rcl (e.g. --ros-args -p completion_node:voxel_size:=0.1)")
     p.set_defaults(func=cmd_run)

@@ -5,12 +5,11 @@ Dr. Robot renderer (:mod:`gen3d_ros.pipeline.action`).
     python -m gen3d_ros.ros.action_node --ros-args --params-file config/action_node.yaml
     ros2 run gen3d_ros action_node --ros-args -p joint_states_topic:=/joint_states
 
-Topics (parameters ``<name>_topic``): in ``goal_image`` ``/gen3d/input/goal_image``, ``goal_keypoints``
-``/gen3d/input/goal_keypoints``, ``joint_states`` ``/joint_states`` (the robot driver's), ``camera_info``
-``/gen3d/input/camera_info``, ``camera_pose`` ``/gen3d/robot_pose/camera_pose`` (``robot_pose_node``'s output);
-out ``trajectory`` ``/gen3d/action/trajectory``, ``action`` ``/gen3d/action/action`` (``gen3d_ros/RobotAction``);
-``/diagnostics`` at 1 Hz. Only goals trigger planning; joint states, intrinsics and camera pose are kept (latest).
-The default ``input_qos: auto`` matches reliable and best-effort publishers alike.
+A :class:`~gen3d_ros.ros.stage_node.StageNode` of the registry's ``action`` entry
+(:data:`gen3d_ros.pipeline.registry.STAGES`: default topics — joint states from the robot driver's
+``/joint_states``, the camera pose from ``robot_pose_node`` — the process worker); topics are the parameters
+``<name>_topic``, ``/diagnostics`` at 1 Hz. Only goals trigger planning; joint states, intrinsics and camera pose
+are kept (latest). The planner's settings are the ``mpc.<field>`` parameters.
 """
 
 from __future__ import annotations
@@ -18,28 +17,12 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from gen3d_ros.pipeline.action import ActionStage, ActionStageConfig
-from gen3d_ros.ros.stage_node import StageNode, run_node
-
-
-class ActionNode(StageNode):
-    default_name = "action_node"
-    stage_cls = ActionStage
-    config_cls = ActionStageConfig
-    default_topics = {
-        "joint_states": "/joint_states",
-        "camera_pose": "/gen3d/robot_pose/camera_pose",
-        "trajectory": "/gen3d/action/trajectory",
-        "action": "/gen3d/action/action",
-    }
-    # The optimisation loop is Python + torch: keep it off the executor's process (GIL).
-    default_worker = "process"
-    # goals come now and then; joint states, intrinsics and camera pose stream
-    quiet_inputs = frozenset({"goal_image", "goal_keypoints"})
+from gen3d_ros.ros.node_main import run_node
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_node(ActionNode, argv)
+    """Run the registry's ``action_node`` (:func:`gen3d_ros.ros.node_main.run_node`)."""
+    return run_node("action_node", argv)
 
 
 if __name__ == "__main__":

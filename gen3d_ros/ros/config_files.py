@@ -3,7 +3,7 @@
     python -m gen3d_ros.ros.config_files [CONFIG_DIR]      # default: config/ of the source checkout
 
 The files are ROS 2 params files (``<node>: ros__parameters: …``) with every declared parameter at its
-default and a comment (description, unit, range, read-only). Rerun after adding a config field or a node;
+default and a comment (description, unit, range, read-only). Rerun after adding a config field or a stage;
 ``tests/ros/test_params.py`` fails while a file and the declared parameters differ. Tuned values in an
 existing file are kept.
 """
@@ -16,8 +16,8 @@ from typing import Sequence
 
 from gen3d_ros.config import load_node_params
 from gen3d_ros.outputs import write_text
-from gen3d_ros.ros.params import render_params_yaml, source_config_dir
-from gen3d_ros.ros.runner import NODES, node_class
+from gen3d_ros.pipeline.registry import STAGES
+from gen3d_ros.ros.params import declared_params, render_params_yaml, source_config_dir
 
 HEADER_NODE = """ROS 2 parameters of {node} (gen3d_ros). Written by `python -m gen3d_ros.ros.config_files`; edit values
 freely, keys must stay the declared parameters (tests/ros/test_params.py).
@@ -36,9 +36,9 @@ def _kept_values(path: Path, nodes: Sequence[str]) -> dict[str, dict]:
 
 
 def write_config_files(config_dir: Path) -> list[Path]:
-    """Write one params file per registered node and ``gen3d.yaml`` with all of them; the paths written."""
+    """Write one params file per node of the registry and ``gen3d.yaml`` with all of them; the paths written."""
     config_dir.mkdir(parents=True, exist_ok=True)
-    sections = {name: node_class(name).declared_params() for name in NODES}
+    sections = {entry.node: declared_params(entry) for entry in STAGES}
     written = []
     for name, params in sections.items():
         path = config_dir / f"{name}.yaml"

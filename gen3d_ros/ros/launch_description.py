@@ -1,7 +1,9 @@
 """The LaunchDescription that every ``launch/*.launch.py`` file returns: gen3d_ros nodes from one params file.
 
-Each node starts from ``lib/gen3d_ros/<name>`` with node name ``<name>`` (the params file's section), the
-``params_file`` and ``log_level`` launch arguments, and an optional rviz2 (``rviz:=true``, ``config/gen3d.rviz``).
+Each node runs the generic ``lib/gen3d_ros/stage_node`` executable (:mod:`gen3d_ros.ros.node_main`) with its node
+name as first argument and as ROS node name (= the params file's section), the ``params_file`` and ``log_level``
+launch arguments, and an optional rviz2 (``rviz:=true``, ``config/gen3d.rviz``). The nodes are those of
+:data:`gen3d_ros.pipeline.registry.STAGES`, so a new stage needs no launch or script change.
 ``launch`` / ``launch_ros`` are imported when a description is built, so importing this module needs neither.
 """
 
@@ -9,7 +11,18 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from gen3d_ros.pipeline.registry import node_names
+
 PACKAGE = "gen3d_ros"
+#: the executable (scripts/ros/stage_node, installed to lib/gen3d_ros) that runs any node: ``stage_node NODE``
+NODE_EXECUTABLE = "stage_node"
+ALL_NODES_PARAMS_FILE = "gen3d.yaml"
+
+
+def all_nodes_launch_description():
+    """The ``LaunchDescription`` of every node of the registry, ``params_file`` defaulting to ``config/gen3d.yaml``
+    (a section per node)."""
+    return launch_description(node_names(), ALL_NODES_PARAMS_FILE, "ROS 2 params YAML with a section per node")
 
 
 def node_launch_description(node: str):
@@ -18,7 +31,7 @@ def node_launch_description(node: str):
 
 
 def launch_description(nodes: Sequence[str], params_file: str, params_description: str):
-    """The ``LaunchDescription`` of the gen3d_ros ``nodes`` (executable = node name = params section), in order.
+    """The ``LaunchDescription`` of the gen3d_ros ``nodes`` (node name = params section), in order.
 
     ``params_file``: default of the ``params_file`` argument, a file in the package's ``config/``;
     ``params_description``: that argument's help text.
@@ -38,8 +51,8 @@ def launch_description(nodes: Sequence[str], params_file: str, params_descriptio
                               description=params_description),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start rviz2 with config/gen3d.rviz"),
-        *(Node(package=PACKAGE, executable=name, name=name, parameters=[params], output="screen", emulate_tty=True,
-               arguments=["--ros-args", "--log-level", log_level])
+        *(Node(package=PACKAGE, executable=NODE_EXECUTABLE, name=name, parameters=[params], output="screen",
+               emulate_tty=True, arguments=[name, "--ros-args", "--log-level", log_level])
           for name in nodes),
         Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
              arguments=["-d", PathJoinSubstitution([share, "config", "gen3d.rviz"])],

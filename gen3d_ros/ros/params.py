@@ -14,10 +14,9 @@ A node has two kinds of parameters:
   read-only (the endpoints are created once), so a runtime change is rejected by rclpy with "Trying to set a
   read-only parameter".
 
-Topic convention: for every logical input ``<in>`` of the stage, a parameter ``<in>_topic`` (default
-``/gen3d/input/<in>``: inputs are shared sensors, the same LiDAR feeds every stage); for every logical
-output ``<out>``, a parameter ``<out>_topic`` (default ``/gen3d/<stage>/<out>``, a node may shorten it). Topics
-are absolute, so a node namespace does not move them; remap through the parameters.
+Topics: for every logical input and output ``<name>`` of the stage, a parameter ``<name>_topic`` whose default is
+the stage's entry in :data:`gen3d_ros.pipeline.registry.STAGES` (the defaults bag mode uses too). Topics are
+absolute, so a node namespace does not move them; remap through the parameters.
 
 :func:`render_params_yaml` writes the ``config/*.yaml`` params files from the same specs, so the files, the
 declared parameters and the dataclass cannot drift apart (``tests/ros/test_params.py`` checks it).
@@ -33,10 +32,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from gen3d_ros.config import ParamSpec, flat_param_specs, from_mapping
+from gen3d_ros.pipeline.registry import WORKERS, StageEntry, topic_param_name
 
 INPUT_QOS_CHOICES = ("auto", "reliable", "sensor_data")
 RELIABLE, BEST_EFFORT = "reliable", "best_effort"
-WORKER_CHOICES = ("process", "thread")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -51,11 +50,6 @@ class NodeParam:
     @property
     def name(self) -> str:
         return self.spec.name
-
-
-def topic_param_name(logical: str) -> str:
-    """``"cloud"`` -> ``"cloud_topic"``: the parameter naming a stage input's or output's topic."""
-    return f"{logical}_topic"
 
 
 def host_param_specs(inputs: Iterable[str], outputs: Iterable[str], topics: Mapping[str, str],
@@ -89,7 +83,7 @@ def host_param_specs(inputs: Iterable[str], outputs: Iterable[str], topics: Mapp
     specs.append(ParamSpec("worker", worker, str,
                            "where the stage runs: 'process' (a child process; callbacks, diagnostics and parameter "
                            "services never wait for native code holding the GIL, and a crash of the stage is "
-                           "survived) or 'thread' (a thread of the node's process)", "", None, None, WORKER_CHOICES))
+                           "survived) or 'thread' (a thread of the node's process)", "", None, None, WORKERS))
     return specs
 
 
@@ -126,6 +120,12 @@ def node_params(config_cls: type, inputs: Iterable[str], outputs: Iterable[str],
         raise ValueError(f"{config_cls.__name__} field(s) {sorted(clash)} clash with host parameters of the node; "
                          "rename the field(s)")
     return config + host
+
+
+def declared_params(entry: StageEntry) -> list[NodeParam]:
+    """Every parameter (without rclpy's own) the node of a registry entry declares, in declaration order (imports
+    the stage's config class)."""
+    return node_params(entry.config_class(), entry.inputs, entry.outputs, entry.topics, entry.worker)
 
 
 def config_from_values(config_cls: type, values: Mapping[str, Any]) -> Any:

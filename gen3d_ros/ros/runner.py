@@ -6,65 +6,50 @@
 
 It does what ``ros2 launch gen3d_ros gen3d.launch.py params_file:=…`` does, in one process: the params file
 is handed to rcl as a global ``--params-file`` argument (same YAML semantics, ``/**`` sections included) and
-the nodes spin in one ``MultiThreadedExecutor``. SIGINT/SIGTERM stop them cleanly (exit code 0).
+the nodes spin in one ``MultiThreadedExecutor``. SIGINT/SIGTERM stop them cleanly (exit code 0). The nodes it
+knows are those of :data:`gen3d_ros.pipeline.registry.STAGES`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import yaml
 
-#: every node ``gen3d run`` can start: node name -> "module:Class". Adding a node is one line here (and one in
-#: launch/gen3d.launch.py, config/gen3d.yaml).
-NODES: dict[str, str] = {
-    "completion_node": "gen3d_ros.ros.completion_node:CompletionNode",
-    "robot_pose_node": "gen3d_ros.ros.robot_pose_node:RobotPoseNode",
-    "action_node": "gen3d_ros.ros.action_node:ActionNode",
-}
-
-
-def node_class(name: str) -> type:
-    """The node class registered as ``name``; KeyError listing the known names."""
-    try:
-        module, cls = NODES[name].split(":")
-    except KeyError:
-        raise KeyError(f"unknown node {name!r}; known nodes: {sorted(NODES)}") from None
-    return getattr(importlib.import_module(module), cls)
+from gen3d_ros.pipeline.registry import node_entry, node_names
 
 
 def nodes_in_params_file(params_file: str | Path) -> list[str]:
-    """Registered nodes that have a section in ``params_file`` (``name``, ``/name`` or ``/ns/name``); all of
-    them if it has only a ``/**`` section."""
+    """Nodes of the registry that have a section in ``params_file`` (``name``, ``/name`` or ``/ns/name``); all
+    of them if it has only a ``/**`` section."""
     data = yaml.safe_load(Path(params_file).read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{params_file}: a params file is a mapping of node names, got {type(data).__name__}")
     sections = {str(key).rstrip("/").rsplit("/", 1)[-1] for key in data}
-    found = [name for name in NODES if name in sections]
+    found = [name for name in node_names() if name in sections]
     if not found and "**" in sections:
-        return list(NODES)
+        return node_names()
     return found
 
 
-def run_nodes(params_file: str | Path, node_names: Sequence[str] = (), *, ros_args: Sequence[str] = ()) -> int:
-    """Start ``node_names`` (default: every registered node with a section in ``params_file``), spin until
+def run_nodes(params_file: str | Path, nodes: Sequence[str] = (), *, ros_args: Sequence[str] = ()) -> int:
+    """Start ``nodes`` (default: every node of the registry with a section in ``params_file``), spin until
     SIGINT/SIGTERM. Returns 0 on a clean shutdown, 2 on a bad params file or node name (reason on stderr)."""
     params_file = Path(params_file)
     if not params_file.is_file():
         print(f"gen3d run: params file {params_file} does not exist", file=sys.stderr)
         return 2
     try:
-        names = list(node_names) or nodes_in_params_file(params_file)
-        classes = [node_class(name) for name in names]
+        names = list(nodes) or nodes_in_params_file(params_file)
+        entries = [node_entry(name) for name in names]
     except (KeyError, ValueError, yaml.YAMLError) as exc:
         print(f"gen3d run: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
     if not names:
-        print(f"gen3d run: {params_file} has no section for any of {sorted(NODES)}; pass --nodes",
+        print(f"gen3d run: {params_file} has no section for any of {node_names()}; pass --nodes",
               file=sys.stderr)
         return 2
     try:
@@ -72,7 +57,8 @@ def run_nodes(params_file: str | Path, node_names: Sequence[str] = (), *, ros_ar
         import rclpy.logging
         from rclpy.exceptions import ParameterException
 
-        from gen3d_ros.ros.stage_node import install_log_bridge, spin_nodes
+        from gen3d_ros.ros.node_main import install_log_bridge, spin_nodes
+        from gen3d_ros.ros.stage_node import StageNode
     except ImportError as exc:
         print(f"gen3d run: cannot import rclpy ({exc}); install the ros extra (pip install '.[ros]') or source "
               "a ROS 2 Jazzy install", file=sys.stderr)
@@ -80,23 +66,23 @@ def run_nodes(params_file: str | Path, node_names: Sequence[str] = (), *, ros_ar
 
     rclpy.init(args=["gen3d-run", "--ros-args", "--params-file", str(params_file), *ros_args])
     install_log_bridge()
-    nodes = []
+    started = []
     try:
-        for name, cls in zip(names, classes):
-            nodes.append(cls(name))
+        for entry in entries:
+            started.append(StageNode(entry))
     except (ValueError, TypeError, ParameterException) as exc:
         rclpy.logging.get_logger("gen3d_run").fatal(f"invalid parameters in {params_file}: {exc}")
-        for node in nodes:
+        for node in started:
             node.destroy_node()
         rclpy.try_shutdown()
         return 2
     except KeyboardInterrupt:
-        for node in nodes:
+        for node in started:
             node.destroy_node()
         rclpy.try_shutdown()
         return 0
     rclpy.logging.get_logger("gen3d_run").info(f"running {names} with {params_file}")
-    return spin_nodes(nodes)
+    return spin_nodes(started)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ROS 2 params YAML (default: config/gen3d.yaml of the package)")
     parser.add_argument("--nodes", nargs="+", default=[], metavar="NODE",
                         help=f"nodes to start (default: those with a section in the params file); "
-                             f"known: {', '.join(NODES)}")
+                             f"known: {', '.join(node_names())}")
     return parser
 
 

@@ -1,10 +1,11 @@
 """``StageNode``: the one generic rclpy host of a :class:`gen3d_ros.pipeline.base.Stage`.
 
-A concrete node is a few lines (see ``completion_node.py``): the stage class, its config dataclass, default
-topics. The host does the rest, the same way for every stage:
+Every node is a ``StageNode`` of an entry of :data:`gen3d_ros.pipeline.registry.STAGES` (stage and config class,
+default topics, latched outputs, default worker; :func:`create_stage_node` by node name). The host does the rest,
+the same way for every stage:
 
-- parameters: one per config field (descriptor with description/unit/range from the dataclass, changeable at
-  runtime) + read-only host parameters ``<in>_topic``, ``<out>_topic``, ``input_qos``, ``input_depth``,
+- parameters: one per config field, nested configs as ``section.field`` (descriptor with description/unit/range
+  from the dataclass, changeable at runtime) + read-only host parameters ``<in>_topic``, ``<out>_topic``, ``input_qos``, ``input_depth``,
   ``input_timeout``, ``worker`` (see :mod:`gen3d_ros.ros.params`);
 - one subscription per stage input, depth ``input_depth`` (10: at least a reliable publisher's, see
   :mod:`gen3d_ros.ros.params`); its reliability follows ``input_qos``: ``auto`` (the
@@ -15,7 +16,7 @@ topics. The host does the rest, the same way for every stage:
 - a worker thread takes the latest message and runs the stage — in this process (``worker: thread``), or in a
   child process (``worker: process``, :mod:`gen3d_ros.ros.stage_process`: raw subscriptions, serialized
   messages over a pipe, outputs published raw) so that native code holding the GIL cannot stall the
-  executor — and publishes the outputs (reliable, depth 1; outputs in ``latched_outputs`` also
+  executor — and publishes the outputs (reliable, depth 1; the entry's ``latched`` outputs also
   transient-local, so an rviz started later still gets the last one);
 - ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` at 1 Hz (:mod:`gen3d_ros.ros.diagnostics`), WARN
   when an input topic has publishers but nothing arrived for ``input_timeout`` s (with the likely cause: QoS
@@ -27,23 +28,17 @@ topics. The host does the rest, the same way for every stage:
   the previous stage keeps running, /diagnostics goes ERROR with the reason, and the parameters are set back.
   The counters carry over.
 
-:func:`run_node` / :func:`spin_nodes` start nodes and shut them down cleanly on SIGINT/SIGTERM.
+:mod:`gen3d_ros.ros.node_main` starts nodes in a process and shuts them down cleanly on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-import rclpy
-import rclpy.logging
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -53,10 +48,10 @@ from gen3d_ros.config import flat_values
 from gen3d_ros.io.messages import rclpy_factory
 from gen3d_ros.pipeline.base import Stage, StageStats
 from gen3d_ros.ros.diagnostics import InputLink, StageHealth, stage_status
+from gen3d_ros.pipeline.registry import StageEntry, node_entry, topic_param_name
 from gen3d_ros.ros.latest_queue import LatestOnlyQueue, Pending, Worker
-from gen3d_ros.ros.logs import ThrottleFilter
-from gen3d_ros.ros.params import (BEST_EFFORT, RELIABLE, NodeParam, coerce_value, config_from_values, descriptor_for,
-                                  node_params, subscription_reliability, topic_param_name)
+from gen3d_ros.ros.params import (BEST_EFFORT, RELIABLE, NodeParam, coerce_value, config_from_values, declared_params,
+                                  descriptor_for, subscription_reliability)
 from gen3d_ros.ros.stage_process import StageProcess, StageProcessError
 
 DIAGNOSTICS_TOPIC = "/diagnostics"
@@ -102,26 +97,18 @@ class _Input:
 
 
 class StageNode(Node):
-    """Generic host of one stage. Subclasses set the class attributes below (and may override
-    :meth:`make_stage`, used by the ``thread`` worker, and :meth:`check_config`)."""
+    """Generic host of one stage of the registry: the stage and config classes, default topics, latched outputs,
+    quiet inputs and default worker come from its :class:`~gen3d_ros.pipeline.registry.StageEntry`. A stage that
+    needs special node behaviour subclasses this (:meth:`make_stage`, used by the ``thread`` worker, and
+    :meth:`check_config` are the hooks)."""
 
-    #: default node name (the section of the params YAML)
-    default_name: str = ""
-    #: the stage class; its ``inputs``/``outputs`` class attributes define the topics
-    stage_cls: type[Stage] = Stage
-    #: the stage's config dataclass; every field becomes a parameter
-    config_cls: type = object
-    #: default topic per logical input/output name; missing ones follow the convention of ``params.py``
-    default_topics: dict[str, str] = {}
-    #: outputs published transient-local as well (e.g. a mesh marker for rviz instances started later)
-    latched_outputs: frozenset[str] = frozenset()
-    #: inputs that arrive now and then by nature (goals): no ``input_timeout`` warning while they are silent
-    quiet_inputs: frozenset[str] = frozenset()
-    #: default of the ``worker`` parameter: "process" for stages whose native code holds the GIL for long
-    default_worker: str = "thread"
-
-    def __init__(self, node_name: str | None = None, **node_kwargs: Any) -> None:
-        super().__init__(node_name or self.default_name, **node_kwargs)
+    def __init__(self, entry: StageEntry, node_name: str | None = None, **node_kwargs: Any) -> None:
+        """``node_name``: default ``entry.node`` (the section of the params YAML); ``node_kwargs``: rclpy's
+        (``context``, ``cli_args`` …)."""
+        self.entry = entry
+        self.stage_cls: type[Stage] = entry.stage_class()
+        self.config_cls: type = entry.config_class()
+        super().__init__(node_name or entry.node, **node_kwargs)
         self._shutting_down = False
         try:
             self._setup()
@@ -131,7 +118,7 @@ class StageNode(Node):
 
     def _setup(self) -> None:
         self.factory = rclpy_factory()
-        self._params = self.declared_params()
+        self._params = declared_params(self.entry)
         self._config_names = {p.name for p in self._params if p.group == "config"}
         values = self._declare(self._params)
         self.config = config_from_values(self.config_cls, values)  # ValueError: the node cannot start
@@ -166,7 +153,7 @@ class StageNode(Node):
         self.output_topics = {name: values[topic_param_name(name)] for name in self.stage_cls.outputs}
         self._publishers_by_output = {
             name: self.create_publisher(self.factory.cls(msgtype), self.output_topics[name],
-                                        output_qos_profile(name in self.latched_outputs))
+                                        output_qos_profile(name in self.entry.latched))
             for name, msgtype in self.stage_cls.outputs.items()}
         self._queue = LatestOnlyQueue()
         self._worker = Worker(self._queue, self._handle, name=f"{self.get_name()}_worker",
@@ -191,20 +178,6 @@ class StageNode(Node):
             f"{self.output_topics}; {self.worker_kind} worker; {self.config}")
 
     # --- construction --------------------------------------------------------------------------------------
-
-    @classmethod
-    def topic_defaults(cls) -> dict[str, str]:
-        """Default topic of every logical input (``/gen3d/input/<in>``) and output (``/gen3d/<stage>/<out>``)."""
-        topics = {name: f"/gen3d/input/{name}" for name in cls.stage_cls.inputs}
-        topics.update({name: f"/gen3d/{cls.stage_cls.name}/{name}" for name in cls.stage_cls.outputs})
-        topics.update(cls.default_topics)
-        return topics
-
-    @classmethod
-    def declared_params(cls) -> list[NodeParam]:
-        """Every parameter the node declares (without rclpy's own), in declaration order."""
-        return node_params(cls.config_cls, cls.stage_cls.inputs, cls.stage_cls.outputs, cls.topic_defaults(),
-                           cls.default_worker)
 
     def make_stage(self, config: Any) -> Stage:
         """A stage for ``config`` (``thread`` worker); may raise for a config it cannot use (the change is then
@@ -285,7 +258,7 @@ class StageNode(Node):
         links = []
         for inp in self._inputs.values():
             silent = None
-            if inp.publishers and inp.name not in self.quiet_inputs:
+            if inp.publishers and inp.name not in self.entry.quiet_inputs:
                 since = [t for t in (inp.last_msg_t, inp.publishers_since_t, inp.created_t) if t is not None]
                 silent = now - max(since)
             links.append(InputLink(inp.topic, inp.publishers, silent, inp.reliability, inp.best_effort_publishers,
@@ -465,88 +438,7 @@ class StageNode(Node):
         super().destroy_node()
 
 
-# --- process entry points ----------------------------------------------------------------------------------
-
-
-class _RclpyLogBridge(logging.Handler):
-    """Forwards Python ``logging`` records of ``gen3d_ros.*`` (stages, processors) to rclpy logging, throttled
-    to one per second per call site (:class:`gen3d_ros.ros.logs.ThrottleFilter`)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.addFilter(ThrottleFilter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = self.format(record)
-            logger = rclpy.logging.get_logger(record.name)
-            if record.levelno >= logging.ERROR:
-                logger.error(text)
-            elif record.levelno >= logging.WARNING:
-                logger.warning(text)
-            else:
-                logger.info(text)
-        except Exception:  # noqa: BLE001 - logging must never take the node down
-            self.handleError(record)
-
-
-_bridge_lock = threading.Lock()
-
-
-def install_log_bridge() -> None:
-    """Route the ``gen3d_ros`` Python loggers to rclpy logging (once per process)."""
-    with _bridge_lock:
-        logger = logging.getLogger("gen3d_ros")
-        if not any(isinstance(h, _RclpyLogBridge) for h in logger.handlers):
-            logger.addHandler(_RclpyLogBridge())
-            if logger.level == logging.NOTSET:
-                logger.setLevel(logging.INFO)
-
-
-def spin_nodes(nodes: Iterable[Node], *, context: Any = None) -> int:
-    """Spin ``nodes`` until shutdown (SIGINT, SIGTERM, or the context shut down); destroy them; 0.
-
-    One node: a single-threaded executor; several: a multi-threaded one (heavy work runs on the nodes' own
-    workers either way).
-    """
-    nodes = list(nodes)
-    executor = (MultiThreadedExecutor(context=context) if len(nodes) > 1
-                else SingleThreadedExecutor(context=context))
-    for node in nodes:
-        executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        for node in nodes:
-            if node.context.ok():  # after a signal the context is already down: rosout would complain
-                node.get_logger().info("shutting down")
-            node.destroy_node()
-        executor.shutdown(timeout_sec=1.0)
-        rclpy.try_shutdown(context=context)
-    return 0
-
-
-def run_node(node_cls: type[StageNode], argv: Sequence[str] | None = None) -> int:
-    """``main`` of a stage node: ``rclpy.init`` with ``argv`` (``--ros-args …``), spin, clean exit code.
-
-    Returns 0 after SIGINT/SIGTERM, 2 when the parameters are invalid (the reason is logged).
-    """
-    args = list(sys.argv if argv is None else argv)
-    try:
-        rclpy.init(args=args)
-    except Exception as exc:  # noqa: BLE001 - e.g. a malformed --ros-args / params file
-        print(f"{node_cls.default_name}: cannot initialise rclpy: {exc}", file=sys.stderr)
-        return 2
-    install_log_bridge()
-    try:
-        node = node_cls()
-    except (ValueError, TypeError, ParameterException) as exc:
-        rclpy.logging.get_logger(node_cls.default_name).fatal(f"invalid parameters: {exc}")
-        rclpy.try_shutdown()
-        return 2
-    except KeyboardInterrupt:
-        rclpy.try_shutdown()
-        return 0
-    return spin_nodes([node])
+def create_stage_node(node: str, **node_kwargs: Any) -> StageNode:
+    """The :class:`StageNode` of the registry's node ``node`` (KeyError listing the known nodes); ``node_kwargs``:
+    :class:`StageNode`'s (``node_name``, ``context``, ``cli_args`` …)."""
+    return StageNode(node_entry(node), **node_kwargs)

@@ -9,16 +9,17 @@ import pytest
 import yaml
 
 from bagdata import T0_NS, cloud_msg, tree_fingerprint, write_cloud_bag
-from gen3d_ros.bagmode import DEFAULT_TOPICS, BagModeError, completion_stage_from_params, run_bag
+from gen3d_ros.bagmode import BagModeError, default_topic_map, run_bag, stage_from_params, stages_for_topics
 from gen3d_ros.completion.processor import CompletionConfig
 from gen3d_ros.io.messages import rosbags_factory, stamp_to_nanoseconds
 from gen3d_ros.io.rosbag2 import BagReader, BagWriter, OutputExistsError, read_messages
 from gen3d_ros.pipeline.completion import CompletionStage
+from gen3d_ros.pipeline.registry import STAGES, stage_entry
 from gen3d_ros.outputs import OutputError
 
 #: coarse and shallow: about 50 ms a cloud
 FAST = dict(voxel_size=0.4, poisson_depth=6, roi_radius=12.0)
-OUT = DEFAULT_TOPICS["completion"]
+OUT = stage_entry("completion").outputs
 
 
 def fast_stage() -> CompletionStage:
@@ -50,8 +51,6 @@ def test_run_bag_writes_one_mesh_per_cloud_with_the_input_stamps_and_frame(tmp_p
         }
     topics = by_topic(tmp_path / "out")
     for topic in OUT.values():
-        if topic == "/points":
-            continue
         assert [m.log_time_ns for m in topics[topic]] == stamps
         assert [stamp_to_nanoseconds(m.msg.header.stamp) for m in topics[topic]] == stamps
         assert {m.msg.header.frame_id for m in topics[topic]} == {"lidar"}
@@ -95,8 +94,9 @@ def test_input_topic_is_autodetected_when_the_default_is_absent(tmp_path: Path, 
 
 def test_ambiguous_or_wrongly_typed_input_topic_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
     f = rosbags_factory()
+    default = stage_entry("completion").inputs["cloud"]  # there, but of the wrong type
     write_cloud_bag(tmp_path / "in", 1, topic="/a", extra=[("/b", cloud_msg(5, T0_NS), T0_NS),
-                                                           ("/points", f.new("std_msgs/msg/Header"), T0_NS)])
+                                                           (default, f.new("std_msgs/msg/Header"), T0_NS)])
     with pytest.raises(BagModeError, match="carries std_msgs/msg/Header"):
         run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False)
     with pytest.raises(BagModeError, match="choose one"):
@@ -168,19 +168,34 @@ def test_run_bag_leaves_the_input_bag_untouched(tmp_path: Path) -> None:
 
 
 def test_topics_and_config_come_from_completion_node_params() -> None:
-    stage, topics = completion_stage_from_params({"voxel_size": 0.3, "cloud_topic": "/velodyne_points",
-                                                  "completed_mesh_topic": "/m", "input_qos": "reliable",
-                                                  "worker": "process"})
+    stage, topics = stage_from_params("completion", {"voxel_size": 0.3, "cloud_topic": "/velodyne_points",
+                                                     "completed_mesh_topic": "/m", "input_qos": "reliable",
+                                                     "worker": "process"})
     assert stage.processor.config.voxel_size == 0.3
     assert topics == {("completion", "cloud"): "/velodyne_points", ("completion", "completed_mesh"): "/m"}
     with pytest.raises(ValueError, match="vox_size"):
-        completion_stage_from_params({"vox_size": 0.3})
+        stage_from_params("completion", {"vox_size": 0.3})
+    with pytest.raises(BagModeError, match="unknown stage 'teleport'"):
+        stage_from_params("teleport", {})
 
 
-def test_default_output_topics_match_the_completion_node_params_file() -> None:
-    params_file = Path(__file__).resolve().parents[2] / "config" / "completion_node.yaml"
-    if not params_file.exists():
-        pytest.skip(f"{params_file} not written yet")
-    params = yaml.safe_load(params_file.read_text())["completion_node"]["ros__parameters"]
-    for name in CompletionStage.outputs:
-        assert params[f"{name}_topic"] == OUT[name], name
+def test_default_topics_are_the_nodes_params_file_topics() -> None:
+    """One definition (the stage registry) for bag mode and the live nodes: the topics of config/<node>.yaml."""
+    for entry in STAGES:
+        params_file = Path(__file__).resolve().parents[2] / "config" / f"{entry.node}.yaml"
+        params = yaml.safe_load(params_file.read_text())[entry.node]["ros__parameters"]
+        defaults = default_topic_map([entry.stage_class()])  # the class has name, inputs and outputs
+        assert {name: params[f"{name}_topic"] for _, name in defaults} == entry.topics
+        assert {name: topic for (_, name), topic in defaults.items()} == entry.topics
+
+
+def test_stages_are_chosen_by_the_topic_types_of_the_bag() -> None:
+    cloud, image, info = "sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"
+    joints = "sensor_msgs/msg/JointState"
+    assert stages_for_topics({"/points": cloud, "/tf": "tf2_msgs/msg/TFMessage"}) == ["completion"]
+    assert stages_for_topics({"/camera/image_raw": image, "/camera/camera_info": info}) == ["robot_pose"]
+    # a JointState and a camera image are no goal: the action stage needs a goal on its default topic
+    assert stages_for_topics({"/camera/image_raw": image, "/camera/camera_info": info, "/joint_states": joints}) \
+        == ["robot_pose"]
+    assert stages_for_topics({"/joint_states": joints, "/gen3d/input/goal_keypoints": "geometry_msgs/msg/"
+                              "PolygonStamped", "/points": cloud}) == ["completion", "action"]

@@ -1,7 +1,8 @@
 """Launch files, without ``launch``/``launch_ros`` (no wheels here): they compile, define
-``generate_launch_description``, and — run against recording stand-ins of the launch classes — start only
-executables that CMake installs from ``scripts/ros``, with a ``params_file`` argument defaulting to an existing
-``config/`` file. (On a ROS 2 install, ``ros2 launch gen3d_ros gen3d.launch.py`` is the real test.)"""
+``generate_launch_description``, and — run against recording stand-ins of the launch classes — start the nodes of
+the stage registry with the generic ``stage_node`` executable that CMake installs from ``scripts/ros``, with a
+``params_file`` argument defaulting to an existing ``config/`` file. (On a ROS 2 install, ``ros2 launch gen3d_ros
+gen3d.launch.py`` is the real test.)"""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gen3d_ros.pipeline.registry import node_names
 from ros_harness import REPO
 
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
@@ -105,41 +107,45 @@ def test_launch_file_starts_installed_executables_with_an_existing_params_file(p
     assert nodes, f"{path.name} starts no gen3d_ros node"
     installed = cmake_installed_executables()
     for node in nodes:
-        exe = node.kwargs["executable"]
-        assert exe in installed, f"{exe} is not installed to lib/gen3d_ros by CMakeLists.txt"
+        exe, name = node.kwargs["executable"], node.kwargs["name"]
+        assert exe == "stage_node" and exe in installed, f"{exe} is not installed to lib/gen3d_ros by CMakeLists.txt"
         script = REPO / "scripts" / "ros" / exe
         assert script.is_file() and os.access(script, os.X_OK), f"{script} missing or not executable"
-        assert f"from gen3d_ros.ros.{exe} import main" in script.read_text()
-        assert node.kwargs["name"] == exe
+        assert "from gen3d_ros.ros.node_main import main" in script.read_text()
+        assert name in node_names() and node.kwargs["arguments"][0] == name  # stage_node NODE --ros-args ...
         params_file = launch_standins["launch.substitutions"].LaunchConfiguration("params_file")
         assert node.kwargs["parameters"] == [params_file]
         # the params file has a section for this node
-        assert exe in {k.strip("/") for k in yaml.safe_load(default.read_text())}
+        assert name in {k.strip("/") for k in yaml.safe_load(default.read_text())}
     rviz = [e for e in entries if type(e).__name__ == "Node" and e.kwargs["package"] == "rviz2"]
     for node in rviz:
         assert share_path(node.kwargs["arguments"][1]).is_file()
 
 
 def test_all_in_one_launch_file_starts_every_node_gen3d_run_knows(launch_standins):
-    from gen3d_ros.ros.runner import NODES
-
     entries = describe(REPO / "launch" / "gen3d.launch.py")
-    started = [e.kwargs["executable"] for e in entries
-               if type(e).__name__ == "Node" and e.kwargs["package"] == "gen3d_ros"]
-    assert started == list(NODES)
+    started = [e.kwargs["name"] for e in entries if type(e).__name__ == "Node" and e.kwargs["package"] == "gen3d_ros"]
+    assert started == node_names()
 
 
 def test_node_entry_points_exist():
+    """``stage_node`` (any node by name) and the named executables of ``ros2 run gen3d_ros <node>``: a module with
+    ``main`` and a console script each."""
     text = (REPO / "pyproject.toml").read_text()
-    for exe in sorted({e for e in cmake_installed_executables() if (REPO / "scripts/ros" / e).exists()}):
-        module = REPO / "gen3d_ros" / "ros" / f"{exe}.py"
+    executables = {e for e in cmake_installed_executables() if (REPO / "scripts/ros" / e).exists()}
+    assert "stage_node" in executables
+    for exe in sorted(executables):
+        module_name = "node_main" if exe == "stage_node" else exe
+        assert exe == "stage_node" or exe in node_names(), f"scripts/ros/{exe} is no node of the registry"
+        assert f"from gen3d_ros.ros.{module_name} import main" in (REPO / "scripts/ros" / exe).read_text()
+        module = REPO / "gen3d_ros" / "ros" / f"{module_name}.py"
         assert module.is_file()
         assert "main" in {n.name for n in ast.parse(module.read_text()).body if isinstance(n, ast.FunctionDef)}
-        assert f'"gen3d_ros.ros.{exe}:main"' in text, f"pyproject.toml has no console script for {exe}"
+        assert f'"gen3d_ros.ros.{module_name}:main"' in text, f"pyproject.toml has no console script for {exe}"
 
 
 def expected_entries(standins: dict, nodes: list[str], params_file: str, params_description: str) -> list:
-    """The LaunchDescription entries the launch files wrote out by hand before sharing one builder."""
+    """The LaunchDescription entries of ``nodes``, written out by hand."""
     subst, actions = standins["launch.substitutions"], standins["launch.actions"]
     Node = standins["launch_ros.actions"].Node
     share = standins["launch_ros.substitutions"].FindPackageShare("gen3d_ros")
@@ -151,8 +157,9 @@ def expected_entries(standins: dict, nodes: list[str], params_file: str, params_
         actions.DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
         actions.DeclareLaunchArgument("rviz", default_value="false",
                                       description="also start rviz2 with config/gen3d.rviz"),
-        *(Node(package="gen3d_ros", executable=name, name=name, parameters=[config("params_file")], output="screen",
-               emulate_tty=True, arguments=["--ros-args", "--log-level", config("log_level")]) for name in nodes),
+        *(Node(package="gen3d_ros", executable="stage_node", name=name, parameters=[config("params_file")],
+               output="screen", emulate_tty=True, arguments=[name, "--ros-args", "--log-level", config("log_level")])
+          for name in nodes),
         Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
              arguments=["-d", subst.PathJoinSubstitution([share, "config", "gen3d.rviz"])],
              condition=standins["launch.conditions"].IfCondition(config("rviz"))),
@@ -170,9 +177,7 @@ def test_single_node_launch_file_starts_its_node_with_its_params_file(path, laun
 
 
 def test_all_in_one_launch_file_entries(launch_standins):
-    from gen3d_ros.ros.runner import NODES
-
-    expected = expected_entries(launch_standins, list(NODES), "gen3d.yaml",
+    expected = expected_entries(launch_standins, node_names(), "gen3d.yaml",
                                 "ROS 2 params YAML with a section per node")
     assert describe(REPO / "launch" / "gen3d.launch.py") == expected
 

@@ -21,17 +21,17 @@ BUILTIN = {"use_sim_time", "start_type_description_service"}  # declared by rclp
 def make_node(ros, name: str = "completion_node", params_file=None, extra_args: list[str] | None = None):
     """The node in this process; its stage in a thread (``worker:=thread``: no child process per test)."""
     _, context = ros
-    from gen3d_ros.ros.runner import node_class
+    from gen3d_ros.ros.stage_node import create_stage_node
 
     cli = ["--ros-args"] + (["--params-file", str(params_file)] if params_file else [])
     cli += ["-p", "worker:=thread"] + (extra_args or [])
-    return node_class(name)(context=context, cli_args=cli)
+    return create_stage_node(name, context=context, cli_args=cli)
 
 
 def params_file_sections() -> list[tuple[str, str]]:
-    from gen3d_ros.ros.runner import NODES
+    from gen3d_ros.pipeline.registry import node_names
 
-    cases = [(f"{name}.yaml", name) for name in NODES]
+    cases = [(f"{name}.yaml", name) for name in node_names()]
     cases += [("gen3d.yaml", name) for name in yaml.safe_load((CONFIG / "gen3d.yaml").read_text())]
     return cases
 
@@ -56,12 +56,25 @@ def test_params_file_keys_equal_the_declared_parameters(ros, filename, node_name
 
 
 def test_all_in_one_params_file_has_a_section_per_registered_node():
-    from gen3d_ros.ros.runner import NODES
+    from gen3d_ros.pipeline.registry import node_names
 
     sections = yaml.safe_load((CONFIG / "gen3d.yaml").read_text())
-    assert set(sections) == set(NODES)
-    for name in NODES:
+    assert set(sections) == set(node_names())
+    for name in node_names():
         assert (CONFIG / f"{name}.yaml").is_file()
+
+
+def test_node_topics_and_host_settings_come_from_the_registry():
+    """The nodes' topic defaults are the registry's (bag mode reads the same), their other host parameters are the
+    registry's NODE_SETTINGS (which bag mode ignores)."""
+    from gen3d_ros.pipeline.registry import NODE_SETTINGS, STAGES, topic_param_name
+    from gen3d_ros.ros.params import declared_params
+
+    for entry in STAGES:
+        host = {p.name: p.spec.default for p in declared_params(entry) if p.group == "host"}
+        topics = {topic_param_name(name): topic for name, topic in entry.topics.items()}
+        assert host == {**topics, **{k: host[k] for k in NODE_SETTINGS}}, entry.node
+        assert host["worker"] == entry.worker
 
 
 def test_descriptors_carry_description_with_unit_range_and_read_only(ros):

@@ -17,9 +17,9 @@ MODELS = REPO / "gen3d_ros" / "models"
 
 def make_node(ros, name: str, worker: str, extra: list[str] = ()):
     _, context = ros
-    from gen3d_ros.ros.runner import node_class
+    from gen3d_ros.ros.stage_node import create_stage_node
 
-    return node_class(name)(context=context, cli_args=["--ros-args", "-p", f"worker:={worker}", *extra])
+    return create_stage_node(name, context=context, cli_args=["--ros-args", "-p", f"worker:={worker}", *extra])
 
 
 def set_params(node, **values):
