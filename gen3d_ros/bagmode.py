@@ -266,6 +266,36 @@ def run_bag(
         FileNotFoundError: no input bag. OutputExistsError: output exists without ``force``.
         BagModeError / BagError: the run cannot be set up; nothing is written.
     """
+    input_path, output_path = Path(input_path), Path(output_path)
+    _check_run(input_path, output_path, stages, limit, output_time)
+    given = _given_topics(stages, topic_map)
+    topics = _topics_of(stages, given)
+    start = time.perf_counter()
+    with BagReader(input_path) as bag:
+        routes = _resolve_routes(bag, stages, topics, given, autodetect)
+        copy_topics = _topics_to_copy(bag, routes.out_types) if copy_inputs else []
+        run = _BagRun(stages, routes, copy_topics, limit, output_time,
+                      BagReport(str(input_path), str(output_path), "",
+                                messages_in={t: 0 for t in routes.consumers},
+                                messages_out={t: 0 for t in routes.out_types}, copied={t: 0 for t in copy_topics}))
+        with BagWriter(output_path, storage=storage, force=force) as out:
+            run.report.storage = out.storage
+            _declare_output_topics(out, bag, copy_topics, routes.out_types)
+            read_topics = sorted(set(routes.consumers) | set(copy_topics))
+            total = sum(bag.topics[t].count for t in read_topics)
+            bar = _progress_bar(total, enabled=progress, desc=f"bag {input_path.name}")
+            try:
+                run.feed(bag, out, read_topics, bar)
+            finally:
+                bar.close()
+    run.report_stages()
+    run.report.wall_time_s = time.perf_counter() - start
+    return run.report
+
+
+def _check_run(input_path: Path, output_path: Path, stages: list[Stage], limit: int | None,
+               output_time: str) -> None:
+    """The arguments of :func:`run_bag` that can be checked before opening anything."""
     if output_time not in ("log", "header"):
         raise ValueError(f"output_time must be 'log' or 'header', got {output_time!r}")
     if limit is not None and limit < 1:
@@ -273,131 +303,174 @@ def run_bag(
     names = [s.name for s in stages]
     if not stages or len(set(names)) != len(names):
         raise BagModeError(f"run_bag needs one or more stages with distinct names, got {names}")
-    input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
         raise FileNotFoundError(f"input bag {input_path} does not exist")
     if overlaps(input_path, output_path):
         raise BagModeError(f"output {output_path} is, contains or is inside the input bag {input_path}; "
                            "choose another output path (the input is never modified)")
 
+
+def _given_topics(stages: list[Stage], topic_map: Mapping[tuple[Any, str], str] | None) -> dict[TopicKey, str]:
+    """``topic_map`` keyed by stage name; BagModeError for a key that names no input or output of ``stages``."""
+    names = [s.name for s in stages]
     given = {(k[0] if isinstance(k[0], str) else k[0].name, k[1]): v for k, v in (topic_map or {}).items()}
     unknown = [k for k in given if k[0] not in names or k[1] not in {**_stage(stages, k[0]).inputs,
                                                                      **_stage(stages, k[0]).outputs}]
     if unknown:
         raise BagModeError(f"topic_map keys {unknown} name no stage input or output; stages: "
                            + ", ".join(f"{s.name} {sorted([*s.inputs, *s.outputs])}" for s in stages))
+    return given
+
+
+def _topics_of(stages: list[Stage], given: Mapping[TopicKey, str]) -> dict[TopicKey, str]:
+    """The topic of every input and output of ``stages``: ``given``, else the registry's default; BagModeError
+    naming what has neither (a stage that is not in the registry)."""
     topics = {**default_topic_map(stages), **given}
-    factory = rosbags_factory()
-    start = time.perf_counter()
+    missing = [(s.name, name) for s in stages for name in [*s.inputs, *s.outputs] if (s.name, name) not in topics]
+    if missing:
+        raise BagModeError(f"no topic for {missing}: the stage is not in the stage registry "
+                           "(gen3d_ros.pipeline.registry); give them in topic_map")
+    return topics
 
-    with BagReader(input_path) as bag:
-        consumers: dict[str, list[tuple[Stage, str]]] = {}
-        inputs_of: dict[str, dict[str, str]] = {}
-        for stage in stages:
-            inputs_of[stage.name] = {}
-            for name in stage.inputs:
-                topic = _resolve_input_topic(bag, stage, name, topics[(stage.name, name)], (stage.name, name) in given,
-                                             autodetect)
-                if not topic:
-                    continue  # an optional input the bag lacks
-                consumers.setdefault(topic, []).append((stage, name))
-                inputs_of[stage.name][name] = topic
-        outputs_of = {s.name: {name: topics[(s.name, name)] for name in s.outputs} for s in stages}
-        out_types: dict[str, str] = {}
-        for stage in stages:
-            for name, topic in outputs_of[stage.name].items():
-                if topic in consumers:
-                    raise BagModeError(f"output {stage.name}.{name} topic {topic} is also an input topic")
-                if out_types.setdefault(topic, stage.outputs[name]) != stage.outputs[name]:
-                    raise BagModeError(f"topic {topic} is mapped to outputs of types {out_types[topic]} and "
-                                       f"{stage.outputs[name]}")
 
-        copy_topics: list[str] = []
-        if copy_inputs:
-            for topic, info in bag.topics.items():
-                if topic in out_types:
-                    log.warning("not copying input topic %s: bag mode writes its outputs there", topic)
-                elif _copy_definition(info) is None:
-                    log.warning("not copying %s (%s): type unknown and the bag stores no definition",
-                                topic, info.msgtype)
-                else:
-                    copy_topics.append(topic)
-        read_topics = sorted(set(consumers) | set(copy_topics))
-        total = sum(bag.topics[t].count for t in read_topics)
+@dataclass
+class _Routes:
+    """Where messages go: ``consumers`` input topic -> [(stage, logical input)]; ``inputs_of`` / ``outputs_of``
+    stage name -> logical name -> topic; ``out_types`` output topic -> message type."""
 
-        report = BagReport(str(input_path), str(output_path), "", messages_in={t: 0 for t in consumers},
-                           messages_out={t: 0 for t in out_types}, copied={t: 0 for t in copy_topics})
-        before = {s.name: (s.stats.processed, s.stats.rejected, s.stats.failed, s.stats.total_latency_ms)
-                  for s in stages}
-        max_latency = {s.name: 0.0 for s in stages}
-        undecodable = {s.name: 0 for s in stages}
+    consumers: dict[str, list[tuple[Stage, str]]]
+    inputs_of: dict[str, dict[str, str]]
+    outputs_of: dict[str, dict[str, str]]
+    out_types: dict[str, str]
 
-        with BagWriter(output_path, storage=storage, force=force) as out:
-            report.storage = out.storage
-            for topic in copy_topics:  # inputs first: they are the context the outputs refer to
-                info = bag.topics[topic]
-                msgdef, rihs01 = _copy_definition(info)  # type: ignore[misc]
-                out.add_topic(topic, info.msgtype, msgdef=msgdef, rihs01=rihs01, qos=info.qos)
-            for topic, msgtype in out_types.items():
-                out.add_topic(topic, msgtype)
 
-            bar = _progress_bar(total, enabled=progress, desc=f"bag {input_path.name}")
-            fed = 0
-            copy_set = set(copy_topics)
-            try:
-                for message in bag.messages(read_topics, decode=False):
-                    bar.update(1)
-                    users = consumers.get(message.topic)
-                    if users and limit is not None and fed >= limit:
-                        report.limit_reached = True
-                        break
-                    if message.topic in copy_set:
-                        out.write_raw(message.topic, message.raw, message.log_time_ns)
-                        report.copied[message.topic] += 1
-                    if not users:
-                        continue
-                    fed += 1
-                    report.messages_in[message.topic] += 1
-                    try:
-                        msg = bag.decode(message)
-                    except BagError as exc:
-                        log.warning("%s; counted as rejected", exc)
-                        for stage, _ in users:
-                            undecodable[stage.name] += 1
-                        continue
-                    stamp_ns = _output_time(message.log_time_ns, msg, output_time)
-                    for stage, name in users:
-                        t0 = time.perf_counter()
-                        results = stage.process(name, msg, factory)
-                        max_latency[stage.name] = max(max_latency[stage.name], (time.perf_counter() - t0) * 1e3)
-                        for result in results:
-                            topic = outputs_of[stage.name].get(result.name)
-                            if topic is None:
-                                log.error("stage %s produced unknown output %r; dropped", stage.name, result.name)
-                                report.write_errors += 1
-                                continue
-                            try:
-                                out.write(topic, result.msg, stamp_ns, msgtype=stage.outputs[result.name])
-                            except Exception as exc:  # noqa: BLE001 - one bad output must not end the run
-                                log.error("cannot write %s output %s on %s: %s: %s", stage.name, result.name,
-                                          topic, type(exc).__name__, exc)
-                                report.write_errors += 1
-                                continue
-                            report.messages_out[topic] += 1
-            finally:
-                bar.close()
-
+def _resolve_routes(bag: BagReader, stages: list[Stage], topics: Mapping[TopicKey, str],
+                    given: Mapping[TopicKey, str], autodetect: bool) -> _Routes:
+    """Input topics resolved against the bag (:func:`_resolve_input_topic`), output topics checked: none is also
+    an input topic, none carries two types."""
+    consumers: dict[str, list[tuple[Stage, str]]] = {}
+    inputs_of: dict[str, dict[str, str]] = {}
     for stage in stages:
-        p0, r0, f0, l0 = before[stage.name]
-        processed = stage.stats.processed - p0
-        report.stages[stage.name] = StageReport(
-            name=stage.name, inputs=inputs_of[stage.name], outputs=outputs_of[stage.name], processed=processed,
-            rejected=stage.stats.rejected - r0 + undecodable[stage.name], failed=stage.stats.failed - f0,
-            undecodable=undecodable[stage.name],
-            mean_latency_ms=(stage.stats.total_latency_ms - l0) / processed if processed else 0.0,
-            max_latency_ms=max_latency[stage.name], last_error=stage.stats.last_error)
-    report.wall_time_s = time.perf_counter() - start
-    return report
+        inputs_of[stage.name] = {}
+        for name in stage.inputs:
+            topic = _resolve_input_topic(bag, stage, name, topics[(stage.name, name)], (stage.name, name) in given,
+                                         autodetect)
+            if not topic:
+                continue  # an optional input the bag lacks
+            consumers.setdefault(topic, []).append((stage, name))
+            inputs_of[stage.name][name] = topic
+    outputs_of = {s.name: {name: topics[(s.name, name)] for name in s.outputs} for s in stages}
+    out_types: dict[str, str] = {}
+    for stage in stages:
+        for name, topic in outputs_of[stage.name].items():
+            if topic in consumers:
+                raise BagModeError(f"output {stage.name}.{name} topic {topic} is also an input topic")
+            if out_types.setdefault(topic, stage.outputs[name]) != stage.outputs[name]:
+                raise BagModeError(f"topic {topic} is mapped to outputs of types {out_types[topic]} and "
+                                   f"{stage.outputs[name]}")
+    return _Routes(consumers, inputs_of, outputs_of, out_types)
+
+
+def _topics_to_copy(bag: BagReader, out_types: Mapping[str, str]) -> list[str]:
+    """The input topics ``copy_inputs`` copies: all but those an output is written to and those whose type is
+    unknown without a stored definition (both logged)."""
+    copy_topics = []
+    for topic, info in bag.topics.items():
+        if topic in out_types:
+            log.warning("not copying input topic %s: bag mode writes its outputs there", topic)
+        elif _copy_definition(info) is None:
+            log.warning("not copying %s (%s): type unknown and the bag stores no definition", topic, info.msgtype)
+        else:
+            copy_topics.append(topic)
+    return copy_topics
+
+
+def _declare_output_topics(out: BagWriter, bag: BagReader, copy_topics: list[str],
+                           out_types: Mapping[str, str]) -> None:
+    """Declare the copied topics first (the context the outputs refer to), with their definitions, hashes and
+    QoS, then the output topics."""
+    for topic in copy_topics:
+        info = bag.topics[topic]
+        msgdef, rihs01 = _copy_definition(info)  # type: ignore[misc]
+        out.add_topic(topic, info.msgtype, msgdef=msgdef, rihs01=rihs01, qos=info.qos)
+    for topic, msgtype in out_types.items():
+        out.add_topic(topic, msgtype)
+
+
+class _BagRun:
+    """The feed loop of :func:`run_bag` and what it counts: the report, per stage its largest latency and
+    undecodable messages, and its counters when the run started (stages may have run before)."""
+
+    def __init__(self, stages: list[Stage], routes: _Routes, copy_topics: list[str], limit: int | None,
+                 output_time: str, report: BagReport) -> None:
+        self.stages, self.routes, self.copy_set = stages, routes, set(copy_topics)
+        self.limit, self.output_time, self.report = limit, output_time, report
+        self.factory = rosbags_factory()
+        self.before = {s.name: (s.stats.processed, s.stats.rejected, s.stats.failed, s.stats.total_latency_ms)
+                       for s in stages}
+        self.max_latency = {s.name: 0.0 for s in stages}
+        self.undecodable = {s.name: 0 for s in stages}
+
+    def feed(self, bag: BagReader, out: BagWriter, read_topics: list[str], bar: Any) -> None:
+        """Copy and feed every message of ``read_topics`` in log-time order, up to ``limit`` fed messages."""
+        fed = 0
+        for message in bag.messages(read_topics, decode=False):
+            bar.update(1)
+            users = self.routes.consumers.get(message.topic)
+            if users and self.limit is not None and fed >= self.limit:
+                self.report.limit_reached = True
+                break
+            if message.topic in self.copy_set:
+                out.write_raw(message.topic, message.raw, message.log_time_ns)
+                self.report.copied[message.topic] += 1
+            if not users:
+                continue
+            fed += 1
+            self.report.messages_in[message.topic] += 1
+            try:
+                msg = bag.decode(message)
+            except BagError as exc:
+                log.warning("%s; counted as rejected", exc)
+                for stage, _ in users:
+                    self.undecodable[stage.name] += 1
+                continue
+            stamp_ns = _output_time(message.log_time_ns, msg, self.output_time)
+            for stage, name in users:
+                self._process(stage, name, msg, stamp_ns, out)
+
+    def _process(self, stage: Stage, name: str, msg: Any, stamp_ns: int, out: BagWriter) -> None:
+        """One message through one stage input; its outputs written at ``stamp_ns``."""
+        t0 = time.perf_counter()
+        results = stage.process(name, msg, self.factory)
+        self.max_latency[stage.name] = max(self.max_latency[stage.name], (time.perf_counter() - t0) * 1e3)
+        for result in results:
+            topic = self.routes.outputs_of[stage.name].get(result.name)
+            if topic is None:
+                log.error("stage %s produced unknown output %r; dropped", stage.name, result.name)
+                self.report.write_errors += 1
+                continue
+            try:
+                out.write(topic, result.msg, stamp_ns, msgtype=stage.outputs[result.name])
+            except Exception as exc:  # noqa: BLE001 - one bad output must not end the run
+                log.error("cannot write %s output %s on %s: %s: %s", stage.name, result.name, topic,
+                          type(exc).__name__, exc)
+                self.report.write_errors += 1
+                continue
+            self.report.messages_out[topic] += 1
+
+    def report_stages(self) -> None:
+        """Fill ``report.stages``: what each stage did in this run (its counters minus those at the start)."""
+        for stage in self.stages:
+            p0, r0, f0, l0 = self.before[stage.name]
+            processed = stage.stats.processed - p0
+            undecodable = self.undecodable[stage.name]
+            self.report.stages[stage.name] = StageReport(
+                name=stage.name, inputs=self.routes.inputs_of[stage.name],
+                outputs=self.routes.outputs_of[stage.name], processed=processed,
+                rejected=stage.stats.rejected - r0 + undecodable, failed=stage.stats.failed - f0,
+                undecodable=undecodable,
+                mean_latency_ms=(stage.stats.total_latency_ms - l0) / processed if processed else 0.0,
+                max_latency_ms=self.max_latency[stage.name], last_error=stage.stats.last_error)
 
 
 def _stage(stages: list[Stage], name: str) -> Stage:

@@ -199,3 +199,22 @@ def test_stages_are_chosen_by_the_topic_types_of_the_bag() -> None:
         == ["robot_pose"]
     assert stages_for_topics({"/joint_states": joints, "/gen3d/input/goal_keypoints": "geometry_msgs/msg/"
                               "PolygonStamped", "/points": cloud}) == ["completion", "action"]
+
+
+def test_a_stage_outside_the_registry_needs_its_topics_in_the_topic_map(tmp_path: Path) -> None:
+    from gen3d_ros.pipeline.base import Output, Stage
+
+    class Echo(Stage):
+        name = "echo"
+        inputs = {"cloud": "sensor_msgs/msg/PointCloud2"}
+        outputs = {"copy": "sensor_msgs/msg/PointCloud2"}
+
+        def handle(self, input_name, msg, factory):
+            return [Output("copy", msg)]
+
+    write_cloud_bag(tmp_path / "in", 2)
+    with pytest.raises(BagModeError, match=r"no topic for \[\('echo', 'cloud'\), \('echo', 'copy'\)\]"):
+        run_bag(tmp_path / "in", tmp_path / "out", stages=[Echo()], progress=False)
+    report = run_bag(tmp_path / "in", tmp_path / "out", stages=[Echo()], progress=False,
+                     topic_map={("echo", "cloud"): "/points", ("echo", "copy"): "/echo"})
+    assert report.messages_in == {"/points": 2} and report.messages_out == {"/echo": 2}
