@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from gen3d_ros.config import param, section, validate
+from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.io.camera_info import camera_info_to_intrinsics
 from gen3d_ros.io.image import image_to_rgb
 from gen3d_ros.io.joint_state import joint_state_msg
@@ -146,26 +147,20 @@ def camera_in_base_matrix(camera_in_base: list, owner: str) -> np.ndarray:
         raise ValueError(f"{owner}.camera_in_base: {exc}") from None
 
 
-def pinhole_from_camera_info(msg: Any, *, rectified: bool) -> Any:
-    """A :class:`~gen3d_ros.robot.camera.PinholeCamera` of the image a ``CameraInfo`` describes.
+def pinhole_from_camera_info(msg: Any, *, rectified: bool) -> PinholeCamera:
+    """The :class:`~gen3d_ros.geometry.camera.PinholeCamera` of the image a ``CameraInfo`` describes: its
+    intrinsics after ROI and binning (:func:`~gen3d_ros.io.camera_info.camera_info_to_intrinsics`; P when
+    ``rectified``) through :meth:`PinholeCamera.from_camera_info` (principal point +0.5 px).
 
-    ROS/OpenCV put pixel centres at integer coordinates, ``PinholeCamera`` at integer + 0.5, so the principal
-    point moves by +0.5 px. Raises ValueError (the reason) for intrinsics the renderer cannot model: zero or
-    non-finite focal lengths, skew, or distortion on a raw image.
+    Raises ValueError (the reason) for intrinsics the renderer cannot model: zero or non-finite focal lengths,
+    skew, or distortion on a raw image.
     """
-    from gen3d_ros.geometry.camera import PinholeCamera
-
     intr = camera_info_to_intrinsics(msg, rectified=rectified)
-    K = intr.K
-    if abs(K[0, 1]) > 1e-9 * abs(K[0, 0]):
-        raise ValueError(f"CameraInfo K has skew {K[0, 1]}; the renderer models square-axis pinhole cameras only")
+    camera = PinholeCamera.from_camera_info(intr.K, intr.width, intr.height)
     if not rectified and intr.D.size and np.any(np.abs(intr.D) > 1e-12):
         raise ValueError(f"CameraInfo has {intr.distortion_model} distortion D={intr.D.tolist()}; feed the "
                          "rectified image (image_proc, image_rect) and set 'rectified: true'")
-    if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
-        raise ValueError(f"CameraInfo K has non-positive or non-finite focal lengths: {K.reshape(-1).tolist()}")
-    return PinholeCamera(fx=float(K[0, 0]), fy=float(K[1, 1]), cx=float(K[0, 2]) + 0.5, cy=float(K[1, 2]) + 0.5,
-                         width=intr.width, height=intr.height)
+    return camera
 
 
 def resize_for_fitting(rgb: np.ndarray, camera: Any, max_side: int) -> tuple[np.ndarray, Any]:
