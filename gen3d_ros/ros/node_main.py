@@ -93,7 +93,7 @@ def run_node(node: str, argv: Sequence[str] | None = None) -> int:
     try:
         entry = node_entry(node)
     except KeyError as exc:
-        print(f"gen3d node: {exc.args[0]}", file=sys.stderr)
+        print(f"stage_node: {exc.args[0]}", file=sys.stderr)
         return 2
     args = list(sys.argv if argv is None else argv)
     try:

@@ -192,13 +192,24 @@ def test_nested_config_fields_are_section_parameters_with_their_metadata(ros, tm
         node.destroy_node()
 
 
-def test_node_process_exits_with_code_2_and_the_reason_on_invalid_parameters(children):
+@pytest.mark.parametrize("entry_point", [["gen3d_ros.ros.completion_node"],
+                                         ["gen3d_ros.ros.node_main", "completion_node"]], ids=["named", "stage_node"])
+def test_node_process_exits_with_code_2_and_the_reason_on_invalid_parameters(children, entry_point):
     require_rclpy()
-    child = children("completion_node", ["-m", "gen3d_ros.ros.completion_node", "--ros-args",
-                                         "-p", "z_min:=9.0"])
+    child = children("completion_node", ["-m", *entry_point, "--ros-args", "-p", "z_min:=9.0"])
     child.proc.wait(30)
     assert child.proc.returncode == 2, child.output()
     assert "z_min=9.0 must be below z_max" in child.stderr() and "Traceback" not in child.stderr()
+
+
+def test_stage_node_entry_point_names_the_known_nodes_for_an_unknown_one(capsys):
+    require_rclpy()
+    from gen3d_ros.ros.node_main import main
+
+    assert main(["stage_node", "teleport_node", "--ros-args"]) == 2
+    assert "unknown node 'teleport_node'; known nodes: ['completion_node'" in capsys.readouterr().err
+    assert main(["stage_node", "--ros-args"]) == 2
+    assert "usage: stage_node NODE" in capsys.readouterr().err
 
 
 def test_params_yaml_scalars_read_back_with_their_types():
