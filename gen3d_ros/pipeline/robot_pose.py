@@ -18,7 +18,8 @@ whichever arrives first. Outputs, all with the image's ``header.stamp``:
 Tracking: with ``tracking`` on, each frame warm-starts from the previous estimates (a few Adam steps,
 ``estimator.track_iterations``); a from-scratch multi-hypothesis estimate runs on the first frame, after the
 intrinsics change, when stamps go backwards or jump by more than ``max_tracking_gap``, and when the tracked loss
-exceeds ``estimator.relocalize_loss``. ``known_camera`` fixes the camera to ``camera_in_base`` (a calibrated camera): joints only.
+exceeds ``estimator.relocalize_loss``. ``known_camera`` fixes the camera to ``camera_in_base`` (a calibrated
+camera): joints only.
 
 Rejected with a reason (counted, never raised): unsupported encodings (e.g. 32FC1 depth), an image whose size
 differs from its CameraInfo's, an uncalibrated or skewed K, distortion on an image not marked ``rectified``, NaN

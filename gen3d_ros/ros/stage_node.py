@@ -5,8 +5,8 @@ default topics, latched outputs, default worker; :func:`create_stage_node` by no
 the same way for every stage:
 
 - parameters: one per config field, nested configs as ``section.field`` (descriptor with description/unit/range
-  from the dataclass, changeable at runtime) + read-only host parameters ``<in>_topic``, ``<out>_topic``, ``input_qos``, ``input_depth``,
-  ``input_timeout``, ``worker`` (see :mod:`gen3d_ros.ros.params`);
+  from the dataclass, changeable at runtime) + read-only host parameters ``<in>_topic``, ``<out>_topic``,
+  ``input_qos``, ``input_depth``, ``input_timeout``, ``worker`` (see :mod:`gen3d_ros.ros.params`);
 - one subscription per stage input, depth ``input_depth`` (10: at least a reliable publisher's, see
   :mod:`gen3d_ros.ros.params`); its reliability follows ``input_qos``: ``auto`` (the
   default) subscribes reliable while every publisher of the topic is reliable and best effort once one is
