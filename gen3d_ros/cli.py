@@ -447,7 +447,8 @@ def register_train_robot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--urdf", default=None, help="test_arm (default), panda (needs example-robot-data) or a .urdf path")
     p.add_argument("--preset", default="tiny", help="tiny (CPU, ~1 min), demo (CPU, minutes), gpu (CUDA, Panda)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a RobotTrainConfig field (joint_iters=500, background=0.3,0.3,0.3); repeatable")
+                   help="override a RobotTrainConfig field (joint_iters=500, model.n_gaussians=3000, "
+                        "background=0.3,0.3,0.3); repeatable")
     p.add_argument("--device", default=None, help="torch device (default: the preset's)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0: torch's choice)")
     p.add_argument("--force", action="store_true", help="write into a run folder that already holds model.pt")
@@ -516,7 +517,8 @@ def _camera_info_size(data: dict, width: int, height: int) -> tuple[int, int]:
 
 
 def _camera(args: argparse.Namespace, width: int, height: int):
-    """Intrinsics from ``--camera-info`` (ROS CameraInfo YAML: ``camera_matrix.data`` or ``k``/``K``) or ``--fov-deg``."""
+    """Intrinsics from ``--camera-info`` (ROS CameraInfo YAML: ``camera_matrix.data`` or ``k``/``K``; scaled when it
+    belongs to another resolution) or ``--fov-deg``, for an image of ``width`` x ``height`` pixels."""
     from gen3d_ros.geometry.camera import PinholeCamera
 
     if args.camera_info is not None:
@@ -525,11 +527,10 @@ def _camera(args: argparse.Namespace, width: int, height: int):
         if not K or len(K) != 9:
             raise UsageError(f"{args.camera_info}: no 3x3 camera_matrix.data / k in the CameraInfo YAML")
         w, h = _camera_info_size(data, width, height)
-        cam = PinholeCamera(float(K[0]), float(K[4]), float(K[2]), float(K[5]), w, h)
-        if (w, h) != (width, height):  # intrinsics of another resolution: scale them to the image
-            cam = PinholeCamera(cam.fx * width / w, cam.fy * height / h, cam.cx * width / w, cam.cy * height / h,
-                                width, height)
-        return cam
+        try:
+            return PinholeCamera.from_camera_info(K, w, h, image_size=(width, height))
+        except ValueError as exc:
+            raise UsageError(f"{args.camera_info}: {exc}") from None
     if args.fov_deg is None:
         raise UsageError("give the intrinsics: --camera-info FILE.yaml or --fov-deg F (vertical field of view)")
     return PinholeCamera.from_fov(width, height, float(args.fov_deg))
@@ -540,19 +541,19 @@ def _pose7(text: str):
     import numpy as np
 
     from gen3d_ros.geometry.rigid import invert_rigid
+    from gen3d_ros.io.transforms import quaternion_xyzw_to_matrix
 
     try:
-        x, y, z, qx, qy, qz, qw = (float(v) for v in text.split(","))
+        x, y, z, *q = (float(v) for v in text.split(","))
+        if len(q) != 4:
+            raise ValueError
     except ValueError:
         raise UsageError(f"expected x,y,z,qx,qy,qz,qw, got {text!r}") from None
-    n = (qx * qx + qy * qy + qz * qz + qw * qw) ** 0.5
-    if not n > 0:
-        raise UsageError(f"zero quaternion in {text!r}")
-    qx, qy, qz, qw = qx / n, qy / n, qz / n, qw / n
     T = np.eye(4)
-    T[:3, :3] = [[1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * qw), 2 * (qx * qz + qy * qw)],
-                 [2 * (qx * qy + qz * qw), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * qw)],
-                 [2 * (qx * qz - qy * qw), 2 * (qy * qz + qx * qw), 1 - 2 * (qx * qx + qy * qy)]]
+    try:
+        T[:3, :3] = quaternion_xyzw_to_matrix(q)
+    except ValueError as exc:
+        raise UsageError(f"{text!r}: {exc}") from None
     T[:3, 3] = (x, y, z)
     return invert_rigid(T)  # T_base_camera -> T_camera_base
 

@@ -201,7 +201,10 @@ def _init_values(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
     for name, given in grouped.items():
         if not given:
             continue
-        base = flat_values(direct[name]) if dataclasses.is_dataclass(direct.get(name)) else {}
+        # dotted keys refine the section given alongside them, else the field's own default (which may differ
+        # from the section class's defaults, e.g. a training preset's model)
+        start = direct[name] if dataclasses.is_dataclass(direct.get(name)) else _default(defaults[name])
+        base = flat_values(start) if dataclasses.is_dataclass(start) else {}
         shared = {n: direct[n] if n in direct else _default(defaults[n]) for n in nested[name].shared}
         direct[name] = from_mapping(nested[name].cls, {**base, **given}, **shared)
     return direct

@@ -81,3 +81,13 @@ def test_params_files_are_read_flat_as_rcl_reads_them(tmp_path):
                     "node:\n  ros__parameters:\n    inner:\n      steps: 4\n    inner.rate: 0.2\n")
     assert load_node_params(path, "node") == {"name": "b", "inner.steps": 4, "inner.rate": 0.2}
     assert flatten_params({"a": {"b": {"c": 1}}, "d": [1, 2]}) == {"a.b.c": 1, "d": [1, 2]}
+
+
+def test_dotted_section_keys_start_from_the_fields_own_default() -> None:
+    """``model.hidden=8`` changes one field of the training's default model, not of GaussianModelConfig()'s."""
+    from gen3d_ros.robot.training.config import RobotTrainConfig
+
+    default_model = RobotTrainConfig().model
+    config = from_mapping(RobotTrainConfig, {"model.hidden": 8})
+    assert config.model.hidden == 8
+    assert config.model.n_gaussians == default_model.n_gaussians

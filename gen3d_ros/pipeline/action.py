@@ -37,8 +37,8 @@ from gen3d_ros.io.transforms import invert_rigid, pose_to_matrix
 from gen3d_ros.pipeline.base import InputRejected, Output, Stage
 from gen3d_ros.pipeline.robot_model import check_robot_resources
 from gen3d_ros.pipeline.robot_pose import camera_in_base_matrix, pinhole_from_camera_info
-from gen3d_ros.robot.actions import VisualMPCConfig
-from gen3d_ros.robot.splatting import BACKEND_CHOICES
+from gen3d_ros.robot.mpc_config import VisualMPCConfig
+from gen3d_ros.robot.splat_backends import BACKEND_CHOICES
 
 log = logging.getLogger("gen3d_ros.pipeline.action")
 

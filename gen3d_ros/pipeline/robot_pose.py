@@ -46,7 +46,7 @@ from gen3d_ros.pipeline.base import InputRejected, Output, Stage
 from gen3d_ros.pipeline.robot_model import check_robot_resources
 from gen3d_ros.pipeline.sync import Paired, StampPairer
 from gen3d_ros.robot.pose.config import PoseEstimatorConfig
-from gen3d_ros.robot.splatting import BACKEND_CHOICES
+from gen3d_ros.robot.splat_backends import BACKEND_CHOICES
 
 log = logging.getLogger("gen3d_ros.pipeline.robot_pose")
 

@@ -41,12 +41,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gen3d_ros.robot.splat_backends import BACKEND_CHOICES, SPLAT_BACKENDS
 from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.robot import splatting_torch
 
 EPS2D = 0.3  # px^2 low-pass added to every projected covariance (gsplat's default; both backends)
-SPLAT_BACKENDS = ("torch", "gsplat")
-BACKEND_CHOICES = ("auto", *SPLAT_BACKENDS)  # what a config's ``backend`` may name
 MAX_SH_DEGREE = 4
 SH_C0 = 0.2820947917738781  # the constant SH basis function: DC colour = SH_C0 * coeffs[:, 0] + 0.5
 

@@ -53,10 +53,10 @@ def test_estimate_pose_known_camera_writes_json_and_overlay(image_path, tmp_path
 
 def test_estimate_pose_camera_info_yaml_and_usage_errors(image_path, tmp_path, capsys):
     info = tmp_path / "camera.yaml"
-    K = CAMERA.K
-    # intrinsics of the same camera at twice the resolution: scaled to the image
+    # the ROS CameraInfo (pixel centres at integers) of the same camera at twice the resolution: scaled to the image
+    K = PinholeCamera(2 * CAMERA.fx, 2 * CAMERA.fy, 2 * CAMERA.cx, 2 * CAMERA.cy, 128, 128).camera_info_K
     info.write_text(f"image_width: 128\nimage_height: 128\ncamera_matrix:\n  rows: 3\n  cols: 3\n  data: "
-                    f"[{2 * K[0, 0]}, 0, {2 * K[0, 2]}, 0, {2 * K[1, 1]}, {2 * K[1, 2]}, 0, 0, 1]\n")
+                    f"[{float(K[0, 0])!r}, 0, {float(K[0, 2])!r}, 0, {float(K[1, 1])!r}, {float(K[1, 2])!r}, 0, 0, 1]\n")
     out = tmp_path / "pose.json"
     assert main(["estimate-pose", str(image_path), "--camera-info", str(info), "--known-camera", _pose7(T_CAM),
                  "-o", str(out)]) == 0
@@ -67,6 +67,23 @@ def test_estimate_pose_camera_info_yaml_and_usage_errors(image_path, tmp_path, c
     assert "--fov-deg" in capsys.readouterr().err
     assert main(["estimate-pose", str(tmp_path / "missing.png"), "--fov-deg", "45", "-o", str(other)]) == 2
     assert not other.exists()
+
+
+def test_camera_info_yaml_gives_the_camera_it_describes(tmp_path):
+    """The CLI reads a CameraInfo YAML with the same conversion as the nodes (ROS pixel centres at integers, this
+    package's at +0.5): a camera written as CameraInfo comes back exactly, at its size and scaled to another."""
+    import argparse
+
+    from gen3d_ros.cli import _camera
+
+    info = tmp_path / "camera.yaml"
+    K = CAMERA.camera_info_K
+    info.write_text(f"width: 64\nheight: 64\nk: [{float(K[0, 0])!r}, 0, {float(K[0, 2])!r}, 0, {float(K[1, 1])!r}, {float(K[1, 2])!r}, 0, 0, 1]\n")
+    args = argparse.Namespace(camera_info=info, fov_deg=None)
+    cam = _camera(args, 64, 64)
+    assert (cam.fx, cam.fy, cam.cx, cam.cy) == pytest.approx((CAMERA.fx, CAMERA.fy, CAMERA.cx, CAMERA.cy), abs=1e-12)
+    half = _camera(args, 32, 32)
+    assert (half.cx, half.cy, half.fx) == pytest.approx((CAMERA.cx / 2, CAMERA.cy / 2, CAMERA.fx / 2), abs=1e-12)
 
 
 def test_act_plans_a_trajectory_to_goal_keypoints(tmp_path):

@@ -71,3 +71,13 @@ def test_the_training_config_nests_the_model_as_a_section_with_shared_seed_and_u
     assert flat_values(RobotTrainConfig())["model.n_gaussians"] == 1500
     with pytest.raises(ValueError, match="model.seed"):
         from_mapping(RobotTrainConfig, {"model.seed": 1})
+
+
+def test_pose_estimator_config_refuses_absurd_search_budgets_and_elevations() -> None:
+    from gen3d_ros.robot.pose import PoseEstimatorConfig
+
+    for bad in ({"elevations_deg": (0.0, 95.0)}, {"elevations_deg": ()}, {"azimuths": 100_000},
+                {"search_size": 100_000}, {"patience": 0}):
+        with pytest.raises(ValueError):
+            PoseEstimatorConfig(**bad)
+    assert PoseEstimatorConfig(elevations_deg=(-10.0, 90.0)).elevations_deg == (-10.0, 90.0)

@@ -49,8 +49,6 @@ def frame_messages(factory: Any, stamp_ns: int, *, rgb: np.ndarray | None = None
                          stamp=factory.time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9))
     pixels = render_rgb8() if rgb is None else rgb
     image = array_to_image(pixels, encoding, factory, header=header)
-    K = camera.K.copy()
-    K[0, 2] -= 0.5  # PinholeCamera puts pixel centres at +0.5, ROS at integers
-    K[1, 2] -= 0.5
-    info = intrinsics_to_camera_info(CameraIntrinsics(K, np.zeros(5), SIZE, SIZE), factory, header=header)
+    info = intrinsics_to_camera_info(CameraIntrinsics(camera.camera_info_K, np.zeros(5), SIZE, SIZE), factory,
+                                     header=header)
     return image, info

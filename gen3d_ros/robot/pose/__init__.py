@@ -28,11 +28,22 @@ Modules, in the order an estimate uses them:
 - :mod:`~.estimator`: :class:`PoseEstimator`, composing the above; :mod:`~.processor`: :class:`RobotPoseProcessor`.
 """
 
+from importlib import import_module
+from typing import Any
+
 from gen3d_ros.robot.pose.config import MODES, PoseEstimate, PoseEstimatorConfig, pose_from_matrix
-from gen3d_ros.robot.pose.estimator import PoseEstimator
-from gen3d_ros.robot.pose.images import image_to_tensor, mask_from_background
-from gen3d_ros.robot.pose.losses import image_loss_terms
-from gen3d_ros.robot.pose.processor import INITIAL_REFINE_ITERATIONS, RobotPoseProcessor, RobotPoseResult
+
+# The estimator side imports torch; the config side does not. A node declares its estimator.* parameters from
+# PoseEstimatorConfig before it loads anything, so those names are loaded on first use (PEP 562).
+_LAZY = {"PoseEstimator": "estimator", "image_to_tensor": "images", "mask_from_background": "images",
+         "image_loss_terms": "losses", "INITIAL_REFINE_ITERATIONS": "processor", "RobotPoseProcessor": "processor",
+         "RobotPoseResult": "processor"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["INITIAL_REFINE_ITERATIONS", "MODES", "PoseEstimate", "PoseEstimator", "PoseEstimatorConfig",
            "RobotPoseProcessor", "RobotPoseResult", "image_loss_terms", "image_to_tensor", "mask_from_background",

@@ -12,7 +12,7 @@ import numpy as np
 
 from gen3d_ros.config import param, validate
 from gen3d_ros.geometry.rigid import invert_rigid, matrix_to_quaternion_xyzw
-from gen3d_ros.robot.splatting import BACKEND_CHOICES
+from gen3d_ros.robot.splat_backends import BACKEND_CHOICES
 
 MODES = ("full", "known_camera", "known_joints")
 
@@ -43,24 +43,24 @@ class PoseEstimatorConfig:
     re-estimated from scratch.
     """
 
-    azimuths: int = param(16, "camera azimuth hypotheses, evenly spaced over 360 deg about the base z axis", lo=1)
+    azimuths: int = param(16, "camera azimuth hypotheses, evenly spaced over 360 deg about the base z axis", lo=1, hi=256)
     elevations_deg: tuple[float, ...] = param((0.0, 20.0, 40.0, 60.0), "camera elevation hypotheses above the base "
                                               "xy plane (upright cameras looking at the posed robot's centre)",
                                               unit="deg")
     joint_restarts: int = param(128, "joint hypotheses: the neutral pose plus Sobol samples within the limits, "
-                                     "paired with every camera rotation", lo=1)
-    search_size: int = param(64, "longer side of the silhouette search's images", unit="px", lo=4)
-    search_points: int = param(1024, "robot surface points per hypothesis in the silhouette search", lo=1)
-    search_keep: int = param(8, "hypotheses kept from the silhouette search (near-duplicates suppressed)", lo=1)
+                                     "paired with every camera rotation", lo=1, hi=1_000_000)
+    search_size: int = param(64, "longer side of the silhouette search's images", unit="px", lo=4, hi=1024)
+    search_points: int = param(1024, "robot surface points per hypothesis in the silhouette search", lo=1, hi=1_000_000)
+    search_keep: int = param(8, "hypotheses kept from the silhouette search (near-duplicates suppressed)", lo=1, hi=1024)
     search_nms_m: float = param(0.03, "hypotheses whose camera-frame link origins are closer than this (mean) to "
                                       "a better one are dropped", unit="m", lo=0.0)
-    search_climbers: int = param(16, "best (diverse) hypotheses that hill-climb the silhouette score", lo=1)
-    search_rounds: int = param(6, "hill-climbing rounds (step sizes halve per round); 0: no hill climbing", lo=0)
-    search_perturbations: int = param(16, "random perturbations per climber per round", lo=1)
+    search_climbers: int = param(16, "best (diverse) hypotheses that hill-climb the silhouette score", lo=1, hi=1024)
+    search_rounds: int = param(6, "hill-climbing rounds (step sizes halve per round); 0: no hill climbing", lo=0, hi=100)
+    search_perturbations: int = param(16, "random perturbations per climber per round", lo=1, hi=1024)
     yaw_offsets: int = param(4, "base-yaw twins per kept hypothesis (known camera: twins of the distal joint); "
                                 "1: off", lo=1)
-    known_camera_climbers: int = param(64, "known camera: hypotheses that hill-climb the silhouette score", lo=1)
-    known_camera_keep: int = param(12, "known camera: hypotheses kept from the silhouette search", lo=1)
+    known_camera_climbers: int = param(64, "known camera: hypotheses that hill-climb the silhouette score", lo=1, hi=1024)
+    known_camera_keep: int = param(12, "known camera: hypotheses kept from the silhouette search", lo=1, hi=1024)
     pyramid_scales: tuple[float, ...] = param((0.5, 1.0), "image scales of the coarse-to-fine levels, in (0, 1], "
                                                           "ending at 1")
     iterations: tuple[int, ...] = param((30, 40), "Adam steps per pyramid level")
@@ -77,8 +77,8 @@ class PoseEstimatorConfig:
                                   "widths)", lo=0.0)
     tolerance: float = param(1e-3, "a level stops when the best loss improved less than this (relative) over "
                                    "'patience' steps", lo=0.0)
-    patience: int = param(8, "steps of the convergence test")
-    track_iterations: int = param(12, "Adam steps of a tracked video frame", lo=0)
+    patience: int = param(8, "steps of the convergence test", lo=1, hi=10_000)
+    track_iterations: int = param(12, "Adam steps of a tracked video frame", lo=0, hi=10_000)
     track_scale: float = param(1.0, "image scale of a tracked frame, in (0, 1]", lo=0.0, hi=1.0)
     track_lr_scale: float = param(0.3, "learning-rate factor of a tracked frame; > 0", lo=0.0)
     constant_velocity: bool = param(True, "tracking: extrapolate the joints at constant velocity")
@@ -104,8 +104,8 @@ class PoseEstimatorConfig:
         self.background = tuple(float(c) for c in self.background)  # type: ignore[assignment]
         validate(self)
         self._check_schedule()
-        if not self.elevations_deg:
-            raise ValueError(f"need elevations_deg, got {self.elevations_deg}")
+        if not self.elevations_deg or not all(-90.0 <= e <= 90.0 for e in self.elevations_deg):
+            raise ValueError(f"elevations_deg must be one or more angles in [-90, 90] deg, got {self.elevations_deg}")
         if min(self.lr_joints, self.lr_rotation, self.lr_translation) <= 0 or not 0.0 < self.lr_decay <= 1.0:
             raise ValueError("learning rates must be positive and lr_decay in (0, 1]")
         if self.track_lr_scale <= 0:

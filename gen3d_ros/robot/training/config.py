@@ -17,7 +17,7 @@ from typing import Any
 from gen3d_ros.config import param, validate
 from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.robot.gaussians import GaussianModelConfig
-from gen3d_ros.robot.splatting import BACKEND_CHOICES
+from gen3d_ros.robot.splat_backends import BACKEND_CHOICES
 
 MODEL_KEYS = ("n_gaussians", "sh_degree", "skinning", "appearance", "hidden", "n_freqs")
 """Model fields settable under their flat names (``n_gaussians=...`` = ``model.n_gaussians=...``)."""
