@@ -12,7 +12,7 @@ translation), which makes the scatter-add deterministic even on CUDA.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -38,6 +38,10 @@ class KernelMap:
     n_in: int
     n_out: int
     identity: list[bool]
+    swapped: bool = False
+    """True for the map returned by :meth:`transposed` (it shares ``tables`` with the original)."""
+    tables: dict = field(default_factory=dict, repr=False, compare=False)
+    """Cache of :meth:`neighbour_table` for this map and its transpose."""
 
     @property
     def volume(self) -> int:
@@ -54,7 +58,24 @@ class KernelMap:
 
     def transposed(self) -> "KernelMap":
         """The same pairs with input and output swapped (the adjoint map)."""
-        return KernelMap(self.out_idx, self.in_idx, self.ptr, self.n_out, self.n_in, self.identity)
+        return KernelMap(self.out_idx, self.in_idx, self.ptr, self.n_out, self.n_in, self.identity,
+                         not self.swapped, self.tables)
+
+    def neighbour_table(self) -> Tensor:
+        """(n_out, K) int64: the input row that output row j reads through offset k, ``n_in`` where none.
+
+        The dense form of the map for a gather -> one GEMM convolution (row ``n_in`` of the padded input is
+        zeros); built once per map (cached; the transposed map has its own).
+        """
+        table = self.tables.get(self.swapped)
+        if table is None:
+            counts = torch.tensor([self.ptr[k + 1] - self.ptr[k] for k in range(self.volume)],
+                                  device=self.in_idx.device)
+            k_ids = torch.repeat_interleave(torch.arange(self.volume, device=self.in_idx.device), counts)
+            table = torch.full((self.n_out, self.volume), self.n_in, dtype=torch.long, device=self.in_idx.device)
+            table[self.out_idx, k_ids] = self.in_idx  # one pair per (output row, offset): no collisions
+            self.tables[self.swapped] = table
+        return table
 
 
 def build_kernel_map(

@@ -195,6 +195,10 @@ class CoordinateManager:
         self.stats.kernel_map_builds += 1
         return km
 
+    def has_scatter_map(self, in_key: int, out_key: int, neighbourhood: Neighbourhood, step: int) -> bool:
+        """Whether ``out_key`` was made from ``in_key`` by :meth:`dilate` (its transposed map is that scatter)."""
+        return ("scatter", in_key, out_key, neighbourhood, int(step)) in self._kernel_maps
+
     def transposed_kernel_map(
         self, in_key: int, out_key: int, neighbourhood: Neighbourhood, step: int
     ) -> KernelMap:
@@ -210,6 +214,26 @@ class CoordinateManager:
             self.stats.kernel_map_hits += 1
             return km
         return self.kernel_map(out_key, in_key, neighbourhood, step).transposed()
+
+
+    def neighbour_table(self, in_key: int, out_key: int, neighbourhood: Neighbourhood, step: int, *,
+                        transposed: bool = False) -> Tensor:
+        """(rows of ``out_key``, K) int64: the row of ``in_key`` at ``out + offset * step`` (``transposed``:
+        ``out - offset * step``), ``num_rows(in_key)`` where absent — the dense form of :meth:`kernel_map`
+        (:meth:`transposed_kernel_map`) for the gather -> one GEMM convolution, built from hash lookups without
+        compacting the pairs (no host synchronisation). Cached."""
+        cache_key = ("table", in_key, out_key, neighbourhood, int(step), bool(transposed))
+        table = self._kernel_maps.get(cache_key)
+        if table is not None:
+            self.stats.kernel_map_hits += 1
+            return table
+        out_coords = self._coords[out_key]
+        offsets = neighbourhood.offsets(out_coords.device) * int(step)
+        rows = self.hash(in_key).query_offsets(out_coords, -offsets if transposed else offsets)  # (K, M)
+        table = torch.where(rows >= 0, rows, torch.full_like(rows, self.num_rows(in_key))).t().contiguous()
+        self._kernel_maps[cache_key] = table
+        self.stats.kernel_map_builds += 1
+        return table
 
 
 class SparseTensor:
