@@ -83,6 +83,17 @@ class VoxelGrid:
         """The same box with voxels ``scale`` times smaller (the fine grid under a coarse one)."""
         return VoxelGrid(self.voxel_size / scale, self.origin, self.shape * int(scale))
 
+    def with_half_extent(self, half_extent_m: float) -> "VoxelGrid":
+        """The box ``[-r, r) x [-r, r)`` metres around the sensor with this grid's voxel and z range: a model
+        trained on one region applied to a larger one (its kernels are local; the BEV planner is fully
+        convolutional). ``r`` is rounded up to whole voxels."""
+        r = float(half_extent_m)
+        if not (np.isfinite(r) and r > 0):
+            raise ValueError(f"half extent must be a positive number of metres, got {half_extent_m!r}")
+        half = int(np.ceil(r / self.voxel_size - 1e-9))
+        origin = np.array([-half * self.voxel_size, -half * self.voxel_size, self.origin[2]])
+        return VoxelGrid(self.voxel_size, origin, np.array([2 * half, 2 * half, int(self.shape[2])]))
+
     def same_as(self, other: "VoxelGrid", tol: float = 1e-6) -> bool:
         return (abs(self.voxel_size - other.voxel_size) <= tol and bool(np.allclose(self.origin, other.origin,
                                                                                       atol=tol))

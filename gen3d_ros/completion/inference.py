@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -74,12 +74,14 @@ class GCACompleter:
     """
 
     def __init__(self, checkpoint: str | Path | Mapping, *, device: str = "cpu", steps: int | None = None,
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, half_extent_m: float = 0.0) -> None:
         if steps is not None and steps < 1:
             raise ValueError(f"GCA steps must be at least 1 (None: the model's default), got {steps}")
         self.model, self.checkpoint = load_gca(checkpoint, device=check_device(device), backend=backend)
         name = "<bundle>" if isinstance(checkpoint, Mapping) else str(checkpoint)
-        self.grid = checkpoint_grid(self.checkpoint, name)
+        self.model_grid = checkpoint_grid(self.checkpoint, name)
+        """The grid the model was trained on; ``grid`` is where it runs (``half_extent_m`` > 0: a wider box)."""
+        self.grid = self.model_grid.with_half_extent(half_extent_m) if half_extent_m > 0 else self.model_grid
         self.steps = steps
         self.device = device
         self.model_id = f"gca:{'bundle' if isinstance(checkpoint, Mapping) else Path(checkpoint).name}"
@@ -130,6 +132,9 @@ class SceneCompleterConfig:
     """Fine cGCA transitions; 0: the model's default."""
     roi_radius_m: float = 0.0
     """Drop points farther than this (horizontal range from the sensor) before voxelising; 0: the grid decides."""
+    half_extent_m: float = 0.0
+    """Run on the box ``[-r, r)^2`` metres (x, y) around the sensor instead of the models' training grid (same
+    voxels and z range; the kernels are local and the planner fully convolutional); 0: the training grid."""
     max_points: int = 200_000
     """Random subsample of the sweep above this many points (the encoder's memory grows with points); 0: none
     (the caller prepared the sweep, as :class:`~gen3d_ros.completion.processor.CompletionProcessor` does)."""
@@ -187,29 +192,34 @@ class SceneCompleter:
         bundle = load_bundle(path)
         dev = self.config.device
         with checkpoint_contents(str(path), "hGCA bundle"):  # errors of a part name the bundle file
-            if self.config.coarse_checkpoint:
-                self.coarse = GCACompleter(self.config.coarse_checkpoint, device=dev,
-                                           steps=self.config.coarse_steps or None, backend=backend)
-            else:
-                self.coarse = GCACompleter(bundle["coarse"], device=dev, steps=self.config.coarse_steps or None,
-                                           backend=backend)
+            self.coarse = GCACompleter(self.config.coarse_checkpoint or bundle["coarse"], device=dev,
+                                       steps=self.config.coarse_steps or None, backend=backend,
+                                       half_extent_m=self.config.half_extent_m)
             self.fine, self.autoencoder, fine_ckpt = load_cgca(bundle["fine"], device=dev, backend=backend)
             self.fine_data = dict(fine_ckpt["train_config"]["data"] or fine_ckpt["autoencoder"]["train_config"]["data"])
             """The fine stage's training data config (plain dict: grid, sensor, scenes)."""
             self.fine_grid = checkpoint_grid(fine_ckpt, str(path))
         if not self.fine.coarse_scale:
             raise CheckpointError(f"{path}: the fine kernel has no coarse condition (coarse_scale = 0)")
+        if self.config.half_extent_m > 0:  # the fine box is the coarse one, refined: their edges coincide
+            self._check_grids(path, self.coarse.model_grid)
+            self.fine_grid = self.coarse.grid.refined(self.fine.coarse_scale)
+        self._check_grids(path, self.coarse.grid)
         self.fine_voxel = self.fine_grid.voxel_size
         self.origin = self.fine_grid.origin
         self.fine_shape = self.fine_grid.shape
-        r = self.fine.coarse_scale
-        if abs(self.coarse.voxel_size - r * self.fine_voxel) > 1e-6 or not np.allclose(self.coarse.origin, self.origin):
-            raise CheckpointError(f"{path}: coarse grid ({self.coarse.voxel_size} m, origin "
-                                  f"{self.coarse.origin.tolist()}) is not {r} x the fine grid ({self.fine_voxel} m, "
-                                  f"origin {self.origin.tolist()})")
         self.model_id = f"hgca:{path.name}" + (f"+coarse:{Path(self.config.coarse_checkpoint).name}"
                                                if self.config.coarse_checkpoint else "")
         self.rng = np.random.default_rng(self.config.seed)
+
+    def _check_grids(self, path: Path, coarse_grid) -> None:
+        r = self.fine.coarse_scale
+        fine = self.fine_grid
+        if abs(coarse_grid.voxel_size - r * fine.voxel_size) > 1e-6 or not np.allclose(coarse_grid.origin,
+                                                                                         fine.origin):
+            raise CheckpointError(f"{path}: coarse grid ({coarse_grid.voxel_size} m, origin "
+                                  f"{coarse_grid.origin.tolist()}) is not {r} x the fine grid ({fine.voxel_size} m, "
+                                  f"origin {fine.origin.tolist()})")
 
     @property
     def planned(self) -> bool:
@@ -220,8 +230,25 @@ class SceneCompleter:
         inside = ((idx >= 0) & (idx < self.fine_shape)).all(1)
         return encode_cells(self.autoencoder, points[inside], self.fine_voxel, self.origin)
 
-    def complete(self, points: np.ndarray, *, seed: int | None = None) -> SceneCompletion:
-        """Complete one sweep: ``points`` (N, 3) metres, sensor frame; NaN/inf rows are dropped."""
+    def _sync(self) -> None:
+        """Wait for queued GPU work, so that stage timings measure the work and not its launch."""
+        if str(self.config.device).startswith("cuda"):
+            torch.cuda.synchronize(self.config.device)
+
+    def _clock(self, timings: dict[str, float], key: str, t0: float) -> float:
+        self._sync()
+        now = time.perf_counter()
+        timings[key] = timings.get(key, 0.0) + (now - t0) * 1e3
+        return now
+
+    def complete(self, points: np.ndarray, *, seed: int | None = None,
+                 on_coarse: Callable[[np.ndarray], None] | None = None) -> SceneCompletion:
+        """Complete one sweep: ``points`` (N, 3) metres, sensor frame; NaN/inf rows are dropped.
+
+        ``on_coarse``, when given, is called with the (C, 3) float32 coarse voxel centres (metres, sensor frame)
+        of the first sample as soon as the coarse chain has run, before the fine stage and the mesh: a node
+        publishes the coarse scene at once (it is ready ~10x sooner than the mesh).
+        """
         cfg = self.config
         seed = cfg.seed if seed is None else int(seed)
         timings: dict[str, float] = {}
@@ -232,35 +259,39 @@ class SceneCompleter:
         if len(coarse_in) == 0:
             raise ValueError(f"no point lies in the model's grid: origin {self.origin.tolist()} m, "
                              f"{self.coarse.grid_shape.tolist()} cells of {self.coarse.voxel_size} m")
-        timings["voxelize"] = (time.perf_counter() - t0) * 1e3
-        t0 = time.perf_counter()
+        t0 = self._clock(timings, "voxelize", t0)
+        coarse = [self.coarse.complete_cells(coarse_in, seed=seed)]
+        t0 = self._clock(timings, "coarse", t0)
+        if on_coarse is not None:
+            on_coarse(self.coarse.centers(coarse[0]))
+            t0 = time.perf_counter()
         fine_cells, fine_latents = self._fine_input(points)
-        timings["encode"] = (time.perf_counter() - t0) * 1e3
+        t0 = self._clock(timings, "encode", t0)
         bounds = ((0, 0, 0), tuple(int(v) for v in self.fine_shape))
-        samples, coarse_out, finals = [], None, []
-        timings["coarse"] = timings["fine"] = 0.0
+        samples, finals = [], []
         for k in range(max(1, cfg.samples)):
-            t0 = time.perf_counter()
-            coarse = self.coarse.complete_cells(coarse_in, seed=seed + k)
-            timings["coarse"] += (time.perf_counter() - t0) * 1e3
-            t0 = time.perf_counter()
+            if k > 0:
+                coarse.append(self.coarse.complete_cells(coarse_in, seed=seed + k))
+                t0 = self._clock(timings, "coarse", t0)
             gen = torch.Generator(device=cfg.device).manual_seed(seed + k)
             out = cgca_complete(self.fine, _with_batch(fine_cells), fine_latents, steps=cfg.fine_steps or None,
-                                bounds=bounds, generator=gen, coarse_cells=_with_batch(coarse))
-            timings["fine"] += (time.perf_counter() - t0) * 1e3
+                                bounds=bounds, generator=gen, coarse_cells=_with_batch(coarse[k]))
             samples.append(out.cells[:, 1:].numpy().astype(np.int32))
             finals.append(out)
-            coarse_out = coarse if coarse_out is None else coarse_out
-        mesh = TriangleMesh.empty()
-        t0 = time.perf_counter()
-        if cfg.mesh and len(finals[0].cells):
-            latents = SparseTensor(finals[0].latents.to(cfg.device), finals[0].cells.to(cfg.device))
-            udf = self.autoencoder.udf_function(latents, self.fine_voxel, self.origin)
-            mesh = mesh_from_udf(udf, samples[0], self.fine_voxel, self.origin, resolution=cfg.mesh_resolution)
-            if len(mesh.vertices):
-                mesh = TriangleMesh(mesh.vertices, mesh.faces, height_colors(mesh.vertices))
-        timings["mesh"] = (time.perf_counter() - t0) * 1e3
+            t0 = self._clock(timings, "fine", t0)
+        mesh = self._mesh(finals[0], samples[0]) if cfg.mesh and len(finals[0].cells) else TriangleMesh.empty()
+        self._clock(timings, "mesh", t0)
         steps = (int(self.coarse.steps or self.coarse.model.config.steps),
                  int(cfg.fine_steps or self.fine.config.steps))
-        return SceneCompletion(mesh, samples[0], coarse_out, fine_cells.numpy().astype(np.int32), self.fine_voxel,
+        return SceneCompletion(mesh, samples[0], coarse[0], fine_cells.numpy().astype(np.int32), self.fine_voxel,
                                self.coarse.voxel_size, self.origin, steps, len(points), samples, timings)
+
+    def _mesh(self, final, cells: np.ndarray) -> TriangleMesh:
+        """The decoder's UDF around the final fine cells, meshed (:func:`mesh_from_udf`), coloured by height."""
+        cfg = self.config
+        latents = SparseTensor(final.latents.to(cfg.device), final.cells.to(cfg.device))
+        udf = self.autoencoder.udf_function(latents, self.fine_voxel, self.origin)
+        mesh = mesh_from_udf(udf, cells, self.fine_voxel, self.origin, resolution=cfg.mesh_resolution)
+        if len(mesh.vertices):
+            mesh = TriangleMesh(mesh.vertices, mesh.faces, height_colors(mesh.vertices))
+        return mesh

@@ -144,6 +144,8 @@ class LidarConfig:
           (the sensor does 0.08-0.35 degrees at 5-20 Hz), 120 m.
         * ``"vlp32"``: Velodyne VLP-32C, 32 non-uniform beams from -25 to +15 degrees, 0.2 degrees, 200 m.
         * ``"vlp16"``: Velodyne VLP-16, 16 beams from -15 to +15 degrees, 0.2 degrees, 100 m.
+        * ``"os128"``: Ouster OS1-128, 128 uniform beams from -22.5 to +22.5 degrees, 1024 columns (0.352
+          degrees) at 10 Hz, 120 m (131k rays).
         * ``"demo"``: small and fast, 16 beams from -15 to +10 degrees, 0.5 degrees, 60 m (11.5k rays).
         """
         key = name.lower().replace("-", "").replace("_", "")
@@ -159,11 +161,15 @@ class LidarConfig:
             return LidarConfig(n_beams=16, vfov_deg=(-15.0, 15.0), horizontal_resolution_deg=0.2,
                                max_range_m=100.0, min_range_m=0.5, range_noise_std_m=0.02, dropout=0.01,
                                name="vlp16")
+        if key in ("os128", "os1128"):
+            return LidarConfig(n_beams=128, vfov_deg=(-22.5, 22.5), horizontal_resolution_deg=360.0 / 1024,
+                               max_range_m=120.0, min_range_m=0.5, range_noise_std_m=0.015, dropout=0.01,
+                               name="os128")
         if key == "demo":
             return LidarConfig(n_beams=16, vfov_deg=(-15.0, 10.0), horizontal_resolution_deg=0.5,
                                max_range_m=60.0, min_range_m=0.5, range_noise_std_m=0.02, dropout=0.0,
                                name="demo")
-        raise ValueError(f"unknown LiDAR preset {name!r}; known: 'hdl64', 'vlp32', 'vlp16', 'demo'")
+        raise ValueError(f"unknown LiDAR preset {name!r}; known: 'hdl64', 'vlp32', 'vlp16', 'os128', 'demo'")
 
     def to_dict(self) -> dict[str, object]:
         """Plain types only (arrays and tuples as lists), ready for YAML/JSON."""

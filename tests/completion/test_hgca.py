@@ -127,3 +127,38 @@ def test_bench_scores_hgca_rows_on_the_coarse_and_fine_grids(tiny_hgca_bundle, t
     bench.plot_scenes(kept, tmp_path / "q.png", title="t")
     assert (tmp_path / "q.png").stat().st_size > 10_000
     assert "hgca (×2)" in bench.markdown_table({**results, **bench.provenance(coarse, "cpu", None, "x")})
+
+
+def test_wider_region_runs_the_same_models_and_agrees_inside_the_training_box(tiny_hgca_bundle, held_out):
+    """``half_extent_m``: the models' grid widened in x and y (same voxels, same z range); a sweep inside the
+    training box completes to the same coarse cells (shifted by the origin change) as on the training grid."""
+    base = SceneCompleter(tiny_hgca_bundle, SceneCompleterConfig(seed=5, mesh=False))
+    r = float(-base.origin[0]) * 2
+    wide = SceneCompleter(tiny_hgca_bundle, SceneCompleterConfig(seed=5, mesh=False, half_extent_m=r))
+    assert wide.fine_voxel == base.fine_voxel and wide.coarse.voxel_size == base.coarse.voxel_size
+    np.testing.assert_allclose(wide.origin, [-r, -r, base.origin[2]])
+    assert wide.fine_shape.tolist() == [2 * base.fine_shape[0], 2 * base.fine_shape[1], base.fine_shape[2]]
+    assert (wide.coarse.grid_shape * 2 == wide.fine_shape).all()
+    s = held_out[0]
+    out_base, out_wide = base.complete(s.partial_points), wide.complete(s.partial_points)
+    shift = np.round((base.origin - wide.origin) / base.coarse.voxel_size).astype(int)
+    inputs_wide = {tuple(c) for c in wide.coarse.voxelize(s.partial_points).tolist()}
+    assert inputs_wide == {tuple(c + shift) for c in base.coarse.voxelize(s.partial_points).tolist()}
+    # the chain may grow past the old box's edge now; the cells common to both boxes mostly agree
+    b = {tuple(c + shift) for c in out_base.coarse_cells.tolist()}
+    w = {tuple(c) for c in out_wide.coarse_cells.tolist()}
+    assert len(b & w) / len(b | w) > 0.5
+    assert len(out_wide.fine_cells) > 0.8 * len(out_base.fine_cells)
+
+
+def test_on_coarse_is_called_once_with_the_coarse_centres_before_the_fine_stage(completer, held_out):
+    seen = []
+
+    def on_coarse(centres):
+        seen.append((centres.copy(), len(seen)))
+
+    out = completer.complete(held_out[1].partial_points, on_coarse=on_coarse)
+    assert len(seen) == 1
+    centres = seen[0][0]
+    assert centres.dtype == np.float32 and centres.shape == (len(out.coarse_cells), 3)
+    np.testing.assert_allclose(centres, completer.coarse.centers(out.coarse_cells), atol=1e-6)
