@@ -420,3 +420,31 @@ class CGCAAutoencoder(nn.Module):
             return np.concatenate(out) if out else np.zeros(0, np.float32)
 
         return udf
+
+    def udf_function_torch(self, latents: SparseTensor, voxel_size: float | None = None, origin=None, *,
+                           batch_index: int = 0, chunk: int | None = None,
+                           half: bool = False) -> Callable[[Tensor], Tensor]:
+        """A torch UDF of one batch item for :func:`gen3d_ros.completion.udf_mesh_torch.mesh_from_udf_torch`:
+        (M, 3) float32 metres (grid frame, any device) -> (M,) float32 metres on the model's device, without
+        gradients or numpy round trips, in chunks of ``chunk`` queries (None: 262144 on a GPU; 8192 on the CPU,
+        where the MLP's activations then stay in cache: 1.5 s -> 0.7 s per 262k queries, measured).
+
+        ``half``: run the decoder's MLP under autocast (float16 on CUDA, bfloat16 on the CPU); the sparse
+        feature lookups and the returned distances stay float32.
+        """
+        with torch.no_grad():
+            pyramid = self.decoder.feature_pyramid(latents)
+        dev = self._device()
+        chunk = int(chunk or (262144 if dev.type == "cuda" else 8192))
+
+        def udf(points: Tensor) -> Tensor:
+            out = []
+            with torch.no_grad(), torch.autocast(dev.type, dtype=torch.float16 if dev.type == "cuda"
+                                                 else torch.bfloat16, enabled=bool(half)):
+                for start in range(0, points.shape[0], chunk):
+                    q = points[start:start + chunk].to(device=dev, dtype=torch.float32)
+                    b = torch.full((q.shape[0],), int(batch_index), dtype=torch.long, device=dev)
+                    out.append(self.decode(pyramid, q, voxel_size, origin, b).float())
+            return torch.cat(out) if out else torch.zeros(0, dtype=torch.float32, device=dev)
+
+        return udf
