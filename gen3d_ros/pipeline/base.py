@@ -5,6 +5,12 @@ A :class:`Stage` owns one processor. It declares the messages it consumes and pr
 either world (rclpy or rosbags) and returns output messages of the world of ``factory``. It never raises for
 bad input data: it returns no outputs and records the reason in :attr:`StageStats`, so a node never dies and
 a bag run carries on.
+
+Early outputs: a stage whose result comes in steps (hGCA's coarse completion, seconds before its mesh) hands a
+finished part to :meth:`Stage.emit` from inside :meth:`Stage.handle`. A host that streams passes an ``emit``
+callback to :meth:`Stage.process` and publishes each early output at once; otherwise they are returned before the
+final outputs. Either way the early outputs of a message come before its final ones, and are kept when the
+message then fails (the failure is counted as before).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from gen3d_ros.io.messages import MessageFactory
 
@@ -25,6 +31,10 @@ class Output:
 
     name: str
     msg: Any
+
+
+#: a host's sink of early outputs (:meth:`Stage.emit`)
+Emit = Callable[[Output], None]
 
 
 @dataclass
@@ -69,6 +79,8 @@ class Stage:
     #: inputs a stage works without (e.g. one of two alternative goal inputs): bag mode skips them when the bag
     #: lacks their topic instead of failing; nodes subscribe to them anyway
     optional_inputs: frozenset[str] = frozenset()
+    #: the host's sink of early outputs while process() runs handle(); None otherwise
+    _emit: Emit | None = None
 
     def __init__(self) -> None:
         self.stats = StageStats()
@@ -91,10 +103,26 @@ class Stage:
     def handle(self, input_name: str, msg: Any, factory: MessageFactory) -> list[Output]:
         raise NotImplementedError
 
-    def process(self, input_name: str, msg: Any, factory: MessageFactory) -> list[Output]:
-        """Run :meth:`handle`, timing it and turning exceptions into counted, logged rejections/failures."""
+    def emit(self, output: Output) -> None:
+        """Hand ``output`` to the host now, from inside :meth:`handle` (a part of the result that is ready before
+        the rest); it precedes every output :meth:`handle` returns. RuntimeError outside :meth:`process`."""
+        if output.name not in self.outputs:
+            raise KeyError(f"stage {self.name!r} has no output {output.name!r}; outputs: {sorted(self.outputs)}")
+        if self._emit is None:
+            raise RuntimeError(f"stage {self.name!r}: emit() is for use inside handle(), during process()")
+        self._emit(output)
+
+    def process(self, input_name: str, msg: Any, factory: MessageFactory, emit: Emit | None = None) -> list[Output]:
+        """Run :meth:`handle`, timing it and turning exceptions into counted, logged rejections/failures.
+
+        ``emit``: the host's sink of early outputs (:meth:`emit`), called from this thread during the call; without
+        it, early outputs are returned first. Returns the final outputs ([] on rejection or failure), after the
+        early ones when there is no ``emit``: those are returned even when :meth:`handle` then fails.
+        """
         if input_name not in self.inputs:
             raise KeyError(f"stage {self.name!r} has no input {input_name!r}; inputs: {sorted(self.inputs)}")
+        early: list[Output] = []
+        self._emit = emit if emit is not None else early.append
         start = time.perf_counter()
         try:
             outputs = self.handle(input_name, msg, factory)
@@ -102,14 +130,16 @@ class Stage:
             self.stats.rejected += 1
             self.stats.last_error = f"rejected: {exc}"
             log.warning("%s rejected a %s message: %s", self.name, input_name, exc)
-            return []
+            return early
         except Exception as exc:  # noqa: BLE001 - a host must survive any one bad frame
             self.stats.failed += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("%s failed on a %s message", self.name, input_name)
-            return []
+            return early
+        finally:
+            self._emit = None
         elapsed = (time.perf_counter() - start) * 1e3
         self.stats.processed += 1
         self.stats.last_latency_ms = elapsed
         self.stats.total_latency_ms += elapsed
-        return outputs
+        return early + outputs

@@ -17,7 +17,8 @@ the same way for every stage:
   child process (``worker: process``, :mod:`gen3d_ros.ros.stage_process`: raw subscriptions, serialized
   messages over a pipe, outputs published raw) so that native code holding the GIL cannot stall the
   executor — and publishes the outputs (reliable, depth 1; the entry's ``latched`` outputs also
-  transient-local, so an rviz started later still gets the last one);
+  transient-local, so an rviz started later still gets the last one); a stage's early outputs (e.g. hGCA's
+  coarse voxels) are published the moment they exist, always before the final outputs of the same message;
 - ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` at 1 Hz (:mod:`gen3d_ros.ros.diagnostics`), WARN
   when an input topic has publishers but nothing arrived for ``input_timeout`` s (with the likely cause: QoS
   incompatibility reported by the middleware, or messages too large for best effort);
@@ -362,19 +363,26 @@ class StageNode(Node):
                 pass
             return
         wait_ms = (time.monotonic() - pending.arrival) * 1e3
+        # Early outputs (Stage.emit: hGCA's coarse voxels) are published from this thread as they come, so they
+        # always precede the final outputs of the same message.
         if self._stage_process is not None:
-            outputs = self._stage_process.process(pending.key, pending.msg)  # [(name, CDR bytes)]
+            outputs = self._stage_process.process(pending.key, pending.msg, on_output=self._publish)
         else:
             with self._stage_lock:
                 stage = self.stage
-            outputs = [(o.name, o.msg) for o in stage.process(pending.key, pending.msg, self.factory)]
+            outputs = [(o.name, o.msg) for o in stage.process(pending.key, pending.msg, self.factory,
+                                                              emit=lambda o: self._publish(o.name, o.msg))]
         self.stats.extra["queue_wait_ms"] = wait_ms
         for name, msg in outputs:
-            publisher = self._publishers_by_output.get(name)
-            if publisher is None:
-                self.get_logger().error(f"stage {self.stage_cls.name!r} produced unknown output {name!r}")
-                continue
-            publisher.publish(msg)  # a message, or its serialized bytes
+            self._publish(name, msg)
+
+    def _publish(self, name: str, msg: Any) -> None:
+        """Publish output ``name``: a message, or its serialized bytes (process worker)."""
+        publisher = self._publishers_by_output.get(name)
+        if publisher is None:
+            self.get_logger().error(f"stage {self.stage_cls.name!r} produced unknown output {name!r}")
+            return
+        publisher.publish(msg)
 
     def _on_worker_error(self, exc: BaseException) -> None:
         if self._shutting_down or not self.context.ok():

@@ -9,7 +9,9 @@ native code (a segfault on a weird cloud) kills the child, not the node: the fra
 child is restarted.
 
 Protocol over a ``multiprocessing`` pipe (the child is started with ``spawn``: never fork a process that runs
-DDS threads): ``("process", input_name, cdr)`` -> ``("done", [(output_name, cdr), …], StageStats)``;
+DDS threads): ``("process", input_name, cdr)`` -> zero or more ``("early", [(output_name, cdr)])``, one per output
+the stage emits before it is done (:meth:`gen3d_ros.pipeline.base.Stage.emit`: hGCA's coarse voxels), sent the
+moment it exists, then ``("done", [(output_name, cdr), …], StageStats)``; the pipe keeps that order;
 ``("config", config)`` -> ``("configured", reason)``: the child builds a stage of the new config and swaps it in,
 or keeps the old one and says why (``reason`` empty on success); ``("stop",)``. At start the child sends
 ``("ready", "")`` or ``("fatal", reason)`` (then exits). Every build's outcome goes to the parent's
@@ -25,7 +27,7 @@ import signal
 import threading
 from typing import Any, Callable
 
-from gen3d_ros.pipeline.base import StageStats
+from gen3d_ros.pipeline.base import Output, StageStats
 from gen3d_ros.ros.logs import setup_stage_process_logging
 
 
@@ -52,6 +54,19 @@ def merge_child_stats(into: StageStats, child: StageStats) -> None:
     into.last_latency_ms, into.total_latency_ms = child.last_latency_ms, child.total_latency_ms
     into.last_error = child.last_error or into.last_error
     into.extra.update(child.extra)
+
+
+def _pack(stage: Any, typestore: Any, outputs: list[Output], log: logging.Logger) -> list[tuple[str, bytes]]:
+    """``(name, CDR bytes)`` of each output; one its type cannot hold is counted as a failure and left out."""
+    packed = []
+    for output in outputs:
+        try:
+            packed.append((output.name, bytes(typestore.serialize_cdr(output.msg, stage.outputs[output.name]))))
+        except Exception as exc:  # noqa: BLE001 - a stage produced a message its type cannot hold
+            stage.stats.failed += 1
+            stage.stats.last_error = f"cannot serialize output {output.name!r}: {type(exc).__name__}: {exc}"
+            log.error(stage.stats.last_error)
+    return packed
 
 
 def _serve(conn: Any, stage_path: str, config: Any, stats: StageStats) -> None:
@@ -99,15 +114,12 @@ def _serve(conn: Any, stage_path: str, config: Any, stats: StageStats) -> None:
             stage.stats.last_error = f"rejected: cannot deserialize a {input_name} message: {exc}"
             conn.send(("done", [], stage.stats))
             continue
-        packed = []
-        for output in stage.process(input_name, msg, factory):  # never raises for bad data
-            try:
-                packed.append((output.name, bytes(typestore.serialize_cdr(output.msg, stage.outputs[output.name]))))
-            except Exception as exc:  # noqa: BLE001 - a stage produced a message its type cannot hold
-                stage.stats.failed += 1
-                stage.stats.last_error = f"cannot serialize output {output.name!r}: {type(exc).__name__}: {exc}"
-                log.error(stage.stats.last_error)
-        conn.send(("done", packed, stage.stats))
+        # Early outputs go to the parent while the stage works on: a send blocks only while the pipe is full.
+        def send_early(output: Output, stage: Any = stage) -> None:
+            conn.send(("early", _pack(stage, typestore, [output], log)))
+
+        outputs = stage.process(input_name, msg, factory, emit=send_early)  # never raises for bad data
+        conn.send(("done", _pack(stage, typestore, outputs, log), stage.stats))
 
 
 class StageProcess:
@@ -224,22 +236,43 @@ class StageProcess:
             self.config = config
         self._notify(config, reason)
 
-    def process(self, input_name: str, data: bytes) -> list[tuple[str, bytes]]:
-        """Run one serialized message through the child; its serialized outputs. Updates ``stats``.
+    def process(self, input_name: str, data: bytes,
+                on_output: Callable[[str, bytes], None] | None = None) -> list[tuple[str, bytes]]:
+        """Run one serialized message through the child; its serialized final outputs. Updates ``stats``.
 
-        Raises StageProcessError when the child died during the frame (it is restarted for the next one) or
-        cannot build its stage (then every frame fails with that reason until :meth:`reconfigure`).
+        ``on_output(name, cdr)``: called (in this thread) with each early output the moment the child sends it,
+        before this returns; without it, early outputs are returned first. Should ``on_output`` raise, the rest
+        of the frame is still read (the pipe stays in step) and the error is raised afterwards.
+
+        Raises StageProcessError when the child died during the frame (it is restarted for the next one; early
+        outputs already handed to ``on_output`` stay delivered) or cannot build its stage (then every frame fails
+        with that reason until :meth:`reconfigure`).
         """
         self.ensure_ready()
+        early: list[tuple[str, bytes]] = []
+        error: BaseException | None = None
         try:
             with self._lock:
                 self._conn.send(("process", input_name, data))
-            kind, outputs, child_stats = self._conn.recv()
+            reply = self._conn.recv()
+            while reply[0] == "early":
+                if on_output is None:
+                    early.extend(reply[1])
+                else:
+                    for name, cdr in reply[1]:
+                        try:
+                            on_output(name, cdr)
+                        except Exception as exc:  # noqa: BLE001 - raised once the frame is read
+                            error = error or exc
+                reply = self._conn.recv()
+            _, outputs, child_stats = reply
         except (EOFError, OSError) as exc:
             raise self._child_died(f"a {input_name} message", exc) from exc
         merge_child_stats(self.stats, child_stats)
         self.stats.extra["stage_process_restarts"] = float(self.restarts)
-        return outputs
+        if error is not None:
+            raise error
+        return early + outputs
 
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the child to exit; terminate it after ``timeout`` s (a frame in progress is abandoned)."""
