@@ -45,7 +45,7 @@ def test_gen3d_bag_end_to_end_in_a_subprocess(cloud_bag: Path, tmp_path: Path) -
     topics = read_bag_info(out)["topics"]
     assert {t: v["count"] for t, v in topics.items()} == {
         "/velodyne_points": 2, "/gen3d/completion/mesh": 2, "/gen3d/completion/mesh_marker": 2,
-        "/gen3d/completion/voxels": 2}
+        "/gen3d/completion/voxels": 2, "/gen3d/completion/coarse_voxels": 0}  # classical: no coarse stage
     assert json.loads((tmp_path / "r.json").read_text())["stages"]["completion"]["processed"] == 2
 
     again = gen3d("bag", str(cloud_bag), "-o", str(out), *FAST)

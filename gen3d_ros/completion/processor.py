@@ -6,19 +6,25 @@ Methods (``CompletionConfig.method``):
 - ``gca``: a trained Generative Cellular Automata kernel (``checkpoint``) grows the scan into a complete
   scene on its training grid around the sensor; the completed voxels are meshed by marching cubes.
 - ``hgca``: the hierarchy (:class:`~gen3d_ros.completion.inference.SceneCompleter`): coarse GCA with the BEV planner,
-  fine cGCA inside it, the decoder's distance field meshed (continuous geometry, not voxel steps).
+  fine cGCA inside it, the decoder's distance field meshed (continuous geometry, not voxel steps). The coarse
+  completion goes to ``process``'s ``on_coarse`` as soon as it exists, seconds before the mesh.
+
+Every method's mesh is also decimated to ``marker_max_triangles`` for display (``CompletionResult.display_mesh``,
+:mod:`gen3d_ros.completion.decimate`).
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from gen3d_ros.completion.classical import ball_pivot_mesh, poisson_mesh
+from gen3d_ros.completion.decimate import decimate_to_budget
 from gen3d_ros.completion.grid import prepare_sweep
 from gen3d_ros.completion.mesh import TriangleMesh
 from gen3d_ros.completion.voxelize import voxel_centers, voxelize
@@ -61,6 +67,15 @@ class CompletionConfig:
     density_quantile: float = param(0.05, "trim this fraction of least-supported Poisson vertices",
                                     lo=0.0, hi=0.9)
     seed: int = param(0, "random seed (subsampling, sampling of generative methods)", lo=0, hi=2**31 - 1)
+    # The rviz Marker repeats every triangle corner (24 B) and its colour (16 B): 44 MB for the ~370k triangles
+    # of a ±12 m hGCA sweep; 100k triangles (11.6 MB, 7.0 MB single-coloured) still show the scene's detail.
+    marker_max_triangles: int = param(100_000, "triangles of the mesh Marker for rviz: the mesh is decimated "
+                                               "(vertex clustering) to at most this many; CompletedMesh keeps the "
+                                               "full mesh; 0: no limit", lo=0, hi=100_000_000)
+    marker_colors: bool = param(True, "per-corner height colours on the mesh Marker (+67 % bytes); off: one "
+                                      "grey with rviz's shading")
+    mesh_colors: bool = param(False, "per-vertex colours in CompletedMesh (+35 % bytes); off by default: they "
+                                     "are the height ramp of the vertices, a subscriber can compute them")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -109,9 +124,17 @@ def _check_checkpoint(field_name: str, path: str, packaged: Any, what: str, form
         raise ValueError(f"CompletionConfig.{field_name}={path!r}: {exc}") from None
 
 
+#: ``on_coarse(centres)``: (C, 3) float32 coarse voxel centres, metres, sensor frame, called once per sweep as soon
+#: as the coarse completion exists (hgca), before the fine stage and the mesh
+CoarseCallback = Callable[[np.ndarray], None]
+
+
 @dataclass
 class CompletionResult:
-    """Output of one completion, in the input frame (metres)."""
+    """Output of one completion, in the input frame (metres).
+
+    ``mesh``: the full welded mesh; ``display_mesh``: the same decimated to ``marker_max_triangles`` (``mesh``
+    itself when within the budget)."""
 
     mesh: TriangleMesh
     voxels: np.ndarray  # (M,3) float32 centres of completed occupied voxels
@@ -122,45 +145,59 @@ class CompletionResult:
     latency_ms: float
     model_id: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    display_mesh: TriangleMesh | None = None
 
 
 class CompletionProcessor:
-    """Completes one LiDAR sweep. ``points``: (N,3) float32, metres, sensor frame (sensor at the origin)."""
+    """Completes one LiDAR sweep. ``points``: (N,3) float32, metres, sensor frame (sensor at the origin).
 
-    def __init__(self, config: CompletionConfig | None = None) -> None:
+    ``completer``: an already built completer for ``method`` gca (a ``GCACompleter``) or hgca (a
+    ``SceneCompleter``), or an object of the same interface, used instead of loading ``config.checkpoint``."""
+
+    def __init__(self, config: CompletionConfig | None = None, *, completer: Any = None) -> None:
         self.config = config or CompletionConfig()
         self.rng = np.random.default_rng(self.config.seed)
-        self.completer = None
         self.calls = 0
-        if self.config.method == "hgca":
-            import torch
+        if completer is not None and self.config.method in CLASSICAL_METHODS:
+            raise ValueError(f"a completer was given but method {self.config.method!r} uses none; "
+                             "give method gca or hgca")
+        self.completer = completer if completer is not None else self._build_completer()
+        # SceneCompleter.complete calls on_coarse right after its coarse stage (issue 12); one without that
+        # parameter has the coarse result handed out after the whole completion, before the mesh messages.
+        self._streams_coarse = (self.config.method == "hgca"
+                                and "on_coarse" in inspect.signature(self.completer.complete).parameters)
 
-            from gen3d_ros.completion.inference import SceneCompleter, SceneCompleterConfig
+    def _build_completer(self) -> Any:
+        """The completer of ``config.method`` (None for the classical methods), loaded from its checkpoint."""
+        c = self.config
+        if c.method in CLASSICAL_METHODS:
+            return None
+        import torch
 
-            if self.config.threads > 0:
-                torch.set_num_threads(self.config.threads)
-            c = self.config
+        from gen3d_ros.completion.checkpoint import default_gca_checkpoint
+        from gen3d_ros.completion.inference import GCACompleter, SceneCompleter, SceneCompleterConfig
+
+        if c.threads > 0:
+            torch.set_num_threads(c.threads)
+        if c.method == "hgca":
             # The sweep is prepared (cropped, subsampled) here once: the completer adds no limit of its own.
-            self.completer = SceneCompleter(c.checkpoint or None, SceneCompleterConfig(
+            return SceneCompleter(c.checkpoint or None, SceneCompleterConfig(
                 coarse_steps=c.steps, fine_steps=c.fine_steps, mesh_resolution=c.mesh_resolution,
                 max_points=0, device=c.device, coarse_checkpoint=c.coarse_checkpoint, seed=c.seed))
-        elif self.config.method == "gca":
-            import torch
-
-            from gen3d_ros.completion.checkpoint import default_gca_checkpoint
-            from gen3d_ros.completion.inference import GCACompleter
-
-            if self.config.threads > 0:
-                torch.set_num_threads(self.config.threads)
-            path = self.config.checkpoint or str(default_gca_checkpoint())
-            self.completer = GCACompleter(path, device=self.config.device, steps=self.config.steps or None)
+        return GCACompleter(c.checkpoint or str(default_gca_checkpoint()), device=c.device, steps=c.steps or None)
 
     @property
     def model_id(self) -> str:
         return self.completer.model_id if self.completer is not None else self.config.method
 
-    def process(self, points: np.ndarray, *, dropped: int = 0) -> CompletionResult:
-        """Complete ``points``; ``dropped``: points the caller already removed (NaNs), added to the count."""
+    def process(self, points: np.ndarray, *, dropped: int = 0,
+                on_coarse: CoarseCallback | None = None) -> CompletionResult:
+        """Complete ``points``; ``dropped``: points the caller already removed (NaNs), added to the count.
+
+        ``on_coarse``: called once with the coarse completion's voxel centres ((C, 3) float32, metres, sensor
+        frame) as soon as they exist, before this returns (method hgca; the other methods have no coarse stage
+        and never call it). What it raises fails the sweep. ``timings_ms["to_coarse"]``: from the call to it.
+        """
         start = time.perf_counter()
         c = self.config
         sweep = prepare_sweep(np.asarray(points, np.float32), roi_radius_m=c.roi_radius, z_range_m=(c.z_min, c.z_max),
@@ -170,9 +207,18 @@ class CompletionProcessor:
             raise EmptyInputError(f"{len(points)} usable points after filtering and a {self.config.roi_radius} m "
                                   f"region of interest; need at least min_points={self.config.min_points}")
         if self.config.method == "hgca":
-            return self._process_hgca(points, dropped, start)
-        if self.completer is not None:
-            return self._process_gca(points, dropped, start)
+            result = self._process_hgca(points, dropped, start, on_coarse)
+        elif self.completer is not None:
+            result = self._process_gca(points, dropped)
+        else:
+            result = self._process_classical(points, dropped)
+        t0 = time.perf_counter()
+        result.display_mesh = decimate_to_budget(result.mesh, c.marker_max_triangles)
+        result.timings_ms["decimate"] = (time.perf_counter() - t0) * 1e3
+        result.latency_ms = (time.perf_counter() - start) * 1e3
+        return result
+
+    def _process_classical(self, points: np.ndarray, dropped: int) -> CompletionResult:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         voxel = self.config.voxel_size
@@ -185,12 +231,10 @@ class CompletionProcessor:
         else:
             mesh = ball_pivot_mesh(points, voxel_size=voxel)
         timings["mesh"] = (time.perf_counter() - t0) * 1e3
-        latency = (time.perf_counter() - start) * 1e3
         return CompletionResult(mesh=mesh, voxels=voxels, voxel_size=voxel, steps=0, input_points=len(points),
-                                dropped_points=dropped, latency_ms=latency, model_id=self.model_id,
-                                timings_ms=timings)
+                                dropped_points=dropped, latency_ms=0.0, model_id=self.model_id, timings_ms=timings)
 
-    def _process_gca(self, points: np.ndarray, dropped: int, start: float) -> CompletionResult:
+    def _process_gca(self, points: np.ndarray, dropped: int) -> CompletionResult:
         from gen3d_ros.completion.voxel_mesh import voxels_to_mesh
 
         completer = self.completer
@@ -211,16 +255,28 @@ class CompletionProcessor:
         steps = completer.steps or completer.model.config.steps
         return CompletionResult(mesh=mesh, voxels=completer.centers(out), voxel_size=completer.voxel_size,
                                 steps=int(steps), input_points=len(points), dropped_points=dropped,
-                                latency_ms=(time.perf_counter() - start) * 1e3, model_id=completer.model_id,
-                                timings_ms=timings)
+                                latency_ms=0.0, model_id=completer.model_id, timings_ms=timings)
 
-    def _process_hgca(self, points: np.ndarray, dropped: int, start: float) -> CompletionResult:
+    def _process_hgca(self, points: np.ndarray, dropped: int, start: float,
+                      on_coarse: CoarseCallback | None) -> CompletionResult:
+        coarse_at: list[float] = []
+
+        def deliver(centres: np.ndarray) -> None:
+            coarse_at.append((time.perf_counter() - start) * 1e3)
+            if on_coarse is not None:
+                on_coarse(np.asarray(centres, np.float32).reshape(-1, 3))
+
+        kwargs = {"on_coarse": deliver} if self._streams_coarse else {}
         try:
-            out = self.completer.complete(points, seed=self.config.seed + self.calls)
-        except ValueError as exc:  # nothing on the model's grid
-            raise EmptyInputError(str(exc)) from exc
+            out = self.completer.complete(points, seed=self.config.seed + self.calls, **kwargs)
+        except ValueError as exc:
+            if coarse_at:  # raised after the coarse stage (or by on_coarse): a failure, not an empty input
+                raise
+            raise EmptyInputError(str(exc)) from exc  # nothing on the model's grid
         self.calls += 1
+        if not coarse_at:  # a completer that does not stream its coarse result
+            deliver(voxel_centers(out.coarse_cells, out.coarse_voxel, out.origin))
+        timings = {**out.timings_ms, "to_coarse": coarse_at[0]}
         return CompletionResult(mesh=out.mesh, voxels=out.fine_centres, voxel_size=out.fine_voxel,
                                 steps=int(sum(out.steps)), input_points=len(points), dropped_points=dropped,
-                                latency_ms=(time.perf_counter() - start) * 1e3, model_id=self.completer.model_id,
-                                timings_ms=dict(out.timings_ms))
+                                latency_ms=0.0, model_id=self.completer.model_id, timings_ms=timings)

@@ -90,9 +90,11 @@ STAGES: tuple[StageEntry, ...] = (
         stage="gen3d_ros.pipeline.completion:CompletionStage",
         config="gen3d_ros.completion.processor:CompletionConfig",
         inputs={"cloud": "/gen3d/input/cloud"},
-        outputs={"mesh_marker": "/gen3d/completion/mesh_marker", "completed_mesh": "/gen3d/completion/mesh",
+        outputs={"coarse_voxels": "/gen3d/completion/coarse_voxels",
+                 "mesh_marker": "/gen3d/completion/mesh_marker", "completed_mesh": "/gen3d/completion/mesh",
                  "completed_voxels": "/gen3d/completion/voxels"},
-        summary="LiDAR PointCloud2 -> completed mesh (Marker, CompletedMesh) and completed voxels (PointCloud2)",
+        summary="LiDAR PointCloud2 -> coarse voxels first (hgca), then the completed mesh (Marker, CompletedMesh) "
+                "and completed voxels (PointCloud2)",
         latched=frozenset({"mesh_marker"}),
         # open3d's Poisson reconstruction holds the GIL for the whole call (seconds): run it in a child process.
         worker="process",

@@ -20,6 +20,8 @@ from gen3d_ros.outputs import OutputError
 #: coarse and shallow: about 50 ms a cloud
 FAST = dict(voxel_size=0.4, poisson_depth=6, roi_radius=12.0)
 OUT = stage_entry("completion").outputs
+#: what a classical method writes per cloud; it has no coarse stage, so coarse_voxels stays empty
+MESH_OUT = {name: topic for name, topic in OUT.items() if name != "coarse_voxels"}
 
 
 def fast_stage() -> CompletionStage:
@@ -40,17 +42,19 @@ def test_run_bag_writes_one_mesh_per_cloud_with_the_input_stamps_and_frame(tmp_p
     assert report.stages["completion"].processed == 3
     assert report.stages["completion"].rejected == 0 and report.stages["completion"].failed == 0
     assert report.messages_in == {"/points": 3}
-    assert report.messages_out == {OUT["mesh_marker"]: 3, OUT["completed_mesh"]: 3, OUT["completed_voxels"]: 3}
+    assert report.messages_out == {OUT["mesh_marker"]: 3, OUT["completed_mesh"]: 3, OUT["completed_voxels"]: 3,
+                                   OUT["coarse_voxels"]: 0}
     assert report.stages["completion"].mean_latency_ms > 0 and report.wall_time_s > 0
     with BagReader(tmp_path / "out") as bag:
         assert bag.storage == storage
         assert {t: i.msgtype for t, i in bag.topics.items()} == {
+            "/gen3d/completion/coarse_voxels": "sensor_msgs/msg/PointCloud2",
             "/gen3d/completion/mesh_marker": "visualization_msgs/msg/Marker",
             "/gen3d/completion/mesh": "gen3d_ros/msg/CompletedMesh",
             "/gen3d/completion/voxels": "sensor_msgs/msg/PointCloud2",
         }
     topics = by_topic(tmp_path / "out")
-    for topic in OUT.values():
+    for topic in MESH_OUT.values():
         assert [m.log_time_ns for m in topics[topic]] == stamps
         assert [stamp_to_nanoseconds(m.msg.header.stamp) for m in topics[topic]] == stamps
         assert {m.msg.header.frame_id for m in topics[topic]} == {"lidar"}
@@ -218,3 +222,20 @@ def test_a_stage_outside_the_registry_needs_its_topics_in_the_topic_map(tmp_path
     report = run_bag(tmp_path / "in", tmp_path / "out", stages=[Echo()], progress=False,
                      topic_map={("echo", "cloud"): "/points", ("echo", "copy"): "/echo"})
     assert report.messages_in == {"/points": 2} and report.messages_out == {"/echo": 2}
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_hgca_coarse_voxels_are_written_with_each_cloud_before_its_mesh(tmp_path: Path, storage: str) -> None:
+    from completion_fakes import FakeSceneCompleter
+
+    stamps = write_cloud_bag(tmp_path / "in", 3, storage=storage)
+    stage = CompletionStage(CompletionConfig(method="hgca", roi_radius=12.0), completer=FakeSceneCompleter())
+    report = run_bag(tmp_path / "in", tmp_path / "out", stages=[stage], progress=False, storage=storage)
+    assert report.stages["completion"].processed == 3
+    assert report.messages_out == {topic: 3 for topic in OUT.values()}
+    order = [(m.topic, m.log_time_ns) for m in read_messages(tmp_path / "out")]
+    for stamp in stamps:  # same log time for all outputs of a cloud; the coarse one is first
+        assert [t for t, s in order if s == stamp] == [OUT["coarse_voxels"], *MESH_OUT.values()]
+    for m in read_messages(tmp_path / "out", [OUT["coarse_voxels"]]):
+        assert stamp_to_nanoseconds(m.msg.header.stamp) == m.log_time_ns and m.msg.header.frame_id == "lidar"
+        assert m.msg.width > 50

@@ -41,7 +41,7 @@ def test_demo_writes_drive_bag_completed_bag_meshes_preview_and_report(tmp_path:
     completed = read_bag_info(out / "completed")["topics"]
     assert {t: completed[t]["count"] for t in completed} == {
         "/points": 2, "/tf": 2, "/gen3d/completion/mesh": 2, "/gen3d/completion/mesh_marker": 2,
-        "/gen3d/completion/voxels": 2}
+        "/gen3d/completion/voxels": 2, "/gen3d/completion/coarse_voxels": 2}  # hgca: its coarse stage too
     assert sorted(p.name for p in (out / "meshes").iterdir()) == ["sweep_000.ply", "sweep_001.ply"]
     import open3d as o3d
 

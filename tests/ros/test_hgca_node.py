@@ -1,5 +1,5 @@
-"""The completion node with ``method: hgca`` over real DDS: a simulated LiDAR sweep in, the decoder's mesh out
-(Marker TRIANGLE_LIST + CompletedMesh + completed voxels), stamp and frame kept."""
+"""The completion node with ``method: hgca`` over real DDS: a simulated LiDAR sweep in, the coarse voxels first,
+then the decoder's mesh (Marker TRIANGLE_LIST + CompletedMesh + completed voxels), stamp and frame kept."""
 
 from __future__ import annotations
 
@@ -38,10 +38,16 @@ def test_hgca_node_publishes_decoded_mesh_of_a_simulated_sweep(ros, executor, ch
     node = rclpy.create_node("hgca_node_test", context=context)
     executor.add_node(node)
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-    got: dict[str, list] = {"marker": [], "mesh": [], "voxels": []}
-    node.create_subscription(Marker, "/gen3d/completion/mesh_marker", got["marker"].append, reliable)
-    node.create_subscription(CompletedMesh, "/gen3d/completion/mesh", got["mesh"].append, reliable)
-    node.create_subscription(PointCloud2, "/gen3d/completion/voxels", got["voxels"].append, reliable)
+    got: dict[str, list] = {"coarse": [], "marker": [], "mesh": [], "voxels": []}
+    arrivals: list[tuple[str, int]] = []  # (output, stamp) in arrival order
+
+    def on(name: str):
+        return lambda msg: (got[name].append(msg), arrivals.append((name, stamp_ns_of(msg))))
+
+    node.create_subscription(PointCloud2, "/gen3d/completion/coarse_voxels", on("coarse"), reliable)
+    node.create_subscription(Marker, "/gen3d/completion/mesh_marker", on("marker"), reliable)
+    node.create_subscription(CompletedMesh, "/gen3d/completion/mesh", on("mesh"), reliable)
+    node.create_subscription(PointCloud2, "/gen3d/completion/voxels", on("voxels"), reliable)
     pub = node.create_publisher(PointCloud2, "/gen3d/input/cloud", reliable)
     sent: list[int] = []
 
@@ -63,3 +69,9 @@ def test_hgca_node_publishes_decoded_mesh_of_a_simulated_sweep(ros, executor, ch
     assert len(mesh.mesh.triangles) > 100
     assert max(max(t.vertex_indices) for t in mesh.mesh.triangles) < len(mesh.mesh.vertices)
     assert got["voxels"][0].width > len(np.unique(np.floor(points / 0.25), axis=0)) * 0.5
+    # the coarse completion arrived before the mesh of the same sweep, and has fewer cells than the fine one
+    stamp = stamp_ns_of(mesh)
+    assert arrivals.index(("coarse", stamp)) < arrivals.index(("marker", stamp))
+    assert arrivals.index(("coarse", stamp)) < arrivals.index(("mesh", stamp))
+    coarse = next(c for c in got["coarse"] if stamp_ns_of(c) == stamp)
+    assert coarse.header.frame_id == TEST_FRAME and 0 < coarse.width < got["voxels"][0].width
