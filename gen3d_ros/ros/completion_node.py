@@ -10,7 +10,8 @@ Outputs (logical name: default topic, type), in the order a sweep produces them:
   triangles (latched);
 - ``completed_mesh``: ``/gen3d/completion/mesh``, ``gen3d_ros/CompletedMesh``, the full mesh (colours with
   ``mesh_colors``);
-- ``completed_voxels``: ``/gen3d/completion/voxels``, ``PointCloud2`` of the completed voxels' centres (hgca: the fine ones).
+- ``completed_voxels``: ``/gen3d/completion/voxels``, ``PointCloud2`` of the completed voxels' centres (hgca:
+  the fine ones).
 
     python -m gen3d_ros.ros.completion_node --ros-args --params-file config/completion_node.yaml
     ros2 run gen3d_ros completion_node --ros-args -p cloud_topic:=/velodyne_points
