@@ -104,7 +104,7 @@ def marching_cubes(volume: Tensor, level: float, mask: Tensor | None = None,
     first = torch.cumsum(n_tri, 0) - n_tri  # index of each cube's first triangle
     k = torch.arange(len(cube), device=dev) - first[cube]
     edge = table[case[cube], k]  # (F, 3) local edge ids 0..11
-    start_offset = torch.tensor(EDGE_START, dtype=torch.int64, device=dev) @ stride  # (12,) linear offsets
+    start_offset = (torch.tensor(EDGE_START, dtype=torch.int64, device=dev) * stride).sum(1)  # (12,) linear offsets
     axis = torch.tensor(EDGE_AXIS, dtype=torch.int64, device=dev)
     edge_id = (lin[cube].unsqueeze(1) + start_offset[edge]) * 3 + axis[edge]
     del cube, first, k, edge
