@@ -20,6 +20,12 @@ called with large batches of device tensors, and every later step a handful of v
 Differences from the numpy path, all at the ~1e-3 h level or below: marching cubes resolves ambiguous cubes with
 the classic table (skimage's Lewiner tests them), and the band's one-step growth is not cut at block borders.
 
+Measured with the packaged hGCA model (0.2 m fine voxels, resolution 2) on VLP-32 sweeps of procedural streets,
+the same decoder and cells through both meshers: on an H200, +-12 m (37.7k cells, 350k faces) 0.074 s against
+4.8 s for :func:`~gen3d_ros.completion.udf_mesh.mesh_from_udf`, +-51.2 m (192k cells, 1.8M faces) 0.30 s
+against 31 s, 2.3 GiB of GPU memory at most, decoding 0.18 s of it; on one CPU thread, +-12 m 4.2 s against
+5.3 s (decoding 2.5 s). Vertices of the two meshes coincide (mean nearest-vertex gap 4e-4 voxel).
+
     decode = autoencoder.udf_function_torch(latents, voxel_size, origin)
     mesh = mesh_from_udf_torch(decode, cells, voxel_size, origin, resolution=2, device="cuda")
 """
