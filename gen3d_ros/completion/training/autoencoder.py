@@ -40,7 +40,12 @@ import torch
 
 from gen3d_ros.completion.checkpoint import autoencoder_checkpoint
 from gen3d_ros.completion.latent import AutoencoderConfig, CGCAAutoencoder
+from gen3d_ros.completion.training import distributed
+from gen3d_ros.completion.training.distributed import DistributedContext
 from gen3d_ros.completion.training.loop import VALIDATION_SEED_OFFSET
+from gen3d_ros.completion.training.precision import AMP_CHOICES, Precision, check_amp
+from gen3d_ros.completion.training.progress import LogWindow
+from gen3d_ros.completion.training.train_step import TrainStep
 from gen3d_ros.completion.udf_mesh import mesh_from_udf, sample_mesh, save_mesh
 from gen3d_ros.completion.voxelize import crop_voxels, point_indices, unique_voxels
 from gen3d_ros.config import preset_with_overrides
@@ -81,6 +86,10 @@ class AutoencoderTrainConfig:
     backend: str | None = None
     threads: int = 0
     """torch intra-op threads; 0 keeps torch's default. 1 is fastest on a busy small CPU (OpenMP spinning)."""
+    amp: str = "off"
+    """Mixed precision: ``off``, ``bf16`` or ``fp16`` (CUDA only); see :mod:`.precision`."""
+    log_every: int = 10
+    """Iterations between reads of the loss from the device (history, progress bar, rate)."""
     model: dict = field(default_factory=dict)
     """:class:`AutoencoderConfig` fields."""
     data: dict = field(default_factory=dict)
@@ -96,6 +105,8 @@ class AutoencoderTrainConfig:
             raise ValueError(f"gt_udf={self.gt_udf!r} is not 'mesh' or 'samples'")
         if self.val_every < 1 or self.val_samples < 0:
             raise ValueError(f"need val_every >= 1 and val_samples >= 0, got {self.val_every}, {self.val_samples}")
+        if self.amp not in AMP_CHOICES or self.log_every < 1:
+            raise ValueError(f"need amp in {AMP_CHOICES} and log_every >= 1, got {self.amp!r}, {self.log_every}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: copy.deepcopy(getattr(self, k)) for k in AutoencoderTrainConfig.__dataclass_fields__}
@@ -132,6 +143,7 @@ def make_autoencoder_config(preset: str | None = None,
     values = preset_with_overrides(PRESETS, preset, overrides, AutoencoderTrainConfig)
     config = AutoencoderTrainConfig(**values)
     AutoencoderConfig.from_dict(config.model)  # a typo fails before any data is generated
+    check_amp(config.amp, config.device)
     CompletionDatasetConfig.from_dict(config.data)
     return config
 
@@ -333,47 +345,82 @@ def evaluate_autoencoder(model: CGCAAutoencoder, items: list[ValidationItem], *,
 # ---------------------------------------------------------------------------------------------- training
 
 
+class AutoencoderTrainer:
+    """One rank's autoencoder optimisation: scene draws (seeded per rank), queries and UDF targets, and one
+    :class:`~gen3d_ros.completion.training.train_step.TrainStep` (autocast, DDP, clip, Adam) per iteration."""
+
+    def __init__(self, config: AutoencoderTrainConfig, dist: DistributedContext | None = None) -> None:
+        dist = dist or DistributedContext()
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        self.config, self.dist = config, dist
+        self.rng = np.random.default_rng(dist.seed(config.seed))
+        self.aug_rng = np.random.default_rng([dist.seed(config.seed), 1])
+        self.device = dist.device(config.device)
+        self.model = build_model(config).to(self.device)
+        data = CompletionDatasetConfig.from_dict(config.data)
+        self.dataset = CompletionDataset(data)
+        self.voxel_size, self.origin = data.voxel_size_m, data.origin
+        self.trunc = self.model.decoder.trunc_voxels * self.voxel_size
+        self.train_step = TrainStep(self.model, self._loss, lr=config.lr, grad_clip=config.grad_clip,
+                                    precision=Precision.create(config.amp, self.device), dist=dist)
+        self.data_seconds = 0.0
+        """Host seconds spent making batches (surface samples, queries, exact UDF targets) so far."""
+
+    def _loss(self, model: CGCAAutoencoder, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L1 + latent_l2 * mean(z^2), the L1 alone detached) of one batch; float32 under autocast too."""
+        pts, pb, qs, qb, target = batch
+        latents = model.encode(pts, self.voxel_size, self.origin, pb)
+        pred = model.decode(latents, qs, self.voxel_size, self.origin, qb, clamp=False).float()
+        loss = udf_loss(pred, target, self.trunc, self.voxel_size)
+        if self.config.latent_l2 > 0:
+            return loss + self.config.latent_l2 * latents.feats.float().square().mean(), loss.detach()
+        return loss, loss.detach()
+
+    def iteration(self) -> torch.Tensor | None:
+        """One optimiser step; its L1 loss (0-dim, on the device), or None when every drawn scene was empty.
+
+        In a multi-rank run an empty draw is drawn again (every rank must take part in every step).
+        """
+        start = time.perf_counter()
+        for _ in range(100):
+            batch = _training_batch(self.config, self.dataset, self.rng, self.aug_rng, self.trunc)
+            if batch is not None or not self.dist.active:
+                break
+        self.data_seconds += time.perf_counter() - start
+        if batch is None:
+            if self.dist.active:
+                raise RuntimeError("100 autoencoder batches in a row had no surface in the crop; check data.*")
+            return None
+        _, loss = self.train_step(tuple(torch.from_numpy(a).to(self.device) for a in batch))
+        return loss
+
+
 def train_autoencoder(config: AutoencoderTrainConfig, out_dir: str | Path | None = None, *, progress: bool = True,
                       on_validation: Callable[[int, dict], None] | None = None) -> tuple[CGCAAutoencoder, dict]:
     """Train the latent autoencoder; returns the model (eval mode) and a summary (curves, final validation
-    metrics, ``train_seconds``)."""
+    metrics, ``train_seconds``, ``iters_per_s``). In a ``torchrun`` job rank 0 alone validates and writes."""
     from tqdm import tqdm
 
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    aug_rng = np.random.default_rng([config.seed, 1])
-    model = build_model(config).to(config.device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    data_config = CompletionDatasetConfig.from_dict(config.data)
-    dataset = CompletionDataset(data_config)
-    v, origin = data_config.voxel_size_m, data_config.origin
-    trunc = model.decoder.trunc_voxels * v
-    val = validation_items(config) if config.val_samples else []
-    history: dict[str, list] = {"iteration": [], "loss": [], "val_iteration": [], "val": []}
-
-    start = time.perf_counter()
-    bar = tqdm(range(1, config.iterations + 1), desc="train cGCA autoencoder", unit="it", disable=not progress,
-               dynamic_ncols=True)
-    model.train()
+    dist = distributed.current()
+    trainer = AutoencoderTrainer(config, dist)
+    model = trainer.model
+    val = validation_items(config) if config.val_samples and dist.is_main else []
+    history: dict[str, list] = {"iteration": [], "loss": [], "val_iteration": [], "val": [], "log_iteration": [],
+                                "iters_per_s": []}
+    window = LogWindow(history)
+    bar = tqdm(range(1, config.iterations + 1), desc="train cGCA autoencoder", unit="it",
+               disable=not progress or not dist.is_main, dynamic_ncols=True)
+    start, validation_seconds = time.perf_counter(), 0.0
     for it in bar:
-        batch = _training_batch(config, dataset, rng, aug_rng, trunc)
-        if batch is None:
-            continue
-        pts, pb, qs, qb, target = (torch.from_numpy(a).to(config.device) for a in batch)
-        latents = model.encode(pts, v, origin, pb)
-        pred = model.decode(latents, qs, v, origin, qb, clamp=False)
-        loss = udf_loss(pred, target, trunc, v)
-        total = loss + config.latent_l2 * latents.feats.square().mean() if config.latent_l2 > 0 else loss
-        optimiser.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimiser.step()
-        history["iteration"].append(it)
-        history["loss"].append(float(loss.detach()))
-        bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+        loss = trainer.iteration()
+        if loss is not None:
+            window.add(it, {"loss": loss})
+        if it % config.log_every == 0 or it == config.iterations:
+            bar.set_postfix(window.flush())
         if val and (it % config.val_every == 0 or it == config.iterations):
+            t0 = time.perf_counter()
             metrics = evaluate_autoencoder(model, val, resolution=config.mesh_resolution)
             history["val_iteration"].append(it)
             history["val"].append(metrics)
@@ -381,11 +428,16 @@ def train_autoencoder(config: AutoencoderTrainConfig, out_dir: str | Path | None
                      metrics["chamfer_l1"], metrics["chamfer_l1_voxels"])
             if on_validation:
                 on_validation(it, metrics)
+            validation_seconds += time.perf_counter() - t0
+            window.restart()
     model.eval()
+    train_seconds = time.perf_counter() - start
     summary = {"history": history, "final": history["val"][-1] if history["val"] else {},
-               "train_seconds": time.perf_counter() - start}
-    if out_dir is not None:
+               "train_seconds": train_seconds, "validation_seconds": validation_seconds,
+               "iters_per_s": config.iterations / max(train_seconds - validation_seconds, 1e-9)}
+    if out_dir is not None and dist.is_main:
         save_run(model, config, summary, Path(out_dir), val)
+    dist.barrier()  # the other ranks return once the run folder is complete
     return model, summary
 
 
@@ -425,7 +477,8 @@ def save_run(model: CGCAAutoencoder, config: AutoencoderTrainConfig, summary: di
     """``model.pt``, ``metrics.json``, ``training_curve.png`` and (with validation items) ``val_mesh.ply``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, config, out_dir / "model.pt", summary.get("final"))
-    metrics = {"final": summary["final"], "train_seconds": summary["train_seconds"], "config": config.to_dict()}
+    metrics = {"final": summary["final"], "train_seconds": summary["train_seconds"],
+               "iters_per_s": summary.get("iters_per_s"), "config": config.to_dict()}
     write_json(out_dir / "metrics.json", metrics, default=str)
     plot_training_curve(summary["history"], out_dir / "training_curve.png")
     if val:

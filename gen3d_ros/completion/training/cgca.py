@@ -28,10 +28,13 @@ from gen3d_ros.completion.checkpoint import cgca_checkpoint, load_autoencoder
 from gen3d_ros.completion.grid import VoxelGrid
 from gen3d_ros.completion.inference import encode_cells
 from gen3d_ros.completion.latent import CGCAAutoencoder
+from gen3d_ros.completion.training import distributed
 from gen3d_ros.completion.training.autoencoder import surface_sample
+from gen3d_ros.completion.training.distributed import DistributedContext
 from gen3d_ros.completion.training.infusion import LatentChain, cgca_infusion_step
-from gen3d_ros.completion.training.loop import (VALIDATION_SEED_OFFSET, InfusionTrainConfig, run_infusion_training,
-                                                seed_everything)
+from gen3d_ros.completion.training.loop import (VALIDATION_SEED_OFFSET, InfusionSetup, InfusionTrainConfig,
+                                                run_infusion_training, seed_everything)
+from gen3d_ros.completion.training.precision import check_amp
 from gen3d_ros.config import preset_with_overrides
 from gen3d_ros.outputs import save_figure, save_torch, write_json
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig, CompletionSample
@@ -95,6 +98,7 @@ def make_cgca_config(preset: str | None = None, overrides: Mapping[str, Any] | N
     values = preset_with_overrides(PRESETS, preset, overrides, CGCATrainConfig)
     config = CGCATrainConfig(**values)
     CGCAConfig(**config.model)  # a typo fails before any data is generated
+    check_amp(config.amp, config.device)
     if config.data:
         CompletionDatasetConfig.from_dict(config.data)
     return config
@@ -184,25 +188,37 @@ def build_model(config: CGCATrainConfig, z_dim: int) -> CGCATransition:
     return CGCATransition(CGCAConfig(**{**config.model, "z_dim": int(z_dim)}), backend=config.backend)
 
 
-def train_cgca(config: CGCATrainConfig, out_dir: str | Path | None = None, *, progress: bool = True,
-               autoencoder_checkpoint: Mapping | None = None,
-               on_validation: Callable[[int, dict], None] | None = None) -> tuple[CGCATransition, dict]:
-    """Train a cGCA kernel over the frozen autoencoder ``config.autoencoder`` (or ``autoencoder_checkpoint``,
-    an already-loaded checkpoint dict); returns the model and a summary (curves, final validation metrics)."""
-    rng = seed_everything(config)
-    aug_rng = np.random.default_rng([config.seed, 1])
+@dataclass
+class CGCASetup:
+    """A cGCA run's infusion setup plus the frozen autoencoder, its checkpoint and the run's data."""
+
+    infusion: InfusionSetup
+    autoencoder: CGCAAutoencoder
+    autoencoder_checkpoint: dict
+    data: CompletionDatasetConfig
+
+
+def prepare_cgca_training(config: CGCATrainConfig, dist: DistributedContext | None = None, *,
+                          autoencoder_checkpoint: Mapping | None = None) -> CGCASetup:
+    """Load the frozen autoencoder (``config.autoencoder`` or an already-loaded ``autoencoder_checkpoint``), build
+    the kernel on this rank's device, and the fresh latent chains and step of the run."""
+    dist = dist or DistributedContext()
+    rng = seed_everything(config, dist)
+    aug_rng = np.random.default_rng([dist.seed(config.seed), 1])
     source = autoencoder_checkpoint if autoencoder_checkpoint is not None else config.autoencoder
     if not source:
         raise ValueError("cGCA training needs a trained autoencoder: set `autoencoder` to the model.pt of "
                          "`gen3d train-completion --stage autoencoder`")
+    # The encoder only makes the chains' codes (once per fresh chain, on the CPU where the scenes are simulated).
     autoencoder, ae_ckpt = load_autoencoder(source, device="cpu", backend=config.backend)
     autoencoder.requires_grad_(False)
     data = data_config(config, ae_ckpt)
     _check_grid(autoencoder, data)
-    dataset = CompletionDataset(CompletionDatasetConfig.from_dict({**data.to_dict(), "augment_seed": config.seed}))
-    model = build_model(config, autoencoder.encoder.z_dim).to(config.device)
+    dataset = CompletionDataset(CompletionDatasetConfig.from_dict({**data.to_dict(),
+                                                                   "augment_seed": dist.seed(config.seed)}))
+    device = dist.device(config.device)
+    model = build_model(config, autoencoder.encoder.z_dim).to(device)
     scale = model.coarse_scale
-    val = validation_latent_samples(config, autoencoder, data)
 
     def fresh_chain() -> LatentChain:
         index = int(rng.integers(len(dataset)))
@@ -213,17 +229,34 @@ def train_cgca(config: CGCATrainConfig, out_dir: str | Path | None = None, *, pr
         return cgca_infusion_step(model, chains, schedule, completion_rate=config.completion_rate,
                                   max_phase=config.max_phase, generator=generator)
 
+    infusion = InfusionSetup(model, fresh_chain, step, device, extras=("occupancy_kl", "latent_kl"),
+                             desc="train cGCA" + (" fine stage" if scale else ""))
+    return CGCASetup(infusion, autoencoder, dict(ae_ckpt), data)
+
+
+def train_cgca(config: CGCATrainConfig, out_dir: str | Path | None = None, *, progress: bool = True,
+               autoencoder_checkpoint: Mapping | None = None,
+               on_validation: Callable[[int, dict], None] | None = None) -> tuple[CGCATransition, dict]:
+    """Train a cGCA kernel over the frozen autoencoder ``config.autoencoder`` (or ``autoencoder_checkpoint``,
+    an already-loaded checkpoint dict); returns the model and a summary (curves, final validation metrics,
+    ``iters_per_s``). In a ``torchrun`` job rank 0 alone validates and writes ``out_dir``."""
+    dist = distributed.current()
+    run = prepare_cgca_training(config, dist, autoencoder_checkpoint=autoencoder_checkpoint)
+    model = run.infusion.model
+    val = validation_latent_samples(config, run.autoencoder, run.data) if dist.is_main else []
+
     def describe(it: int, metrics: dict) -> None:
         log.info("iteration %d: val IoU %.3f (input %.3f), Chamfer-L1 %.3f m", it, metrics["iou"],
                  metrics["input_iou"], metrics["chamfer_l1"])
 
-    summary = run_infusion_training(
-        config, model, fresh_chain=fresh_chain, step=step, progress=progress,
-        desc="train cGCA" + (" fine stage" if scale else ""), extras=("occupancy_kl", "latent_kl"),
-        evaluate=(lambda: evaluate_cgca(model, val, generator=torch.Generator().manual_seed(config.seed)))
-        if val else None, on_validation=on_validation, describe=describe)
-    if out_dir is not None:
-        save_run(model, config, summary, Path(out_dir), ae_ckpt, data.grid)
+    def validate() -> dict:
+        return evaluate_cgca(model, val, generator=torch.Generator(device=run.infusion.device).manual_seed(config.seed))
+
+    summary = run_infusion_training(config, run.infusion, evaluate=validate if val else None, progress=progress,
+                                    on_validation=on_validation, describe=describe, dist=dist)
+    if out_dir is not None and dist.is_main:
+        save_run(model, config, summary, Path(out_dir), run.autoencoder_checkpoint, run.data.grid)
+    dist.barrier()  # the other ranks return once the run folder is complete
     return model, summary
 
 
@@ -249,7 +282,8 @@ def save_run(model: CGCATransition, config: CGCATrainConfig, summary: dict, out_
     out_dir.mkdir(parents=True, exist_ok=True)
     save_torch(cgca_checkpoint(model, config.to_dict(), ae_checkpoint, grid, backend=get_backend(config.backend).name,
                                metrics=summary.get("final")), out_dir / "model.pt")
-    metrics = {"final": summary["final"], "train_seconds": summary["train_seconds"], "config": config.to_dict()}
+    metrics = {"final": summary["final"], "train_seconds": summary["train_seconds"],
+               "iters_per_s": summary.get("iters_per_s"), "config": config.to_dict()}
     write_json(out_dir / "metrics.json", metrics, default=str)
     plot_training_curve(summary["history"], out_dir / "training_curve.png")
 

@@ -31,9 +31,12 @@ from gen3d_ros.completion.grid import VoxelGrid
 from gen3d_ros.completion.inference import planner_points
 from gen3d_ros.completion.planned_gca import PlannedGCATransition, complete_planned
 from gen3d_ros.completion.planner import BEVPlannerConfig, bev_iou, bev_occupancy_target
+from gen3d_ros.completion.training import distributed
+from gen3d_ros.completion.training.distributed import DistributedContext
 from gen3d_ros.completion.training.infusion import Chain, infusion_step, planned_infusion_step
-from gen3d_ros.completion.training.loop import (VALIDATION_SEED_OFFSET, InfusionTrainConfig, run_infusion_training,
-                                                seed_everything)
+from gen3d_ros.completion.training.loop import (VALIDATION_SEED_OFFSET, InfusionSetup, InfusionTrainConfig,
+                                                run_infusion_training, seed_everything)
+from gen3d_ros.completion.training.precision import check_amp
 from gen3d_ros.config import preset_with_overrides
 from gen3d_ros.outputs import save_figure, save_torch, write_json
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
@@ -105,6 +108,7 @@ def make_config(preset: str | None = None, overrides: Mapping[str, Any] | None =
     values = preset_with_overrides(PRESETS, preset, overrides, TrainConfig)
     config = TrainConfig(**values)
     GCAConfig(**config.model)  # validate early: a typo should fail before any data is generated
+    check_amp(config.amp, config.device)
     CompletionDatasetConfig.from_dict(config.data)
     planner_config(config)
     return config
@@ -193,19 +197,19 @@ def validation_samples(config: TrainConfig) -> list:
     return [dataset[i] for i in range(config.val_samples)]
 
 
-def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: bool = True,
-          on_validation: Callable[[int, dict], None] | None = None) -> tuple[GCATransition, dict]:
-    """Train a GCA kernel (planned when ``config.planner`` is set); returns the model and a summary (curves, final
-    validation metrics, timings). A planned run also records ``history["bev_loss"]`` (beta * BEV BCE per step)."""
-    rng = seed_everything(config)
-    model = build_model(config).to(config.device)
+def prepare_training(config: TrainConfig, dist: DistributedContext | None = None) -> InfusionSetup:
+    """The model (on this rank's device), fresh chains from this rank's scene draws and the infusion step of a run:
+    what :func:`train` and :func:`~gen3d_ros.completion.training.throughput.measure_train_throughput` drive."""
+    dist = dist or DistributedContext()
+    rng = seed_everything(config, dist)
+    device = dist.device(config.device)
+    model = build_model(config).to(device)
     planned = isinstance(model, PlannedGCATransition)
-    if planned and model.planner_config.target_z_range_m is None:
+    if planned and model.planner_config.target_z_range_m is None and dist.is_main:
         log.warning("planner.target_z_range_m is not set: the BEV target is the whole column, which the ground "
                     "makes ~100 %% occupied on street scenes; set a band above the road (see the tiny_planner preset)")
-    data_config = CompletionDatasetConfig.from_dict({**config.data, "augment_seed": config.seed})
+    data_config = CompletionDatasetConfig.from_dict({**config.data, "augment_seed": dist.seed(config.seed)})
     dataset = CompletionDataset(data_config)
-    val = validation_samples(config)
 
     def fresh_chain() -> Chain:
         s = dataset[int(rng.integers(len(dataset)))]
@@ -221,6 +225,22 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
         return infusion_step(model, chains, schedule, completion_rate=config.completion_rate,
                              max_phase=config.max_phase, generator=generator)
 
+    return InfusionSetup(model, fresh_chain, step, device, extras=("bev_loss",) if planned else (),
+                         desc="train GCA")
+
+
+def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: bool = True,
+          on_validation: Callable[[int, dict], None] | None = None) -> tuple[GCATransition, dict]:
+    """Train a GCA kernel (planned when ``config.planner`` is set); returns the model and a summary (curves, final
+    validation metrics, timings, ``iters_per_s``). A planned run also records ``history["bev_loss"]`` (beta * BEV
+    BCE per step). In a ``torchrun`` job (:mod:`.distributed`) every rank trains; rank 0 alone validates and
+    writes ``out_dir``, the others return an empty ``final``."""
+    dist = distributed.current()
+    setup = prepare_training(config, dist)
+    model = setup.model
+    planned = isinstance(model, PlannedGCATransition)
+    val = validation_samples(config) if dist.is_main else []
+
     def describe(it: int, metrics: dict) -> None:
         log.info("iteration %d: val IoU %.3f (input %.3f), Chamfer-L1 %.3f m", it, metrics["iou"],
                  metrics["input_iou"], metrics["chamfer_l1"])
@@ -228,12 +248,14 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
             log.info("iteration %d: planner BEV IoU %.3f (input %.3f)", it, metrics["bev_iou"],
                      metrics["input_bev_iou"])
 
-    summary = run_infusion_training(
-        config, model, fresh_chain=fresh_chain, step=step, desc="train GCA", progress=progress,
-        evaluate=lambda: evaluate(model, val, generator=torch.Generator().manual_seed(config.seed)),
-        extras=("bev_loss",) if planned else (), on_validation=on_validation, describe=describe)
-    if out_dir is not None:
+    def validate() -> dict:
+        return evaluate(model, val, generator=torch.Generator(device=setup.device).manual_seed(config.seed))
+
+    summary = run_infusion_training(config, setup, evaluate=validate if val else None, progress=progress,
+                                    on_validation=on_validation, describe=describe, dist=dist)
+    if out_dir is not None and dist.is_main:
         save_run(model, config, summary, Path(out_dir))
+    dist.barrier()  # the other ranks return once the run folder is complete
     return model, summary
 
 
@@ -248,6 +270,7 @@ def save_run(model: GCATransition, config: TrainConfig, summary: dict, out_dir: 
     save_checkpoint(model, config, out_dir / "model.pt", summary.get("final"))
     write_json(out_dir / "metrics.json", {
         "final": summary["final"], "train_seconds": summary["train_seconds"],
+        "iters_per_s": summary.get("iters_per_s"),
         "config": summary.get("config", None) or {k: getattr(config, k) for k in TrainConfig.__dataclass_fields__}},
         default=str)
     plot_training_curve(summary["history"], out_dir / "training_curve.png")

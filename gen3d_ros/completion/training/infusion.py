@@ -96,7 +96,9 @@ class ReplayBuffer:
 
 @dataclass
 class InfusionStepResult:
-    loss: float
+    loss: Tensor
+    """The step's loss, detached: a 0-dim tensor on the model's device (read it with ``float``, which waits for
+    the device; the training loop reads a window of them at once)."""
     successors: list[Chain]
     finished: int
     """Chains that reached completion_rate or max_phase this step (they are not in ``successors``)."""
@@ -112,7 +114,7 @@ def infusion_step(model: GCATransition, chains: list[Chain], schedule: InfusionS
     state = batch_cells([c.state for c in chains]).to(device)
     inputs = batch_cells([c.input_cells for c in chains]).to(device)
     targets = batch_cells([c.target for c in chains]).to(device)
-    logits = model(state, inputs)
+    logits = model(state, inputs).float()  # under autocast the network's output is bf16/fp16; the loss is float32
     cand, p = model.candidates(state, logits)
     y = isin_coords(cand, targets).float()
     alpha = torch.tensor([schedule(c.phase) for c in chains], device=device)[cand[:, 0].long()]
@@ -138,7 +140,7 @@ def infusion_step(model: GCATransition, chains: list[Chain], schedule: InfusionS
             continue
         successors.append(Chain(chain.sample_index, cells, chain.input_cells, chain.target, chain.grid_shape,
                                 chain.phase + 1))
-    return loss, InfusionStepResult(float(loss.detach()), successors, finished, completion)
+    return loss, InfusionStepResult(loss.detach(), successors, finished, completion)
 
 
 # ---------------------------------------------------------------------------------------------- planned GCA
@@ -146,11 +148,11 @@ def infusion_step(model: GCATransition, chains: list[Chain], schedule: InfusionS
 
 @dataclass
 class PlannedStepResult(InfusionStepResult):
-    gca_loss: float = 0.0
-    """The infusion KL (same as ``loss`` of :class:`InfusionStepResult` before the BEV term)."""
-    bev_loss: float = 0.0
-    """beta * BEV BCE of this batch."""
-    total_loss: float = 0.0
+    gca_loss: Tensor | float = 0.0
+    """The infusion KL (same as ``loss`` of :class:`InfusionStepResult` before the BEV term); 0-dim, detached."""
+    bev_loss: Tensor | float = 0.0
+    """beta * BEV BCE of this batch; 0-dim, detached."""
+    total_loss: Tensor | float = 0.0
 
 
 def planned_infusion_step(model: PlannedGCATransition, chains: list[Chain], schedule: InfusionSchedule, *,
@@ -182,10 +184,10 @@ def planned_infusion_step(model: PlannedGCATransition, chains: list[Chain], sche
         model.plan(list(points), grid_origin, extent, voxel_size=voxel_size)
     gca, step = infusion_step(model, chains, schedule, completion_rate=completion_rate, max_phase=max_phase,
                               generator=generator)
-    bev = model.planner_loss([c.target for c in chains])
+    bev = model.planner_loss([c.target for c in chains]).float()
     total = gca + bev
     result = PlannedStepResult(step.loss, step.successors, step.finished, step.completion,
-                               gca_loss=step.loss, bev_loss=float(bev.detach()), total_loss=float(total.detach()))
+                               gca_loss=step.loss, bev_loss=bev.detach(), total_loss=total.detach())
     model.clear_plan()  # drop the graph; the next batch has other inputs
     return total, result
 
@@ -220,9 +222,10 @@ class LatentChain(Chain):
 
 @dataclass
 class CGCAStepResult:
-    loss: float
-    occupancy_kl: float
-    latent_kl: float
+    loss: Tensor
+    """The step's losses, detached 0-dim tensors on the model's device (see :class:`InfusionStepResult`)."""
+    occupancy_kl: Tensor
+    latent_kl: Tensor
     successors: list[LatentChain]
     finished: int
     """Chains that reached completion_rate or max_phase this step (they are not in ``successors``)."""
@@ -257,6 +260,7 @@ def cgca_infusion_step(model: CGCATransition, chains: list[LatentChain], schedul
         coarse = batch_cells([c.coarse for c in chains]).to(device)
 
     logits, mu = model(state, lat, inputs, coarse)
+    logits, mu = logits.float(), mu.float()  # under autocast the network's outputs are bf16/fp16; losses are float32
     cand, p, m = model.candidates(state, logits, mu, coarse)
     y, z_gt = lookup_latents(cand, targets, target_lat)
     b = cand[:, 0].long()
@@ -293,5 +297,5 @@ def cgca_infusion_step(model: CGCATransition, chains: list[LatentChain], schedul
         successors.append(LatentChain(chain.sample_index, cells, chain.input_cells, chain.target, chain.grid_shape,
                                       chain.phase + 1, latents=z, target_latents=chain.target_latents,
                                       input_latents=chain.input_latents, coarse=chain.coarse))
-    return loss, CGCAStepResult(float(loss.detach()), float(occ_loss.detach()), float(lat_loss.detach()),
-                                successors, finished, completion)
+    return loss, CGCAStepResult(loss.detach(), occ_loss.detach(), lat_loss.detach(), successors, finished,
+                                completion)
