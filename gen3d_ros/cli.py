@@ -300,7 +300,9 @@ def register_train_completion(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-completion", help="train a GCA completion kernel on simulated LiDAR scenes",
                        description="Infusion training of a Generative Cellular Automata kernel on procedural "
                                    "street scenes scanned by a simulated LiDAR. Writes model.pt, metrics.json "
-                                   "and training_curve.png into the output folder.")
+                                   "and training_curve.png into the output folder. Several GPUs: start it with "
+                                   "`torchrun --nproc_per_node N -m gen3d_ros train-completion ... --device cuda` "
+                                   "(one process a GPU, gradients averaged, rank 0 writes).")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
     p.add_argument("--stage", choices=("transition", "autoencoder", "fine", "hierarchy"), default="transition",
                    help="transition: the (planned) GCA kernel; autoencoder: cGCA's latent encoder + UDF decoder; "
@@ -315,73 +317,102 @@ def register_train_completion(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key (dotted for nested: model.steps=20, data.voxel_size_m=0.2); repeatable")
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
+    p.add_argument("--device", default=None,
+                   help="torch device: cpu (default), cuda, cuda:1 (under torchrun, cuda = each rank's own GPU)")
+    p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=("off", "bf16", "fp16"),
+                   help="mixed precision: --amp is bf16 autocast (CUDA and CPU; on a CPU mostly slower, for "
+                        "checks); --amp fp16 adds a GradScaler (CUDA only)")
     p.add_argument("--force", action="store_true", help="write into an existing run folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train_completion)
 
 
-def cmd_train_completion(args: argparse.Namespace) -> int:
+def _train_overrides(args: argparse.Namespace) -> dict:
+    """--config, --set, --seed, --device and --amp as config overrides; the device and precision checked."""
     import yaml
 
-    from gen3d_ros.completion.training.gca import make_config, train
+    from gen3d_ros.completion.training.precision import check_amp
     from gen3d_ros.config import parse_overrides
 
-    from gen3d_ros.outputs import prepare_run_folder
-
-    product = "hgca.pt" if args.stage == "hierarchy" else "model.pt"
     overrides: dict = {}
     if args.config is not None:
         if not args.config.is_file():
             raise FileNotFoundError(f"config file {args.config} does not exist")
         overrides.update(yaml.safe_load(args.config.read_text()) or {})
     overrides.update(parse_overrides(args.overrides))
-    if args.seed is not None:
-        overrides["seed"] = args.seed
+    for key, value in (("seed", args.seed), ("device", args.device), ("amp", args.amp)):
+        if value is not None:
+            overrides[key] = value
     if "device" in overrides:
-        _device(str(overrides["device"]))
-    prepare_run_folder(args.output, inputs=[args.config, args.coarse_checkpoint], force=args.force, product=product)
+        overrides["device"] = _device(str(overrides["device"]))
+    check_amp(str(overrides.get("amp", "off")), str(overrides.get("device", "cpu")))
+    return overrides
+
+
+def cmd_train_completion(args: argparse.Namespace) -> int:
+    from gen3d_ros.completion.training import distributed
+    from gen3d_ros.outputs import prepare_run_folder
+
+    overrides = _train_overrides(args)
+    if args.stage == "hierarchy" and set(overrides) - {"device", "amp"}:
+        raise UsageError("--stage hierarchy takes no --set/--config/--seed: its stages come from the preset "
+                         "(--device and --amp apply to every stage)")
+    context = distributed.init_from_environment(str(overrides.get("device", "cpu")))
+    try:
+        if context.is_main:  # one process checks and marks the run folder; the others only train
+            prepare_run_folder(args.output, inputs=[args.config, args.coarse_checkpoint], force=args.force,
+                               product="hgca.pt" if args.stage == "hierarchy" else "model.pt")
+        context.barrier()
+        lines = _train_stage(args, overrides)
+        if context.is_main:
+            print("\n".join(lines))
+    finally:
+        distributed.shutdown()
+    return 0
+
+
+def _train_stage(args: argparse.Namespace, overrides: dict) -> list[str]:
+    """Train ``args.stage``; the lines to print (what was written, the held-out scores)."""
+    progress = not args.no_progress
     if args.stage == "hierarchy":
         from gen3d_ros.completion.training.hierarchy import train_hierarchy
 
-        if overrides:
-            raise UsageError("--stage hierarchy takes no --set/--config: its stages come from the preset")
         metrics = train_hierarchy(args.preset or "demo", args.output, coarse_checkpoint=args.coarse_checkpoint,
-                                  progress=not args.no_progress, command="gen3d " + " ".join(sys.argv[1:]))
+                                  progress=progress, command="gen3d " + " ".join(sys.argv[1:]), **overrides)
+        if not metrics:  # ranks other than 0
+            return []
         fine = metrics["fine"]
-        print(f"trained in {metrics['train_seconds']:.0f} s -> {args.output}/hgca.pt")
+        lines = [f"trained in {metrics['train_seconds']:.0f} s -> {args.output}/hgca.pt"]
         if fine:
-            print(f"fine stage on true coarse cells: held-out IoU {fine['iou']:.3f} (input {fine['input_iou']:.3f})")
-        return 0
+            lines.append(f"fine stage on true coarse cells: held-out IoU {fine['iou']:.3f} "
+                         f"(input {fine['input_iou']:.3f})")
+        return lines
     if args.stage == "fine":
         from gen3d_ros.completion.training.cgca import make_cgca_config, train_cgca
 
-        _, summary = train_cgca(make_cgca_config(args.preset, overrides), args.output, progress=not args.no_progress)
+        _, summary = train_cgca(make_cgca_config(args.preset, overrides), args.output, progress=progress)
         final = summary["final"]
-        print(f"trained in {summary['train_seconds']:.0f} s -> {args.output}/model.pt")
-        if final:
-            print(f"held-out IoU {final['iou']:.3f} (input only {final['input_iou']:.3f}), "
-                  f"Chamfer-L1 {final['chamfer_l1']:.3f} m")
-        return 0
-    if args.stage == "autoencoder":
+        scores = (f"held-out IoU {final['iou']:.3f} (input only {final['input_iou']:.3f}), "
+                  f"Chamfer-L1 {final['chamfer_l1']:.3f} m") if final else ""
+    elif args.stage == "autoencoder":
         from gen3d_ros.completion.training.autoencoder import make_autoencoder_config, train_autoencoder
 
         _, summary = train_autoencoder(make_autoencoder_config(args.preset, overrides), args.output,
-                                       progress=not args.no_progress)
+                                       progress=progress)
         final = summary["final"]
-        print(f"trained in {summary['train_seconds']:.0f} s -> {args.output}/model.pt")
-        if final:
-            print(f"held-out UDF mean error {final['udf_mae']:.3f} m, mesh Chamfer-L1 {final['chamfer_l1']:.3f} m "
-                  f"({final['chamfer_l1_voxels']:.2f} voxels)")
-        return 0
-    config = make_config(args.preset, overrides)
-    _, summary = train(config, args.output, progress=not args.no_progress)
-    final = summary["final"]
-    print(f"trained in {summary['train_seconds']:.0f} s -> {args.output}/model.pt")
-    if final:
-        print(f"held-out IoU {final['iou']:.3f} (input only {final['input_iou']:.3f}), "
-              f"F-score {final['fscore']:.3f} (input {final['input_fscore']:.3f}), "
-              f"Chamfer-L1 {final['chamfer_l1']:.3f} m (input {final['input_chamfer_l1']:.3f} m)")
-    return 0
+        scores = (f"held-out UDF mean error {final['udf_mae']:.3f} m, mesh Chamfer-L1 {final['chamfer_l1']:.3f} m "
+                  f"({final['chamfer_l1_voxels']:.2f} voxels)") if final else ""
+    else:
+        from gen3d_ros.completion.training.gca import make_config, train
+
+        _, summary = train(make_config(args.preset, overrides), args.output, progress=progress)
+        final = summary["final"]
+        scores = (f"held-out IoU {final['iou']:.3f} (input only {final['input_iou']:.3f}), "
+                  f"F-score {final['fscore']:.3f} (input {final['input_fscore']:.3f}), "
+                  f"Chamfer-L1 {final['chamfer_l1']:.3f} m (input {final['input_chamfer_l1']:.3f} m)") if final else ""
+    lines = [f"trained in {summary['train_seconds']:.0f} s ({summary['iters_per_s']:.2f} it/s of training) "
+             f"-> {args.output}/model.pt"]
+    return lines + ([scores] if scores else [])
 
 
 # ------------------------------------------------------------------------------------------------- complete
