@@ -145,12 +145,11 @@ class CoordinateHash:
             c = torch.cat([c[:, :1], torch.div(c[:, 1:], s, rounding_mode="floor")], dim=1)
             d = torch.div(d, s, rounding_mode="floor")
         rel = c - self.lo  # (M, 4)
-        ext = self.extent
-        ok = ((rel[:, 0] >= 0) & (rel[:, 0] < ext[0])).unsqueeze(0).expand(l_, m).clone()
-        for a in range(1, 4):
-            v = rel[:, a].unsqueeze(0) + d[:, a - 1].unsqueeze(1)  # (L, M)
-            ok &= (v >= 0) & (v < ext[a])
-        keys = (rel * self._radix).sum(dim=1).unsqueeze(0) + (d * self._radix[1:]).sum(dim=1).unsqueeze(1)
+        # one broadcast over (L, M, 3) instead of a loop over axes: fewer kernels, which is what a GPU waits on
+        shifted = rel[:, 1:].unsqueeze(0) + d.unsqueeze(1)  # (L, M, 3)
+        ok = ((shifted >= 0) & (shifted < self.extent[1:])).all(dim=2)
+        ok &= ((rel[:, 0] >= 0) & (rel[:, 0] < self.extent[0])).unsqueeze(0)
+        keys = (shifted * self._radix[1:]).sum(dim=2) + (rel[:, 0] * self._radix[0]).unsqueeze(0)
         keys = torch.where(ok, keys, torch.zeros_like(keys))
         if self.method == "sorted":
             pos = torch.searchsorted(self._sorted_keys, keys.reshape(-1)).clamp_(max=self.n - 1).reshape(l_, m)
