@@ -37,6 +37,7 @@ from gen3d_ros.completion.mesh import TriangleMesh, height_colors
 from gen3d_ros.completion.planned_gca import PlannedGCATransition, complete_planned
 from gen3d_ros.completion.planner import cell_centres
 from gen3d_ros.completion.udf_mesh import mesh_from_udf
+from gen3d_ros.completion.udf_mesh_torch import mesh_from_udf_torch
 from gen3d_ros.completion.voxelize import voxel_centers
 from gen3d_ros.devices import check_device
 from gen3d_ros.sparse import SparseTensor
@@ -103,9 +104,25 @@ class GCACompleter:
         """(N,3) metres, sensor frame -> (M,3) int32 unique cells inside the grid."""
         return self.grid.voxelize(points)
 
-    def complete_cells(self, cells: np.ndarray, *, seed: int = 0, steps: int | None = None) -> np.ndarray:
-        """Run the automaton from ``cells`` (M,3) int32; returns the final state (K,3) int32."""
-        s0 = torch.cat([torch.zeros((len(cells), 1), dtype=torch.int32), torch.from_numpy(cells.astype(np.int32))], 1)
+    def voxelize_tensor(self, points: torch.Tensor) -> torch.Tensor:
+        """:meth:`voxelize` on the points' device: (N, 3) float metres -> (M, 3) int32 unique cells inside the
+        grid, sorted (x, y, z); non-finite points are ignored. Float64 arithmetic, as the numpy version."""
+        g = self.grid
+        dev = points.device
+        idx = torch.floor((points.double() - torch.as_tensor(g.origin, device=dev)) / g.voxel_size)
+        shape = torch.as_tensor(g.shape, device=dev)
+        inside = (torch.isfinite(idx) & (idx >= 0) & (idx < shape)).all(dim=1)
+        idx = idx[inside].long()
+        ny, nz = int(g.shape[1]), int(g.shape[2])
+        keys = torch.unique((idx[:, 0] * ny + idx[:, 1]) * nz + idx[:, 2])  # sorted: x, then y, then z
+        return torch.stack([keys // (ny * nz), (keys // nz) % ny, keys % nz], dim=1).int()
+
+    def complete_cells(self, cells: np.ndarray | torch.Tensor, *, seed: int = 0,
+                       steps: int | None = None) -> np.ndarray:
+        """Run the automaton from ``cells`` (M,3) int32 (numpy, or a tensor on any device); returns the final
+        state (K,3) int32."""
+        cells_t = torch.as_tensor(cells).int().reshape(-1, 3)
+        s0 = torch.cat([torch.zeros((len(cells_t), 1), dtype=torch.int32, device=cells_t.device), cells_t], 1)
         gen = torch.Generator(device=self.device).manual_seed(seed)
         kwargs = dict(steps=steps if steps is not None else self.steps,
                       bounds=self.grid.bounds, generator=gen)
@@ -120,6 +137,9 @@ class GCACompleter:
     def centers(self, cells: np.ndarray) -> np.ndarray:
         """(K,3) int32 cells -> (K,3) float32 voxel centres, metres, sensor frame."""
         return self.grid.centres(cells)
+
+
+MESHERS = ("torch", "numpy")
 
 
 @dataclass
@@ -144,6 +164,11 @@ class SceneCompleterConfig:
     """Marching-cubes lattice steps per fine voxel edge."""
     mesh: bool = True
     """Decode and mesh (False: cells only, for metrics)."""
+    mesher: str = "torch"
+    """``torch``: the UDF decoded and meshed on the model's device (:func:`mesh_from_udf_torch`: batched decoder,
+    torch marching cubes); ``numpy``: the reference (:func:`mesh_from_udf`: scikit-image per block)."""
+    half_precision_decoder: bool = False
+    """``torch`` mesher: the decoder's MLP under autocast (float16 on CUDA, bfloat16 on the CPU)."""
     device: str = "cpu"
     coarse_checkpoint: str = ""
     """Replace the bundle's coarse stage (e.g. a plain GCA model: the no-planner ablation)."""
@@ -188,6 +213,8 @@ class SceneCompleter:
                  *, backend: str | None = None) -> None:
         self.config = config or SceneCompleterConfig()
         check_device(self.config.device)
+        if self.config.mesher not in MESHERS:
+            raise ValueError(f"unknown mesher {self.config.mesher!r}; choose one of {', '.join(MESHERS)}")
         path = Path(checkpoint) if checkpoint else default_hgca_checkpoint()
         bundle = load_bundle(path)
         dev = self.config.device
@@ -230,9 +257,12 @@ class SceneCompleter:
         inside = ((idx >= 0) & (idx < self.fine_shape)).all(1)
         return encode_cells(self.autoencoder, points[inside], self.fine_voxel, self.origin)
 
+    def _on_gpu(self) -> bool:
+        return str(self.config.device).startswith("cuda")
+
     def _sync(self) -> None:
         """Wait for queued GPU work, so that stage timings measure the work and not its launch."""
-        if str(self.config.device).startswith("cuda"):
+        if self._on_gpu():
             torch.cuda.synchronize(self.config.device)
 
     def _clock(self, timings: dict[str, float], key: str, t0: float) -> float:
@@ -255,7 +285,10 @@ class SceneCompleter:
         t0 = time.perf_counter()
         points = prepare_sweep(np.asarray(points, np.float64).reshape(-1, 3), roi_radius_m=cfg.roi_radius_m,
                                max_points=cfg.max_points, rng=self.rng).points
-        coarse_in = self.coarse.voxelize(points)
+        if self._on_gpu():  # one upload; voxelised where the chain runs
+            coarse_in = self.coarse.voxelize_tensor(torch.from_numpy(np.ascontiguousarray(points)).to(cfg.device))
+        else:
+            coarse_in = self.coarse.voxelize(points)
         if len(coarse_in) == 0:
             raise ValueError(f"no point lies in the model's grid: origin {self.origin.tolist()} m, "
                              f"{self.coarse.grid_shape.tolist()} cells of {self.coarse.voxel_size} m")
@@ -287,9 +320,14 @@ class SceneCompleter:
                                self.coarse.voxel_size, self.origin, steps, len(points), samples, timings)
 
     def _mesh(self, final, cells: np.ndarray) -> TriangleMesh:
-        """The decoder's UDF around the final fine cells, meshed (:func:`mesh_from_udf`), coloured by height."""
+        """The decoder's UDF around the final fine cells, meshed by ``config.mesher``, coloured by height."""
         cfg = self.config
         latents = SparseTensor(final.latents.to(cfg.device), final.cells.to(cfg.device))
+        if cfg.mesher == "torch":
+            udf_t = self.autoencoder.udf_function_torch(latents, self.fine_voxel, self.origin,
+                                                        half=cfg.half_precision_decoder)
+            return mesh_from_udf_torch(udf_t, final.cells[:, 1:].to(cfg.device), self.fine_voxel, self.origin,
+                                       resolution=cfg.mesh_resolution, device=cfg.device)
         udf = self.autoencoder.udf_function(latents, self.fine_voxel, self.origin)
         mesh = mesh_from_udf(udf, cells, self.fine_voxel, self.origin, resolution=cfg.mesh_resolution)
         if len(mesh.vertices):

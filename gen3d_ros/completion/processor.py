@@ -34,6 +34,19 @@ CLASSICAL_METHODS = ("classical-poisson", "classical-ballpivot")
 METHODS = (*CLASSICAL_METHODS, "gca", "hgca")
 
 
+HGCA_DEFAULTS = {
+    # region (m, half side) and steps (0: the model's) where the parameters are 0; measured in
+    # bench/results/performance.json (README: Real-time completion)
+    "cuda": {"region_half_extent": 51.2, "coarse_steps": 0, "fine_steps": 0},
+    "cpu": {"region_half_extent": 25.6, "coarse_steps": 6, "fine_steps": 2},
+}
+
+
+def hgca_defaults(device: str) -> dict[str, float]:
+    """The hgca region and steps used for parameters left at 0 on ``device`` (``cuda``, ``cuda:N``, ``cpu``)."""
+    return HGCA_DEFAULTS["cuda" if str(device).startswith("cuda") else "cpu"]
+
+
 class EmptyInputError(ValueError):
     """No usable points after filtering and cropping."""
 
@@ -45,9 +58,16 @@ class CompletionConfig:
     method: str = param("classical-poisson", "completion method", choices=METHODS)
     checkpoint: str = param("", "gca: model.pt of gen3d train-completion; hgca: hgca.pt of --stage hierarchy; "
                                 "empty: the packaged demo model")
-    steps: int = param(0, "GCA transitions (hgca: of the coarse stage); 0: the model's default", lo=0, hi=200)
-    fine_steps: int = param(0, "hgca: fine cGCA transitions; 0: the model's default", lo=0, hi=200)
-    mesh_resolution: int = param(2, "hgca: marching-cubes lattice steps per fine voxel edge", lo=1, hi=8)
+    steps: int = param(0, "GCA transitions (hgca: of the coarse stage); 0: the model's default (hgca: see "
+                          "HGCA_DEFAULTS)", lo=0, hi=200)
+    fine_steps: int = param(0, "hgca: fine cGCA transitions; 0: the model's default (see HGCA_DEFAULTS)",
+                            lo=0, hi=200)
+    region_half_extent: float = param(0.0, "hgca: half side of the square region (x, y) completed around the "
+                                           "sensor; 0: 51.2 m on a GPU, 25.6 m on the CPU", unit="m", lo=0.0,
+                                      hi=200.0)
+    # One lattice step per 0.2 m voxel: the same F-score as two (0.476 vs 0.476 on the +-51.2 m OS1-128 sweep of
+    # bench/performance.py) with 4.4x fewer triangles and 3x less meshing time.
+    mesh_resolution: int = param(1, "hgca: marching-cubes lattice steps per fine voxel edge", lo=1, hi=8)
     coarse_checkpoint: str = param("", "hgca: replace the coarse stage (e.g. a plain GCA model.pt); empty: the "
                                        "bundle's")
     device: str = param("cpu", "torch device of learned methods (cpu, cuda, cuda:1)")
@@ -57,8 +77,8 @@ class CompletionConfig:
     threads: int = param(1, "torch CPU threads of learned methods; 0: torch's default", lo=0, hi=256)
     voxel_size: float = param(0.2, "voxel side of the classical methods' grid (learned methods use the grid their "
                                    "model was trained on)", unit="m", lo=0.02, hi=2.0)
-    roi_radius: float = param(20.0, "keep points within this horizontal range of the sensor", unit="m",
-                              lo=1.0, hi=200.0)
+    roi_radius: float = param(75.0, "keep points within this horizontal range of the sensor (hgca: also cropped to "
+                                    "its region)", unit="m", lo=1.0, hi=200.0)
     z_min: float = param(-3.0, "lowest kept point, sensor frame", unit="m", lo=-50.0, hi=50.0)
     z_max: float = param(5.0, "highest kept point, sensor frame", unit="m", lo=-50.0, hi=50.0)
     max_points: int = param(200_000, "random subsample above this many points", lo=100, hi=10_000_000)
@@ -181,8 +201,10 @@ class CompletionProcessor:
             torch.set_num_threads(c.threads)
         if c.method == "hgca":
             # The sweep is prepared (cropped, subsampled) here once: the completer adds no limit of its own.
+            d = hgca_defaults(c.device)
             return SceneCompleter(c.checkpoint or None, SceneCompleterConfig(
-                coarse_steps=c.steps, fine_steps=c.fine_steps, mesh_resolution=c.mesh_resolution,
+                coarse_steps=c.steps or d["coarse_steps"], fine_steps=c.fine_steps or d["fine_steps"],
+                half_extent_m=c.region_half_extent or d["region_half_extent"], mesh_resolution=c.mesh_resolution,
                 max_points=0, device=c.device, coarse_checkpoint=c.coarse_checkpoint, seed=c.seed))
         return GCACompleter(c.checkpoint or str(default_gca_checkpoint()), device=c.device, steps=c.steps or None)
 
