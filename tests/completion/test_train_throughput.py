@@ -19,6 +19,8 @@ def test_each_stage_reports_a_positive_training_rate_and_writes_nothing(stage, t
     assert r["iters_per_s"] == pytest.approx(r["steps"] / r["seconds"])
     assert 0 <= r["data_seconds"] <= r["seconds"] and 0 <= r["data_fraction"] <= 1
     assert r["batch_size"] == 1 and r["iterations"] > 0
+    if stage != "autoencoder":  # warm-up filled the replay buffer: that simulation cost is reported per chain
+        assert r["seconds_per_fresh_chain"] > 0
     assert r["predicted_train_seconds"] == pytest.approx(r["iterations"] / r["iters_per_s"])
     assert not any(tmp_path.iterdir())  # no run folder, checkpoint or log
 

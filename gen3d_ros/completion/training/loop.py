@@ -107,6 +107,7 @@ class InfusionTrainer:
                                     precision=Precision.create(config.amp, setup.device), dist=dist)
         self.data_seconds = 0.0
         """Host seconds spent making fresh chains (simulating scenes and sweeps) so far."""
+        self.chains_made = 0
 
     def iteration(self) -> Any:
         """Refill the buffer, pop a batch, take one optimiser step, push the successors back; the step's result."""
@@ -114,6 +115,7 @@ class InfusionTrainer:
         # Keep the buffer full: batches then mix chains of different phases (and scenes).
         while len(self.buffer) < max(self.config.buffer_size, self.config.batch_size):
             self.buffer.push(self.setup.fresh_chain())
+            self.chains_made += 1
         self.data_seconds += time.perf_counter() - start
         chains = self.buffer.pop(self.config.batch_size)
         _, result = self.train_step(chains, self.schedule, self.generator)

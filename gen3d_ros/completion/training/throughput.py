@@ -10,6 +10,11 @@ calls, with no validation and no file written. The timed span ends with a device
 work is counted. Data simulation (scenes, ray casting) happens inside the iterations, as in training: the numbers
 are what a training run gets, not the network alone.
 
+The infusion stages simulate a scene only when a chain in the replay buffer finishes (at ``completion_rate`` or
+after ``max_phase`` visits), and warm-up fills the buffer: a short timed span sees few refills, so its
+``data_fraction`` understates the simulator's share over a whole run; ``seconds_per_fresh_chain`` is the cost of
+one refill. The autoencoder simulates every step, so its ``data_fraction`` is representative.
+
 Stages (those of ``gen3d train-completion --stage``): ``transition`` (GCA, or hGCA's planned coarse kernel with a
 ``*_planner`` preset), ``autoencoder``, ``fine`` (cGCA over an *untrained* autoencoder built from the
 autoencoder preset of the same name, or ``tiny``: the codes are meaningless, the shapes and costs are real), and
@@ -47,7 +52,8 @@ def measure_train_throughput(stage: str, preset: str = "tiny", device: str = "cp
     Returns:
         ``stage``, ``preset``, ``device``, ``amp``, ``steps``, ``warmup``, ``seconds`` (timed span),
         ``iters_per_s``, ``seconds_per_iter``, ``data_seconds`` / ``data_fraction`` (host time spent simulating
-        data in the span: scenes, sweeps, UDF targets), ``batch_size``, ``iterations`` (the preset's run length) and
+        data in the span: scenes, sweeps, UDF targets), ``seconds_per_fresh_chain`` (infusion stages: the cost of
+        one new chain; see below), ``batch_size``, ``iterations`` (the preset's run length) and
         ``predicted_train_seconds`` (``iterations / iters_per_s``, validation excluded). ``hierarchy`` adds
         ``stages`` (a result per stage) and totals ``iterations`` and ``predicted_train_seconds`` over them,
         ``iters_per_s`` being their ratio.
@@ -128,6 +134,9 @@ def _time(trainer: Any, steps: int, warmup: int, device: str) -> dict[str, float
     _synchronise(device)
     seconds = time.perf_counter() - start
     data_seconds = trainer.data_seconds - data_start
-    return {"steps": steps, "warmup": warmup, "seconds": seconds, "iters_per_s": steps / seconds,
-            "seconds_per_iter": seconds / steps, "data_seconds": data_seconds,
-            "data_fraction": data_seconds / seconds}
+    result = {"steps": steps, "warmup": warmup, "seconds": seconds, "iters_per_s": steps / seconds,
+              "seconds_per_iter": seconds / steps, "data_seconds": data_seconds, "data_fraction": data_seconds / seconds}
+    chains = getattr(trainer, "chains_made", 0)
+    if chains:  # infusion stages: the cost of one fresh chain, mostly measured while warm-up filled the buffer
+        result["seconds_per_fresh_chain"] = trainer.data_seconds / chains
+    return result
