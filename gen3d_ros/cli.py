@@ -358,6 +358,8 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
         raise UsageError("--stage hierarchy takes no --set/--config/--seed: its stages come from the preset "
                          "(--device and --amp apply to every stage)")
     context = distributed.init_from_environment(str(overrides.get("device", "cpu")))
+    if not context.is_main:  # rank 0 logs for the run; the others only warn
+        logging.getLogger("gen3d_ros").setLevel(logging.WARNING)
     try:
         if context.is_main:  # one process checks and marks the run folder; the others only train
             prepare_run_folder(args.output, inputs=[args.config, args.coarse_checkpoint], force=args.force,
