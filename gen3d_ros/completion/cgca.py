@@ -89,7 +89,7 @@ class CGCATransition(nn.Module):
         """(N,) bool: the coarse parent of each fine cell is in ``coarse_cells`` (M, 4)."""
         if coarse_cells is None:
             raise ValueError("this kernel is an hGCA fine stage (coarse_scale > 0): pass coarse_cells")
-        return isin_coords(self.parents(cells), coarse_cells.to(cells.device))
+        return isin_coords(self.parents(cells), coarse_cells.to(cells.device), check=self.training)
 
     def forward(self, state: Tensor, latents: Tensor, input_cells: Tensor,
                 coarse_cells: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -100,12 +100,12 @@ class CGCATransition(nn.Module):
         """
         if latents.shape != (len(state), self.z_dim):
             raise ValueError(f"latents must be ({len(state)}, {self.z_dim}), got {tuple(latents.shape)}")
-        is_input = isin_coords(state, input_cells).to(latents.dtype)
+        is_input = isin_coords(state, input_cells, check=self.training).to(latents.dtype)
         parts = [latents, torch.ones_like(is_input)[:, None], is_input[:, None]]
         if self.coarse_scale:
             parts.append(self.in_coarse(state, coarse_cells).to(latents.dtype)[:, None])
         feats = torch.cat(parts, 1)
-        out = self.unet(SparseTensor(feats, state.to(feats.device))).feats
+        out = self.unet(SparseTensor(feats, state.to(feats.device), check=self.training)).feats
         out = out.reshape(len(state), self.neighbourhood.volume, 1 + self.z_dim)
         return out[..., 0], out[..., 1:]
 

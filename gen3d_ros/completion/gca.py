@@ -29,20 +29,21 @@ _AXIS_BITS = 19
 _AXIS_OFFSET = 1 << (_AXIS_BITS - 1)
 
 
-def pack_coords(coords: Tensor) -> Tensor:
-    """(N, 4) int (batch, x, y, z) -> (N,) int64 keys, order-preserving per axis; ±262143 voxels per axis."""
+def pack_coords(coords: Tensor, check: bool = True) -> Tensor:
+    """(N, 4) int (batch, x, y, z) -> (N,) int64 keys, order-preserving per axis; ±262143 voxels per axis.
+    ``check=False`` skips the range check (a host synchronisation on a GPU) for coordinates known to fit."""
     c = coords.long()
     xyz = c[:, 1:] + _AXIS_OFFSET
-    if bool(((xyz < 0) | (xyz >= (1 << _AXIS_BITS))).any()) or bool((c[:, 0] >= 64).any()):
+    if check and (bool(((xyz < 0) | (xyz >= (1 << _AXIS_BITS))).any()) or bool((c[:, 0] >= 64).any())):
         raise ValueError("voxel coordinates exceed ±262143 per axis or batch index >= 64")
     return (((c[:, 0] << _AXIS_BITS | xyz[:, 0]) << _AXIS_BITS | xyz[:, 1]) << _AXIS_BITS) | xyz[:, 2]
 
 
-def isin_coords(query: Tensor, reference: Tensor) -> Tensor:
-    """(M,) bool: which rows of ``query`` (M, 4) are rows of ``reference`` (K, 4)."""
+def isin_coords(query: Tensor, reference: Tensor, check: bool = True) -> Tensor:
+    """(M,) bool: which rows of ``query`` (M, 4) are rows of ``reference`` (K, 4) (``check``: see pack_coords)."""
     if len(reference) == 0 or len(query) == 0:
         return torch.zeros(len(query), dtype=torch.bool, device=query.device)
-    return torch.isin(pack_coords(query), pack_coords(reference))
+    return torch.isin(pack_coords(query, check), pack_coords(reference, check))
 
 
 def union_coords(a: Tensor, b: Tensor) -> Tensor:
@@ -93,9 +94,9 @@ class GCATransition(nn.Module):
 
         ``state``: (N, 4) int32 occupied cells; ``input_cells``: (M, 4) int32 cells of s_0 (conditioning).
         """
-        is_input = isin_coords(state, input_cells).float()
+        is_input = isin_coords(state, input_cells, check=self.training).float()
         feats = torch.stack([torch.ones_like(is_input), is_input], 1)
-        return self.unet(SparseTensor(feats, state.to(feats.device))).feats
+        return self.unet(SparseTensor(feats, state.to(feats.device), check=self.training)).feats
 
     def candidates(self, state: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
         """Candidate cells (M, 4) int32 and their probabilities (M,), the mean over proposing cells."""

@@ -168,9 +168,9 @@ class PlannedGCATransition(GCATransition):
         ``state``: (N, 4) int32 occupied cells; ``input_cells``: (M, 4) int32 cells of s0; ``bev``: BEV features
         to use instead of the cached plan (same grid; e.g. an ablation). Batch index b reads planned scan b.
         """
-        is_input = isin_coords(state, input_cells).float()
+        is_input = isin_coords(state, input_cells, check=self.training).float()
         feats = torch.stack([torch.ones_like(is_input), is_input], 1)
-        h = self.unet.forward_features(SparseTensor(feats, state.to(feats.device)))
+        h = self.unet.forward_features(SparseTensor(feats, state.to(feats.device), check=self.training))
         f = self.bev_cell_features(state, bev).to(h.feats)
         modulated = h.feats * (1 + self.bev_gamma(f)) + self.bev_beta(f)
         return self.unet.head(h.replace_feats(modulated)).feats

@@ -40,10 +40,12 @@ class CoordinateHash:
         method: ``"auto"``, ``"sorted"`` or ``"dense"`` (see module docstring).
         check_unique: raise ``ValueError`` when two rows are equal (costs one sort for the
             dense method).
+        check_stride: raise ``ValueError`` when a coordinate is not a multiple of ``stride``.
     """
 
     def __init__(
-        self, coords: Tensor, stride: int = 1, method: str = "auto", check_unique: bool = True
+        self, coords: Tensor, stride: int = 1, method: str = "auto", check_unique: bool = True,
+        check_stride: bool = True,
     ) -> None:
         if method not in HASH_METHODS:
             raise ValueError(f"hash method {method!r} is not one of {HASH_METHODS}")
@@ -52,7 +54,7 @@ class CoordinateHash:
         self.stride = int(stride)
         self.device = coords.device
         self.n = int(coords.shape[0])
-        scaled = _scale(coords.long(), self.stride)
+        scaled = _scale(coords.long(), self.stride, check=check_stride)
         if self.n == 0:
             self.lo = torch.zeros(4, dtype=torch.long, device=self.device)
             self.extent = torch.ones(4, dtype=torch.long, device=self.device)
@@ -119,7 +121,7 @@ class CoordinateHash:
         return torch.where(ok, rows, torch.full_like(rows, -1))
 
 
-    def query_offsets(self, coords: Tensor, deltas: Tensor) -> Tensor:
+    def query_offsets(self, coords: Tensor, deltas: Tensor, aligned: bool | None = None) -> Tensor:
         """Rows of ``coords[m] + (0, deltas[l])`` for every pair (l, m); -1 where absent.
 
         Same answers as :meth:`query` on the (L * M) shifted rows, without materialising them: the
@@ -128,6 +130,8 @@ class CoordinateHash:
         Args:
             coords: (M, 4) integer (batch, x, y, z), voxel units.
             deltas: (L, 3) integer spatial offsets in voxel units.
+            aligned: whether every coordinate and offset is a multiple of the stride (the caller knows it from
+                the sets' strides: no device check, no host synchronisation); None: check.
         Returns:
             (L, M) int64.
         """
@@ -137,7 +141,9 @@ class CoordinateHash:
         d = deltas.to(device=c.device, dtype=torch.long)
         if self.n == 0 or m == 0 or l_ == 0:
             return torch.full((l_, m), -1, dtype=torch.long, device=c.device)
-        if s != 1 and (bool((c[:, 1:] % s != 0).any()) or bool((d % s != 0).any())):
+        if aligned is None and s != 1:
+            aligned = not (bool((c[:, 1:] % s != 0).any()) or bool((d % s != 0).any()))
+        if s != 1 and not aligned:
             q = c.unsqueeze(0).repeat(l_, 1, 1)
             q[:, :, 1:] += d.unsqueeze(1)
             return self.query(q.reshape(-1, 4)).reshape(l_, m)
@@ -163,14 +169,14 @@ class CoordinateHash:
 
 def pack_keys(coords: Tensor, lo: Tensor, extent: Tensor) -> Tensor:
     """Mixed-radix int64 keys of (N, 4) coords inside the box [lo, lo + extent); z fastest."""
-    e = extent.tolist()
+    e = extent.tolist() if isinstance(extent, Tensor) else list(extent)
     radix = torch.tensor([e[1] * e[2] * e[3], e[2] * e[3], e[3], 1], dtype=torch.long, device=coords.device)
     return ((coords.long() - lo) * radix).sum(dim=1)
 
 
 def unpack_keys(keys: Tensor, lo: Tensor, extent: Tensor) -> Tensor:
-    """Inverse of :func:`pack_keys`: (N,) int64 keys -> (N, 4) int64 coords."""
-    e = extent.tolist()
+    """Inverse of :func:`pack_keys`: (N,) int64 keys -> (N, 4) int64 coords (``extent``: a tensor or 4 ints)."""
+    e = extent.tolist() if isinstance(extent, Tensor) else list(extent)
     z = keys % e[3]
     r = torch.div(keys, e[3], rounding_mode="floor")
     y = r % e[2]
@@ -194,15 +200,15 @@ def unique_coords(coords: Tensor) -> tuple[Tensor, Tensor]:
     ext = [int(v) for v in extent.tolist()]
     if ext[0] * ext[1] * ext[2] * ext[3] >= _MAX_KEY_SPACE:
         raise ValueError(f"coordinate bounding box {ext} is too large for int64 keys")
-    keys = pack_keys(c, lo, extent)
+    keys = pack_keys(c, lo, ext)  # the host copy: one synchronisation, not three
     uk, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-    return unpack_keys(uk, lo, extent).int(), inverse
+    return unpack_keys(uk, lo, ext).int(), inverse
 
 
-def _scale(coords: Tensor, stride: int) -> Tensor:
+def _scale(coords: Tensor, stride: int, check: bool = True) -> Tensor:
     if stride == 1:
         return coords
-    if bool((coords[:, 1:] % stride != 0).any()):
+    if check and bool((coords[:, 1:] % stride != 0).any()):
         bad = coords[(coords[:, 1:] % stride != 0).any(dim=1)][0].tolist()
         raise ValueError(
             f"coordinate {bad} is not a multiple of tensor stride {stride}; coords are in voxel units "

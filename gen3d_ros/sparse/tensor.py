@@ -59,6 +59,7 @@ class CoordinateManager:
         self._hashes: dict[int, CoordinateHash] = {}
         self._kernel_maps: dict[tuple, KernelMap] = {}
         self._derived: dict[tuple, int] = {}
+        self._trusted: list[bool] = []  # per set: inserted with check=False (see insert)
         #: free space for backends (e.g. their own coordinate managers), keyed by backend name
         self.backend_cache: dict[str, object] = {}
         self.stats = CacheStats()
@@ -70,7 +71,9 @@ class CoordinateManager:
         Args:
             coords: (N, 4) integer (batch, x, y, z), multiples of ``stride``, unique rows.
             stride: tensor stride (>= 1).
-            check: validate shape, dtype, stride multiples and uniqueness now (builds the hash).
+            check: validate shape, dtype, stride multiples and uniqueness now (builds the hash). False: the
+                caller guarantees them (a set made by ``unique_coords`` or derived here), and the hash, built on
+                first use, skips its checks too: each is a device-to-host synchronisation on a GPU.
         """
         if coords.dim() != 2 or coords.shape[1] != 4:
             raise ValueError(f"coords must have shape (N, 4) = (batch, x, y, z), got {tuple(coords.shape)}")
@@ -89,6 +92,7 @@ class CoordinateManager:
         self._coords.append(coords.int().contiguous())
         self._strides.append(int(stride))
         self._batch_sizes.append(None)
+        self._trusted.append(not check)
         if check:
             self.hash(key)
         return key
@@ -114,7 +118,8 @@ class CoordinateManager:
         """The lookup table of a set (built on first use)."""
         h = self._hashes.get(key)
         if h is None:
-            h = CoordinateHash(self._coords[key], self._strides[key], self.hash_method)
+            h = CoordinateHash(self._coords[key], self._strides[key], self.hash_method,
+                               check_unique=not self._trusted[key], check_stride=not self._trusted[key])
             self._hashes[key] = h
             self.stats.hash_builds += 1
             log.debug("hash for key %d: %d rows, method %s, %d cells", key, h.n, h.method, h.cells)
@@ -229,7 +234,11 @@ class CoordinateManager:
             return table
         out_coords = self._coords[out_key]
         offsets = neighbourhood.offsets(out_coords.device) * int(step)
-        rows = self.hash(in_key).query_offsets(out_coords, -offsets if transposed else offsets)  # (K, M)
+        s_in = self._strides[in_key]
+        # strides are powers of two here: multiples of the input stride everywhere, known without looking
+        aligned = self._strides[out_key] % s_in == 0 and int(step) % s_in == 0
+        rows = self.hash(in_key).query_offsets(out_coords, -offsets if transposed else offsets,
+                                               aligned=True if aligned else None)  # (K, M)
         table = torch.where(rows >= 0, rows, torch.full_like(rows, self.num_rows(in_key))).t().contiguous()
         self._kernel_maps[cache_key] = table
         self.stats.kernel_map_builds += 1
@@ -247,6 +256,8 @@ class SparseTensor:
         stride: tensor stride (>= 1).
         manager: CoordinateManager to register in (a new one when None).
         coordinate_key: reuse a set already in ``manager`` (no checks, no copy).
+        check: validate ``coords`` (see :meth:`CoordinateManager.insert`); False for sets unique by
+            construction, e.g. the states of a cellular automaton (no host synchronisation on a GPU).
     """
 
     __slots__ = ("feats", "manager", "key")
@@ -259,6 +270,7 @@ class SparseTensor:
         *,
         manager: CoordinateManager | None = None,
         coordinate_key: int | None = None,
+        check: bool = True,
     ) -> None:
         if feats.dim() != 2:
             raise ValueError(f"feats must have shape (N, C), got {tuple(feats.shape)}")
@@ -268,7 +280,7 @@ class SparseTensor:
             if coords.device != feats.device:
                 raise ValueError(f"coords on {coords.device} but feats on {feats.device}")
             manager = manager if manager is not None else CoordinateManager()
-            coordinate_key = manager.insert(coords, stride)
+            coordinate_key = manager.insert(coords, stride, check=check)
         elif manager is None:
             raise ValueError("coordinate_key needs its manager")
         n = manager.num_rows(coordinate_key)
