@@ -243,7 +243,7 @@ def test_planned_infusion_step_adds_the_bev_loss_and_trains_the_planner():
         planned.zero_grad()
         loss, result = planned_infusion_step(planned, chains, InfusionSchedule(), voxel_size=0.5, grid_origin=origin,
                                              points=pts, generator=torch.Generator().manual_seed(0))
-        assert result.total_loss == pytest.approx(result.gca_loss + result.bev_loss, rel=1e-5)
+        assert float(result.total_loss) == pytest.approx(float(result.gca_loss) + float(result.bev_loss), rel=1e-5)
         assert result.bev_loss > 0 and len(result.successors) + result.finished == 2
         loss.backward()
         grads = [p.grad for p in planned.planner.parameters()]
