@@ -44,15 +44,28 @@ POINTS_TOPIC = "/points"
 TF_TOPIC = "/tf"
 
 
+def region_half_extent(config: Any) -> float:
+    """Half side (m) of the square an hgca completion covers with ``config`` (its parameter, else the default
+    for its device)."""
+    from gen3d_ros.completion.processor import hgca_defaults
+
+    return float(config.region_half_extent or hgca_defaults(config.device)["region_half_extent"])
+
+
 def describe_grid(config: Any) -> str:
     """Where the completion works, in words: the model's grid for GCA, the voxel size and ROI otherwise."""
     if config.method == "hgca":
-        from gen3d_ros.completion.inference import SceneCompleter
+        from gen3d_ros.completion.inference import SceneCompleter, SceneCompleterConfig
+        from gen3d_ros.completion.processor import hgca_defaults
 
-        c = SceneCompleter(config.checkpoint or None)
+        d = hgca_defaults(config.device)
+        c = SceneCompleter(config.checkpoint or None, SceneCompleterConfig(
+            half_extent_m=region_half_extent(config)))
         lo, hi = c.origin, c.origin + c.fine_shape * c.fine_voxel
+        steps = (config.steps or d["coarse_steps"] or c.coarse.model.config.steps,
+                 config.fine_steps or d["fine_steps"] or c.fine.config.steps)
         return (f"hGCA {c.coarse.voxel_size:g} m -> {c.fine_voxel:g} m voxels, x/y [{lo[0]:g}, {hi[0]:g}) m, "
-                f"z [{lo[2]:g}, {hi[2]:g}) m, {c.coarse.model.config.steps}+{c.fine.config.steps} transitions")
+                f"z [{lo[2]:g}, {hi[2]:g}) m, {steps[0]}+{steps[1]} transitions")
     if config.method == "gca":
         from gen3d_ros.completion.checkpoint import default_gca_checkpoint as default_checkpoint
         from gen3d_ros.completion.inference import GCACompleter
@@ -339,7 +352,8 @@ def _save_demo_preview(path: Path, sweeps: list[Any], meshes: dict[int, tuple[np
             stats=f"{len(sweeps[i].scan):,} input points -> {len(vertices):,} vertices, {len(faces):,} "
                   f"triangles\n{config.method}, {grid}; "
                   f"mean latency {latencies['mean_latency_ms']:.0f} ms"))
-    save_preview(path, rows, extent_m=float(config.roi_radius),
+    extent = region_half_extent(config) if config.method == "hgca" else float(config.roi_radius)
+    save_preview(path, rows, extent_m=extent,
                  title=f"gen3d demo: procedural street (seed {report.seed}), {report.lidar} LiDAR, "
                        f"{n_sweeps} sweeps -> scene completion ({config.method}) in bag mode")
 
