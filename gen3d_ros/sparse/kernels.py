@@ -27,6 +27,9 @@ from torch import Tensor
 NEIGHBOURHOOD_KINDS = ("cube", "hypercross", "custom")
 
 
+_OFFSET_CACHE: dict[tuple, Tensor] = {}
+
+
 @dataclass(frozen=True)
 class Neighbourhood:
     """A set of kernel offsets in units of the (input) tensor stride.
@@ -100,8 +103,14 @@ class Neighbourhood:
         return tuple(o for o in cube if abs(o[0]) + abs(o[1]) + abs(o[2]) <= r)
 
     def offsets(self, device: torch.device | str | None = None) -> Tensor:
-        """(K, 3) int64 offsets in the documented order."""
-        return torch.tensor(self.offset_list, dtype=torch.long, device=device).reshape(-1, 3)
+        """(K, 3) int64 offsets in the documented order. Cached per device (a host-to-device copy per call
+        stalls a GPU pipeline): treat the result as read-only."""
+        key = (tuple(self.offset_list), str(torch.device(device) if device is not None else "cpu"))
+        cached = _OFFSET_CACHE.get(key)
+        if cached is None:
+            cached = torch.tensor(self.offset_list, dtype=torch.long, device=device).reshape(-1, 3)
+            _OFFSET_CACHE[key] = cached
+        return cached
 
     @property
     def volume(self) -> int:
