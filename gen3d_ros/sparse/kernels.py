@@ -105,7 +105,9 @@ class Neighbourhood:
     def offsets(self, device: torch.device | str | None = None) -> Tensor:
         """(K, 3) int64 offsets in the documented order. Cached per device (a host-to-device copy per call
         stalls a GPU pipeline): treat the result as read-only."""
-        key = (tuple(self.offset_list), str(torch.device(device) if device is not None else "cpu"))
+        if device is None:  # the default device may be a context's (e.g. "meta" while shapes are checked)
+            return torch.tensor(self.offset_list, dtype=torch.long).reshape(-1, 3)
+        key = (tuple(self.offset_list), str(torch.device(device)))
         cached = _OFFSET_CACHE.get(key)
         if cached is None:
             cached = torch.tensor(self.offset_list, dtype=torch.long, device=device).reshape(-1, 3)
