@@ -87,3 +87,15 @@ def test_cuda_auto_uses_gather_gemm_for_inference_and_matches_cpu(algorithm):
         algorithm("auto")
         out = net.cuda()(SparseTensor(feats.cuda(), coords.cuda())).feats.cpu()
     assert (ref - out).abs().max().item() < 1e-4 * max(1.0, ref.abs().max().item())
+
+
+def test_offsets_cache_is_per_device_and_ignores_a_default_device_context():
+    from gen3d_ros.sparse import Neighbourhood
+
+    n = Neighbourhood.parse("hypercross2")
+    with torch.device("meta"):
+        assert n.offsets().device.type == "meta"  # the context's default device, not cached
+    cpu = n.offsets("cpu")
+    assert cpu.device.type == "cpu" and cpu.shape == (n.volume, 3)
+    assert n.offsets("cpu") is cpu  # cached: no new host-to-device copy per table
+    assert torch.equal(n.offsets(), cpu)
