@@ -260,8 +260,8 @@ def _flat(prefix: str, values: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}.{k}": float(v) for k, v in values.items()}
 
 
-STEP_VARIANTS = ((6, 4), (5, 4), (5, 2))
-"""(coarse, fine) steps measured next to the models' default (10, 4)."""
+STEP_VARIANTS = ((10, 4), (6, 4), (5, 2))
+"""(coarse, fine) steps measured next to the node's GPU default (processor.HGCA_DEFAULTS; (10, 4): the models')."""
 
 
 def _measure(res: dict, label: str, completer, inputs: dict, device: str, reps: int, log, *, sensor: str = "os128",
@@ -275,22 +275,27 @@ def _measure(res: dict, label: str, completer, inputs: dict, device: str, reps: 
 
 
 def completion_gpu(inputs: dict, device: str, reps: int, log: Callable[[str], None]) -> dict[str, float]:
-    """The fast path (the node's GPU defaults: +-51.2 m, model steps, one lattice step per voxel) per sensor,
+    """The fast path (the node's GPU defaults: +-51.2 m, HGCA_DEFAULTS steps, one lattice step per voxel) per sensor,
     region, step count and lattice resolution; the 120 m box; today's reference path on the same sweep."""
+    from gen3d_ros.completion.processor import hgca_defaults
+
     res: dict[str, float] = {}
-    fast = make_completer(device, ROI_M, mesher="torch", algorithm="auto", mesh_resolution=1)
+    d = hgca_defaults(device)
+    steps = dict(coarse_steps=int(d["coarse_steps"]), fine_steps=int(d["fine_steps"]))
+    res.update({"fast.coarse_steps": float(steps["coarse_steps"]), "fast.fine_steps": float(steps["fine_steps"])})
+    fast = make_completer(device, ROI_M, mesher="torch", algorithm="auto", mesh_resolution=1, **steps)
     for name in SENSORS:
         _measure(res, f"fast.{name}", fast, inputs, device, reps, log, sensor=name, with_quality=name == "os128")
     for roi in ROIS[:-1]:
-        c = make_completer(device, roi, mesher="torch", algorithm="auto", mesh_resolution=1)
+        c = make_completer(device, roi, mesher="torch", algorithm="auto", mesh_resolution=1, **steps)
         _measure(res, f"fast.roi{roi:g}", c, inputs, device, reps, log, with_quality=False)
     for cs, fs in STEP_VARIANTS:
         c = make_completer(device, ROI_M, mesher="torch", algorithm="auto", coarse_steps=cs, fine_steps=fs,
                            mesh_resolution=1)
         _measure(res, f"fast.steps{cs}_{fs}", c, inputs, device, reps, log)
-    c = make_completer(device, ROI_M, mesher="torch", algorithm="auto", mesh_resolution=2)
+    c = make_completer(device, ROI_M, mesher="torch", algorithm="auto", mesh_resolution=2, **steps)
     _measure(res, "fast.res2", c, inputs, device, reps, log)
-    big = make_completer(device, BIG_ROI_M, mesher="torch", algorithm="auto", mesh_resolution=1)
+    big = make_completer(device, BIG_ROI_M, mesher="torch", algorithm="auto", mesh_resolution=1, **steps)
     _measure(res, "fast.roi60", big, inputs, device, reps, log, with_quality=False)
     # today's path: offset-loop convs, numpy/scikit-image meshing at two lattice steps per voxel (one ~45 s run)
     ref = make_completer(device, ROI_M, mesher="numpy", algorithm="offsets", mesh_resolution=2)

@@ -158,6 +158,15 @@ def headline(cpu: dict, gpu: dict, budget: int) -> dict:
         "reference_iou": g("reference.os128.quality.iou"),
         "fast_mesh_fscore": g("fast.os128.quality.mesh_fscore"),
         "reference_mesh_fscore": g("reference.os128.quality.mesh_fscore"),
+        "fast_steps": f"{gpu.get('fast.coarse_steps', 0):g}+{gpu.get('fast.fine_steps', 0):g} (0: the model's)",
+        "fast_precision": g("fast.os128.quality.precision"),
+        "fast_recall": g("fast.os128.quality.recall"),
+        "reference_precision": g("reference.os128.quality.precision"),
+        "reference_recall": g("reference.os128.quality.recall"),
+        "model_steps_coarse_ms": g("fast.steps10_4.coarse_total_ms"),
+        "model_steps_total_ms": g("fast.steps10_4.total_ms"),
+        "model_steps_iou": g("fast.steps10_4.quality.iou"),
+        "model_steps_mesh_fscore": g("fast.steps10_4.quality.mesh_fscore"),
         "reference_total_ms": g("reference.os128.total_ms"),
         "reference_mesh_ms": g("reference.os128.mesh_ms"),
     }
@@ -191,7 +200,12 @@ def markdown(r: dict) -> str:
             f"(full region on the CPU: {_fmt(r['cpu_full_region_over_gpu_ratio'], 1)}).", "",
             "| quality (vs scene ground truth) | fast path | reference path |", "| --- | ---: | ---: |",
             f"| fine-cell IoU | {_fmt(r['fast_iou'], 3)} | {_fmt(r['reference_iou'], 3)} |",
+            f"| precision / recall | {_fmt(r['fast_precision'], 3)} / {_fmt(r['fast_recall'], 3)} | "
+            f"{_fmt(r['reference_precision'], 3)} / {_fmt(r['reference_recall'], 3)} |",
             f"| mesh F-score @ 0.4 m | {_fmt(r['fast_mesh_fscore'], 3)} | {_fmt(r['reference_mesh_fscore'], 3)} |",
+            "", f"Fast path steps {r['fast_steps']}; with the models' 10 coarse steps: coarse "
+            f"{_fmt(r['model_steps_coarse_ms'], 1)} ms, total {_fmt(r['model_steps_total_ms'], 1)} ms, IoU "
+            f"{_fmt(r['model_steps_iou'], 3)}, mesh F-score {_fmt(r['model_steps_mesh_fscore'], 3)}.",
             "", f"Messages: CompletedMesh {_fmt(r['mesh_message_bytes'] / 2**20, 1)} MiB, rviz Marker "
             f"{_fmt(r['marker_message_bytes'] / 2**20, 1)} MiB ({_fmt(r['marker_max_triangles'])} triangles), "
             f"undecimated Marker {_fmt(r.get('messages.cpu_full.undecimated_marker_bytes', float('nan')) / 2**20, 1)} MiB.", "",
