@@ -134,6 +134,90 @@ def fourier_encode(x: Tensor, n_freqs: int) -> Tensor:
     return torch.cat((x, torch.sin(angles), torch.cos(angles)), dim=-1)
 
 
+# Hamilton product as a bilinear form: (a * b)_i = sum_jk _HAMILTON[i, j, k] a_j b_k (one einsum instead of 28 ops).
+_HAMILTON = quaternion_multiply(torch.eye(4)[:, None], torch.eye(4)[None, :]).permute(2, 0, 1).contiguous()
+
+
+def _shepperd_table() -> Tensor:
+    """``[10, 16]``: the affine map from ``(1, m00, m01, ..., m22)`` of a rotation matrix to Shepperd's four candidate
+    rows ``4 q_c (w, x, y, z)``, ``c`` = w, x, y, z (row ``c``'s entry ``c`` is ``4 q_c^2``)."""
+    t = torch.zeros(4, 4, 10, dtype=torch.float64)
+    m = {f"{i}{j}": 1 + 3 * i + j for i in range(3) for j in range(3)}
+    diag = [(1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)]  # 4 q_c^2 = 1 +- m00 +- m11 +- m22
+    for c, signs in enumerate(diag):
+        t[c, c, 0] = 1.0
+        for s, key in zip(signs, ("00", "11", "22")):
+            t[c, c, m[key]] = s
+    # off-diagonal entries: 4 w x = m21 - m12, 4 w y = m02 - m20, 4 w z = m10 - m01, 4 x y = m10 + m01,
+    # 4 x z = m02 + m20, 4 y z = m12 + m21 (symmetric in the candidate and the component)
+    pairs = {(0, 1): ("21", "12", -1), (0, 2): ("02", "20", -1), (0, 3): ("10", "01", -1),
+             (1, 2): ("10", "01", 1), (1, 3): ("02", "20", 1), (2, 3): ("12", "21", 1)}
+    for (a, b), (p, n, s) in pairs.items():
+        for r, k in ((a, b), (b, a)):
+            t[r, k, m[p]] = 1.0
+            t[r, k, m[n]] = float(s)
+    return t.reshape(16, 10).T.contiguous().float()
+
+
+_SHEPPERD = _shepperd_table()
+
+
+def _rotation_quaternions(R: Tensor, table: Tensor) -> Tensor:
+    """Unit quaternions ``[..., 4]`` (w, x, y, z; sign arbitrary) of rotation matrices ``R [..., 3, 3]``.
+
+    Shepperd's method like :func:`~gen3d_ros.geometry.rotations.matrix_to_quaternion` (the best-conditioned of
+    four candidates), in ~10 ops instead of ~60: the candidates are one affine map of the matrix entries
+    (``table``: :func:`_shepperd_table`), the best is the one with the largest ``4 q_c^2 >= 1``. The skinning
+    blend fixes each link's sign itself, so no ``w >= 0`` standardisation.
+    """
+    rows = (R.flatten(-2) @ table[1:] + table[0]).unflatten(-1, (4, 4))  # [..., 4, 4]: 4 q_c (w, x, y, z)
+    with torch.no_grad():
+        best = rows.diagonal(dim1=-2, dim2=-1).argmax(-1, keepdim=True)  # [..., 1]
+    row = rows.gather(-2, best[..., None].expand(*best.shape, 4)).squeeze(-2)  # 4 q_c q
+    return row * (0.5 * torch.rsqrt(row.gather(-1, best).clamp_min(0.1)))  # 4 q_c q / (2 |q_c|) = sign(q_c) q
+
+
+@dataclass
+class PoseConstants:
+    """The parts of :meth:`RobotGaussianModel.posed_gaussians` that do not depend on ``q`` (``N`` Gaussians,
+    ``L`` links, ``H`` appearance-MLP width), from :meth:`RobotGaussianModel.pose_constants`."""
+
+    weights: Tensor  # [N, L] skinning weights
+    blend: Tensor  # [N, L * 4]: w_l [x; 1] per link, canonical means x in the base frame (m)
+    T0_inv: Tensor  # [L, 4, 4] inverse link poses at the neutral pose (base frame, m)
+    quat_left: Tensor  # [N, 4, 4] left-multiplication matrices of the unit canonical quaternions (w, x, y, z)
+    log_scales: Tensor  # [N, 3] log m
+    opacity_logits: Tensor  # [N]
+    colors: Tensor  # [N, 3] RGB before the clamp at 0 (sh_degree 0), else SH coefficients [N, K, 3]
+    appearance_pos: Tensor | None  # [N, H]: the appearance MLP's first layer on the position encoding (+ bias)
+    sh_degree: int  # the active SH degree these colours are for
+
+
+class FrozenGaussianRenderer:
+    """:meth:`RobotGaussianModel.render` with the model's parameters fixed: the ``q``-independent parts (skinning
+    weights, neutral link poses, the position part of the appearance MLP) are computed once, not per render.
+
+    Same call as the model (``render(q, T_camera_base, camera, background, backend)``), and its ``fk``,
+    ``robot`` and ``num_gaussians``; from :meth:`RobotGaussianModel.frozen`.
+    """
+
+    def __init__(self, model: "RobotGaussianModel", constants: PoseConstants) -> None:
+        self.model = model
+        self.constants = constants
+        self.fk = model.fk
+        self.robot = model.robot
+        self.num_gaussians = model.num_gaussians
+
+    def posed_gaussians(self, q: Tensor) -> dict[str, Tensor]:
+        """:meth:`RobotGaussianModel.posed_gaussians` with the frozen constants."""
+        return self.model.posed_gaussians(q, self.constants)
+
+    def render(self, q: Tensor, T_camera_base: Tensor, camera: PinholeCamera, background: Tensor | None = None,
+               backend: str = "auto") -> RenderOutput:
+        """:meth:`RobotGaussianModel.render` with the frozen constants."""
+        return self.model.render(q, T_camera_base, camera, background, backend, constants=self.constants)
+
+
 class RobotGaussianModel(torch.nn.Module):
     """Canonical Gaussians skinned to a robot's links; see the module docstring for the maths and frames.
 
@@ -163,6 +247,8 @@ class RobotGaussianModel(torch.nn.Module):
         self.register_buffer("link_index", torch.zeros(n, dtype=torch.long))
         self.register_buffer("centre", torch.zeros(3))
         self.register_buffer("radius", torch.ones(()))
+        self.register_buffer("_hamilton", _HAMILTON.clone(), persistent=False)  # moves with the model, not saved
+        self.register_buffer("_shepperd", _SHEPPERD.clone(), persistent=False)
         pos_dim = 3 * (1 + 2 * config.n_freqs)
         self.skin_mlp = _mlp(pos_dim + 4 * L, config.hidden, L) if config.skinning else None
         #: SH bands in use (<= config.sh_degree): training switches them on one by one; not saved.
@@ -264,10 +350,13 @@ class RobotGaussianModel(torch.nn.Module):
         feats = torch.cat((self._position_encoding(), torch.cat((offsets, dist), -1).flatten(1)), dim=-1)
         return torch.softmax(prior + self.skin_mlp(feats), dim=-1)
 
-    def link_motions(self, q: Tensor) -> Tensor:
-        """``A_l(q) = T_base_l(q) T_base_l(q0)^-1`` ``[..., L, 4, 4]``: how each link moved from the neutral pose."""
+    def link_motions(self, q: Tensor, T0_inv: Tensor | None = None) -> Tensor:
+        """``A_l(q) = T_base_l(q) T_base_l(q0)^-1`` ``[..., L, 4, 4]``: how each link moved from the neutral pose.
+
+        ``T0_inv [L, 4, 4]``: ``T_base_l(q0)^-1`` when already known (:class:`PoseConstants`)."""
         T = self.fk(q)
-        T0_inv = torch.linalg.inv(self.fk(self.fk.neutral()))
+        if T0_inv is None:
+            T0_inv = torch.linalg.inv(self.fk(self.fk.neutral()))
         return T @ T0_inv
 
     def _check_q(self, q: Tensor) -> Tensor:
@@ -280,67 +369,106 @@ class RobotGaussianModel(torch.nn.Module):
             )
         return q
 
-    def _skin(self, qb: Tensor, rotations: bool) -> tuple[Tensor, Tensor | None]:
-        """LBS of the canonical means (``[B, N, 3]``) and, if asked, the blended rotations ``[B, N, 4]`` for ``qb [B, J]``."""
-        A = self.link_motions(qb)  # [B, L, 4, 4]
+    def pose_constants(self) -> PoseConstants:
+        """The parts of :meth:`posed_gaussians` that do not depend on ``q``, from the current parameters.
+
+        Differentiable (training calls it inside every :meth:`posed_gaussians`); pose estimation, which never
+        changes the parameters, computes it once through :meth:`frozen`.
+        """
         w = self.skinning_weights()  # [N, L]
-        # Blended affine map per Gaussian: sum_l w_l A_l, as one contraction over the 3x4 blocks.
-        M = torch.einsum("nl,blij->bnij", w, A[..., :3, :])  # [B, N, 3, 4]
-        means = (M[..., :3] @ self.means[None, :, :, None])[..., 0] + M[..., 3]
+        ones = torch.ones_like(self.means[:, :1])
+        blend = (w[:, :, None] * torch.cat((self.means, ones), -1)[:, None, :]).flatten(1)  # [N, L * 4]
+        unit = F.normalize(self.quats, dim=-1)
+        app = None
+        if self.appearance_mlp is not None:
+            first = self.appearance_mlp[0]
+            pos = self._position_encoding()
+            # the first layer's position part: the same for every pose (only the joint part depends on q)
+            app = F.linear(pos, first.weight[:, : pos.shape[-1]], first.bias)
+        deg = self.active_sh_degree
+        return PoseConstants(
+            weights=w, blend=blend, T0_inv=torch.linalg.inv(self.fk(self.fk.neutral())),
+            quat_left=torch.einsum("ijk,nj->nik", self._hamilton, unit), log_scales=self.log_scales,
+            opacity_logits=self.opacity_logits, colors=SH_C0 * self.sh[:, 0] + 0.5 if deg == 0 else self.sh,
+            appearance_pos=app, sh_degree=deg,
+        )
+
+    @torch.no_grad()
+    def frozen(self) -> "FrozenGaussianRenderer":
+        """This model's :meth:`render` for fixed parameters: :meth:`pose_constants` computed once (detached).
+
+        For pose estimation and control, which optimise ``q`` and the camera but never the model; a change to the
+        parameters afterwards is not seen (call ``frozen()`` again)."""
+        return FrozenGaussianRenderer(self, self.pose_constants())
+
+    def _skin(self, qb: Tensor, c: PoseConstants, rotations: bool) -> tuple[Tensor, Tensor | None]:
+        """LBS of the canonical means (``[B, N, 3]``) and, if asked, the blended link rotations ``[B, N, 4]`` (not
+        normalised: only their direction matters) for ``qb [B, J]``."""
+        A = self.link_motions(qb, c.T0_inv)  # [B, L, 4, 4]
+        B, L = A.shape[:2]
+        # sum_l w_l A_l [x; 1] as one matrix product of the constant (w_l [x; 1]) rows with the links' 3x4 blocks
+        means = c.blend @ A[..., :3, :].transpose(-1, -2).reshape(B, L * 4, 3)
         if not rotations:
             return means, None
-        link_q = matrix_to_quaternion(A[..., :3, :3])  # [B, L, 4]
-        # Put every link's quaternion in the hemisphere of the Gaussian's own link, then blend linearly.
-        own = link_q[:, self.link_index]  # [B, N, 4]
-        sign = torch.sign(torch.einsum("bnk,blk->bnl", own, link_q))
+        link_q = _rotation_quaternions(A[..., :3, :3], self._shepperd)  # [B, L, 4]
+        # Put every link's quaternion in the hemisphere of the Gaussian's own link, then blend linearly: the sign
+        # of each link pair is one [L, L] table, gathered per Gaussian by its link.
+        sign = torch.sign(link_q @ link_q.transpose(-1, -2))  # [B, L, L]
         sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-        q_blend = F.normalize(torch.einsum("nl,bnl,blk->bnk", w, sign, link_q), dim=-1)
-        return means, q_blend
+        return means, (c.weights * sign[:, self.link_index]) @ link_q
 
     def posed_means(self, q: Tensor) -> Tensor:
         """Only the posed means ``[..., N, 3]`` (base frame, m) for ``q [J]`` or ``[B, J]`` (Chamfer fitting)."""
         q = self._check_q(q)
-        means, _ = self._skin(q[None] if q.ndim == 1 else q, rotations=False)
+        means, _ = self._skin(q[None] if q.ndim == 1 else q, self.pose_constants(), rotations=False)
         return means[0] if q.ndim == 1 else means
 
-    def posed_gaussians(self, q: Tensor) -> dict[str, Tensor]:
+    def posed_gaussians(self, q: Tensor, constants: PoseConstants | None = None) -> dict[str, Tensor]:
         """The Gaussians at joint values ``q`` ``[J]`` (or ``[B, J]``), in the base frame; differentiable in ``q``.
 
         Returns ``means [..., N, 3]`` (m), ``quats [..., N, 4]`` (w, x, y, z, unit), ``scales [..., N, 3]`` (m),
         ``opacities [..., N]`` in (0, 1), ``colors``: ``[..., N, 3]`` RGB when ``active_sh_degree == 0``, else SH
         coefficients ``[..., N, (active_sh_degree + 1)^2, 3]`` (the renderer infers the degree from K). ``...`` is ``B``
-        for batched ``q``, nothing for ``q [J]``.
+        for batched ``q``, nothing for ``q [J]``. ``constants``: :meth:`pose_constants` when already computed
+        (:meth:`frozen`); None computes them from the parameters.
         """
         q = self._check_q(q)
         single = q.ndim == 1
         qb = q[None] if single else q  # [B, J]
+        c = self.pose_constants() if constants is None else constants
         B, N = qb.shape[0], self.num_gaussians
-        means, q_blend = self._skin(qb, rotations=True)
-        quats = F.normalize(self.quats, dim=-1)[None].expand(B, N, 4)
-        log_scales = self.log_scales[None].expand(B, N, 3)
-        opacity_logits = self.opacity_logits[None].expand(B, N)
-        sh = self.sh[None].expand(B, *self.sh.shape)
-
+        means, blend = self._skin(qb, c, rotations=True)
+        local, log_scales, opacity_logits, colors = c.quat_left[:, :, 0], c.log_scales, c.opacity_logits, c.colors
         if self.appearance_mlp is not None:
             joint_feats = torch.cat((torch.sin(qb), torch.cos(qb)), dim=-1)  # bounded, fine for continuous joints
-            pos = self._position_encoding()
-            feats = torch.cat((pos[None].expand(B, -1, -1), joint_feats[:, None].expand(B, N, -1)), dim=-1)
-            d = self.appearance_mlp(feats)  # [B, N, 11]
-            log_scales = log_scales + d[..., 0:3]
-            identity = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=d.dtype, device=d.device)
-            quats = quaternion_multiply(quats, identity + d[..., 3:7])  # a local correction of the Gaussian's frame
-            opacity_logits = opacity_logits + d[..., 7]
-            sh = torch.cat(((sh[..., 0, :] + d[..., 8:11] / SH_C0)[..., None, :], sh[..., 1:, :]), dim=-2)
-
-        deg = self.active_sh_degree
+            first = self.appearance_mlp[0]
+            hidden = c.appearance_pos + F.linear(joint_feats, first.weight[:, -joint_feats.shape[-1]:])[:, None]
+            # one split (its backward is one cat; four slices would each zero-fill a full-size gradient)
+            d_scale, d_quat, d_opacity, d_rgb = self.appearance_mlp[1:](hidden).split((3, 4, 1, 3), dim=-1)
+            log_scales = log_scales + d_scale
+            # a local correction of the Gaussian's frame: canonical * (identity + d), the product as a matrix
+            local = local + (c.quat_left @ d_quat[..., None])[..., 0]
+            opacity_logits = opacity_logits + d_opacity[..., 0]
+            colors = self._shift_colors(colors, d_rgb, c.sh_degree)
+        quats = torch.einsum("ijk,bnj,bnk->bni", self._hamilton, blend, local.expand(B, N, 4))
+        colors = torch.clamp_min(colors, 0.0) if c.sh_degree == 0 else colors[..., : (c.sh_degree + 1) ** 2, :]
         out = {
             "means": means,
-            "quats": F.normalize(quaternion_multiply(q_blend, quats), dim=-1),
-            "scales": torch.exp(log_scales),
-            "opacities": torch.sigmoid(opacity_logits),
-            "colors": torch.clamp_min(SH_C0 * sh[..., 0, :] + 0.5, 0.0) if deg == 0 else sh[..., : (deg + 1) ** 2, :],
+            "quats": F.normalize(quats, dim=-1),
+            "scales": torch.exp(log_scales).expand(B, N, 3),
+            "opacities": torch.sigmoid(opacity_logits).expand(B, N),
+            "colors": colors.expand(B, *colors.shape[-(2 if c.sh_degree == 0 else 3):]),
         }
         return {k: v[0] for k, v in out.items()} if single else out
+
+    @staticmethod
+    def _shift_colors(colors: Tensor, d_rgb: Tensor, sh_degree: int) -> Tensor:
+        """The appearance MLP's colour change ``d_rgb [B, N, 3]`` on ``colors`` (RGB ``[N, 3]`` before the clamp,
+        or SH ``[N, K, 3]``: added to the DC term)."""
+        if sh_degree == 0:
+            return colors + d_rgb
+        sh = colors[None].expand(d_rgb.shape[0], *colors.shape)
+        return torch.cat(((sh[..., 0, :] + d_rgb / SH_C0)[..., None, :], sh[..., 1:, :]), dim=-2)
 
     def render(
         self,
@@ -349,6 +477,7 @@ class RobotGaussianModel(torch.nn.Module):
         camera: PinholeCamera,
         background: Tensor | None = None,
         backend: str = "auto",
+        constants: PoseConstants | None = None,
     ) -> RenderOutput:
         """Render the robot at ``q`` seen from ``T_camera_base`` (base -> OpenCV camera, metres).
 
@@ -359,6 +488,7 @@ class RobotGaussianModel(torch.nn.Module):
         batch dimension (one call, one rasterisation pass on the torch backend). ``background``: ``[3]`` RGB (None
         = black). Differentiable w.r.t. ``q``, ``T_camera_base`` and the parameters. See
         :class:`~gen3d_ros.robot.splatting.RenderOutput` for the depth convention (raw alpha-weighted z).
+        ``constants``: see :meth:`posed_gaussians`.
         """
         q = self._check_q(q)
         T = T_camera_base.to(dtype=self.means.dtype, device=self.means.device)
@@ -366,8 +496,8 @@ class RobotGaussianModel(torch.nn.Module):
             raise ValueError(f"batched q {tuple(q.shape)} needs T_camera_base [B, 4, 4] or [B, C, 4, 4] with the same "
                              f"B, got {tuple(T.shape)}")
         sh_degree = None if self.active_sh_degree == 0 else self.active_sh_degree
-        return render_gaussians(**self.posed_gaussians(q), T_camera_base=T, camera=camera, background=background,
-                                sh_degree=sh_degree, backend=backend)
+        return render_gaussians(**self.posed_gaussians(q, constants), T_camera_base=T, camera=camera,
+                                background=background, sh_degree=sh_degree, backend=backend)
 
     def keypoints(self, q: Tensor) -> Tensor:
         """Link origins ``[..., L, 3]`` in the base frame (metres) for ``q [..., J]`` (order ``fk.link_names``)."""
@@ -447,5 +577,5 @@ def _frame_quaternions(normals: Tensor) -> Tensor:
     return matrix_to_quaternion(R)
 
 
-__all__ = ["CHECKPOINT_FORMAT", "GaussianModelConfig", "RobotGaussianModel", "fourier_encode",
-           "quaternion_multiply"]
+__all__ = ["CHECKPOINT_FORMAT", "FrozenGaussianRenderer", "GaussianModelConfig", "PoseConstants", "RobotGaussianModel",
+           "fourier_encode", "quaternion_multiply"]
