@@ -15,9 +15,9 @@ OpenCV optical camera frame (metres); ``omega`` radians (camera-frame axis-angle
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from gen3d_ros.geometry.rotations import so3_exp
 
 LIMIT_EPS = 1e-4
 """Fraction of the joint range kept away from the limits when mapping ``q -> z`` (``logit`` is infinite at 0 and 1)."""
@@ -36,8 +36,32 @@ def unconstrained_from_joints(q: Tensor, lower: Tensor, upper: Tensor, eps: floa
 
 
 def rotation_with_increment(omega: Tensor, R0: Tensor) -> Tensor:
-    """``exp(omega) @ R0`` ``[..., 3, 3]``: an axis-angle increment ``omega [..., 3]`` (camera frame) on ``R0``."""
-    return so3_exp(omega) @ R0
+    """``exp(omega) @ R0`` ``[..., 3, 3]``: an axis-angle increment ``omega [..., 3]`` (camera frame) on ``R0``.
+
+    Rodrigues' formula ``exp(omega) = I + a K + b K^2`` (``K`` the cross-product matrix of ``omega``,
+    ``a = sin t / t = s cos(t / 2)``, ``b = (1 - cos t) / t^2 = s^2 / 2`` with ``s = sin(t / 2) / (t / 2)``,
+    ``t = |omega|``; no cancellation at small ``t``): ~15 ops where the quaternion route of
+    :func:`~gen3d_ros.geometry.rotations.so3_exp` takes ~50, which counts in optimisation loops that evaluate
+    it every step (forward and backward). At ``omega = 0`` the angle's gradient is cut (``a``, ``b`` are even
+    in ``t``: their true derivative is 0 there), so there are no NaNs.
+    """
+    half = omega.square().sum(-1)[..., None, None].clamp_min(1e-24).sqrt() * 0.5  # [..., 1, 1] rad
+    s = torch.sin(half) / half
+    eye = torch.eye(3, dtype=omega.dtype, device=omega.device)
+    shape = (*omega.shape[:-1], 3, 3)
+    K = torch.linalg.cross(eye.expand(shape), omega[..., None, :].expand(shape))  # row i: e_i x omega = K[i]
+    return (eye + (s * torch.cos(half)) * K + (0.5 * s.square()) * (K @ K)) @ R0
+
+
+def camera_from_pivot(omega: Tensor, t_c: Tensor, R0: Tensor, pivot: Tensor) -> tuple[Tensor, Tensor]:
+    """``(T_camera_base [B, 4, 4], R_camera_base [B, 3, 3])`` of the pivot parametrisation (see
+    :class:`CameraPoseParam`): ``R = exp(omega) R0``, ``t = t_c - R pivot``; ``omega, t_c, pivot [B, 3]``
+    (rad, m camera frame, m base frame), ``R0 [B, 3, 3]``."""
+    R = rotation_with_increment(omega, R0)
+    t = t_c - (R @ pivot[..., None])[..., 0]
+    T = F.pad(torch.cat([R, t[..., None]], dim=-1), (0, 0, 0, 1))  # bottom row 0 0 0 0, then its 1
+    T[..., 3, 3] = 1.0
+    return T, R
 
 
 class CameraPoseParam(torch.nn.Module):
@@ -67,12 +91,7 @@ class CameraPoseParam(torch.nn.Module):
 
     def forward(self) -> Tensor:
         """``T_camera_base`` ``[B, 4, 4]`` (differentiable w.r.t. ``omega`` and ``t_c``)."""
-        R = self.rotation()
-        t = self.t_c - (R @ self.pivot[:, :, None])[..., 0]
-        top = torch.cat([R, t[..., None]], dim=-1)
-        bottom = torch.zeros_like(top[:, :1, :])
-        bottom[..., 3] = 1.0
-        return torch.cat([top, bottom], dim=-2)
+        return camera_from_pivot(self.omega, self.t_c, self.R0, self.pivot)[0]
 
     @torch.no_grad()
     def rebase(self) -> None:
