@@ -386,6 +386,13 @@ def _render_torch(x: _Inputs, camera: PinholeCamera, near: float, far: float,
     return rgb.reshape(*images, 3), alpha.reshape(images), img[..., 3].reshape(images)
 
 
+@functools.lru_cache(maxsize=32)
+def _intrinsics(fx: float, fy: float, cx: float, cy: float, device: torch.device) -> Tensor:
+    """The pinhole matrix ``K [3, 3]`` (float32, px) on ``device``, made once per camera and device: building it per
+    render is a host-to-device copy, which waits for the device's queue (a sync per render)."""
+    return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32, device=device)
+
+
 def _render_gsplat(x: _Inputs, camera: PinholeCamera, near: float, far: float) -> tuple[Tensor, Tensor, Tensor]:
     """gsplat 1.5.3's ``rasterization`` with one leading batch dimension ``B`` (dropped again when the caller had
     none, so the unbatched call is exactly gsplat's plain ``[N, ...]`` / ``[C, 4, 4]`` one)."""
@@ -395,8 +402,7 @@ def _render_gsplat(x: _Inputs, camera: PinholeCamera, near: float, far: float) -
     unbatched = x.batch == ()
     lead = (lambda t: t[0]) if unbatched else (lambda t: t)  # noqa: E731
     f32 = lambda t: lead(t).float().contiguous()  # noqa: E731  gsplat's kernels are float32-only
-    K = torch.tensor([[camera.fx, 0.0, camera.cx], [0.0, camera.fy, camera.cy], [0.0, 0.0, 1.0]],
-                     dtype=torch.float32, device=x.means.device)
+    K = _intrinsics(camera.fx, camera.fy, camera.cx, camera.cy, x.means.device)
     renders, alphas, _ = rasterization(
         f32(x.means), f32(x.quats), f32(x.scales), f32(x.opacities), f32(x.colors),
         viewmats=f32(x.T), Ks=lead(K.expand(B, C, 3, 3)).contiguous(), width=camera.width, height=camera.height,
