@@ -155,9 +155,11 @@ def suppress_duplicates(fk, q: Tensor, T: Tensor, score: Tensor, keep: int, nms_
     q, T = q[order], T[order]
     kp = fk(q)[..., :3, 3]  # [N, L, 3] base frame
     kp = (T[:, None, :3, :3] @ kp[..., None])[..., 0] + T[:, None, :3, 3]  # camera frame
+    # every pair's distance at once and one copy to the host (a read per candidate waits for the device each time)
+    dist = (kp[:, None] - kp[None]).norm(dim=-1).mean(-1).cpu().numpy()  # [N, N] metres
     chosen: list[int] = []
     for i in range(len(order)):
-        if chosen and float((kp[chosen] - kp[i]).norm(dim=-1).mean(-1).min()) < nms_m:
+        if chosen and float(dist[chosen, i].min()) < nms_m:
             continue
         chosen.append(i)
         if len(chosen) == keep:
@@ -210,7 +212,8 @@ class SilhouetteSearch:
         n_q, n_r, P = qs.shape[0], R.shape[0], pts_all.shape[1]
         if known_T is None:  # the translation fit only needs the hull (the same boxes), and the pivot
             hull_all, pivot_all = hull_points(pts_all), pts_all.mean(dim=1)
-        chunk_q = max(1, 400_000 // (n_r * P))  # bounds memory: ~400k points per chunk
+        # bounds memory: ~400k points per chunk on the CPU (cache-sized), 4M on a GPU (fewer, larger kernels)
+        chunk_q = max(1, (4_000_000 if qs.is_cuda else 400_000) // (n_r * P))
         scores, Ts = [], []
         for start in range(0, n_q, chunk_q):
             pts = pts_all[start:start + chunk_q]
