@@ -144,7 +144,9 @@ class PoseEstimate:
     ``q`` [J] radians / metres (order ``joint_names``); ``T_camera_base`` [4, 4] base -> OpenCV camera, metres;
     ``loss``: the final total loss (dimensionless, lower is better; at the finest level); ``iterations``: Adam
     steps summed over hypotheses and levels; ``converged``: the last level met the tolerance; ``seconds``: wall
-    time; ``loss_terms``: the final loss split into its weighted terms; ``hypotheses``: initial hypotheses.
+    time; ``loss_terms``: the final loss split into its weighted terms; ``hypotheses``: initial hypotheses;
+    ``phase_seconds``: wall time of each phase of a single-image estimate (``target``, ``search``, ``score``,
+    ``level0``, ...; measured where the estimate waits for the device anyway), empty for a tracked frame.
     """
 
     q: np.ndarray
@@ -156,6 +158,7 @@ class PoseEstimate:
     joint_names: list[str]
     loss_terms: dict[str, float] = field(default_factory=dict)
     hypotheses: int = 1
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def T_base_camera(self) -> np.ndarray:

@@ -8,6 +8,7 @@ the renderer (:mod:`~.refine`) and video tracking (:mod:`~.tracking`).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -19,9 +20,26 @@ from gen3d_ros.robot.pose import tracking
 from gen3d_ros.robot.pose.config import PoseEstimate, PoseEstimatorConfig
 from gen3d_ros.robot.pose.hypotheses import HypothesisSampler
 from gen3d_ros.robot.pose.images import Level, image_to_tensor, make_level, mask_from_background
-from gen3d_ros.robot.pose.refine import PoseRefiner, PoseState
+from gen3d_ros.robot.pose.refine import PoseRefiner, PoseState, Refined
 from gen3d_ros.robot.pose.search import SilhouetteSearch
 from gen3d_ros.robot.pose.surface import PosedSurface
+
+
+class _Laps:
+    """Wall time of consecutive phases (seconds by name, in order) since construction."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = now - self.last
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return self.last - self.start
 
 
 class PoseEstimator:
@@ -29,7 +47,9 @@ class PoseEstimator:
 
     ``model`` is a :class:`~gen3d_ros.robot.gaussians.RobotGaussianModel` (trained, or untrained from the URDF);
     anything with ``render(q, T_camera_base, camera, background, backend)``, ``fk`` and ``robot`` works. The
-    model's parameters are frozen here (``requires_grad_(False)``): only the pose is optimised.
+    model's parameters are frozen here (``requires_grad_(False)``): only the pose is optimised. A model with
+    ``frozen()`` (the Gaussian model) is rendered through it: its pose-independent parts are computed once, here,
+    so later changes to its parameters are not seen (make a new estimator).
 
     Frames and units: ``q`` in radians (revolute) / metres (prismatic), order ``model.fk.joint_names``;
     ``T_camera_base`` (4x4) maps base-frame points to the OpenCV optical frame of the camera, metres; images
@@ -44,6 +64,7 @@ class PoseEstimator:
         self.model = model.to(self.device)
         for p in self.model.parameters():
             p.requires_grad_(False)
+        self.renderer = self.model.frozen() if hasattr(self.model, "frozen") else self.model
         self.fk = model.fk
         self.joint_names: list[str] = list(self.fk.joint_names)
         self.lower = self.fk.lower.to(self.device)
@@ -54,7 +75,7 @@ class PoseEstimator:
         generator = torch.Generator().manual_seed(self.config.seed)  # joint samples and hill climbing, in order
         search = SilhouetteSearch(self.config, self.surface, self.lower, self.upper, generator)
         self.hypotheses = HypothesisSampler(self.config, model.robot, self.surface, search, generator, self.device)
-        self.refiner = PoseRefiner(self.model, self.config, self.surface, self.background, self.device)
+        self.refiner = PoseRefiner(self.renderer, self.config, self.surface, self.background, self.device)
 
     def estimate(
         self,
@@ -78,25 +99,31 @@ class PoseEstimator:
         level; the answer is the lowest full-resolution loss after refinement. A given pose (``q_init`` with a
         known camera) is never pruned: it is refined to the end beside the search's best.
         """
-        t0 = time.perf_counter()
+        laps = _Laps()
         cfg = self.config
+        given = [x for x in (T_camera_base, q, q_init) if x is not None]
+        given_t = iter(self._tensors(*given))  # before any device work: one copy, no wait
+        known_T = None if T_camera_base is None else next(given_t).reshape(4, 4)
+        known_q = None if q is None else next(given_t).reshape(self.fk.num_joints)
+        q_guess = None if q_init is None else next(given_t).reshape(-1)
         rgb, mask_t = self._target(image, mask, camera)
         levels = [make_level(rgb, mask_t, camera, s) for s in cfg.pyramid_scales]
-        known_T = None if T_camera_base is None else self._tensor(T_camera_base).reshape(4, 4)
-        known_q = None if q is None else self._tensor(q).reshape(self.fk.num_joints)
-        q_guess = None if q_init is None else self._tensor(q_init).reshape(-1)
+        laps.lap("target")
         q_hyp, T_hyp, n_searched, n_given = self.hypotheses.initial(mask_t, camera, known_q, known_T, q_guess)
         state = self.refiner.make_state(q_hyp, T_hyp)
-        state, best_loss, total_iters, converged = self._coarse_to_fine(
-            state, levels, n_given, optimise_q=known_q is None, optimise_T=known_T is None)
+        laps.lap("search")
+        refined, total_iters = self._coarse_to_fine(state, levels, n_given, known_q is None, known_T is None, laps)
         # the answer: the lowest loss after refinement at the last (finest) level, over every refined candidate
-        state = self.refiner.select(state, torch.tensor([int(torch.argmin(best_loss))]))
-        return self.refiner.result(state, levels[-1], total_iters, converged, time.perf_counter() - t0, n_searched)
+        best = torch.argmin(refined.loss).reshape(1)
+        est = self.refiner.result(self.refiner.select(refined.state, best), refined.terms[best], total_iters,
+                                  refined.converged, 0.0, n_searched)
+        laps.lap("result")
+        return replace(est, seconds=laps.total, phase_seconds=laps.seconds)
 
     def _coarse_to_fine(self, state: PoseState, levels: list[Level], n_given: int, optimise_q: bool,
-                        optimise_T: bool) -> tuple[PoseState, Tensor, int, bool]:
-        """Optimise ``state`` level by level, keeping the ``config.keep`` best before each; returns (state, its best
-        losses [B] at the last level, Adam steps summed over hypotheses, converged at the last level).
+                        optimise_T: bool, laps: _Laps) -> tuple[Refined, int]:
+        """Optimise ``state`` level by level, keeping the ``config.keep`` best before each; returns (the last
+        level's :class:`~gen3d_ros.robot.pose.refine.Refined`, Adam steps summed over hypotheses and levels).
 
         The first ``n_given`` hypotheses are given poses (``q_init`` with a known camera): they are refined to the
         end whatever their coarse rank (a nearby guess often scores worse than a search result before
@@ -105,21 +132,26 @@ class PoseEstimator:
         cfg = self.config
         n_hyp = state.z.shape[0]
         given = torch.arange(n_hyp) < n_given
-        total_iters, converged = 0, False
-        best_loss = torch.full((n_hyp,), float("inf"))
+        total_iters = 0
+        best_loss = torch.full((n_hyp,), float("inf"))  # on the host: the pruning below is host logic
         for li, (level, iters, keep) in enumerate(zip(levels, cfg.iterations, cfg.keep)):
             if state.z.shape[0] > keep:
-                scores = best_loss if li > 0 else self.refiner.score(state, level)
+                if li == 0:
+                    best_loss = self.refiner.score(state, level).cpu()
+                    laps.lap("score")
+                scores = best_loss
                 order = torch.argsort(scores)[:keep]
                 extra = given.nonzero()[:, 0]
                 extra = extra[~torch.isin(extra, order)]
                 order = torch.cat([order, extra])
                 state = self.refiner.select(state, order)
                 given = given[order]
-                best_loss = best_loss[order] if li > 0 else scores[order]
-            state, best_loss, used, converged = self.refiner.optimise(state, level, iters, optimise_q, optimise_T)
-            total_iters += used * state.z.shape[0]
-        return state, best_loss, total_iters, converged
+                best_loss = best_loss[order]
+            refined = self.refiner.optimise(state, level, iters, optimise_q, optimise_T)
+            state, best_loss = refined.state, refined.loss.cpu()
+            total_iters += refined.steps * state.z.shape[0]
+            laps.lap(f"level{li}")
+        return refined, total_iters
 
     def refine(
         self,
@@ -143,21 +175,22 @@ class PoseEstimator:
         """
         t0 = time.perf_counter()
         cfg = self.config
+        # the small inputs first, in one copy: a copy from pageable host memory waits for the device's queue
+        q0, T0, *prev = self._tensors(q_init, T_init, *(prior if prior is not None else ()))
         rgb, mask_t = self._target(image, mask, camera)
         level = make_level(rgb, mask_t, camera, cfg.track_scale if scale is None else scale)
-        state = self.refiner.make_state(self._tensor(q_init).reshape(1, -1), self._tensor(T_init).reshape(1, 4, 4))
+        state = self.refiner.make_state(q0.reshape(1, -1), T0.reshape(1, 4, 4))
         prior_t = None
         if prior is not None:
-            q_prev = self._tensor(prior[0]).reshape(1, -1)
-            T_prev = self._tensor(prior[1]).reshape(1, 4, 4)
+            q_prev, T_prev = prev[0].reshape(1, -1), prev[1].reshape(1, 4, 4)
             # Where the previous pose put the pivot, in camera coordinates: the reference for translation smoothness.
             t_prev = (T_prev[:, :3, :3] @ state.cam.pivot[:, :, None])[..., 0] + T_prev[:, :3, 3]
             prior_t = (q_prev, T_prev[:, :3, :3], t_prev)
         iters = cfg.track_iterations if iterations is None else iterations
-        state, _, used, converged = self.refiner.optimise(
-            state, level, iters, optimise_q, optimise_T, prior=prior_t,
-            lr_scale=cfg.track_lr_scale if lr_scale is None else lr_scale)
-        return self.refiner.result(state, level, used, converged, time.perf_counter() - t0, 1)
+        refined = self.refiner.optimise(state, level, iters, optimise_q, optimise_T, prior=prior_t,
+                                        lr_scale=cfg.track_lr_scale if lr_scale is None else lr_scale)
+        return self.refiner.result(refined.state, refined.terms, refined.steps, refined.converged,
+                                   time.perf_counter() - t0, 1)
 
     def track(
         self,
@@ -184,22 +217,33 @@ class PoseEstimator:
     def render(self, q: np.ndarray | Tensor, T_camera_base: np.ndarray | Tensor, camera: PinholeCamera):
         """The model's render (no gradients) at ``q`` [J] from ``T_camera_base`` [4, 4] on the configured background."""
         with torch.no_grad():
-            return self.model.render(self._tensor(q), self._tensor(T_camera_base), camera,
-                                     background=self.background, backend=self.config.backend)
+            return self.renderer.render(self._tensor(q), self._tensor(T_camera_base), camera,
+                                        background=self.background, backend=self.config.backend)
 
     def _tensor(self, x: np.ndarray | Tensor) -> Tensor:
         return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32).to(self.device)
 
+    def _tensors(self, *xs: np.ndarray | Tensor) -> list[Tensor]:
+        """float32 device tensors of ``xs`` (their shapes); the host arrays among them in one host-to-device copy."""
+        host = [i for i, x in enumerate(xs) if not torch.is_tensor(x)]
+        out: list[Tensor] = [x.to(self.device, torch.float32) if torch.is_tensor(x) else x for x in xs]
+        if host:
+            arrays = [np.asarray(xs[i], dtype=np.float32) for i in host]
+            flat = torch.from_numpy(np.concatenate([a.ravel() for a in arrays])).to(self.device)
+            for i, a, part in zip(host, arrays, flat.split([a.size for a in arrays])):
+                out[i] = part.reshape(a.shape)
+        return out
+
     def _target(self, image, mask, camera: PinholeCamera) -> tuple[Tensor, Tensor]:
         """``(rgb [H, W, 3], mask [H, W])`` on the device; the mask from the background colour when not given."""
-        rgb = image_to_tensor(image).to(self.device)
+        rgb = image_to_tensor(image, self.device)
         if rgb.shape[:2] != (camera.height, camera.width):
             raise ValueError(
                 f"image is {rgb.shape[1]}x{rgb.shape[0]} but the camera is {camera.width}x{camera.height}; "
                 "pass the intrinsics of this image (PinholeCamera.scaled for resized images)"
             )
         if mask is None:
-            mask_t = mask_from_background(rgb, self.config.background, self.config.mask_threshold)
+            mask_t = mask_from_background(rgb, self.background, self.config.mask_threshold)  # on the device
         else:
             mask_t = self._tensor(mask).reshape(rgb.shape[:2])
         return rgb, mask_t
