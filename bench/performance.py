@@ -169,17 +169,6 @@ def _peak_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _median_runs(fn: Callable[[], Any], reps: int, warmup: int = 1) -> tuple[list[float], Any]:
-    for _ in range(warmup):
-        fn()
-    times, out = [], None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times, out
-
-
 def _sample_mesh_points(mesh, n: int, seed: int = 0) -> np.ndarray:
     from gen3d_ros.completion.udf_mesh import sample_mesh
 
@@ -228,12 +217,12 @@ def make_completer(device: str, half_extent: float, *, mesher: str, algorithm: s
 
 
 def time_completion(completer, points: np.ndarray, device: str, reps: int, *,
-                    warmup: bool = True) -> tuple[dict[str, float], Any]:
-    """Median per-stage milliseconds of ``reps`` completions of ``points`` after one warm-up, peak memory of the
+                    warmup: int = 1) -> tuple[dict[str, float], Any]:
+    """Median per-stage milliseconds of ``reps`` completions of ``points`` after ``warmup`` ones, peak memory of the
     last, and that last completion."""
     stages: dict[str, list[float]] = {}
     totals = []
-    if warmup:  # allocator, cuBLAS heuristics, lazy imports
+    for _ in range(warmup):  # allocator, cuBLAS heuristics, lazy imports, GPU clocks
         completer.complete(points)
     for _ in range(reps):
         _peak_reset(device)
@@ -260,12 +249,12 @@ def _flat(prefix: str, values: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}.{k}": float(v) for k, v in values.items()}
 
 
-STEP_VARIANTS = ((10, 4), (6, 4), (5, 2))
+STEP_VARIANTS = ((10, 4), (5, 4), (5, 2))
 """(coarse, fine) steps measured next to the node's GPU default (processor.HGCA_DEFAULTS; (10, 4): the models')."""
 
 
 def _measure(res: dict, label: str, completer, inputs: dict, device: str, reps: int, log, *, sensor: str = "os128",
-             with_quality: bool = True, warmup: bool = True) -> None:
+             with_quality: bool = True, warmup: int = 3) -> None:
     points = inputs[f"points_{sensor}"]
     med, out = time_completion(completer, points, device, reps, warmup=warmup)
     res.update(_flat(label, med))
@@ -274,7 +263,8 @@ def _measure(res: dict, label: str, completer, inputs: dict, device: str, reps: 
     log(f"{label}: {med}")
 
 
-def completion_gpu(inputs: dict, device: str, reps: int, log: Callable[[str], None]) -> dict[str, float]:
+def completion_gpu(inputs: dict, device: str, reps: int, log: Callable[[str], None], *,
+                   headline_only: bool = False) -> dict[str, float]:
     """The fast path (the node's GPU defaults: +-51.2 m, HGCA_DEFAULTS steps, one lattice step per voxel) per sensor,
     region, step count and lattice resolution; the 120 m box; today's reference path on the same sweep."""
     from gen3d_ros.completion.processor import hgca_defaults
@@ -286,20 +276,22 @@ def completion_gpu(inputs: dict, device: str, reps: int, log: Callable[[str], No
     fast = make_completer(device, ROI_M, mesher="torch", algorithm="auto", mesh_resolution=1, **steps)
     for name in SENSORS:
         _measure(res, f"fast.{name}", fast, inputs, device, reps, log, sensor=name, with_quality=name == "os128")
-    for roi in ROIS[:-1]:
+    for roi in ROIS[:-1] if not headline_only else ():
         c = make_completer(device, roi, mesher="torch", algorithm="auto", mesh_resolution=1, **steps)
         _measure(res, f"fast.roi{roi:g}", c, inputs, device, reps, log, with_quality=False)
     for cs, fs in STEP_VARIANTS:
         c = make_completer(device, ROI_M, mesher="torch", algorithm="auto", coarse_steps=cs, fine_steps=fs,
                            mesh_resolution=1)
         _measure(res, f"fast.steps{cs}_{fs}", c, inputs, device, reps, log)
-    c = make_completer(device, ROI_M, mesher="torch", algorithm="auto", mesh_resolution=2, **steps)
-    _measure(res, "fast.res2", c, inputs, device, reps, log)
     big = make_completer(device, BIG_ROI_M, mesher="torch", algorithm="auto", mesh_resolution=1, **steps)
     _measure(res, "fast.roi60", big, inputs, device, reps, log, with_quality=False)
+    if headline_only:  # a re-run of the fast path only; lattice and reference from an earlier run (merged later)
+        return res
+    c = make_completer(device, ROI_M, mesher="torch", algorithm="auto", mesh_resolution=2, **steps)
+    _measure(res, "fast.res2", c, inputs, device, reps, log)
     # today's path: offset-loop convs, numpy/scikit-image meshing at two lattice steps per voxel (one ~45 s run)
     ref = make_completer(device, ROI_M, mesher="numpy", algorithm="offsets", mesh_resolution=2)
-    _measure(res, "reference.os128", ref, inputs, device, 1, log, warmup=False)
+    _measure(res, "reference.os128", ref, inputs, device, 1, log, warmup=0)
     from gen3d_ros.sparse.backends.torch_backend import set_conv_algorithm
 
     set_conv_algorithm("auto")
@@ -424,7 +416,8 @@ def run_gpu(args: argparse.Namespace) -> dict:
                            "gpu.command": "bench/performance.py " + shlex.join(sys.argv[1:])}
     args.out.mkdir(parents=True, exist_ok=True)
     parts: dict[str, Callable[[], dict]] = {
-        "completion": lambda: completion_gpu(inputs, args.device, args.reps, log),
+        "completion": lambda: completion_gpu(inputs, args.device, args.reps, log,
+                                             headline_only=args.headline_only),
         "train": lambda: training_throughput(args.device, log)}
     for backend in args.pose_backends:
         suffix = "" if backend == args.pose_backends[0] else f".{backend}"
@@ -455,10 +448,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--reps", type=int, default=5)
     g.add_argument("--parts", nargs="+", default=["completion", "pose", "train"])
     g.add_argument("--pose-backends", nargs="+", default=["gsplat", "torch"])
+    g.add_argument("--headline-only", action="store_true",
+                   help="completion: the fast path per sensor, step count and the 120 m box only")
     g.add_argument("--out", type=Path, required=True)
     c = sub.add_parser("cpu", help="the CPU fallback, Poisson, message bytes; merge")
     c.add_argument("--inputs", type=Path, required=True)
-    c.add_argument("--gpu", type=Path, help="performance_gpu.json of step 2")
+    c.add_argument("--gpu", type=Path, nargs="+", default=[],
+                   help="performance_gpu.json of step 2 (several: merged in order, later runs override)")
     c.add_argument("--reps", type=int, default=3)
     c.add_argument("--out", type=Path, default=REPO / "bench/results")
     return ap

@@ -113,7 +113,14 @@ def run_cpu(args: argparse.Namespace) -> dict:
     budget = CompletionConfig().marker_max_triangles
     res.update(_flat("messages.cpu_full", message_sizes(out.mesh, out.fine_centres)))
     res.update(coarse_cloud_size())
-    gpu = json.loads(Path(args.gpu).read_text()) if args.gpu else {}
+    gpu: dict = {}
+    commands = []
+    for path in args.gpu:  # e.g. a full run, then a re-run of the fast path (its keys win)
+        run = json.loads(Path(path).read_text())
+        commands.append(run.get("gpu.command", str(path)))
+        gpu.update(run)
+    if commands:
+        gpu["gpu.command"] = " ; ".join(commands)
     merged = headline(res, gpu, budget)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "performance.json", merged)

@@ -36,9 +36,9 @@ METHODS = (*CLASSICAL_METHODS, "gca", "hgca")
 
 HGCA_DEFAULTS = {
     # region (m, half side) and steps (0: the model's) where the parameters are 0; measured in
-    # bench/results/performance.json (README: Real-time completion). GPU: 5 coarse steps instead of the model's 10
+    # bench/results/performance.json (README: Real-time completion). GPU: 6 coarse steps instead of the model's 10
     # keep the coarse stage under 100 ms on an H200 (10 Hz); the cost in quality is measured there, next to it.
-    "cuda": {"region_half_extent": 51.2, "coarse_steps": 5, "fine_steps": 0},
+    "cuda": {"region_half_extent": 51.2, "coarse_steps": 6, "fine_steps": 0},
     "cpu": {"region_half_extent": 25.6, "coarse_steps": 6, "fine_steps": 2},
 }
 
