@@ -26,6 +26,7 @@ Modules, in the order an estimate uses them:
 - :mod:`~.refine`: Adam on the sigmoid joint / pivot-camera parametrisation, coarse-to-fine.
 - :mod:`~.tracking`: video frames warm-started from the previous estimates.
 - :mod:`~.estimator`: :class:`PoseEstimator`, composing the above; :mod:`~.processor`: :class:`RobotPoseProcessor`.
+- :mod:`~.timing`: frames/s of tracking, seconds of an estimate and the op counts behind them (benchmarks).
 """
 
 from importlib import import_module
