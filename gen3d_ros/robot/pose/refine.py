@@ -9,7 +9,7 @@ The inner loop is written for GPUs, where every eager op costs a kernel launch a
 queue: the free parameters are one tensor ``[B, J + 6]`` (joint logits, rotation increment, pivot position) with
 one hand-written Adam update (:class:`_Adam`), the best state per hypothesis is kept on the device with
 ``torch.where`` (no ``.item()``, ``.cpu()`` or ``nonzero``), and the convergence test reads its device-side history
-only every :data:`CHECK_EVERY` steps (:class:`_ConvergenceTest`).
+only every ``check_every`` steps (:class:`_ConvergenceTest`; :data:`CHECK_EVERY` when tracking).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from gen3d_ros.robot.pose.surface import PosedSurface
 
 
 CHECK_EVERY = 4
-"""Steps between reads of the convergence test, after the first read at ``patience + 1`` steps. Each read waits for
-the device; the result is the best state seen, so reading later never makes it worse (at most ``CHECK_EVERY - 1``
-steps more than stopping at the first step that passes, which ``CHECK_EVERY = 1`` does)."""
+"""Steps between reads of the convergence test of :meth:`PoseRefiner.optimise` (after the first read at
+``patience + 1`` steps), unless the caller says otherwise. Each read waits for the device; the result is the best
+state seen, so reading later never makes it worse (at most ``CHECK_EVERY - 1`` steps more than stopping at the
+first step that passes, which 1 does). A tracked frame (12 steps, patience 8) reads once, after step 9."""
 
 
 @dataclass
@@ -147,7 +148,6 @@ class PoseRefiner:
         self.lower = model.fk.lower.to(device)
         self.upper = model.fk.upper.to(device)
         self._rates: dict[tuple[bool, bool, float], Tensor] = {}
-        self.check_every = CHECK_EVERY  # 1: the convergence test read after every step (see CHECK_EVERY)
 
     def make_state(self, q: Tensor, T: Tensor) -> PoseState:
         """The :class:`PoseState` of joints ``q [B, J]`` and cameras ``T [B, 4, 4]`` (pivot: the posed surface's
@@ -219,11 +219,13 @@ class PoseRefiner:
         optimise_T: bool,
         prior: tuple[Tensor, Tensor, Tensor] | None = None,
         lr_scale: float = 1.0,
+        check_every: int = CHECK_EVERY,
     ) -> Refined:
         """Adam on the free parameters; the best state seen per hypothesis (see :class:`Refined`).
 
         ``prior = (q_prev [B, J], R_prev [B, 3, 3], pivot_prev [B, 3])`` adds the smoothness penalty towards it.
-        Host syncs: one per convergence read (see :class:`_ConvergenceTest`), none per step otherwise.
+        Host syncs: one per convergence read, every ``check_every`` steps (see :data:`CHECK_EVERY`), none per step
+        otherwise.
         """
         if iterations == 0 or not (optimise_q or optimise_T):
             with torch.no_grad():
@@ -237,7 +239,7 @@ class PoseRefiner:
         # (Adam's steps are ~lr whatever the gradient, so a constant lr would keep circling the minimum).
         adam = _Adam(x, self.learning_rates(optimise_q, optimise_T, lr_scale),
                      self.config.lr_decay ** (1.0 / iterations))
-        best, test = _Best(x), _ConvergenceTest(self.config, iterations, x.device, self.check_every)
+        best, test = _Best(x), _ConvergenceTest(self.config, iterations, x.device, check_every)
         steps, converged = 0, False
         while steps < iterations and not converged:
             loss, terms = self._loss(x, cam, level, fixed_q, fixed_T, prior)
