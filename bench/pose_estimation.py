@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pose_estimation.py                      # test arm, 8 held-out 96 px views, CPU
     .venv/bin/python bench/pose_estimation.py --views 4 --out /tmp/bench
+    .venv/bin/python bench/pose_estimation.py --methods multi_hypothesis --config '{"iterations": [15, 20]}'
     # Panda (the GPU-trained Dr. Robot model): render held-out views here (open3d), estimate on the CUDA machine,
     # merge its panda.* keys back into bench/results/pose_estimation.json
     .venv/bin/python bench/pose_estimation.py --robot panda --write-scenes .pose_bench_panda
@@ -20,7 +21,9 @@ Methods: multi_hypothesis (the default PoseEstimatorConfig), single_hypothesis (
 silhouette_only (default search, no photometric term), known_camera (the true T_camera_base is given: joints only;
 its camera errors are 0 by construction). Metrics per method: medians of mean joint error (deg, revolute joints), camera rotation
 (deg) and translation (cm); ADD = mean distance of link origins in the camera frame (m); AUC of the ADD accuracy
-curve over 0-10 cm (DREAM-style); success = ADD < 5 cm; seconds per image (median).
+curve over 0-10 cm (DREAM-style); success = ADD < 5 cm; seconds per image (median) and per phase of the estimate
+(``<method>.phase_seconds``: target, search, score, level0, ...). ``--config`` (JSON) changes PoseEstimatorConfig
+fields for every method, e.g. to measure what a faster budget costs in accuracy.
 """
 
 from __future__ import annotations
@@ -202,6 +205,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="start no new view after this many seconds (results so far are kept)")
     parser.add_argument("--merge", type=Path, default=None,
                         help="merge this pose_estimation.json's robots into OUT's results and exit")
+    parser.add_argument("--config", type=json.loads, default={},
+                        help="PoseEstimatorConfig fields (JSON) applied to every method on top of its own, e.g. a "
+                             "faster budget: '{\"iterations\": [15, 20]}'")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -276,7 +282,7 @@ def _results_header(args: argparse.Namespace, robot, model, spec: dict, checkpoi
             "image_source": image_source, "checkpoint": label,
             "views": n_views, "image_size": [camera.width, camera.height], "fov_deg": spec["fov"],
             "background": list(spec["background"]), "seed": args.seed, "device": _device_name(args.device),
-            "backend": args.backend, "versions": _versions(),
+            "backend": args.backend, "versions": _versions(), "config": dict(args.config),
             "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         },
     }
@@ -307,12 +313,13 @@ def _run_method(args: argparse.Namespace, name: str, model, scenes: list, camera
     """The medians/rates of METRICS for method ``name`` over ``scenes`` (None if the deadline left no view)."""
     from tqdm import tqdm
 
-    cfg = PoseEstimatorConfig(**METHODS[name], background=background, device=args.device, backend=args.backend)
+    cfg = PoseEstimatorConfig(**{**METHODS[name], **args.config}, background=background, device=args.device,
+                              backend=args.backend)
     estimator = PoseEstimator(model, cfg)
     if args.device.startswith("cuda"):  # warm-up: kernel compilation/loading outside the timings
         estimator.render(scenes[0][0], scenes[0][1], camera)
         torch.cuda.synchronize()
-    errors, secs = [], []
+    errors, secs, phases = [], [], []
     for q, T, image in tqdm(scenes, desc=name, disable=args.no_progress):
         if time.perf_counter() - t_start > args.deadline_s:
             print(f"deadline: {name} stopped after {len(errors)} views", flush=True)
@@ -321,6 +328,7 @@ def _run_method(args: argparse.Namespace, name: str, model, scenes: list, camera
         est = estimator.estimate(image, camera, **kwargs)
         errors.append(_view_errors(estimator, model, est, q, T, angular))
         secs.append(est.seconds)
+        phases.append(est.phase_seconds)
     if not errors:
         return None
     joint, rot, trans, add = (np.array(v) for v in zip(*errors))
@@ -329,6 +337,9 @@ def _run_method(args: argparse.Namespace, name: str, model, scenes: list, camera
         "cam_trans_err_cm_median": float(np.median(trans)), "add_m_median": float(np.median(add)),
         "add_auc": add_auc(add), "success_rate": float((add < 0.05).mean()),
         "seconds_to_converge": float(np.median(secs)), "views": len(errors),
+        # where an estimate's time goes (target, search, score, level0, ...): medians over the views
+        "phase_seconds": {k: round(float(np.median([p[k] for p in phases if k in p])), 4)
+                          for k in dict.fromkeys(k for p in phases for k in p)},
     }
 
 
@@ -368,10 +379,12 @@ def main() -> int:
         if metrics is None:
             continue
         views = metrics.pop("views")
+        results[f"{name_r}.{name}.phase_seconds"] = metrics.pop("phase_seconds")
         for k, v in metrics.items():
             results[f"{name_r}.{name}.{k}"] = round(v, 4)
         results[f"{name_r}.{name}.views"] = views
-        print(name, {k: round(v, 3) for k, v in metrics.items()}, flush=True)
+        print(name, {k: round(v, 3) for k, v in metrics.items()}, results[f"{name_r}.{name}.phase_seconds"],
+              flush=True)
         # written after every method (a run cut short keeps what it finished), merged with the other robots
         merged = merge_results(json_path, results)
         write_text(json_path, json.dumps(merged, indent=2) + "\n")
