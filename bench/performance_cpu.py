@@ -25,8 +25,16 @@ from bench.performance import (ROI_M, _flat, device_name, load_inputs, make_comp
                                versions, write_json)
 from gen3d_ros.outputs import write_text
 
-CPU_DEFAULT = {"half_extent": 25.6, "coarse_steps": 6, "fine_steps": 2}
-"""The CPU fallback's region (metres) and steps: ~4x fewer cells than the GPU's +-51.2 m, ~half the steps."""
+def _cpu_default() -> dict:
+    from gen3d_ros.completion.processor import hgca_defaults
+
+    d = hgca_defaults("cpu")
+    return {"half_extent": float(d["region_half_extent"]), "coarse_steps": int(d["coarse_steps"]),
+            "fine_steps": int(d["fine_steps"])}
+
+
+CPU_DEFAULT = _cpu_default()
+"""The node's CPU fallback (processor.HGCA_DEFAULTS["cpu"]): ~4x fewer cells than the GPU's +-51.2 m, fewer steps."""
 
 
 def message_sizes(mesh, voxels: np.ndarray) -> dict[str, float]:
@@ -98,12 +106,13 @@ def run_cpu(args: argparse.Namespace) -> dict:
     res: dict[str, Any] = {"cpu.device": device_name("cpu"), **{f"cpu.{k}": v for k, v in versions().items()},
                            "cpu.command": "bench/performance.py " + shlex.join(sys.argv[1:])}
     cpu_default = make_completer("cpu", CPU_DEFAULT["half_extent"], mesher="torch", algorithm="auto",
-                                 coarse_steps=CPU_DEFAULT["coarse_steps"], fine_steps=CPU_DEFAULT["fine_steps"])
+                                 coarse_steps=CPU_DEFAULT["coarse_steps"], fine_steps=CPU_DEFAULT["fine_steps"],
+                                 mesh_resolution=1)
     med, out = time_completion(cpu_default, points, "cpu", args.reps)
     res.update(_flat("cpu_default.os128", med))
     res.update(_flat("cpu_default.os128.quality", quality(out, cpu_default, inputs)))
     print("cpu default:", med, flush=True)
-    full = make_completer("cpu", ROI_M, mesher="torch", algorithm="auto")
+    full = make_completer("cpu", ROI_M, mesher="torch", algorithm="auto", mesh_resolution=1, coarse_steps=6)
     med, out = time_completion(full, points, "cpu", 1)
     res.update(_flat("cpu_full.os128", med))
     print("cpu full region:", med, flush=True)
@@ -145,6 +154,8 @@ def headline(cpu: dict, gpu: dict, budget: int) -> dict:
         "completion_coarse_hz": 1e3 / g("fast.os128.coarse_total_ms"),
         "completion_mesh_hz": 1e3 / g("fast.os128.total_ms"),
         "completion_peak_gpu_mb": g("fast.os128.peak_mb"),
+        "completion_coarse_ms_quiet_host": g("fast.steps6_4.coarse_total_ms"),
+        "completion_total_ms_quiet_host": g("fast.steps6_4.total_ms"),
         "completion_120m_total_ms": g("fast.roi60.total_ms"),
         "completion_120m_peak_gpu_mb": g("fast.roi60.peak_mb"),
         "mesh_message_bytes": per_tri["completed_mesh_bytes"] * gpu_tris,
@@ -160,7 +171,10 @@ def headline(cpu: dict, gpu: dict, budget: int) -> dict:
         "cpu_default_steps": f"{CPU_DEFAULT['coarse_steps']}+{CPU_DEFAULT['fine_steps']}",
         "pose_tracking_fps": g("pose_tracking_fps"),
         "pose_single_image_s": g("pose_single_image_s"),
-        "train_iters_per_s_gpu": g("train.transition.amp.iters_per_s"),
+        "train_iters_per_s_gpu": g("train.transition.iters_per_s"),
+        "train_iters_per_s_gpu_bf16": g("train.transition.amp.iters_per_s"),
+        "train_autoencoder_iters_per_s_gpu": g("train.autoencoder.iters_per_s"),
+        "train_fine_iters_per_s_gpu": g("train.fine.iters_per_s"),
         "fast_iou": g("fast.os128.quality.iou"),
         "reference_iou": g("reference.os128.quality.iou"),
         "fast_mesh_fscore": g("fast.os128.quality.mesh_fscore"),
@@ -202,6 +216,10 @@ def markdown(r: dict) -> str:
            f"OS1-128 sweep of {_fmt(r['completion_points'])} points, region ±{r['completion_roi_m']} m.", "",
            "| stage | ms | target |", "| --- | ---: | ---: |"]
     out += [f"| {name} | {_fmt(r[key], 1)} | {target} |" for name, key, target in rows]
+    out += ["", "Same default configuration in an earlier run with the host's CPUs idle (no compiler beside it): coarse "
+            f"{_fmt(r.get('completion_coarse_ms_quiet_host', float('nan')), 1)} ms, total "
+            f"{_fmt(r.get('completion_total_ms_quiet_host', float('nan')), 1)} ms. The coarse chain is bound by the "
+            "host's kernel launches, so its time moves with the host's load."]
     out += ["", f"Peak GPU memory {_fmt(r['completion_peak_gpu_mb'])} MB (±51.2 m), "
             f"{_fmt(r['completion_120m_peak_gpu_mb'])} MB (±60 m). CPU/GPU ratio {_fmt(r['cpu_over_gpu_ratio'], 1)} "
             f"(full region on the CPU: {_fmt(r['cpu_full_region_over_gpu_ratio'], 1)}).", "",
@@ -218,5 +236,5 @@ def markdown(r: dict) -> str:
             f"undecimated Marker {_fmt(r.get('messages.cpu_full.undecimated_marker_bytes', float('nan')) / 2**20, 1)} MiB.", "",
             f"Pose tracking {_fmt(r['pose_tracking_fps'], 1)} frames/s at {_fmt(r.get('pose_image_px'))} px, "
             f"single image {_fmt(r['pose_single_image_s'], 2)} s. Training {_fmt(r['train_iters_per_s_gpu'], 1)} it/s "
-            "(GCA transition, bf16).", ""]
+            "(GCA transition, float32; bf16 " + _fmt(r.get("train_iters_per_s_gpu_bf16", float("nan")), 1) + ").", ""]
     return "\n".join(out)
