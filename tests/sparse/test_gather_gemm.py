@@ -52,16 +52,22 @@ def test_gather_gemm_row_chunks_give_the_same_sum(algorithm, monkeypatch):
     _compare(whole, chunked, "chunked", tol=1e-6)
 
 
-def test_unet_inference_agrees_and_auto_keeps_the_reference_for_training(algorithm):
-    coords = _scene(3)
+def _unet_outputs(algorithm, seed: int, second: str, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """A small UNet's inference output with the ``offsets`` reference on the CPU and with ``second`` on ``device``."""
+    coords = _scene(seed)
     feats = torch.randn(len(coords), 4, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     net = SparseUNet(4, 6, widths=(8, 16), kernel="cube3", backend="torch").eval()
     with torch.no_grad():
         algorithm("offsets")
         ref = net(SparseTensor(feats, coords)).feats
-        algorithm("gather_gemm")
-        out = net(SparseTensor(feats, coords)).feats
+        algorithm(second)
+        out = net.to(device)(SparseTensor(feats.to(device), coords.to(device))).feats.cpu()
+    return ref, out
+
+
+def test_unet_inference_agrees_and_auto_keeps_the_reference_for_training(algorithm):
+    ref, out = _unet_outputs(algorithm, 3, "gather_gemm")
     assert (ref - out).abs().max().item() < 1e-5 * max(1.0, ref.abs().max().item())
     algorithm("auto")
     x = torch.randn(10, 3)
@@ -77,15 +83,7 @@ def test_cuda_auto_uses_gather_gemm_for_inference_and_matches_cpu(algorithm):
     w = torch.randn(27, 3, 5, device="cuda")
     assert torch_backend._use_gather_gemm(torch.randn(4, 3, device="cuda"), w)
     assert not torch_backend._use_gather_gemm(torch.randn(4, 3, device="cuda"), w.requires_grad_())
-    coords = _scene(4)
-    feats = torch.randn(len(coords), 4, generator=torch.Generator().manual_seed(0))
-    torch.manual_seed(0)
-    net = SparseUNet(4, 6, widths=(8, 16), kernel="cube3", backend="torch").eval()
-    with torch.no_grad():
-        algorithm("offsets")
-        ref = net(SparseTensor(feats, coords)).feats
-        algorithm("auto")
-        out = net.cuda()(SparseTensor(feats.cuda(), coords.cuda())).feats.cpu()
+    ref, out = _unet_outputs(algorithm, 4, "auto", "cuda")
     assert (ref - out).abs().max().item() < 1e-4 * max(1.0, ref.abs().max().item())
 
 
