@@ -217,6 +217,14 @@ class FrozenGaussianRenderer:
         """:meth:`RobotGaussianModel.render` with the frozen constants."""
         return self.model.render(q, T_camera_base, camera, background, backend, constants=self.constants)
 
+    def render_posed(self, gaussians: dict[str, Tensor], T_camera_base: Tensor, camera: PinholeCamera,
+                     background: Tensor | None = None, backend: str = "auto") -> RenderOutput:
+        """The render of Gaussians already posed by :meth:`posed_gaussians` (``[B, N, ...]``) from
+        ``T_camera_base [B, 4, 4]``: the splatting half of :meth:`render`."""
+        sh_degree = None if self.constants.sh_degree == 0 else self.constants.sh_degree
+        return render_gaussians(**gaussians, T_camera_base=T_camera_base, camera=camera, background=background,
+                                sh_degree=sh_degree, backend=backend)
+
 
 class RobotGaussianModel(torch.nn.Module):
     """Canonical Gaussians skinned to a robot's links; see the module docstring for the maths and frames.
@@ -412,10 +420,12 @@ class RobotGaussianModel(torch.nn.Module):
             return means, None
         link_q = _rotation_quaternions(A[..., :3, :3], self._shepperd)  # [B, L, 4]
         # Put every link's quaternion in the hemisphere of the Gaussian's own link, then blend linearly: the sign
-        # of each link pair is one [L, L] table, gathered per Gaussian by its link.
-        sign = torch.sign(link_q @ link_q.transpose(-1, -2))  # [B, L, L]
-        sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-        return means, (c.weights * sign[:, self.link_index]) @ link_q
+        # of each link pair is one [L, L] table, gathered per Gaussian by its link (no gradient: piecewise constant,
+        # and leaving it out of the graph saves its backward's zero-filled ops).
+        with torch.no_grad():
+            sign = torch.sign(link_q @ link_q.transpose(-1, -2))  # [B, L, L]
+            sign = torch.where(sign == 0, torch.ones_like(sign), sign)[:, self.link_index]  # [B, N, L]
+        return means, (c.weights * sign) @ link_q
 
     def posed_means(self, q: Tensor) -> Tensor:
         """Only the posed means ``[..., N, 3]`` (base frame, m) for ``q [J]`` or ``[B, J]`` (Chamfer fitting)."""

@@ -49,14 +49,16 @@ class PoseEstimator:
     anything with ``render(q, T_camera_base, camera, background, backend)``, ``fk`` and ``robot`` works. The
     model's parameters are frozen here (``requires_grad_(False)``): only the pose is optimised. A model with
     ``frozen()`` (the Gaussian model) is rendered through it: its pose-independent parts are computed once, here,
-    so later changes to its parameters are not seen (make a new estimator).
+    so later changes to its parameters are not seen (make a new estimator). ``cuda_graphs``: on CUDA, record the
+    pose -> Gaussians part of each Adam step as CUDA graphs (see :mod:`~gen3d_ros.robot.pose.graphs`; opt-in
+    while it is measured).
 
     Frames and units: ``q`` in radians (revolute) / metres (prismatic), order ``model.fk.joint_names``;
     ``T_camera_base`` (4x4) maps base-frame points to the OpenCV optical frame of the camera, metres; images
     ``[H, W, 3]`` RGB (uint8 0..255 or float 0..1), masks ``[H, W]`` (robot = 1).
     """
 
-    def __init__(self, model, config: PoseEstimatorConfig | None = None) -> None:
+    def __init__(self, model, config: PoseEstimatorConfig | None = None, cuda_graphs: bool = False) -> None:
         self.config = config or PoseEstimatorConfig()
         from gen3d_ros.devices import check_device
 
@@ -75,7 +77,8 @@ class PoseEstimator:
         generator = torch.Generator().manual_seed(self.config.seed)  # joint samples and hill climbing, in order
         search = SilhouetteSearch(self.config, self.surface, self.lower, self.upper, generator)
         self.hypotheses = HypothesisSampler(self.config, model.robot, self.surface, search, generator, self.device)
-        self.refiner = PoseRefiner(self.renderer, self.config, self.surface, self.background, self.device)
+        self.refiner = PoseRefiner(self.renderer, self.config, self.surface, self.background, self.device,
+                                   cuda_graphs=cuda_graphs)
 
     def estimate(
         self,

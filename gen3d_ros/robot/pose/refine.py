@@ -134,11 +134,13 @@ class PoseRefiner:
     background, backend)``; a :class:`~gen3d_ros.robot.gaussians.FrozenGaussianRenderer` renders fastest) against a
     target :class:`~gen3d_ros.robot.pose.images.Level`.
 
-    ``background [3]``: RGB the robot is rendered on; ``surface``: the posed surface samples (the camera's pivot).
+    ``background [3]``: RGB the robot is rendered on; ``surface``: the posed surface samples (the camera's pivot);
+    ``cuda_graphs``: on CUDA, run the parameters -> Gaussians and camera part of each Adam step as CUDA graphs
+    (:class:`~gen3d_ros.robot.pose.graphs.PoseGraphs`; needs a frozen renderer, joints and camera both free).
     """
 
     def __init__(self, model, config: PoseEstimatorConfig, surface: PosedSurface, background: Tensor,
-                 device: torch.device) -> None:
+                 device: torch.device, cuda_graphs: bool = False) -> None:
         self.model = model
         self.config = config
         self.surface = surface
@@ -148,6 +150,11 @@ class PoseRefiner:
         self.lower = model.fk.lower.to(device)
         self.upper = model.fk.upper.to(device)
         self._rates: dict[tuple[bool, bool, float], Tensor] = {}
+        self.graphs = None
+        if cuda_graphs and device.type == "cuda" and hasattr(model, "render_posed"):
+            from gen3d_ros.robot.pose.graphs import PoseGraphs
+
+            self.graphs = PoseGraphs(model, self.lower, self.upper)
 
     def make_state(self, q: Tensor, T: Tensor) -> PoseState:
         """The :class:`PoseState` of joints ``q [B, J]`` and cameras ``T [B, 4, 4]`` (pivot: the posed surface's
@@ -202,9 +209,15 @@ class PoseRefiner:
         the parts that are not optimised)."""
         cfg = self.config
         z, omega, t_c = x.split((x.shape[1] - 6, 3, 3), dim=-1)
-        q = joints_from_unconstrained(z, self.lower, self.upper) if fixed_q is None else fixed_q
-        T, R = camera_from_pivot(omega, t_c, cam.R0, cam.pivot) if fixed_T is None else (fixed_T, fixed_T[:, :3, :3])
-        terms = self.render_terms(q, T, level)
+        if self.graphs is not None and fixed_q is None and fixed_T is None:
+            gaussians, T, R, q = self.graphs(x, cam.R0, cam.pivot)
+            out = self.model.render_posed(gaussians, T, level.camera, background=self.background, backend=cfg.backend)
+            terms = image_losses(out.rgb, out.alpha, level, cfg.w_rgb, cfg.w_mask, cfg.w_outside)
+        else:
+            q = joints_from_unconstrained(z, self.lower, self.upper) if fixed_q is None else fixed_q
+            T, R = camera_from_pivot(omega, t_c, cam.R0, cam.pivot) if fixed_T is None else \
+                (fixed_T, fixed_T[:, :3, :3])
+            terms = self.render_terms(q, T, level)
         loss = terms.sum(-1)
         if prior is not None:
             loss = loss + smoothness_penalty(q, R, t_c, prior, cfg.w_smooth_joints, cfg.w_smooth_camera)
