@@ -72,6 +72,7 @@ def test_tracking_step_launches_few_ops(model):
 def test_tracking_loop_has_no_host_sync_beyond_the_renderers_on_cuda(model):
     """On CUDA the whole tracked frame waits for the device only where the splatting itself does (gsplat counts its
     tile intersections on the host), at the one convergence read and for the result: no read per step."""
+    pytest.importorskip("gsplat")  # the torch rasterizer's own syncs vary with the pose
     estimator = PoseEstimator(copy.deepcopy(model), PoseEstimatorConfig(device="cuda", track_iterations=8))
     frames, T, qs = _video(estimator, model, 3)
     initial = estimator.refine(frames[0], CAMERA, qs[0], T, iterations=0)
@@ -100,6 +101,7 @@ def test_tracking_loop_has_no_host_sync_beyond_the_renderers_on_cuda(model):
 def test_cuda_graphs_track_like_the_eager_loop(model):
     """PoseEstimator(cuda_graphs=True) replays the pose -> Gaussians part of each step as CUDA graphs: the same
     estimates as the eager loop (float32 rounding apart), with fewer kernel launches per step."""
+    pytest.importorskip("gsplat")
     results = {}
     for graphs in (False, True):
         estimator = PoseEstimator(copy.deepcopy(model), PoseEstimatorConfig(device="cuda"), cuda_graphs=graphs)
