@@ -304,15 +304,14 @@ def completion_gpu(inputs: dict, device: str, reps: int, log: Callable[[str], No
 
 def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], None]) -> dict[str, float]:
     """Frames/s of warm-started tracking (``PoseEstimator.refine`` per frame, camera unknown) of the video, and
-    the seconds of one single-image estimate (multi-hypothesis search + refinement) of its first frame."""
+    the seconds of one single-image estimate (multi-hypothesis search + refinement) of its first frame, both after
+    warm-ups (``robot/pose/timing.py``)."""
     import torch
 
     from gen3d_ros.geometry.camera import PinholeCamera
     from gen3d_ros.robot.description import load_robot
     from gen3d_ros.robot.gaussians import RobotGaussianModel
     from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig
-    from gen3d_ros.robot.pose.tracking import track
-
     robot = load_robot("test_arm")
     model = RobotGaussianModel.load(REPO / "gen3d_ros/models/drrobot_gen3d_test_arm.pt", robot).to(device).eval()
     size = int(inputs["video_rgb"].shape[1])
@@ -322,21 +321,16 @@ def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], 
     frames = [torch.as_tensor(f).float().div(255.0) for f in inputs["video_rgb"]]
     q_true = inputs["video_q"]
     T_true = inputs["video_T_camera_base"]
-    t0 = time.perf_counter()
-    first = est.estimate(frames[0], camera)
-    _sync(device)
-    single_s = time.perf_counter() - t0
+    from gen3d_ros.robot.pose.timing import measure_estimate, measure_tracking
+
+    single = measure_estimate(est, frames[0], camera)  # after one untimed estimate: CUDA context, gsplat's kernels
     initial = est.refine(frames[0], camera, q_true[0], T_true, iterations=30)  # the tracker's known start
-    track(est, frames[:4], camera, initial=initial)  # warm-up
-    _sync(device)
-    t0 = time.perf_counter()
-    outs = track(est, frames, camera, initial=initial)
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    err = np.degrees(np.abs(np.array([o.q for o in outs]) - q_true)).mean()
-    res = {"pose_tracking_fps": len(frames) / seconds, "pose_tracking_joint_err_deg": float(err),
-           "pose_single_image_s": single_s,
-           "pose_single_image_joint_err_deg": float(np.degrees(np.abs(first.q - q_true[0])).mean()),
+    timing = measure_tracking(est, frames, camera, initial, warmup=4, count=False)
+    outs = timing.estimates
+    err = np.degrees(np.abs(np.array([o.q for o in outs]) - q_true[:len(outs)])).mean()
+    res = {"pose_tracking_fps": float(timing.frames_per_s), "pose_tracking_joint_err_deg": float(err),
+           "pose_single_image_s": float(single.seconds),
+           "pose_single_image_joint_err_deg": float(np.degrees(np.abs(single.estimate.q - q_true[0])).mean()),
            "pose_image_px": float(size), "pose_track_iterations": float(est.config.track_iterations)}
     log(f"pose ({backend}): {res}")
     return res
