@@ -44,7 +44,7 @@ from gen3d_ros.completion.training import distributed
 from gen3d_ros.completion.training.distributed import DistributedContext
 from gen3d_ros.completion.training.loop import VALIDATION_SEED_OFFSET
 from gen3d_ros.completion.training.precision import AMP_CHOICES, Precision, check_amp
-from gen3d_ros.completion.training.progress import LogWindow
+from gen3d_ros.completion.training.progress import LogWindow, plot_moving_average
 from gen3d_ros.completion.training.train_step import TrainStep
 from gen3d_ros.completion.udf_mesh import mesh_from_udf, sample_mesh, save_mesh
 from gen3d_ros.completion.voxelize import crop_voxels, point_indices, unique_voxels
@@ -495,10 +495,7 @@ def plot_training_curve(history: dict, path: Path) -> None:
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
     its, loss = np.asarray(history["iteration"]), np.asarray(history["loss"])
     ax_loss.plot(its, loss, color="0.75", lw=0.8, label="L1 per step")
-    if len(loss) >= 5:
-        w = max(5, len(loss) // 50)
-        ax_loss.plot(its[w - 1:], np.convolve(loss, np.ones(w) / w, mode="valid"), color="C0", lw=1.8,
-                     label=f"moving average ({w})")
+    plot_moving_average(ax_loss, its, loss, "C0")
     ax_loss.set(xlabel="iteration", ylabel="loss [voxels]", title="truncated UDF L1", yscale="log")
     ax_loss.legend()
     if history["val"]:

@@ -35,6 +35,7 @@ from gen3d_ros.completion.training.infusion import LatentChain, cgca_infusion_st
 from gen3d_ros.completion.training.loop import (VALIDATION_SEED_OFFSET, InfusionSetup, InfusionTrainConfig,
                                                 run_infusion_training, seed_everything)
 from gen3d_ros.completion.training.precision import check_amp
+from gen3d_ros.completion.training.progress import plot_moving_average
 from gen3d_ros.config import preset_with_overrides
 from gen3d_ros.outputs import save_figure, save_torch, write_json
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig, CompletionSample
@@ -298,10 +299,7 @@ def plot_training_curve(history: dict, path: Path) -> None:
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
     its = np.asarray(history["iteration"])
     for key, colour in (("occupancy_kl", "C0"), ("latent_kl", "C1")):
-        values = np.asarray(history[key])
-        if len(values) >= 5:
-            w = max(5, len(values) // 50)
-            ax_loss.plot(its[w - 1:], np.convolve(values, np.ones(w) / w, mode="valid"), color=colour, label=key)
+        plot_moving_average(ax_loss, its, np.asarray(history[key]), colour, label=key, lw=None)
     ax_loss.set(xlabel="iteration", ylabel="KL (moving average)", title="cGCA infusion loss", yscale="log")
     ax_loss.legend()
     if history["val"]:

@@ -37,6 +37,7 @@ from gen3d_ros.completion.training.infusion import Chain, infusion_step, planned
 from gen3d_ros.completion.training.loop import (VALIDATION_SEED_OFFSET, InfusionSetup, InfusionTrainConfig,
                                                 run_infusion_training, seed_everything)
 from gen3d_ros.completion.training.precision import check_amp
+from gen3d_ros.completion.training.progress import plot_moving_average
 from gen3d_ros.config import preset_with_overrides
 from gen3d_ros.outputs import save_figure, save_torch, write_json
 from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
@@ -276,13 +277,6 @@ def save_run(model: GCATransition, config: TrainConfig, summary: dict, out_dir: 
     plot_training_curve(summary["history"], out_dir / "training_curve.png")
 
 
-def _moving_average(ax, its: np.ndarray, values: np.ndarray, colour: str) -> None:
-    if len(values) >= 5:
-        w = max(5, len(values) // 50)
-        smooth = np.convolve(values, np.ones(w) / w, mode="valid")
-        ax.plot(its[w - 1:], smooth, color=colour, lw=1.8, label=f"moving average ({w})")
-
-
 def plot_training_curve(history: dict, path: Path) -> None:
     """Loss (raw + moving average), the planner's BEV loss when there is one, and validation IoU against the
     input-only IoU (plus the planner's BEV IoU when there is one)."""
@@ -297,13 +291,13 @@ def plot_training_curve(history: dict, path: Path) -> None:
     ax_loss, ax_val = axes[0], axes[-1]
     its, loss = np.asarray(history["iteration"]), np.asarray(history["loss"])
     ax_loss.plot(its, loss, color="0.75", lw=0.8, label="KL(q||p) per step")
-    _moving_average(ax_loss, its, loss, "C0")
+    plot_moving_average(ax_loss, its, loss, "C0")
     ax_loss.set(xlabel="iteration", ylabel="loss [nats / candidate cell]", title="infusion training loss")
     ax_loss.legend()
     if len(bev):
         ax_bev = axes[1]
         ax_bev.plot(its[:len(bev)], bev, color="0.75", lw=0.8, label="beta * BEV BCE per step")
-        _moving_average(ax_bev, its[:len(bev)], bev, "C3")
+        plot_moving_average(ax_bev, its[:len(bev)], bev, "C3")
         ax_bev.set(xlabel="iteration", ylabel="loss [nats / pillar]", title="planner BEV occupancy loss")
         ax_bev.legend()
     if history["val"]:

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 log = logging.getLogger("gen3d_ros.completion.training")
@@ -64,3 +65,15 @@ class LogWindow:
         self.pending = []
         self.restart()
         return {**{k: f"{h[k][-1]:.4f}" for k in keys}, "it_s": f"{rate:.2f}"}
+
+
+def plot_moving_average(ax: Any, its: np.ndarray, values: np.ndarray, colour: str, *, label: str | None = None,
+                        lw: float | None = 1.8) -> None:
+    """Plot the moving average of a per-iteration curve on ``ax`` (window ``max(5, n // 50)``; nothing for fewer
+    than 5 values). ``label`` defaults to ``"moving average (<window>)"``; ``lw`` None keeps matplotlib's."""
+    if len(values) < 5:
+        return
+    w = max(5, len(values) // 50)
+    smooth = np.convolve(values, np.ones(w) / w, mode="valid")
+    style = {} if lw is None else {"lw": lw}
+    ax.plot(its[w - 1:], smooth, color=colour, label=label or f"moving average ({w})", **style)
