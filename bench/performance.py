@@ -387,11 +387,10 @@ def versions() -> dict[str, str]:
 
 
 def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        import torch
+    """``cuda:N: <GPU>`` or ``cpu: <model>, <n> cores`` (the completion benchmark's description)."""
+    from bench.completion_quality import device_description
 
-        return f"{device}: {torch.cuda.get_device_name(torch.device(device))}"
-    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 torch thread"
+    return device_description(device)
 
 
 def write_json(path: Path, data: dict) -> None:
