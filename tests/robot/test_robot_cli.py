@@ -74,7 +74,7 @@ def test_camera_info_yaml_gives_the_camera_it_describes(tmp_path):
     package's at +0.5): a camera written as CameraInfo comes back exactly, at its size and scaled to another."""
     import argparse
 
-    from gen3d_ros.cli import _camera
+    from gen3d_ros.commands.robot import _camera
 
     info = tmp_path / "camera.yaml"
     K = CAMERA.camera_info_K
