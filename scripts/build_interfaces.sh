@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the package's own ROS 2 interfaces (msg/*.msg) with rosidl from the pip-installed ROS 2 Jazzy
+# Build the package's own ROS 2 interfaces (msg/*.msg, srv/*.srv, action/*.action) with rosidl from the pip-installed ROS 2 Jazzy
 # build wheels, without a ROS 2 install, and install them into the venv, which is already an ament prefix:
 # the libraries land in VENV/lib (on the LD_LIBRARY_PATH that the ros-wheels bootstrapper sets) and the
 # Python messages in VENV/.../site-packages/gen3d_ros/msg, merged into the gen3d_ros package through
@@ -19,7 +19,7 @@ stamp="$venv/share/gen3d_ros/.msg_hash"
 sitepkg="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
 # Rebuild only when a message definition or this recipe changed (or the output went missing).
-hash="$(cat "$repo"/msg/*.msg "$repo/CMakeLists.txt" "$0" | sha256sum | cut -d' ' -f1)"
+hash="$(cat "$repo"/msg/*.msg "$repo"/srv/*.srv "$repo"/action/*.action "$repo/CMakeLists.txt" "$0" | sha256sum | cut -d' ' -f1)"
 gen3d_current=0
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$hash" && -f "$sitepkg/gen3d_ros/msg/__init__.py" ]]; then
   gen3d_current=1
@@ -96,7 +96,7 @@ fi
 src="$repo/build/ros2/src/gen3d_ros"
 rm -rf "$src"
 mkdir -p "$src"
-cp -r "$repo/package.xml" "$repo/CMakeLists.txt" "$repo/msg" "$src/"
+cp -r "$repo/package.xml" "$repo/CMakeLists.txt" "$repo/msg" "$repo/srv" "$repo/action" "$src/"
 build_package "$src" "$build" -DGEN3D_INSTALL_PYTHON=OFF
 # rosidl writes an empty gen3d_ros/__init__.py; without it that folder is a namespace portion, so the real
 # package (the source tree, on sys.path through the editable install) is imported and extends its __path__.
