@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from gen3d_ros.completion.alignment import GroundAlignment, estimate_alignment, model_sensor_height
 from gen3d_ros.completion.classical import ball_pivot_mesh, poisson_mesh
 from gen3d_ros.completion.decimate import decimate_to_budget
 from gen3d_ros.completion.grid import prepare_sweep
@@ -95,6 +96,11 @@ class CompletionConfig:
                                                "full mesh; 0: no limit", lo=0, hi=100_000_000)
     marker_colors: bool = param(True, "per-corner height colours on the mesh Marker (+67 % bytes); off: one "
                                       "grey with rviz's shading")
+    # The models only know their training frame (level sensor, ground at -sensor_height_m): measured on real
+    # sweeps without it, hGCA put the unobserved ground 0.27-0.49 m off (issue 13).
+    gravity_align: bool = param(True, "gca/hgca: complete in a gravity-aligned frame with the ground at the model's "
+                                      "training height (from T_base_cloud when given, else a RANSAC ground fit "
+                                      "with a sanity range), results transformed back to the cloud frame")
     mesh_colors: bool = param(False, "per-vertex colours in CompletedMesh (+35 % bytes); off by default: they "
                                      "are the height ramp of the vertices, a subscriber can compute them")
 
@@ -167,6 +173,7 @@ class CompletionResult:
     model_id: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     display_mesh: TriangleMesh | None = None
+    alignment: GroundAlignment | None = None  # the frame the model completed in (None: classical, or not aligned)
 
 
 class CompletionProcessor:
@@ -213,9 +220,14 @@ class CompletionProcessor:
     def model_id(self) -> str:
         return self.completer.model_id if self.completer is not None else self.config.method
 
-    def process(self, points: np.ndarray, *, dropped: int = 0,
-                on_coarse: CoarseCallback | None = None) -> CompletionResult:
+    def process(self, points: np.ndarray, *, dropped: int = 0, on_coarse: CoarseCallback | None = None,
+                T_base_cloud: np.ndarray | None = None) -> CompletionResult:
         """Complete ``points``; ``dropped``: points the caller already removed (NaNs), added to the count.
+
+        ``T_base_cloud``: 4x4 float64 mapping cloud-frame points (metres) into the robot's base frame (z up), from
+        TF; with ``gravity_align`` (learned methods) its rotation gives gravity. Without it the ground plane is
+        estimated per sweep (:mod:`gen3d_ros.completion.alignment`). Every output (mesh, voxels, coarse voxels)
+        is in the cloud frame; ``result.alignment`` says how the sweep was aligned.
 
         ``on_coarse``: called once with the coarse completion's voxel centres ((C, 3) float32, metres, sensor
         frame) as soon as they exist, before this returns (method hgca; the other methods have no coarse stage
@@ -229,17 +241,53 @@ class CompletionProcessor:
         if len(points) < self.config.min_points:
             raise EmptyInputError(f"{len(points)} usable points after filtering and a {self.config.roi_radius} m "
                                   f"region of interest; need at least min_points={self.config.min_points}")
-        if self.config.method == "hgca":
-            result = self._process_hgca(points, dropped, start, on_coarse)
-        elif self.completer is not None:
-            result = self._process_gca(points, dropped)
-        else:
+        if self.completer is None:
             result = self._process_classical(points, dropped)
+        else:
+            t0 = time.perf_counter()
+            alignment = self._alignment(points, T_base_cloud)
+            align_ms = (time.perf_counter() - t0) * 1e3
+            if alignment is not None and not alignment.identity:
+                points = alignment.to_model(points)
+                if on_coarse is not None:
+                    user_on_coarse = on_coarse
+                    on_coarse = lambda centres: user_on_coarse(alignment.to_cloud(centres))  # noqa: E731
+            if self.config.method == "hgca":
+                result = self._process_hgca(points, dropped, start, on_coarse)
+            else:
+                result = self._process_gca(points, dropped)
+            if alignment is not None and not alignment.identity:
+                result.mesh = TriangleMesh(alignment.to_cloud(result.mesh.vertices), result.mesh.faces,
+                                           result.mesh.vertex_colors)  # height colours of the level frame
+                result.voxels = alignment.to_cloud(result.voxels)
+            result.alignment = alignment
+            result.timings_ms["align"] = align_ms
         t0 = time.perf_counter()
         result.display_mesh = decimate_to_budget(result.mesh, c.marker_max_triangles)
         result.timings_ms["decimate"] = (time.perf_counter() - t0) * 1e3
         result.latency_ms = (time.perf_counter() - start) * 1e3
         return result
+
+    def _alignment(self, points: np.ndarray, T_base_cloud: np.ndarray | None) -> GroundAlignment | None:
+        """The model frame of this sweep (None when ``gravity_align`` is off or the model's frame is unknown)."""
+        height = self.model_height_m
+        if not self.config.gravity_align or height is None:
+            return None
+        return estimate_alignment(points, model_height_m=height, T_base_cloud=T_base_cloud, seed=self.config.seed)
+
+    @property
+    def model_height_m(self) -> float | None:
+        """The sensor height above the ground (metres) the learned model was trained at; None for a completer
+        that carries no training data config (neither a SceneCompleter's ``fine_data`` nor a GCACompleter's
+        ``checkpoint``, e.g. a test double): it is run in the cloud frame."""
+        c = self.completer
+        data = getattr(c, "fine_data", None)  # SceneCompleter: the fine stage's data config
+        if data is None:
+            ckpt = getattr(c, "checkpoint", None)
+            if not isinstance(ckpt, dict):
+                return None
+            data = ckpt.get("train_config", {}).get("data")
+        return model_sensor_height(data)
 
     def _process_classical(self, points: np.ndarray, dropped: int) -> CompletionResult:
         timings: dict[str, float] = {}
