@@ -6,7 +6,7 @@ Three rules, enforced in one place so that no command can break them by accident
    one of the command's inputs (after resolving links), and two outputs that collide.
 2. **``--force`` only replaces what gen3d_ros wrote.** Every file and folder written here carries a marker
    (:func:`written_by_gen3d` reads it back): a ``generator`` key in JSON, a ``comment`` line in PLY/PCD/YAML
-   headers, a ``Software`` text chunk in PNG, a comment in GIF, ``custom_data`` in rosbag2 metadata, a
+   headers, a ``Software`` text chunk in PNG, ``asset.generator`` in glTF, a comment in GIF, ``custom_data`` in rosbag2 metadata, a
    ``gen3d_ros.*`` ``format`` in checkpoints, a ``.gen3d_output`` file in folders. A file without one (a KITTI
    ``.bin`` has no place for it; a user's own file has none) is never replaced, forced or not.
 3. **Nothing is half-written.** A file is written to a hidden temporary sibling (``.<name>.gen3d-tmp-<pid>-<id>``)
@@ -358,6 +358,20 @@ def _json_marked(path: Path) -> bool:
     return isinstance(data, dict) and str(data.get("generator", "")).startswith(MARKER_WORD)
 
 
+def _glb_marked(path: Path) -> bool:
+    """A binary glTF whose JSON chunk (the first, right after the 12-byte header) says ``asset.generator`` ours."""
+    head = _head(path, 64 * 1024)
+    if len(head) < 20 or head[:4] != b"glTF" or head[16:20] != b"JSON":
+        return False
+    length = int.from_bytes(head[12:16], "little")
+    try:
+        tree = json.loads(head[20:20 + length].decode("utf-8"))
+    except ValueError:  # a JSON chunk longer than 64 KiB, or not JSON: not one of ours
+        return False
+    asset = tree.get("asset") if isinstance(tree, dict) else None
+    return isinstance(asset, dict) and str(asset.get("generator", "")).startswith(MARKER_WORD)
+
+
 def _png_marked(path: Path) -> bool:
     try:
         from PIL import Image
@@ -412,6 +426,7 @@ _FILE_MARKERS = {
     ".json": _json_marked,
     ".ply": lambda p: _text_header_marked(p, b"end_header"),
     ".obj": lambda p: _text_header_marked(p, b"\nv "),
+    ".glb": _glb_marked,
     ".pcd": lambda p: _text_header_marked(p, b"\nDATA"),
     ".yaml": lambda p: _text_header_marked(p, b"\n\n"),
     ".md": lambda p: _text_header_marked(p, b"\n\n"),
