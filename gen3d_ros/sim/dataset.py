@@ -9,6 +9,17 @@ corner at ``origin = (-hx, -hy, z_lo)``. Every voxel index lies in ``[0, grid_sh
 ``partial`` is a noisy subset of ``complete``: the same surfaces, seen by the sensor (a few voxels differ where
 range noise pushes a return across a voxel face).
 
+Sensor randomisation (``sensor="randomized"``): each index draws its own LiDAR (:func:`~gen3d_ros.sim.lidar.random_lidar`
+over ``sensor_randomization``), mounting height (``sensor_height_m`` may be a [lo, hi] range, drawn uniformly)
+and tilt (roll/pitch up to ``tilt_max_deg``). The sample frame stays *gravity-aligned* at the sensor (x along
+the sensor's heading, z up, origin at the sensor, so the ground lies near ``z = -height``): the tilted sweep is
+rotated back to level, up to an ``alignment_residual_deg`` error, as a ground/IMU alignment would leave it.
+The ground-truth surfaces are in the exact level frame.
+
+Coordination with the runtime (``completion/alignment.py``): a model's ``train_config.data.sensor_height_m``
+(a number, or the [lo, hi] range: its middle) is the training sensor height; real sweeps are gravity-aligned
+and shifted so their ground lies at ``-sensor_height_m`` before completion.
+
     ds = CompletionDataset(CompletionDatasetConfig(voxel_size_m=0.2, augment=True))
     sample = ds[0]          # CompletionSample; sample.partial (M, 3) int32, sample.complete (K, 3) int32
     batch = collate_sparse([ds[0], ds[1]])   # {"partial": (N, 4) int32 rows (batch, x, y, z), ...}
@@ -29,7 +40,7 @@ import numpy as np
 from gen3d_ros.completion.grid import VoxelGrid
 from gen3d_ros.completion.voxelize import crop_voxels, point_indices, unique_voxels
 from gen3d_ros.config import known_fields, plain_types
-from gen3d_ros.sim.lidar import LidarConfig, simulate_scan
+from gen3d_ros.sim.lidar import LidarConfig, SensorRandomization, random_lidar, simulate_scan
 from gen3d_ros.sim.scene import Scene, SceneConfig, generate_scene, sample_surface
 
 
@@ -46,7 +57,16 @@ class CompletionDatasetConfig:
     """Crop heights relative to the sensor, metres (lo inclusive, hi exclusive)."""
     surface_spacing_m: float | None = None
     """Spacing of the dense surface samples behind ``complete``; ``None`` = voxel_size_m / 4."""
-    sensor_height_m: float = 1.73
+    sensor_height_m: float | tuple[float, float] = 1.73
+    """Sensor height above the road, metres: a number, or a (lo, hi) range drawn uniformly per sample."""
+    sensor: str = "fixed"
+    """``"fixed"``: every sample uses ``lidar``; ``"randomized"``: a sensor drawn per sample from
+    ``sensor_randomization`` (``lidar`` is then unused)."""
+    sensor_randomization: SensorRandomization = field(default_factory=SensorRandomization)
+    tilt_max_deg: float = 0.0
+    """The sensor's roll/pitch: a random axis in the horizontal plane, angle uniform in [0, tilt_max_deg]."""
+    alignment_residual_deg: float = 0.0
+    """Standard deviation of the error left after levelling the tilted sweep (per axis, degrees)."""
     lateral_jitter_m: float = 0.3
     """The sensor's lateral offset from the centreline is uniform in [-jitter, jitter]."""
     yaw_jitter_deg: float = 5.0
@@ -80,12 +100,25 @@ class CompletionDatasetConfig:
                     )
         if self.length < 0 or self.scans_per_scene < 1 or self.cache_size < 1:
             raise ValueError("need length >= 0, scans_per_scene >= 1 and cache_size >= 1")
+        if isinstance(self.sensor_height_m, (list, tuple)):
+            lo, hi = (float(v) for v in self.sensor_height_m)
+            if not 0.0 < lo <= hi:
+                raise ValueError(f"sensor_height_m range must be (lo, hi) with 0 < lo <= hi, got {self.sensor_height_m}")
+            self.sensor_height_m = (lo, hi)
+        if self.sensor not in ("fixed", "randomized"):
+            raise ValueError(f"sensor must be 'fixed' or 'randomized', got {self.sensor!r}")
+        if isinstance(self.sensor_randomization, Mapping):
+            self.sensor_randomization = SensorRandomization.from_dict(self.sensor_randomization)
+        if not 0.0 <= self.tilt_max_deg < 30.0 or self.alignment_residual_deg < 0:
+            raise ValueError(f"need 0 <= tilt_max_deg < 30 and alignment_residual_deg >= 0, got "
+                             f"{self.tilt_max_deg}, {self.alignment_residual_deg}")
 
     def to_dict(self) -> dict[str, object]:
         """Plain types only, nested ``scene`` and ``lidar`` dicts, ready for YAML/JSON."""
         out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["scene"] = self.scene.to_dict()
         out["lidar"] = self.lidar.to_dict()
+        out["sensor_randomization"] = self.sensor_randomization.to_dict()
         return plain_types(out)  # type: ignore[return-value]
 
     @classmethod
@@ -124,7 +157,8 @@ class CompletionSample:
         voxel_size: voxel edge, metres.
         origin: (3,) float32 corner of voxel (0, 0, 0) in the sample frame, metres.
         scene_seed: seed of the scene (``generate_scene(config.scene, scene_seed)``).
-        T_world_lidar: (4, 4) float64 sensor pose, sensor -> world.
+        T_world_lidar: (4, 4) float64 level sensor pose (gravity-aligned, at the sensor), sample-before-
+            augmentation frame -> world; the sweep itself was cast from it tilted by the sample's ``sensor_draw``.
         partial_points: (N, 3) float32 raw LiDAR points in the sample frame, cropped to the grid.
         grid_shape: (3,) int64 voxels per axis; indices lie in ``[0, grid_shape)``.
         T_sample_lidar: (4, 4) float64 augmentation, sensor frame -> sample frame (identity without
@@ -192,9 +226,27 @@ class CompletionDataset:
         return scene.road_pose(
             s,
             lateral_offset_m=rng.uniform(-cfg.lateral_jitter_m, cfg.lateral_jitter_m),
-            height_m=cfg.sensor_height_m,
+            height_m=self.sensor_draw(index).height_m,
             yaw_offset_rad=math.radians(rng.normal(0.0, cfg.yaw_jitter_deg)) if cfg.yaw_jitter_deg > 0 else 0.0,
         )
+
+    def sensor_draw(self, index: int) -> SensorDraw:
+        """The sensor of sample ``index``: the fixed ``lidar`` or a randomised one, its height and tilt.
+
+        Deterministic in ``(base_seed, index)``; draws nothing (and changes nothing) for a fixed sensor at a
+        fixed height without tilt, so such configs give the samples they always gave.
+        """
+        cfg = self.config
+        rng = np.random.default_rng([cfg.base_seed, index, 4])
+        h = cfg.sensor_height_m
+        height = float(rng.uniform(*h)) if isinstance(h, tuple) else float(h)
+        lidar = (random_lidar(rng, cfg.sensor_randomization, sensor_height_m=height)
+                 if cfg.sensor == "randomized" else cfg.lidar)
+        tilt = _horizontal_axis_rotation(rng, math.radians(rng.uniform(0.0, cfg.tilt_max_deg))) \
+            if cfg.tilt_max_deg > 0 else np.eye(3)
+        residual = _small_rotation(rng, math.radians(cfg.alignment_residual_deg)) \
+            if cfg.alignment_residual_deg > 0 else np.eye(3)
+        return SensorDraw(lidar, height, tilt, residual)
 
     def augmentation(self, rng: np.random.Generator | None) -> np.ndarray:
         """(4, 4) ``T_sample_lidar``: rotation about z by U[0, 2 pi) and independent x/y flips (p = 0.5)."""
@@ -220,15 +272,19 @@ class CompletionDataset:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of length {len(self)}")
         scene = self.scene(index)
-        T_world_lidar = self.sensor_pose(index)
-        scan = simulate_scan(scene, cfg.lidar, T_world_lidar, np.random.default_rng([cfg.base_seed, index, 2]))
+        T_world_lidar = self.sensor_pose(index)  # level, at the sensor
+        draw = self.sensor_draw(index)
+        T_world_sensor = T_world_lidar.copy()
+        T_world_sensor[:3, :3] = T_world_lidar[:3, :3] @ draw.tilt
+        scan = simulate_scan(scene, draw.lidar, T_world_sensor, np.random.default_rng([cfg.base_seed, index, 2]))
         A = self.augmentation(aug_rng)
         T_sample_world = A @ np.linalg.inv(T_world_lidar)
 
         origin = cfg.origin
         shape = cfg.grid_shape
-        # partial: the sweep in the sample frame, voxelised, cropped on the grid
-        pts = scan.points.astype(np.float64) @ A[:3, :3].T + A[:3, 3]
+        # partial: the sweep levelled (up to the alignment residual), in the sample frame, voxelised, cropped
+        level = draw.residual @ draw.tilt
+        pts = scan.points.astype(np.float64) @ (A[:3, :3] @ level).T + A[:3, 3]
         idx = point_indices(pts, cfg.voxel_size_m, origin)
         inside = crop_voxels(idx, shape)
         partial_points = pts[inside].astype(np.float32)
@@ -259,6 +315,32 @@ class CompletionDataset:
             T_sample_lidar=A,
             index=int(index),
         )
+
+
+@dataclass
+class SensorDraw:
+    """The sensor of one sample: its LiDAR, height above the road (metres), true tilt (3, 3) (level frame <-
+    sensor frame) and the levelling error (3, 3) left in the sample frame."""
+
+    lidar: LidarConfig
+    height_m: float
+    tilt: np.ndarray
+    residual: np.ndarray
+
+
+def _horizontal_axis_rotation(rng: np.random.Generator, angle: float) -> np.ndarray:
+    """(3, 3) rotation by ``angle`` radians about a random horizontal axis (a roll/pitch tilt)."""
+    from scipy.spatial.transform import Rotation
+
+    a = rng.uniform(0.0, 2.0 * math.pi)
+    return Rotation.from_rotvec(angle * np.array([math.cos(a), math.sin(a), 0.0])).as_matrix()
+
+
+def _small_rotation(rng: np.random.Generator, std: float) -> np.ndarray:
+    """(3, 3) rotation with roll and pitch ~ N(0, std) radians (yaw untouched: levelling does not see it)."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(np.array([*rng.normal(0.0, std, 2), 0.0])).as_matrix()
 
 
 def collate_sparse(samples: list[CompletionSample]) -> dict[str, np.ndarray]:

@@ -7,10 +7,19 @@ behind the sensor (azimuth +pi) at time 0; ``time`` is the firing's offset withi
 
 Returns are corrupted like a real sensor's: Gaussian range noise along the ray, random dropout, and a range
 window. Intensity is a 0..1 proxy: per-class reflectivity times an incidence-angle term times a range decay,
-plus noise.
+plus noise. Optional real-sensor effects (all off in the presets): a partial horizontal field of view
+(``hfov_deg``), per-ring dropout (``ring_dropout``: weak or dead lasers), range-dependent rain-like drops
+(``rain_dropout_per_100m``), dark/specular surfaces (``class_dropout`` per class, ``dark_dropout`` for weak
+returns) and an ego vehicle (``ego_box_m``: rays into it return nothing, as after a driver's self-filter).
+
+Sensor randomisation for training (:class:`SensorRandomization`, :func:`random_lidar`) draws a sensor per
+sample: 16/32/64/128 beams, uniform (Ouster-like), two-block (HDL-64-like), horizon-dense (VLP-32-like) or
+centre-band (Hesai-like) layouts, field of view, resolution, noise and the dropout patterns above. The mounting
+(height, tilt) is the dataset's (``sim/dataset.py``).
 
     cfg = LidarConfig.preset("hdl64")
     scan = simulate_scan(scene, cfg, T_world_lidar, seed=0)    # scan.points (N, 3) float32, sensor frame
+    cfg = random_lidar(np.random.default_rng(0), SensorRandomization(), sensor_height_m=1.8)
 """
 
 from __future__ import annotations
@@ -38,6 +47,16 @@ DEFAULT_REFLECTIVITY: dict[str, float] = {
     "vegetation": 0.35,
     "fence": 0.4,
     "wall": 0.45,
+    "hedge": 0.3,
+    "grass": 0.3,
+    "bush": 0.3,
+    "pedestrian": 0.35,
+    "cyclist": 0.4,
+    "bench": 0.35,
+    "floor": 0.3,
+    "rack": 0.5,
+    "pallet": 0.35,
+    "crate": 0.45,
 }
 """Per-class diffuse reflectivity (0..1) used by the intensity model; unknown classes use 0.4."""
 
@@ -79,6 +98,19 @@ class LidarConfig:
     """Share of intensity independent of the incidence angle: ``a + (1 - a) * cos(incidence)``."""
     reflectivity: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_REFLECTIVITY))
     default_reflectivity: float = 0.4
+    hfov_deg: tuple[float, float] | None = None
+    """Partial horizontal field of view: azimuths (degrees, sensor frame, 0 = +x, anticlockwise) in [lo, hi]
+    are cast, the rest not (e.g. a sensor behind a vehicle's cab); ``None`` = 360 degrees."""
+    ring_dropout: tuple[float, ...] | None = None
+    """Per-ring loss probability (n_beams,), ring 0 the lowest: weak or dead lasers; on top of ``dropout``."""
+    rain_dropout_per_100m: float = 0.0
+    """Rain-like loss: a return at range r is lost with probability ``rain_dropout_per_100m * r / 100``."""
+    class_dropout: dict[str, float] = field(default_factory=dict)
+    """Loss probability per hit class (dark or specular surfaces: car glass and paint, wet asphalt)."""
+    dark_dropout: float = 0.0
+    """Weak returns are lost: probability ``dark_dropout * max(0, 1 - intensity / 0.15)``."""
+    ego_box_m: tuple[float, ...] | None = None
+    """Ego vehicle (x0, y0, z0, x1, y1, z1), sensor frame, metres: rays that enter it return nothing."""
     name: str = "custom"
 
     def __post_init__(self) -> None:
@@ -107,6 +139,28 @@ class LidarConfig:
             raise ValueError("noise standard deviations must be >= 0")
         if self.rotation_rate_hz <= 0:
             raise ValueError(f"rotation_rate_hz must be positive, got {self.rotation_rate_hz}")
+        self._check_effects()
+
+    def _check_effects(self) -> None:
+        """Validates the optional real-sensor effects (see the field docs)."""
+        if self.hfov_deg is not None:
+            lo, hi = (float(v) for v in self.hfov_deg)
+            if not (-360.0 <= lo < hi <= lo + 360.0):
+                raise ValueError(f"hfov_deg must be (lo, hi) degrees with lo < hi <= lo + 360, got {self.hfov_deg}")
+            self.hfov_deg = (lo, hi)
+        if self.ring_dropout is not None:
+            rd = tuple(float(v) for v in self.ring_dropout)
+            if len(rd) != int(self.n_beams) or not all(0.0 <= v <= 1.0 for v in rd):
+                raise ValueError(f"ring_dropout needs n_beams={self.n_beams} probabilities in [0, 1], got {rd}")
+            self.ring_dropout = rd
+        probs = [self.rain_dropout_per_100m, self.dark_dropout, *self.class_dropout.values()]
+        if not all(0.0 <= float(v) <= 1.0 for v in probs):
+            raise ValueError(f"dropout probabilities must lie in [0, 1], got {probs}")
+        if self.ego_box_m is not None:
+            box = tuple(float(v) for v in self.ego_box_m)
+            if len(box) != 6 or not all(box[i] < box[i + 3] for i in range(3)):
+                raise ValueError(f"ego_box_m must be (x0, y0, z0, x1, y1, z1) with lo < hi, got {self.ego_box_m}")
+            self.ego_box_m = box
 
     @property
     def n_columns(self) -> int:
@@ -242,6 +296,52 @@ def _interpolate_poses(T0: np.ndarray, T1: np.ndarray, u: np.ndarray) -> tuple[n
     return rots, trans
 
 
+def _cast_mask(config: LidarConfig, n_col: int, n_beam: int) -> np.ndarray | None:
+    """(n_col * n_beam,) bool: the rays inside ``hfov_deg`` (None: all rays)."""
+    if config.hfov_deg is None:
+        return None
+    lo, hi = config.hfov_deg
+    az = np.degrees(config.column_azimuths_rad())
+    inside = np.mod(az - lo, 360.0) <= (hi - lo)
+    return np.repeat(inside, n_beam)
+
+
+def _cast(scene: Scene, rays: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Casts ``rays`` (R, 6) (only those of ``mask``); t_hit (R,) float64 (inf: no hit), primitive ids (R,),
+    normals (R, 3). Rays outside the mask are never cast (a partial field of view costs less)."""
+    import open3d as o3d
+
+    sel = np.arange(rays.shape[0]) if mask is None else np.flatnonzero(mask)
+    hits = scene.to_raycasting_scene().cast_rays(o3d.core.Tensor(rays[sel].astype(np.float32)), nthreads=0)
+    t_hit = np.full(rays.shape[0], np.inf)
+    prim = np.zeros(rays.shape[0], np.uint32)
+    normals = np.zeros((rays.shape[0], 3), np.float32)
+    t_hit[sel] = hits["t_hit"].numpy()
+    prim[sel] = hits["primitive_ids"].numpy()
+    normals[sel] = hits["primitive_normals"].numpy()
+    return t_hit, prim, normals
+
+
+def _ray_box_entry(dirs: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
+    """(R,) distance along rays from the sensor origin, directions ``dirs`` (R, 3), to where they enter the
+    axis-aligned ``box`` (x0, y0, z0, x1, y1, z1) (slab test); inf for rays that miss it, metres."""
+    lo, hi = np.asarray(box[:3]), np.asarray(box[3:])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = 1.0 / dirs
+        t0, t1 = lo * inv, hi * inv
+    t_near = np.nanmax(np.minimum(t0, t1), axis=1)
+    t_far = np.nanmin(np.maximum(t0, t1), axis=1)
+    return np.where((t_near <= t_far) & (t_far > 0.0), np.maximum(t_near, 0.0), np.inf)
+
+
+def _surface_dropout(config: LidarConfig, class_names: list[str], labels: np.ndarray,
+                     intensity: np.ndarray) -> np.ndarray:
+    """(N,) loss probability of each return: its class's ``class_dropout`` or the weak-return term, the larger."""
+    per_class = np.array([config.class_dropout.get(n, 0.0) for n in class_names], dtype=np.float64)
+    weak = config.dark_dropout * np.clip(1.0 - intensity / 0.15, 0.0, 1.0)
+    return np.maximum(per_class[labels], weak)
+
+
 def simulate_scan(
     scene: Scene,
     config: LidarConfig,
@@ -264,8 +364,6 @@ def simulate_scan(
     Returns:
         The :class:`LidarScan`, returns in firing order (column by column, rings ascending in a column).
     """
-    import open3d as o3d
-
     T0 = _check_pose(T_world_lidar, "T_world_lidar")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     dirs = config.ray_directions()  # (C, B, 3) sensor frame
@@ -279,16 +377,19 @@ def simulate_scan(
         rot_w, org_w = _interpolate_poses(T0, T1, np.arange(n_col) / n_col)
     dirs_w = np.einsum("cij,cbj->cbi", rot_w, dirs)  # (C, B, 3)
     rays = np.concatenate([np.broadcast_to(org_w[:, None, :], dirs_w.shape), dirs_w], axis=-1).reshape(-1, 6)
-    hits = scene.to_raycasting_scene().cast_rays(o3d.core.Tensor(rays.astype(np.float32)), nthreads=0)
-    t_hit = hits["t_hit"].numpy().astype(np.float64)
-    prim = hits["primitive_ids"].numpy()
-    normals = hits["primitive_normals"].numpy()
+    t_hit, prim, normals = _cast(scene, rays, _cast_mask(config, n_col, n_beam))
+    if config.ego_box_m is not None:  # rays into the ego vehicle return nothing (a driver's self-filter)
+        t_hit = np.where(_ray_box_entry(dirs.reshape(-1, 3), config.ego_box_m) < t_hit, np.inf, t_hit)
 
     hit = np.isfinite(t_hit)
     ranges = t_hit + rng.normal(0.0, config.range_noise_std_m, t_hit.shape) if config.range_noise_std_m > 0 else t_hit
     keep = hit & (ranges >= config.min_range_m) & (ranges <= config.max_range_m)
     if config.dropout > 0:
         keep &= rng.random(t_hit.shape[0]) >= config.dropout
+    if config.ring_dropout is not None:  # flat ray index = column * n_beam + ring
+        keep &= rng.random(t_hit.shape[0]) >= np.tile(np.asarray(config.ring_dropout), n_col)
+    if config.rain_dropout_per_100m > 0:
+        keep &= rng.random(t_hit.shape[0]) >= config.rain_dropout_per_100m * np.nan_to_num(ranges, posinf=0.0) / 100
     idx = np.flatnonzero(keep)
     r = ranges[idx]
     col, beam = np.divmod(idx, n_beam)
@@ -307,6 +408,10 @@ def simulate_scan(
     intensity = refl_of_class[labels] * (a + (1.0 - a) * cos_inc) * np.exp(-config.intensity_range_decay_per_m * r)
     if config.intensity_noise_std > 0:
         intensity = intensity + rng.normal(0.0, config.intensity_noise_std, intensity.shape)
+    if config.class_dropout or config.dark_dropout > 0:
+        lost = _surface_dropout(config, scene.class_names, labels, intensity)
+        ok = rng.random(lost.shape[0]) >= lost
+        points, intensity, labels, col, beam = points[ok], intensity[ok], labels[ok], col[ok], beam[ok]
     return LidarScan(
         points=points.astype(np.float32),
         intensity=np.clip(intensity, 0.0, 1.0).astype(np.float32),
@@ -314,4 +419,112 @@ def simulate_scan(
         time=col_time[col].astype(np.float32),
         T_world_lidar=T0.copy(),
         labels=labels,
+    )
+
+
+LAYOUTS = ("uniform", "two_block", "horizon_dense", "centre_band")
+"""Vertical beam layouts of :func:`random_lidar`: Ouster-like uniform, HDL-64-like two blocks, VLP-32-like
+dense around the horizon, Hesai-like (Pandar) a dense band below the horizon with sparse beams outside."""
+
+
+@dataclass
+class SensorRandomization:
+    """Ranges of the sensors :func:`random_lidar` draws for training. Angles in degrees, lengths in metres."""
+
+    beams: tuple[int, ...] = (16, 32, 64, 128)
+    beam_weights: tuple[float, ...] = (0.2, 0.3, 0.3, 0.2)
+    layouts: tuple[str, ...] = LAYOUTS
+    lower_fov_deg: tuple[float, float] = (-30.0, -15.0)
+    upper_fov_deg: tuple[float, float] = (2.0, 22.5)
+    max_rays: int = 160_000
+    """Columns are thinned until beams * columns <= max_rays (the cost of a sweep is the rays cast)."""
+    horizontal_resolution_deg: tuple[float, float] = (0.1, 0.4)
+    range_noise_std_m: tuple[float, float] = (0.005, 0.04)
+    dropout: tuple[float, float] = (0.0, 0.08)
+    ring_dropout_max: float = 0.3
+    """Each ring's loss probability is uniform in [0, ring_dropout_max * u], u ~ U(0, 1) per sweep."""
+    dead_ring_probability: float = 0.1
+    """Probability that one ring of the sweep returns nothing."""
+    rain_probability: float = 0.2
+    rain_dropout_per_100m: tuple[float, float] = (0.05, 0.4)
+    dark_dropout: tuple[float, float] = (0.0, 0.6)
+    specular_classes: tuple[str, ...] = ("car",)
+    specular_dropout: tuple[float, float] = (0.0, 0.3)
+    partial_fov_probability: float = 0.15
+    partial_fov_deg: tuple[float, float] = (180.0, 300.0)
+    ego_probability: float = 0.6
+    max_range_m: tuple[float, float] = (60.0, 200.0)
+    min_range_m: tuple[float, float] = (0.3, 1.5)
+
+    def to_dict(self) -> dict[str, object]:
+        return plain_types({f.name: getattr(self, f.name) for f in fields(self)})  # type: ignore[return-value]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> SensorRandomization:
+        values = known_fields(cls, data)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})  # type: ignore[arg-type]
+
+
+def beam_layout(layout: str, n_beams: int, lo: float, hi: float) -> np.ndarray:
+    """(n_beams,) ascending beam elevations in degrees over [lo, hi] for one of :data:`LAYOUTS`."""
+    u = np.linspace(0.0, 1.0, n_beams)
+    if layout == "uniform":
+        return lo + (hi - lo) * u
+    if layout == "two_block":  # lower half of the lasers over the lower ~60 % of the FOV, coarser
+        split = lo + 0.6 * (hi - lo)
+        n_lo = n_beams // 2
+        return np.concatenate([np.linspace(lo, split, n_lo, endpoint=False), np.linspace(split, hi, n_beams - n_lo)])
+    if layout == "horizon_dense":  # spacing grows with distance from the horizon: a cubic warp around 0
+        t = np.linspace(-1.0, 1.0, n_beams)
+        w = 0.35 * t + 0.65 * t**3
+        return np.where(w < 0, -w * lo, w * hi)
+    if layout == "centre_band":  # 70 % of the beams within [-6, +2] degrees, the rest spread outside
+        b_lo, b_hi = max(lo, -6.0), min(hi, 2.0)
+        n_band = int(round(0.7 * n_beams))
+        n_below = (n_beams - n_band) // 2
+        n_above = n_beams - n_band - n_below
+        below = np.linspace(lo, b_lo, n_below, endpoint=False)
+        above = np.linspace(b_hi, hi, n_above + 1)[1:]
+        return np.concatenate([below, np.linspace(b_lo, b_hi, n_band), above])
+    raise ValueError(f"unknown beam layout {layout!r}; choose from {LAYOUTS}")
+
+
+def random_lidar(rng: np.random.Generator, ranges: SensorRandomization | None = None, *,
+                 sensor_height_m: float = 1.73) -> LidarConfig:
+    """A sensor drawn from ``ranges``: beams, layout, fields of view, resolution, noise and dropout patterns.
+
+    ``sensor_height_m`` (metres above the ground) sizes the ego vehicle box (from the ground to 0.3-0.8 m below
+    the sensor). The result's ``name`` is ``random-<beams>-<layout>``.
+    """
+    R = ranges if ranges is not None else SensorRandomization()
+    n = int(rng.choice(np.asarray(R.beams), p=np.asarray(R.beam_weights) / np.sum(R.beam_weights)))
+    layout = str(rng.choice(list(R.layouts)))
+    lo, hi = rng.uniform(*R.lower_fov_deg), rng.uniform(*R.upper_fov_deg)
+    angles = np.sort(beam_layout(layout, n, lo, hi))
+    res = max(rng.uniform(*R.horizontal_resolution_deg), 360.0 * n / R.max_rays)
+    ring_dropout = rng.uniform(0.0, R.ring_dropout_max * rng.random(), n)
+    if rng.random() < R.dead_ring_probability:
+        ring_dropout[rng.integers(n)] = 1.0
+    hfov = None
+    if rng.random() < R.partial_fov_probability:
+        width = rng.uniform(*R.partial_fov_deg)
+        start = rng.uniform(-180.0, 180.0)
+        hfov = (start, start + width)
+    ego = None
+    if rng.random() < R.ego_probability:  # a vehicle under the sensor: roof 0.3-0.8 m below it
+        length, width, back = rng.uniform(3.5, 5.5), rng.uniform(1.6, 2.2), rng.uniform(0.3, 0.7)
+        ego = (-back * length, -width / 2, -sensor_height_m - 0.1, (1.0 - back) * length, width / 2,
+               -rng.uniform(0.3, 0.8))
+    specular = rng.uniform(*R.specular_dropout)
+    return LidarConfig(
+        n_beams=n, vertical_angles_deg=angles, vfov_deg=(float(angles[0]), float(angles[-1])),
+        horizontal_resolution_deg=float(360.0 / max(1, round(360.0 / res))),
+        max_range_m=float(rng.uniform(*R.max_range_m)), min_range_m=float(rng.uniform(*R.min_range_m)),
+        range_noise_std_m=float(rng.uniform(*R.range_noise_std_m)), dropout=float(rng.uniform(*R.dropout)),
+        ring_dropout=tuple(float(v) for v in ring_dropout),
+        rain_dropout_per_100m=float(rng.uniform(*R.rain_dropout_per_100m)) if rng.random() < R.rain_probability
+        else 0.0,
+        class_dropout={c: float(specular) for c in R.specular_classes},
+        dark_dropout=float(rng.uniform(*R.dark_dropout)), hfov_deg=hfov, ego_box_m=ego,
+        name=f"random-{n}-{layout}",
     )
