@@ -104,34 +104,61 @@ def model_sensor_height(train_data: Mapping[str, Any] | None) -> float:
     return float(value)
 
 
-def fit_ground_plane(points: np.ndarray, *, max_range_m: float = 30.0, distance_m: float = 0.08,
-                     iterations: int = 300, seed: int = 0, max_candidates: int = 30_000
-                     ) -> tuple[np.ndarray, float, int] | None:
+def lowest_points(points: np.ndarray, cell_m: float = 1.0, band_m: float = 0.1) -> np.ndarray:
+    """The points within ``band_m`` of the lowest point of their ``cell_m`` x ``cell_m`` column (x, y): the ground
+    under walls, cars and trees, without the walls (in a street the facades outnumber the ground points)."""
+    if len(points) == 0:
+        return points
+    key = np.floor(points[:, :2] / cell_m).astype(np.int64)
+    key = (key[:, 0] << 32) + (key[:, 1] & 0xFFFFFFFF)
+    order = np.lexsort((points[:, 2], key))
+    first = np.r_[True, key[order][1:] != key[order][:-1]]  # lowest point of each column, sorted by key
+    col = np.cumsum(first) - 1
+    zmin = points[order, 2][first][col]
+    return points[order][points[order, 2] <= zmin + band_m]
+
+
+def fit_ground_plane(points: np.ndarray, *, max_range_m: float = 25.0, distance_m: float = 0.08,
+                     iterations: int = 300, seed: int = 0, max_candidates: int = 20_000,
+                     max_tilt_deg: float = 90.0, attempts: int = 3) -> tuple[np.ndarray, float, int] | None:
     """RANSAC plane (open3d ``segment_plane``) of the low points of a sweep, sensor at the origin.
 
-    Candidates: points within ``max_range_m`` horizontally (beyond 1 m) and below the sensor (z < 0), at most
-    ``max_candidates`` (every k-th). Returns ``(n, h, inliers)``: the unit normal pointing to the sensor's side
-    (up), the sensor's distance to the plane (metres) and the inlier count; None with fewer than 30 candidates.
+    Candidates: :func:`lowest_points` within ``max_range_m`` horizontally (beyond 1 m) and below the sensor
+    (z < 0), at most ``max_candidates`` (every k-th). A plane tilted more than ``max_tilt_deg`` from level is set
+    aside with its inliers and the next one fitted (up to ``attempts`` planes). Returns ``(n, h, inliers)``: the
+    unit normal pointing to the sensor's side (up), the sensor's distance to the plane (metres) and the inlier
+    count of the first acceptable (else the last) plane; None with fewer than 30 candidates.
     """
     import open3d as o3d
 
     pts = np.asarray(points, np.float64).reshape(-1, 3)
     pts = pts[np.isfinite(pts).all(1)]
     r = np.hypot(pts[:, 0], pts[:, 1])
-    cand = pts[(r > 1.0) & (r < max_range_m) & (pts[:, 2] < 0)]
-    if len(cand) < 30:
-        return None
+    cand = lowest_points(pts[(r > 1.0) & (r < max_range_m) & (pts[:, 2] < 0)])
     cand = cand[:: max(1, len(cand) // max_candidates)]
     o3d.utility.random.seed(int(seed))  # segment_plane draws its samples from open3d's global generator
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cand))
-    (a, b, c, d), inliers = cloud.segment_plane(distance_threshold=distance_m, ransac_n=3,
-                                                num_iterations=iterations)
-    n = np.array([a, b, c], np.float64)
-    norm = float(np.linalg.norm(n))
-    n, d = n / norm, d / norm
-    if d < 0:  # orient the normal towards the sensor (origin): n . 0 + d > 0
-        n, d = -n, -d
-    return n, float(d), len(inliers)
+    fit = None
+    for _ in range(attempts):
+        if len(cand) < 30:
+            break
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cand))
+        (a, b, c, d), inliers = cloud.segment_plane(distance_threshold=distance_m, ransac_n=3,
+                                                    num_iterations=iterations)
+        n = np.array([a, b, c], np.float64)
+        norm = float(np.linalg.norm(n))
+        n, d = n / norm, d / norm
+        if len(inliers) >= 3:  # least squares on the inliers: RANSAC's 3-point plane tilts by ~1 deg on rough ground
+            sel = cand[inliers]
+            centre = sel.mean(0)
+            n_ls = np.linalg.svd(sel - centre, full_matrices=False)[2][2]
+            n, d = (n_ls, -float(n_ls @ centre)) if n_ls @ n > 0 else (-n_ls, float(n_ls @ centre))
+        if d < 0:  # orient the normal towards the sensor (origin): n . 0 + d > 0
+            n, d = -n, -d
+        fit = (n, float(d), len(inliers))
+        if np.degrees(np.arccos(np.clip(n[2], -1.0, 1.0))) <= max_tilt_deg:
+            break
+        cand = np.delete(cand, inliers, axis=0)
+    return fit
 
 
 #: A fit this close to the model frame (degrees, metres) is taken as the model frame itself: within the fit's
@@ -171,7 +198,7 @@ def estimate_alignment(points: np.ndarray, *, model_height_m: float = DEFAULT_MO
         return GroundAlignment(np.eye(4), "fallback", model_height_m, tilt, height, inl,
                                note + f"; completed as if the sensor were level at the model's {model_height_m:g} m")
 
-    fit = fit_ground_plane(pts, seed=seed)
+    fit = fit_ground_plane(pts, seed=seed, max_tilt_deg=max_tilt_deg)
     if fit is None:
         return fallback("too few points below the sensor for a ground fit")
     n, h, inliers = fit
@@ -198,7 +225,7 @@ def _align_with_tf(pts: np.ndarray, T_base_cloud: np.ndarray, model_height: floa
     if not np.allclose(R @ R.T, np.eye(3), atol=1e-4):
         raise ValueError("T_base_cloud's rotation part is not orthonormal")
     tilt = float(np.degrees(np.arccos(np.clip(R[2, 2], -1.0, 1.0))))
-    fit = fit_ground_plane(pts @ R.T, seed=seed)
+    fit = fit_ground_plane(pts @ R.T, seed=seed, max_tilt_deg=5.0)
     if fit is not None and fit[2] >= min_inliers and fit[0][2] > np.cos(np.radians(5.0)) \
             and height_range[0] <= fit[1] <= height_range[1]:
         height, note, inliers = fit[1], f"gravity from T_base_cloud; ground plane: {fit[2]} inliers", fit[2]
