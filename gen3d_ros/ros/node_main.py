@@ -20,7 +20,7 @@ from rclpy.node import Node
 
 from gen3d_ros.pipeline.registry import node_entry, node_names
 from gen3d_ros.ros.logs import ThrottleFilter
-from gen3d_ros.ros.stage_node import StageNode
+from gen3d_ros.ros.hosts import host_class
 
 
 class _RclpyLogBridge(logging.Handler):
@@ -103,7 +103,7 @@ def run_node(node: str, argv: Sequence[str] | None = None) -> int:
         return 2
     install_log_bridge()
     try:
-        stage_node = StageNode(entry)
+        stage_node = host_class(entry)(entry)
     except (ValueError, TypeError, ParameterException) as exc:
         rclpy.logging.get_logger(node).fatal(f"invalid parameters: {exc}")
         rclpy.try_shutdown()

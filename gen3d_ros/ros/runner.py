@@ -58,7 +58,7 @@ def run_nodes(params_file: str | Path, nodes: Sequence[str] = (), *, ros_args: S
         from rclpy.exceptions import ParameterException
 
         from gen3d_ros.ros.node_main import install_log_bridge, spin_nodes
-        from gen3d_ros.ros.stage_node import StageNode
+        from gen3d_ros.ros.hosts import host_class
     except ImportError as exc:
         print(f"gen3d run: cannot import rclpy ({exc}); install the ros extra (pip install '.[ros]') or source "
               "a ROS 2 Jazzy install", file=sys.stderr)
@@ -69,7 +69,7 @@ def run_nodes(params_file: str | Path, nodes: Sequence[str] = (), *, ros_args: S
     started = []
     try:
         for entry in entries:
-            started.append(StageNode(entry))
+            started.append(host_class(entry)(entry))
     except (ValueError, TypeError, ParameterException) as exc:
         rclpy.logging.get_logger("gen3d_run").fatal(f"invalid parameters in {params_file}: {exc}")
         for node in started:

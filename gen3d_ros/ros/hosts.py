@@ -1,0 +1,28 @@
+"""Which node class hosts each stage of the registry: :class:`~gen3d_ros.ros.stage_node.StageNode`, or a subclass
+that adds node behaviour (services, an action server), and its lifecycle (managed) variant. Every place that starts
+nodes (``stage_node NODE``, ``gen3d run``, the tests) asks here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gen3d_ros.pipeline.registry import StageEntry, load_class, node_entry
+
+#: Nodes whose host adds node behaviour to ``StageNode``: ``"module:Class"``, imported when used.
+HOSTS = {
+    "completion_node": "gen3d_ros.ros.completion_services:CompletionNode",
+}
+
+
+def host_class(entry: StageEntry) -> type:
+    """The node class that hosts ``entry``: its :data:`HOSTS` class, else ``StageNode``."""
+    path = HOSTS.get(entry.node, "gen3d_ros.ros.stage_node:StageNode")
+    return load_class(path)
+
+
+def create_node(node: str, **node_kwargs: Any) -> Any:
+    """A started node of the registry's node ``node`` (KeyError listing the known nodes); ``node_kwargs``: the
+    node class's (``node_name``, ``context``, ``cli_args`` …)."""
+    entry = node_entry(node)
+    return host_class(entry)(entry, **node_kwargs)
