@@ -52,7 +52,6 @@ DEFAULT_REFLECTIVITY: dict[str, float] = {
     "bush": 0.3,
     "pedestrian": 0.35,
     "cyclist": 0.4,
-    "bench": 0.35,
     "floor": 0.3,
     "rack": 0.5,
     "pallet": 0.35,

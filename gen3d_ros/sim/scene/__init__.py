@@ -23,7 +23,13 @@ Modules (one job each):
   construction) that every object kind places into.
 - one module per kind of thing: ``road`` (ground, road, terrain), ``buildings``, ``vehicles``,
   ``street_furniture`` (street lights, signs), ``vegetation`` (trees), ``barriers`` (walls, fences).
+- ``people`` (pedestrians, cyclists), ``warehouse`` (the indoor scene type, ``SceneConfig.kind = "warehouse"``);
+  ``vegetation`` also builds porous canopies, hedges, bushes and grass from small leaf clusters, ``vehicles``
+  compact cars, pickups, buses and parking lots.
 - ``generate``: :func:`generate_scene`, the street recipe; ``surface``: :func:`sample_surface`.
+
+The richer world (``SceneConfig.from_dict({"preset": "rich"})``) switches those kinds on; they are all off in
+the default config. ``SceneConfig.exclude_classes`` holds classes out (a training set's held-out classes).
 
 A new object kind (pedestrians, bushes, ...) is a ``place_<kind>(builder)`` in its module (a new one, or the
 one of its family: bushes in ``vegetation``), a class name appended in ``classes``, a count in

@@ -80,6 +80,11 @@ def _add_building(builder: SceneBuilder, center: np.ndarray, yaw: float, W: floa
                            ((-W / 2, -D / 2 + t, z1), (-W / 2 + t, D / 2 - t, z1 + h)),
                            ((W / 2 - t, -D / 2 + t, z1), (W / 2, D / 2 - t, z1 + h))):
                 builder.mesh.add(box(lo, hi), lab, T)
+    if cfg.overhang_probability > 0 and builder.rng.random() < cfg.overhang_probability:
+        # upper floors cantilevered over the facade (inside the balcony zone the placement kept free)
+        depth, z_over = builder.rng.uniform(0.6, BALCONY_DEPTH_M), zg + builder.rng.uniform(3.0, 4.5)
+        if z_over < z1 - 1.0:
+            builder.mesh.add(box((-W / 2, -D / 2 - depth, z_over), (W / 2, -D / 2 + 0.3, z1)), lab, T)
     builder.objects.append(SceneObject("building", (float(center[0]), float(center[1])), yaw, (W / 2, D / 2),
                                        (z0, z1)))
 

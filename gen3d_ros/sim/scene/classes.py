@@ -20,7 +20,28 @@ CLASS_NAMES: tuple[str, ...] = (
     "vegetation",
     "fence",
     "wall",
+    "hedge",
+    "grass",
+    "bush",
+    "pedestrian",
+    "cyclist",
+    "floor",
+    "rack",
+    "pallet",
+    "crate",
 )
 """Class names; a label is an index into this tuple."""
 
 CLASS_IDS: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
+
+POROUS_CLASSES: tuple[str, ...] = ("vegetation", "hedge", "bush", "grass")
+"""Classes built from many small primitives that beams partly pass through (canopies, hedges, bushes, grass):
+their ground truth is a porous volume, not a closed shell."""
+
+
+def check_class_names(names: tuple[str, ...] | list[str], what: str) -> tuple[str, ...]:
+    """``names`` as a tuple after checking each is a class; ``ValueError`` naming the unknown ones otherwise."""
+    unknown = [n for n in names if n not in CLASS_IDS]
+    if unknown:
+        raise ValueError(f"{what} has unknown classes {unknown}; known: {list(CLASS_NAMES)}")
+    return tuple(str(n) for n in names)

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from gen3d_ros.config import known_fields, plain_types
+from gen3d_ros.sim.scene.classes import check_class_names
 
 BALCONY_DEPTH_M = 1.0  # balconies reach this far in front of a facade, so setbacks must leave room
 
@@ -49,6 +50,25 @@ class SceneConfig:
     """Window recesses, balconies and roof parapets on the road-facing facades."""
     terrain_resolution_m: float = 0.5
     """Grid spacing of the terrain heightfield (reduced automatically for narrow sidewalks)."""
+    # --- the richer world (all off by default: existing configs and seeds give the scenes they always gave)
+    kind: str = "street"
+    """``"street"`` or ``"warehouse"`` (an indoor hall with racks, pallets and crates along a central aisle)."""
+    porous_canopies: bool = False
+    """Tree crowns as clouds of small leaf clusters the beams partly pass through, instead of closed ellipsoids."""
+    n_hedges: int = 0
+    n_bushes: int = 0
+    grass_verges: bool = False
+    """Grass tufts on the terrain strips beside the sidewalks."""
+    n_pedestrians: int = 0
+    n_cyclists: int = 0
+    vehicle_variety: bool = False
+    """Also compact cars, pickups and buses (3.4-12 m), besides cars, vans and trucks."""
+    overhang_probability: float = 0.0
+    """Share of buildings whose upper floors overhang the facade by 0.6-1.0 m (arcades, cantilevers)."""
+    parking_lot_probability: float = 0.0
+    """Probability of one parking lot (asphalt, bay lines, rows of parked vehicles) beside the road."""
+    exclude_classes: tuple[str, ...] = ()
+    """Classes left out of the scene (held-out classes of a training set): no object of them is placed."""
 
     def __post_init__(self) -> None:
         self.building_height_m = _pair(self.building_height_m, "building_height_m")
@@ -76,6 +96,11 @@ class SceneConfig:
         for f in fields(self):
             if f.name.startswith("n_") and int(getattr(self, f.name)) < 0:
                 raise ValueError(f"{f.name}={getattr(self, f.name)} must be >= 0")
+        if self.kind not in ("street", "warehouse"):
+            raise ValueError(f"kind={self.kind!r} is not 'street' or 'warehouse'")
+        if not (0.0 <= self.overhang_probability <= 1.0 and 0.0 <= self.parking_lot_probability <= 1.0):
+            raise ValueError("overhang_probability and parking_lot_probability must lie in [0, 1]")
+        self.exclude_classes = check_class_names(tuple(self.exclude_classes), "exclude_classes")
         if self.building_setback_m[0] < BALCONY_DEPTH_M + 0.2:
             raise ValueError(
                 f"building_setback_m={self.building_setback_m} must start at >= {BALCONY_DEPTH_M + 0.2} m "
@@ -89,8 +114,25 @@ class SceneConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> SceneConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them. A ``preset`` key
+        (``"rich"``, ``"warehouse"``) starts from :data:`SCENE_PRESETS` and the other keys override it."""
+        data = dict(data)
+        name = data.pop("preset", None)
+        if name is not None:
+            if name not in SCENE_PRESETS:
+                raise ValueError(f"unknown scene preset {name!r}; choose from {sorted(SCENE_PRESETS)}")
+            data = {**SCENE_PRESETS[str(name)], **data}
         return cls(**known_fields(cls, data))
+
+
+SCENE_PRESETS: dict[str, dict[str, object]] = {
+    # The richer world of issue 13: porous vegetation, hedges, grass, people, cyclists, vehicles of many sizes,
+    # overhangs, parking lots, steeper slopes. Counts sized for the 50 m square.
+    "rich": {"porous_canopies": True, "n_hedges": 3, "n_bushes": 6, "grass_verges": True, "n_pedestrians": 6,
+             "n_cyclists": 2, "vehicle_variety": True, "overhang_probability": 0.3, "parking_lot_probability": 0.3,
+             "max_slope_deg": 6.0, "undulation_amplitude_m": 0.5},
+    "warehouse": {"kind": "warehouse", "n_pedestrians": 3},
+}
 
 
 def _pair(value: Sequence[float], name: str) -> tuple[float, float]:
