@@ -164,7 +164,18 @@ class ActionStage(Stage):
         except ValueError as exc:
             raise InputRejected(f"unusable CameraInfo: {exc}") from exc
 
-    def _plan(self, input_name: str, goal: Any, factory: MessageFactory) -> list[Output]:
+    def plan_goal(self, input_name: str, goal: Any, factory: MessageFactory, *, mpc: Any = None,
+                  on_iteration: Any = None) -> list[Output]:
+        """Plan for a goal message now (``input_name`` ``goal_image`` or ``goal_keypoints``), as a goal input
+        does, with this plan's planner settings ``mpc`` (a ``VisualMPCConfig``; default the stage's) and
+        ``on_iteration(i, cost, best_cost) -> stop`` (:meth:`gen3d_ros.robot.actions.VisualMPC.plan`): the action
+        node's ``~/plan_trajectory``. Raises :class:`InputRejected` with the reason (no state yet, bad goal)
+        instead of counting it: the caller reports it."""
+        if input_name not in ("goal_image", "goal_keypoints"):
+            raise KeyError(f"{input_name!r} is not a goal input")
+        return self._plan(input_name, goal, factory, config=mpc, on_iteration=on_iteration)
+
+    def _plan(self, input_name: str, goal: Any, factory: MessageFactory, **plan_kwargs: Any) -> list[Output]:
         c = self.config
         if self._q is None:
             raise InputRejected("no JointState received yet: the current joint state is unknown")
@@ -190,7 +201,7 @@ class ActionStage(Stage):
             from gen3d_ros.pipeline.robot_pose import resize_for_fitting
 
             rgb, camera = resize_for_fitting(rgb, camera, c.max_image_side)
-            plan = self.processor.plan(rgb, self._q, T_camera_base, camera)
+            plan = self.processor.plan(rgb, self._q, T_camera_base, camera, **plan_kwargs)
         else:
             try:
                 pixels = polygon_to_pixels(goal)
@@ -200,7 +211,7 @@ class ActionStage(Stage):
                 raise InputRejected(f"goal has {pixels.shape[0]} keypoints but keypoint_links names "
                                     f"{len(c.keypoint_links)} links {c.keypoint_links}")
             plan = self.processor.plan({"pixels": pixels, "links": c.keypoint_links}, self._q, T_camera_base,
-                                       camera)
+                                       camera, **plan_kwargs)
         return self._outputs(plan, goal, factory)
 
     def _outputs(self, plan: Any, goal: Any, factory: MessageFactory) -> list[Output]:
@@ -218,6 +229,6 @@ class ActionStage(Stage):
             Output("action", factory.new(
                 "gen3d_ros/msg/RobotAction", header=make_header(factory, goal.header), trajectory=trajectory,
                 objective=str(plan.objective), initial_cost=float(plan.initial_cost),
-                final_cost=float(plan.final_cost), iterations=int(self.config.mpc.iterations),
+                final_cost=float(plan.final_cost), iterations=int(plan.iterations),
                 latency_ms=float(plan.seconds * 1e3))),
         ]

@@ -243,6 +243,10 @@ class PlanResult:
     iterations: int
 
 
+#: ``on_iteration(iteration, cost, best_cost) -> stop``: see :meth:`VisualMPC.plan`
+IterationCallback = Callable[[int, float, float], bool]
+
+
 class VisualMPC:
     """Plans joint trajectories whose rendered (or projected) robot reaches an image-space goal."""
 
@@ -281,12 +285,18 @@ class VisualMPC:
         }
 
     def plan(self, objective, q_current: np.ndarray | Tensor, T_camera_base: np.ndarray | Tensor,
-             camera: PinholeCamera) -> PlanResult:
+             camera: PinholeCamera, *, config: VisualMPCConfig | None = None,
+             on_iteration: IterationCallback | None = None) -> PlanResult:
         """Optimise N waypoints from ``q_current [J]`` so the robot seen by ``camera`` at ``T_camera_base`` reaches
         ``objective`` (:class:`KeypointGoal`, :class:`ImageGoal`, :class:`ScoreGoal` or any callable of the same
-        shape). ``camera`` is the goal's camera; render objectives are evaluated at ``config.render_scale``."""
+        shape). ``camera`` is the goal's camera; render objectives are evaluated at ``config.render_scale``.
+
+        ``config``: this plan's settings instead of :attr:`config` (e.g. another horizon or iteration count; its
+        ``device`` and ``backend`` are this planner's). ``on_iteration(i, cost, best_cost)`` after each Adam
+        iteration (1-based; costs dimensionless): feedback, and a stop: returning True ends the optimisation
+        there (a ROS action's cancel), and the result is the best trajectory so far with ``iterations = i``."""
         t0 = time.perf_counter()
-        cfg = self.config
+        cfg = self.config if config is None else config
         cam = camera if (not objective.needs_render or cfg.render_scale == 1.0) else camera.scaled(cfg.render_scale)
         if objective.needs_render and cam is not camera and isinstance(objective, ImageGoal):
             objective = _scaled_image_goal(objective, cam)
@@ -308,14 +318,18 @@ class VisualMPC:
         opt = torch.optim.Adam([z], lr=cfg.lr)
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay ** (1.0 / max(cfg.iterations, 1)))
         best = (float(initial_cost), z.detach().clone())
-        for _ in range(cfg.iterations):
+        done = 0
+        for done in range(1, cfg.iterations + 1):
             opt.zero_grad(set_to_none=True)
             cost, _ = total(z)
-            if float(cost) < best[0]:
-                best = (float(cost), z.detach().clone())
+            value = float(cost.detach())
+            if value < best[0]:
+                best = (value, z.detach().clone())
             cost.backward()
             opt.step()
             sched.step()
+            if on_iteration is not None and on_iteration(done, value, best[0]):
+                break
         with torch.no_grad():
             final_cost, ctx = total(best[1])
             if float(final_cost) > best[0] + 1e-12:  # the last step's parameters were never evaluated; keep the best
@@ -325,7 +339,7 @@ class VisualMPC:
         traj = Trajectory(list(self.fk.joint_names), q_plan.double().cpu().numpy(),
                           cfg.dt * np.arange(1, cfg.waypoints + 1))
         return PlanResult(traj, objective.name, float(initial_cost), float(final_cost), d0, d1,
-                          time.perf_counter() - t0, cfg.iterations)
+                          time.perf_counter() - t0, done)
 
 
 def _scaled_image_goal(goal: ImageGoal, camera: PinholeCamera) -> ImageGoal:
@@ -454,6 +468,7 @@ class ActionResult:
     goal_distance_final: float
     seconds: float
     stamp: float | None = None
+    iterations: int = 0
 
 
 class ActionProcessor:
@@ -493,15 +508,18 @@ class ActionProcessor:
                          f"of shape {getattr(arr, 'shape', None)}")
 
     def plan(self, goal, q_current: np.ndarray, T_camera_base: np.ndarray, camera: PinholeCamera,
-             stamp: float | None = None) -> ActionResult:
-        """Plan from ``q_current`` towards ``goal`` seen by ``camera`` at ``T_camera_base``."""
+             stamp: float | None = None, *, config: VisualMPCConfig | None = None,
+             on_iteration: IterationCallback | None = None) -> ActionResult:
+        """Plan from ``q_current`` towards ``goal`` seen by ``camera`` at ``T_camera_base``; ``config`` and
+        ``on_iteration`` (feedback, stop): see :meth:`VisualMPC.plan`."""
         q_current = np.asarray(q_current, dtype=np.float64)
         if q_current.shape != (len(self.joint_names),):
             raise ValueError(f"q_current has shape {q_current.shape}, expected ({len(self.joint_names)},) "
                              f"for joints {self.joint_names}")
-        p = self.mpc.plan(self.make_objective(goal), q_current, T_camera_base, camera)
+        p = self.mpc.plan(self.make_objective(goal), q_current, T_camera_base, camera, config=config,
+                          on_iteration=on_iteration)
         return ActionResult(p.trajectory, p.objective, p.final_cost, p.initial_cost, p.goal_distance_initial,
-                            p.goal_distance_final, p.seconds, stamp)
+                            p.goal_distance_final, p.seconds, stamp, p.iterations)
 
 
 __all__ = ["ActionProcessor", "ActionResult", "ImageGoal", "KeypointGoal", "PlanResult", "ScoreGoal", "Trajectory",

@@ -12,6 +12,7 @@ from gen3d_ros.pipeline.registry import StageEntry, load_class, node_entry
 #: Nodes whose host adds node behaviour to ``StageNode``: ``"module:Class"``, imported when used.
 HOSTS = {
     "completion_node": "gen3d_ros.ros.completion_services:CompletionNode",
+    "action_node": "gen3d_ros.ros.action_server:ActionNode",
 }
 
 

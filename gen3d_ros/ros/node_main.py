@@ -61,12 +61,12 @@ def install_log_bridge() -> None:
 def spin_nodes(nodes: Iterable[Node], *, context: Any = None) -> int:
     """Spin ``nodes`` until shutdown (SIGINT, SIGTERM, or the context shut down); destroy them; 0.
 
-    One node: a single-threaded executor; several: a multi-threaded one (heavy work runs on the nodes' own
-    workers either way).
+    One node: a single-threaded executor; several, or a node with ``needs_threads`` (an action server whose goal
+    runs in a callback): a multi-threaded one (heavy work runs on the nodes' own workers either way).
     """
     nodes = list(nodes)
-    executor = (MultiThreadedExecutor(context=context) if len(nodes) > 1
-                else SingleThreadedExecutor(context=context))
+    threads = len(nodes) > 1 or any(getattr(node, "needs_threads", False) for node in nodes)
+    executor = MultiThreadedExecutor(context=context) if threads else SingleThreadedExecutor(context=context)
     for node in nodes:
         executor.add_node(node)
     try:
