@@ -302,10 +302,11 @@ def completion_gpu(inputs: dict, device: str, reps: int, log: Callable[[str], No
 # robot pose
 
 
-def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], None]) -> dict[str, float]:
+def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], None], *,
+                  cuda_graphs: bool = False) -> dict[str, float]:
     """Frames/s of warm-started tracking (``PoseEstimator.refine`` per frame, camera unknown) of the video, and
     the seconds of one single-image estimate (multi-hypothesis search + refinement) of its first frame, both after
-    warm-ups (``robot/pose/timing.py``)."""
+    warm-ups (``robot/pose/timing.py``). ``cuda_graphs``: the estimator's opt-in CUDA graphs."""
     import torch
 
     from gen3d_ros.geometry.camera import PinholeCamera
@@ -317,7 +318,8 @@ def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], 
     size = int(inputs["video_rgb"].shape[1])
     camera = PinholeCamera.from_fov(size, size, float(inputs["video_fov_deg"]))
     background = tuple(float(v) for v in inputs["video_background"])
-    est = PoseEstimator(model, PoseEstimatorConfig(backend=backend, device=device, background=background))
+    est = PoseEstimator(model, PoseEstimatorConfig(backend=backend, device=device, background=background),
+                        cuda_graphs=cuda_graphs)
     frames = [torch.as_tensor(f).float().div(255.0) for f in inputs["video_rgb"]]
     q_true = inputs["video_q"]
     T_true = inputs["video_T_camera_base"]
@@ -332,7 +334,7 @@ def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], 
            "pose_single_image_s": float(single.seconds),
            "pose_single_image_joint_err_deg": float(np.degrees(np.abs(single.estimate.q - q_true[0])).mean()),
            "pose_image_px": float(size), "pose_track_iterations": float(est.config.track_iterations)}
-    log(f"pose ({backend}): {res}")
+    log(f"pose ({backend}{', CUDA graphs' if cuda_graphs else ''}): {res}")
     return res
 
 
@@ -412,10 +414,12 @@ def run_gpu(args: argparse.Namespace) -> dict:
         "completion": lambda: completion_gpu(inputs, args.device, args.reps, log,
                                              headline_only=args.headline_only),
         "train": lambda: training_throughput(args.device, log)}
-    for backend in args.pose_backends:
-        suffix = "" if backend == args.pose_backends[0] else f".{backend}"
-        parts[f"pose.{backend}"] = lambda b=backend, s=suffix: {
-            k + s: v for k, v in pose_tracking(inputs, args.device, b, log).items()}
+    for backend in args.pose_backends:  # "gsplat+graphs": gsplat with CUDA graphs, keys suffixed ".graphs"
+        name, graphs = backend.removesuffix("+graphs"), backend.endswith("+graphs")
+        suffix = "" if backend == args.pose_backends[0] else (f".{name}" if name != args.pose_backends[0] else "")
+        suffix += ".graphs" if graphs else ""
+        parts[f"pose.{backend}"] = lambda b=name, s=suffix, g=graphs: {
+            k + s: v for k, v in pose_tracking(inputs, args.device, b, log, cuda_graphs=g).items()}
     for name, part in parts.items():
         if name.split(".")[0] not in args.parts:
             continue
@@ -440,7 +444,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cuda")
     g.add_argument("--reps", type=int, default=5)
     g.add_argument("--parts", nargs="+", default=["completion", "pose", "train"])
-    g.add_argument("--pose-backends", nargs="+", default=["gsplat", "torch"])
+    g.add_argument("--pose-backends", nargs="+", default=["gsplat", "torch"],
+                   help="splatting backends of the pose part; NAME+graphs adds the estimator's CUDA graphs")
     g.add_argument("--headline-only", action="store_true",
                    help="completion: the fast path per sensor, step count and the 120 m box only")
     g.add_argument("--out", type=Path, required=True)

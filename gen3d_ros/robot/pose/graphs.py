@@ -1,4 +1,4 @@
-"""CUDA graphs of the pose -> Gaussians part of a refinement step (opt-in: ``PoseEstimator(..., cuda_graphs=True)``).
+"""CUDA graphs of the pose -> Gaussians part of a refinement step (on by default on CUDA; ``PoseEstimator(..., cuda_graphs=False)`` turns them off).
 
 An eager Adam step of tracking launches ~320 small kernels besides the splatting, ~200 of them for the parameters
 -> joints -> forward kinematics -> skinned Gaussians and camera part, forward and backward; on a GPU each costs a
