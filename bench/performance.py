@@ -303,10 +303,11 @@ def completion_gpu(inputs: dict, device: str, reps: int, log: Callable[[str], No
 
 
 def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], None], *,
-                  cuda_graphs: bool = False) -> dict[str, float]:
+                  cuda_graphs: bool | None = None) -> dict[str, float]:
     """Frames/s of warm-started tracking (``PoseEstimator.refine`` per frame, camera unknown) of the video, and
     the seconds of one single-image estimate (multi-hypothesis search + refinement) of its first frame, both after
-    warm-ups (``robot/pose/timing.py``). ``cuda_graphs``: the estimator's opt-in CUDA graphs."""
+    warm-ups (``robot/pose/timing.py``). ``cuda_graphs``: the estimator's CUDA graphs (None: its default, on
+    CUDA on)."""
     import torch
 
     from gen3d_ros.geometry.camera import PinholeCamera
@@ -334,7 +335,7 @@ def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], 
            "pose_single_image_s": float(single.seconds),
            "pose_single_image_joint_err_deg": float(np.degrees(np.abs(single.estimate.q - q_true[0])).mean()),
            "pose_image_px": float(size), "pose_track_iterations": float(est.config.track_iterations)}
-    log(f"pose ({backend}{', CUDA graphs' if cuda_graphs else ''}): {res}")
+    log(f"pose ({backend}{', no CUDA graphs' if cuda_graphs is False else ''}): {res}")
     return res
 
 
@@ -414,12 +415,12 @@ def run_gpu(args: argparse.Namespace) -> dict:
         "completion": lambda: completion_gpu(inputs, args.device, args.reps, log,
                                              headline_only=args.headline_only),
         "train": lambda: training_throughput(args.device, log)}
-    for backend in args.pose_backends:  # "gsplat+graphs": gsplat with CUDA graphs, keys suffixed ".graphs"
-        name, graphs = backend.removesuffix("+graphs"), backend.endswith("+graphs")
+    for backend in args.pose_backends:  # "gsplat+eager": gsplat without CUDA graphs, keys suffixed ".eager"
+        name, eager = backend.removesuffix("+eager"), backend.endswith("+eager")
         suffix = "" if backend == args.pose_backends[0] else (f".{name}" if name != args.pose_backends[0] else "")
-        suffix += ".graphs" if graphs else ""
-        parts[f"pose.{backend}"] = lambda b=name, s=suffix, g=graphs: {
-            k + s: v for k, v in pose_tracking(inputs, args.device, b, log, cuda_graphs=g).items()}
+        suffix += ".eager" if eager else ""
+        parts[f"pose.{backend}"] = lambda b=name, s=suffix, e=eager: {
+            k + s: v for k, v in pose_tracking(inputs, args.device, b, log, cuda_graphs=False if e else None).items()}
     for name, part in parts.items():
         if name.split(".")[0] not in args.parts:
             continue
@@ -445,7 +446,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--reps", type=int, default=5)
     g.add_argument("--parts", nargs="+", default=["completion", "pose", "train"])
     g.add_argument("--pose-backends", nargs="+", default=["gsplat", "torch"],
-                   help="splatting backends of the pose part; NAME+graphs adds the estimator's CUDA graphs")
+                   help="splatting backends of the pose part; NAME+eager: without the estimator's CUDA graphs")
     g.add_argument("--headline-only", action="store_true",
                    help="completion: the fast path per sensor, step count and the 120 m box only")
     g.add_argument("--out", type=Path, required=True)
