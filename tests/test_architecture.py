@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gen3d_ros"
 TRAINING = ("completion.training", "robot.training")
-RUNTIME = ("completion", "robot", "pipeline", "io", "sparse", "geometry", "ros", "config", "outputs", "checkpoints",
+RUNTIME = ("completion", "robot", "pipeline", "io", "sparse", "geometry", "ros", "viz", "config", "outputs", "checkpoints",
            "devices")
 MAX_FUNCTION_LINES = 80
 
