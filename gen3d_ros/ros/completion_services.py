@@ -52,12 +52,12 @@ class CompletionNode(StageNode):
         super()._setup()
         classes = {name: self.factory.cls(msgtype) for name, msgtype in self.stage_cls.outputs.items()}
         self.kept = KeptCompletion(lambda name, data: deserialize_message(data, classes[name]))
-        self._services = [
+        self._mesh_services = [
             self.create_service(SaveMesh, "~/save_mesh", self._on_save_mesh),
             self.create_service(Trigger, "~/reset", self._on_reset),
             self.create_service(ClearRegion, "~/clear_region", self._on_clear_region),
         ]
-        self.get_logger().info("services: " + ", ".join(s.srv_name for s in self._services))
+        self.get_logger().info("services: " + ", ".join(s.srv_name for s in self._mesh_services))
 
     def _publish(self, name: str, msg: Any) -> None:
         """Publish as every host does, and keep the outputs the services work on."""
