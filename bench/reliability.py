@@ -55,9 +55,9 @@ for _path in (REPO, ROS_TESTS):
         sys.path.insert(0, str(_path))
 
 NODE_NAME = "completion_node"
-CLOUD_TOPIC = "/gen3d/input/cloud"
-MESH_TOPIC = "/gen3d/completion/mesh"
-VOXELS_TOPIC = "/gen3d/completion/voxels"
+CLOUD_TOPIC = "/points"
+MESH_TOPIC = "/completion_node/mesh"
+VOXELS_TOPIC = "/completion_node/voxels"
 
 
 # --- results ---------------------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from gen3d_ros.io.rosbag2 import BagError, BagReader, BagWriter, TopicInfo
 from gen3d_ros.outputs import overlaps
 from gen3d_ros.io.typestore import get_gen3d_typestore
 from gen3d_ros.pipeline.base import Stage
-from gen3d_ros.pipeline.registry import NODE_SETTINGS, STAGES, StageEntry, stage_entry, topic_param_name
+from gen3d_ros.pipeline.registry import (NODE_SETTINGS, STAGES, StageEntry, resolve_topic, stage_entry,
+                                         topic_param_name)
 
 log = logging.getLogger("gen3d_ros.bagmode")
 
@@ -46,26 +47,29 @@ class BagModeError(RuntimeError):
 
 def default_topic_map(stages: Iterable[Stage]) -> dict[TopicKey, str]:
     """Default topic of every input and output of ``stages``: their entries' in the stage registry (the live
-    nodes' defaults). A stage that is not in the registry has none: BagModeError unless ``topic_map`` names
-    them (see :func:`run_bag`)."""
+    nodes' defaults), resolved as for the node at the root namespace (``points`` -> ``/points``, ``~/mesh`` ->
+    ``/completion_node/mesh``). A stage that is not in the registry has none: BagModeError unless ``topic_map``
+    names them (see :func:`run_bag`)."""
     topics: dict[TopicKey, str] = {}
     for stage in stages:
         try:
-            defaults = stage_entry(stage.name).topics
+            entry = stage_entry(stage.name)
         except KeyError:
             continue
-        topics.update({(stage.name, name): defaults[name] for name in [*stage.inputs, *stage.outputs]
-                       if name in defaults})
+        topics.update({(stage.name, name): resolve_topic(entry.topics[name], entry.node)
+                       for name in [*stage.inputs, *stage.outputs] if name in entry.topics})
     return topics
 
 
 def topics_from_params(stage: Stage, params: Mapping[str, Any]) -> dict[TopicKey, str]:
-    """Topic overrides from a node's parameters: ``<logical>_topic`` keys (``cloud_topic: /velodyne_points``)."""
+    """Topic overrides from a node's parameters: ``<logical>_topic`` keys (``cloud_topic: /velodyne_points``),
+    relative and private names resolved as for the stage's node at the root namespace."""
     out = {}
+    node = _registered(stage.name).node if stage.name in {e.name for e in STAGES} else stage.name
     for name in [*stage.inputs, *stage.outputs]:
         value = params.get(topic_param_name(name))
         if value:
-            out[(stage.name, name)] = str(value)
+            out[(stage.name, name)] = resolve_topic(str(value), node)
     return out
 
 
@@ -108,13 +112,14 @@ def stages_for_topics(topic_types: Mapping[str, str]) -> list[str]:
     """The stages a bag with ``{topic: type}`` can feed, in registry order: those with a topic of each of their
     entry's ``auto_types`` and, when the entry names ``auto_any_input`` inputs, one of them on its default topic
     (``completion``: a PointCloud2; ``robot_pose``: an Image and a CameraInfo; ``action``: a JointState and a
-    goal on ``/gen3d/input/goal_image`` or ``/gen3d/input/goal_keypoints``)."""
+    goal on ``/goal_image`` or ``/goal_keypoints``)."""
     types = set(topic_types.values())
     chosen = []
     for entry in STAGES:
         if not entry.auto_types or not set(entry.auto_types) <= types:
             continue
-        if entry.auto_any_input and not any(entry.inputs[name] in topic_types for name in entry.auto_any_input):
+        if entry.auto_any_input and not any(resolve_topic(entry.inputs[name], entry.node) in topic_types
+                                            for name in entry.auto_any_input):
             continue
         chosen.append(entry.name)
     return chosen

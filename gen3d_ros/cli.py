@@ -104,7 +104,7 @@ def register_bag(sub: argparse._SubParsersAction) -> None:
                         "(nested configs: section.field); without NODE: the only stage run (or completion_node, for "
                         "compatibility, when several run)")
     p.add_argument("--input-topic", default=None,
-                   help="PointCloud2 topic to complete, exactly (default: /gen3d/input/cloud or the params file's "
+                   help="PointCloud2 topic to complete, exactly (default: /points, the live node's, or the params file's "
                         "cloud_topic; when the bag lacks it, the bag's only PointCloud2 topic)")
     p.add_argument("--limit", type=int, default=None, help="stop after N input messages")
     p.add_argument("--output-time", choices=("log", "header"), default="log",

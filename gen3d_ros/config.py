@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -234,15 +235,29 @@ def known_fields(cls: type, data: Mapping[str, object]) -> dict[str, object]:
     return dict(data)
 
 
-def load_node_params(path: str | Path, node_name: str) -> dict[str, Any]:
-    """The ``ros__parameters`` of ``node_name`` in a ROS 2 params YAML (``/**`` wildcard sections merged first),
-    nested mappings flattened into dotted names as rcl reads them (``estimator: {search_size: 8}`` ->
-    ``estimator.search_size``)."""
+def params_section_matches(key: str, node_name: str, namespace: str = "/") -> bool:
+    """Whether a params-file section ``key`` applies to node ``node_name`` in ``namespace``, as rcl decides:
+    the key is a fully qualified node name (a bare ``name`` means ``/name``) where ``/**`` stands for any number
+    of namespace levels (none included) and ``*`` for one name token: ``/**``, ``/**/completion_node``,
+    ``/car1/completion_node`` and ``/*/completion_node`` all match ``completion_node`` in ``/car1``."""
+    key = key if key.startswith("/") else f"/{key}"
+    fqn = f"{namespace.rstrip('/')}/{node_name}"
+    pattern = ""
+    for token in key.split("/")[1:]:
+        pattern += "(/[^/]+)*" if token == "**" else "/" + re.escape(token).replace(r"\*", "[^/]+")
+    return re.fullmatch(pattern, fqn) is not None
+
+
+def load_node_params(path: str | Path, node_name: str, namespace: str = "/") -> dict[str, Any]:
+    """The ``ros__parameters`` of node ``node_name`` in ``namespace`` from a ROS 2 params YAML, as rcl reads
+    them: every section that matches the node (:func:`params_section_matches`: ``/**``, ``/**/node``,
+    ``/ns/node``, ``node``) merged in file order, a later one winning; nested mappings flattened into dotted
+    names (``estimator: {search_size: 8}`` -> ``estimator.search_size``)."""
     data = yaml.safe_load(Path(path).read_text()) or {}
     params: dict[str, Any] = {}
-    for key in ("/**", node_name, f"/{node_name}"):
-        section_ = data.get(key) or {}
-        params.update(flatten_params(section_.get("ros__parameters", {})))
+    for key, section_ in data.items():
+        if isinstance(section_, Mapping) and params_section_matches(str(key), node_name, namespace):
+            params.update(flatten_params(section_.get("ros__parameters") or {}))
     return params
 
 

@@ -324,7 +324,7 @@ def _save_completed_meshes(completed_bag: Path, meshes_dir: Path,
     meshes_dir.mkdir()
     index_of = {stamp: i for i, stamp in enumerate(stamps)}
     meshes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for m in read_messages(completed_bag, ["/gen3d/completion/mesh"]):
+    for m in read_messages(completed_bag, ["/completion_node/mesh"]):
         i = index_of.get(m.log_time_ns)
         if i is None:
             continue

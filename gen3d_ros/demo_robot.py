@@ -187,7 +187,7 @@ def run_robot_demo(work: Path, *, frames: int = 16, size: int = 96, storage: str
     t0 = time.perf_counter()
     names = list(robot.actuated_joints)
     by_stamp = {}
-    for m in read_messages(work / "robot_poses", ["/gen3d/robot_pose/joint_states"]):
+    for m in read_messages(work / "robot_poses", ["/robot_pose_node/joint_states"]):
         s = m.msg.header.stamp
         by_stamp[s.sec * 10**9 + s.nanosec] = joint_positions(m.msg, names)
     got = [i for i, s in enumerate(stamps) if s in by_stamp]

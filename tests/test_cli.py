@@ -44,8 +44,8 @@ def test_gen3d_bag_end_to_end_in_a_subprocess(cloud_bag: Path, tmp_path: Path) -
     assert "using /velodyne_points" in result.stderr  # auto-detected and said so
     topics = read_bag_info(out)["topics"]
     assert {t: v["count"] for t, v in topics.items()} == {
-        "/velodyne_points": 2, "/gen3d/completion/mesh": 2, "/gen3d/completion/mesh_marker": 2,
-        "/gen3d/completion/voxels": 2, "/gen3d/completion/coarse_voxels": 0}  # classical: no coarse stage
+        "/velodyne_points": 2, "/completion_node/mesh": 2, "/completion_node/marker": 2,
+        "/completion_node/voxels": 2, "/completion_node/coarse_voxels": 0}  # classical: no coarse stage
     assert json.loads((tmp_path / "r.json").read_text())["stages"]["completion"]["processed"] == 2
 
     again = gen3d("bag", str(cloud_bag), "-o", str(out), *FAST)
@@ -68,7 +68,7 @@ def test_bag_in_process_with_sqlite3_storage_and_limit(cloud_bag: Path, tmp_path
     assert main(["bag", str(cloud_bag), "-o", str(out), "--storage", "sqlite3", "--limit", "1",
                  "--input-topic", "/velodyne_points", *FAST]) == 0
     info = read_bag_info(out)
-    assert info["storage"] == "sqlite3" and info["topics"]["/gen3d/completion/mesh"]["count"] == 1
+    assert info["storage"] == "sqlite3" and info["topics"]["/completion_node/mesh"]["count"] == 1
     assert "stopped at --limit" in capsys.readouterr().out
     assert main(["bag", str(cloud_bag), "-o", str(out), "--force", *FAST]) == 0
     assert read_bag_info(out)["storage"] == "mcap"

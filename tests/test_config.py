@@ -83,6 +83,22 @@ def test_params_files_are_read_flat_as_rcl_reads_them(tmp_path):
     assert flatten_params({"a": {"b": {"c": 1}}, "d": [1, 2]}) == {"a.b.c": 1, "d": [1, 2]}
 
 
+def test_params_file_sections_match_namespaced_nodes_as_rcl_does(tmp_path):
+    """Sections apply in file order, a later one winning; ``/**`` spans any number of namespace levels, ``*`` one,
+    a bare name is the root namespace's only (checked against rclpy 2024 Jazzy with the same file)."""
+    path = tmp_path / "p.yaml"
+    path.write_text("/car1/n:\n  ros__parameters:\n    a: 3\n"
+                    "/**/n:\n  ros__parameters:\n    a: 1\n    b: 1\n"
+                    "/**:\n  ros__parameters:\n    c: 5\n    a: 7\n"
+                    "n:\n  ros__parameters:\n    d: 9\n"
+                    "/*/n:\n  ros__parameters:\n    e: 2\n"
+                    "/car2/n:\n  ros__parameters:\n    f: 4\n")
+    assert load_node_params(path, "n", "/car1") == {"a": 7, "b": 1, "c": 5, "e": 2}
+    assert load_node_params(path, "n") == {"a": 7, "b": 1, "c": 5, "d": 9}
+    assert load_node_params(path, "n", "/a/b") == {"a": 7, "b": 1, "c": 5}
+    assert load_node_params(path, "m", "/car1") == {"c": 5, "a": 7}
+
+
 def test_dotted_section_keys_start_from_the_fields_own_default() -> None:
     """``model.hidden=8`` changes one field of the training's default model, not of GaussianModelConfig()'s."""
     from gen3d_ros.robot.training.config import RobotTrainConfig

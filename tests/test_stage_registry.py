@@ -27,12 +27,25 @@ def test_names_are_unique_and_found_both_ways():
         node_entry("teleport_node")
 
 
+def test_topics_resolve_like_rcl():
+    from gen3d_ros.pipeline.registry import resolve_topic
+
+    assert resolve_topic("points", "completion_node") == "/points"
+    assert resolve_topic("~/mesh", "completion_node") == "/completion_node/mesh"
+    assert resolve_topic("~/mesh", "completion_node", "/car1") == "/car1/completion_node/mesh"
+    assert resolve_topic("points", "completion_node", "/car1/") == "/car1/points"
+    assert resolve_topic("/tf", "robot_pose_node", "/car1") == "/tf"
+    with pytest.raises(ValueError, match="absolute"):
+        resolve_topic("points", "completion_node", "car1")
+
+
 @pytest.mark.parametrize("entry", STAGES, ids=lambda e: e.name)
 def test_entry_matches_its_stage_and_config_classes(entry):
     stage_cls = entry.stage_class()
     assert stage_cls.name == entry.name
     assert set(entry.inputs) == set(stage_cls.inputs) and set(entry.outputs) == set(stage_cls.outputs)
-    assert all(topic.startswith("/") for topic in entry.topics.values())
+    # relative or private defaults, so that a namespace moves them; only tf is absolute (tf2 listens on /tf)
+    assert all(not topic.startswith("/") or topic == "/tf" for topic in entry.topics.values()), entry.topics
     assert entry.latched <= set(entry.outputs) and entry.quiet_inputs <= set(entry.inputs)
     assert set(entry.auto_any_input) <= set(entry.inputs) and entry.worker in WORKERS
     config_cls = entry.config_class()

@@ -26,7 +26,7 @@ place on success; on any error the temporary is removed and the output path is l
         for m in bag.messages(["/points"]):
             cloud = m.msg                       # rosbags dataclass of sensor_msgs/msg/PointCloud2
     with BagWriter("out/", storage="mcap") as out:
-        out.write("/gen3d/completion/mesh", msg, time_ns)
+        out.write("/completion_node/mesh", msg, time_ns)
 
 Output forms: a path ending in ``.mcap`` (``.db3``) becomes a single mcap (sqlite3) file; any other path a
 rosbag2 directory.

@@ -36,6 +36,23 @@ def topic_param_name(logical: str) -> str:
     return f"{logical}_topic"
 
 
+def resolve_topic(topic: str, node: str, namespace: str = "/") -> str:
+    """The absolute name rcl gives ``topic`` in node ``node`` of ``namespace`` (no remapping): ``points`` ->
+    ``/<namespace>/points``, ``~/mesh`` -> ``/<namespace>/<node>/mesh``, ``/tf`` unchanged. Bag mode uses it to
+    write outputs where a node at ``namespace`` would publish them. ValueError for an empty name or namespace
+    that is not absolute."""
+    if not topic:
+        raise ValueError(f"empty topic name for node {node!r}")
+    if not namespace.startswith("/"):
+        raise ValueError(f"namespace {namespace!r} must be absolute (start with '/')")
+    base = namespace.rstrip("/")
+    if topic.startswith("/"):
+        return topic
+    if topic == "~" or topic.startswith("~/"):
+        return f"{base}/{node}{topic[1:]}".rstrip("/")
+    return f"{base}/{topic}"
+
+
 def load_class(path: str) -> Any:
     """The object of a ``"module:Name"`` path (imports the module)."""
     module, _, name = path.partition(":")
@@ -48,7 +65,9 @@ class StageEntry:
 
     ``name``: the ``Stage.name`` (``gen3d bag --stages``); ``node``: node name = params section = launch node;
     ``stage`` / ``config``: ``"module:Class"`` of the Stage and of its config dataclass; ``inputs`` / ``outputs``:
-    default topic of every logical input / output of the Stage (absolute: a namespace does not move them);
+    default topic of every logical input / output of the Stage, a ROS name: relative (``points``, under the
+    node's namespace) or private (``~/mesh``, under the node's name), so that ``__ns:=/car1`` and remapping move
+    them (:func:`resolve_topic` expands them as rcl does);
     ``summary``: one line for help texts; ``latched``: outputs also published transient-local (rviz started
     later still gets the last one); ``quiet_inputs``: inputs that arrive now and then by nature (no
     ``input_timeout`` warning); ``worker``: default of the node's ``worker`` parameter (``"process"`` for stages
@@ -89,10 +108,10 @@ STAGES: tuple[StageEntry, ...] = (
         name="completion", node="completion_node",
         stage="gen3d_ros.pipeline.completion:CompletionStage",
         config="gen3d_ros.completion.processor:CompletionConfig",
-        inputs={"cloud": "/gen3d/input/cloud"},
-        outputs={"coarse_voxels": "/gen3d/completion/coarse_voxels",
-                 "mesh_marker": "/gen3d/completion/mesh_marker", "completed_mesh": "/gen3d/completion/mesh",
-                 "completed_voxels": "/gen3d/completion/voxels"},
+        # relative input, private outputs: a namespace (__ns:=/car1) and remapping move them
+        inputs={"cloud": "points"},
+        outputs={"coarse_voxels": "~/coarse_voxels", "mesh_marker": "~/marker", "completed_mesh": "~/mesh",
+                 "completed_voxels": "~/voxels"},
         summary="LiDAR PointCloud2 -> coarse voxels first (hgca), then the completed mesh (Marker, CompletedMesh) "
                 "and completed voxels (PointCloud2)",
         latched=frozenset({"mesh_marker"}),
@@ -104,10 +123,10 @@ STAGES: tuple[StageEntry, ...] = (
         name="robot_pose", node="robot_pose_node",
         stage="gen3d_ros.pipeline.robot_pose:RobotPoseStage",
         config="gen3d_ros.pipeline.robot_pose:RobotPoseStageConfig",
-        inputs={"image": "/gen3d/input/image", "camera_info": "/gen3d/input/camera_info"},
-        # joint_states: not /joint_states, which belongs to the robot's own driver
-        outputs={"estimate": "/gen3d/robot_pose/estimate", "joint_states": "/gen3d/robot_pose/joint_states",
-                 "camera_pose": "/gen3d/robot_pose/camera_pose", "tf": "/tf"},
+        inputs={"image": "image", "camera_info": "camera_info"},
+        # joint_states private: not the robot driver's joint_states; tf absolute, as tf2 listeners expect
+        outputs={"estimate": "~/estimate", "joint_states": "~/joint_states", "camera_pose": "~/camera_pose",
+                 "tf": "/tf"},
         summary="Image + CameraInfo -> the robot's joints (JointState), the camera pose (PoseStamped, /tf), "
                 "RobotPoseEstimate",
         # the fitting loop is Python + torch: in the node's process it would keep the executor waiting for the GIL
@@ -119,10 +138,9 @@ STAGES: tuple[StageEntry, ...] = (
         stage="gen3d_ros.pipeline.action:ActionStage",
         config="gen3d_ros.pipeline.action:ActionStageConfig",
         # joint_states: the robot driver's; camera_pose: robot_pose_node's output
-        inputs={"goal_image": "/gen3d/input/goal_image", "goal_keypoints": "/gen3d/input/goal_keypoints",
-                "joint_states": "/joint_states", "camera_info": "/gen3d/input/camera_info",
-                "camera_pose": "/gen3d/robot_pose/camera_pose"},
-        outputs={"trajectory": "/gen3d/action/trajectory", "action": "/gen3d/action/action"},
+        inputs={"goal_image": "goal_image", "goal_keypoints": "goal_keypoints", "joint_states": "joint_states",
+                "camera_info": "camera_info", "camera_pose": "robot_pose_node/camera_pose"},
+        outputs={"trajectory": "~/trajectory", "action": "~/action"},
         summary="a goal (Image or PolygonStamped keypoints) + JointState -> JointTrajectory, RobotAction",
         quiet_inputs=frozenset({"goal_image", "goal_keypoints"}),
         # the optimisation loop is Python + torch: keep it off the executor's process (GIL)

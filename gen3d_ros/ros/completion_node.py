@@ -4,13 +4,13 @@ completion first, as soon as it exists.
 
 Outputs (logical name: default topic, type), in the order a sweep produces them:
 
-- ``coarse_voxels``: ``/gen3d/completion/coarse_voxels``, ``PointCloud2`` of the coarse voxel centres (hgca only),
+- ``coarse_voxels``: ``/completion_node/coarse_voxels``, ``PointCloud2`` of the coarse voxel centres (hgca only),
   published before the mesh of the same sweep;
-- ``mesh_marker``: ``/gen3d/completion/mesh_marker``, ``Marker`` TRIANGLE_LIST of at most ``marker_max_triangles``
+- ``mesh_marker``: ``/completion_node/marker``, ``Marker`` TRIANGLE_LIST of at most ``marker_max_triangles``
   triangles (latched);
-- ``completed_mesh``: ``/gen3d/completion/mesh``, ``gen3d_ros/CompletedMesh``, the full mesh (colours with
+- ``completed_mesh``: ``/completion_node/mesh``, ``gen3d_ros/CompletedMesh``, the full mesh (colours with
   ``mesh_colors``);
-- ``completed_voxels``: ``/gen3d/completion/voxels``, ``PointCloud2`` of the completed voxels' centres (hgca:
+- ``completed_voxels``: ``/completion_node/voxels``, ``PointCloud2`` of the completed voxels' centres (hgca:
   the fine ones).
 
     python -m gen3d_ros.ros.completion_node --ros-args --params-file config/completion_node.yaml

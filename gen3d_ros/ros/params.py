@@ -15,8 +15,9 @@ A node has two kinds of parameters:
   read-only parameter".
 
 Topics: for every logical input and output ``<name>`` of the stage, a parameter ``<name>_topic`` whose default is
-the stage's entry in :data:`gen3d_ros.pipeline.registry.STAGES` (the defaults bag mode uses too). Topics are
-absolute, so a node namespace does not move them; remap through the parameters.
+the stage's entry in :data:`gen3d_ros.pipeline.registry.STAGES` (the defaults bag mode uses too). Defaults are
+relative (``points``) or private (``~/mesh``) ROS names, resolved by rclpy, so a namespace (``__ns:=/car1``) and
+remapping (``points:=/velodyne_points``) move them like any ROS node's topics; a parameter value may be absolute.
 
 :func:`render_params_yaml` writes the ``config/*.yaml`` params files from the same specs, so the files, the
 declared parameters and the dataclass cannot drift apart (``tests/ros/test_params.py`` checks it).
@@ -267,7 +268,8 @@ def param_comment(param: NodeParam) -> str:
 
 def render_params_yaml(sections: Mapping[str, list[NodeParam]], *, header: str = "",
                        values: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """A ROS 2 params file (``node: ros__parameters: …``) for each node of ``sections``, with comments; the
+    """A ROS 2 params file (``/**/node: ros__parameters: …``: any namespace) for each node of ``sections``, with
+    comments; the
     parameters of a nested config (``estimator.search_size``) are written nested (``estimator: search_size:``).
 
     ``values``: per node, values (by parameter name) replacing the defaults (e.g. a tuned YAML); defaults
@@ -277,7 +279,8 @@ def render_params_yaml(sections: Mapping[str, list[NodeParam]], *, header: str =
     for node_name, params in sections.items():
         if lines:
             lines.append("")
-        lines += [f"{node_name}:", "  ros__parameters:"]
+        # /**/: the section applies in any namespace (__ns:=/car1), as a bare name would only at the root
+        lines += [f"/**/{node_name}:", "  ros__parameters:"]
         lines += _param_lines(params, (values or {}).get(node_name, {}))
     return "\n".join(lines) + "\n"
 

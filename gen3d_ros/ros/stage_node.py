@@ -85,8 +85,9 @@ class _Input:
     """One stage input's subscription and what the host knows about its link (monotonic seconds)."""
 
     name: str
-    topic: str
+    topic: str  # resolved (absolute, remapped)
     msgtype: str
+    requested: str = ""  # the parameter's name, as given to create_subscription
     reliability: str = RELIABLE
     subscription: Any = None
     created_t: float = 0.0
@@ -150,16 +151,20 @@ class StageNode(Node):
             self._stage_process.start()  # imports and builds in the background while the node comes up
         self._raw = self.worker_kind == "process"  # the node's process only moves bytes
 
-        self.input_topics = {name: values[topic_param_name(name)] for name in self.stage_cls.inputs}
-        self.output_topics = {name: values[topic_param_name(name)] for name in self.stage_cls.outputs}
+        # Endpoints are created with the parameters' names (rclpy expands relative / private names and applies
+        # remapping); logs and diagnostics show the resolved names.
+        requested = {name: values[topic_param_name(name)] for name in [*self.stage_cls.inputs,
+                                                                        *self.stage_cls.outputs]}
+        self.input_topics = {name: self.resolve_topic_name(requested[name]) for name in self.stage_cls.inputs}
+        self.output_topics = {name: self.resolve_topic_name(requested[name]) for name in self.stage_cls.outputs}
         self._publishers_by_output = {
-            name: self.create_publisher(self.factory.cls(msgtype), self.output_topics[name],
+            name: self.create_publisher(self.factory.cls(msgtype), requested[name],
                                         output_qos_profile(name in self.entry.latched))
             for name, msgtype in self.stage_cls.outputs.items()}
         self._queue = LatestOnlyQueue()
         self._worker = Worker(self._queue, self._handle, name=f"{self.get_name()}_worker",
                               on_error=self._on_worker_error)
-        self._inputs = {name: _Input(name, self.input_topics[name], msgtype)
+        self._inputs = {name: _Input(name, self.input_topics[name], msgtype, requested[name])
                         for name, msgtype in self.stage_cls.inputs.items()}
         for inp in self._inputs.values():
             self._count_publishers(inp)
@@ -218,7 +223,8 @@ class StageNode(Node):
         callbacks = SubscriptionEventCallbacks(
             incompatible_qos=lambda event, inp=inp: self._on_incompatible_qos(inp, event))
         inp.subscription = self.create_subscription(
-            self.factory.cls(inp.msgtype), inp.topic, lambda msg, name=inp.name: self._on_input(name, msg),
+            self.factory.cls(inp.msgtype), inp.requested or inp.topic,
+            lambda msg, name=inp.name: self._on_input(name, msg),
             input_qos_profile(reliability, self.input_depth), event_callbacks=callbacks, raw=self._raw)
         inp.reliability, inp.created_t, inp.incompatible_qos = reliability, time.monotonic(), ""
 
@@ -421,7 +427,9 @@ class StageNode(Node):
             values[f"input.{inp.name}.qos"] = f"{inp.reliability} (input_qos {self.input_qos})"
             values[f"input.{inp.name}.publishers"] = f"{inp.publishers} ({inp.best_effort_publishers} best effort)"
         values.update({f"topic.{k}": v for k, v in {**self.input_topics, **self.output_topics}.items()})
-        return stage_status(f"{self.get_name()}: {self.stage_cls.name}", self.get_fully_qualified_name(), level,
+        # the fully qualified name: two nodes of one stage in two namespaces stay apart on /diagnostics
+        return stage_status(f"{self.get_fully_qualified_name()}: {self.stage_cls.name}",
+                            self.get_fully_qualified_name(), level,
                             message, stats, values)
 
     def publish_diagnostics(self) -> None:

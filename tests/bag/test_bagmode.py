@@ -14,12 +14,13 @@ from gen3d_ros.completion.processor import CompletionConfig
 from gen3d_ros.io.messages import rosbags_factory, stamp_to_nanoseconds
 from gen3d_ros.io.rosbag2 import BagReader, BagWriter, OutputExistsError, read_messages
 from gen3d_ros.pipeline.completion import CompletionStage
-from gen3d_ros.pipeline.registry import STAGES, stage_entry
+from gen3d_ros.pipeline.registry import STAGES, resolve_topic, stage_entry
 from gen3d_ros.outputs import OutputError
 
 #: coarse and shallow: about 50 ms a cloud
 FAST = dict(voxel_size=0.4, poisson_depth=6, roi_radius=12.0)
-OUT = stage_entry("completion").outputs
+# where the completion node publishes at the root namespace (private names: /completion_node/...)
+OUT = {name: resolve_topic(topic, "completion_node") for name, topic in stage_entry("completion").outputs.items()}
 #: what a classical method writes per cloud; it has no coarse stage, so coarse_voxels stays empty
 MESH_OUT = {name: topic for name, topic in OUT.items() if name != "coarse_voxels"}
 
@@ -48,21 +49,21 @@ def test_run_bag_writes_one_mesh_per_cloud_with_the_input_stamps_and_frame(tmp_p
     with BagReader(tmp_path / "out") as bag:
         assert bag.storage == storage
         assert {t: i.msgtype for t, i in bag.topics.items()} == {
-            "/gen3d/completion/coarse_voxels": "sensor_msgs/msg/PointCloud2",
-            "/gen3d/completion/mesh_marker": "visualization_msgs/msg/Marker",
-            "/gen3d/completion/mesh": "gen3d_ros/msg/CompletedMesh",
-            "/gen3d/completion/voxels": "sensor_msgs/msg/PointCloud2",
+            "/completion_node/coarse_voxels": "sensor_msgs/msg/PointCloud2",
+            "/completion_node/marker": "visualization_msgs/msg/Marker",
+            "/completion_node/mesh": "gen3d_ros/msg/CompletedMesh",
+            "/completion_node/voxels": "sensor_msgs/msg/PointCloud2",
         }
     topics = by_topic(tmp_path / "out")
     for topic in MESH_OUT.values():
         assert [m.log_time_ns for m in topics[topic]] == stamps
         assert [stamp_to_nanoseconds(m.msg.header.stamp) for m in topics[topic]] == stamps
         assert {m.msg.header.frame_id for m in topics[topic]} == {"lidar"}
-    for m in topics["/gen3d/completion/mesh"]:
+    for m in topics["/completion_node/mesh"]:
         assert len(m.msg.mesh.triangles) > 100 and m.msg.model_id == "classical-poisson"
         vertices = np.array([[p.x, p.y, p.z] for p in m.msg.mesh.vertices])
         assert vertices[:, 2].min() == pytest.approx(-1.5, abs=0.3)  # the ground plane is in the mesh
-    for m in topics["/gen3d/completion/mesh_marker"]:
+    for m in topics["/completion_node/marker"]:
         assert m.msg.type == 11 and len(m.msg.points) % 3 == 0 and len(m.msg.points) > 300  # TRIANGLE_LIST
 
 
@@ -72,7 +73,7 @@ def test_malformed_cloud_is_counted_as_rejected_and_the_run_continues(tmp_path: 
     stage = report.stages["completion"]
     assert (stage.processed, stage.rejected, stage.failed) == (3, 1, 0)
     assert "malformed PointCloud2" in stage.last_error
-    meshes = by_topic(tmp_path / "out")["/gen3d/completion/mesh"]
+    meshes = by_topic(tmp_path / "out")["/completion_node/mesh"]
     assert [m.log_time_ns for m in meshes] == [stamps[0], stamps[2], stamps[3]]
 
 
@@ -84,7 +85,7 @@ def test_undeserialisable_message_is_counted_as_rejected(tmp_path: Path) -> None
     report = run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False)
     stage = report.stages["completion"]
     assert (stage.processed, stage.rejected, stage.undecodable) == (2, 1, 1)
-    assert report.messages_out["/gen3d/completion/mesh"] == 2
+    assert report.messages_out["/completion_node/mesh"] == 2
 
 
 def test_input_topic_is_autodetected_when_the_default_is_absent(tmp_path: Path, caplog) -> None:
@@ -93,12 +94,12 @@ def test_input_topic_is_autodetected_when_the_default_is_absent(tmp_path: Path, 
         report = run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False)
     assert report.stages["completion"].inputs == {"cloud": "/velodyne_points"}
     assert "using /velodyne_points" in caplog.text
-    assert report.messages_out["/gen3d/completion/mesh"] == 1
+    assert report.messages_out["/completion_node/mesh"] == 1
 
 
 def test_ambiguous_or_wrongly_typed_input_topic_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
     f = rosbags_factory()
-    default = stage_entry("completion").inputs["cloud"]  # there, but of the wrong type
+    default = resolve_topic(stage_entry("completion").inputs["cloud"], "completion_node")  # there, wrong type
     write_cloud_bag(tmp_path / "in", 1, topic="/a", extra=[("/b", cloud_msg(5, T0_NS), T0_NS),
                                                            (default, f.new("std_msgs/msg/Header"), T0_NS)])
     with pytest.raises(BagModeError, match="carries std_msgs/msg/Header"):
@@ -133,7 +134,7 @@ def test_limit_stops_after_n_input_clouds(tmp_path: Path) -> None:
     write_cloud_bag(tmp_path / "in", 4)
     report = run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], limit=2, progress=False)
     assert report.limit_reached and report.messages_in == {"/points": 2}
-    assert report.messages_out["/gen3d/completion/mesh"] == 2
+    assert report.messages_out["/completion_node/mesh"] == 2
 
 
 def test_output_time_header_uses_the_input_header_stamp(tmp_path: Path) -> None:
@@ -141,8 +142,8 @@ def test_output_time_header_uses_the_input_header_stamp(tmp_path: Path) -> None:
         out.write("/points", cloud_msg(0, T0_NS), T0_NS + 123_456)  # received later than stamped
     run_bag(tmp_path / "in", tmp_path / "log", stages=[fast_stage()], progress=False)
     run_bag(tmp_path / "in", tmp_path / "hdr", stages=[fast_stage()], progress=False, output_time="header")
-    assert by_topic(tmp_path / "log")["/gen3d/completion/mesh"][0].log_time_ns == T0_NS + 123_456
-    assert by_topic(tmp_path / "hdr")["/gen3d/completion/mesh"][0].log_time_ns == T0_NS
+    assert by_topic(tmp_path / "log")["/completion_node/mesh"][0].log_time_ns == T0_NS + 123_456
+    assert by_topic(tmp_path / "hdr")["/completion_node/mesh"][0].log_time_ns == T0_NS
 
 
 def test_existing_output_is_refused_and_the_input_is_never_the_output(tmp_path: Path) -> None:
@@ -161,7 +162,7 @@ def test_existing_output_is_refused_and_the_input_is_never_the_output(tmp_path: 
     (tmp_path / "out").rmdir()
     run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False)
     run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False, force=True)
-    assert by_topic(tmp_path / "out")["/gen3d/completion/mesh"]
+    assert by_topic(tmp_path / "out")["/completion_node/mesh"]
 
 
 def test_run_bag_leaves_the_input_bag_untouched(tmp_path: Path) -> None:
@@ -187,10 +188,12 @@ def test_default_topics_are_the_nodes_params_file_topics() -> None:
     """One definition (the stage registry) for bag mode and the live nodes: the topics of config/<node>.yaml."""
     for entry in STAGES:
         params_file = Path(__file__).resolve().parents[2] / "config" / f"{entry.node}.yaml"
-        params = yaml.safe_load(params_file.read_text())[entry.node]["ros__parameters"]
+        params = yaml.safe_load(params_file.read_text())[f"/**/{entry.node}"]["ros__parameters"]
         defaults = default_topic_map([entry.stage_class()])  # the class has name, inputs and outputs
         assert {name: params[f"{name}_topic"] for _, name in defaults} == entry.topics
-        assert {name: topic for (_, name), topic in defaults.items()} == entry.topics
+        # resolved as rclpy resolves them for the node at the root namespace
+        assert {name: topic for (_, name), topic in defaults.items()} == {
+            name: resolve_topic(topic, entry.node) for name, topic in entry.topics.items()}
 
 
 def test_stages_are_chosen_by_the_topic_types_of_the_bag() -> None:
@@ -201,7 +204,7 @@ def test_stages_are_chosen_by_the_topic_types_of_the_bag() -> None:
     # a JointState and a camera image are no goal: the action stage needs a goal on its default topic
     assert stages_for_topics({"/camera/image_raw": image, "/camera/camera_info": info, "/joint_states": joints}) \
         == ["robot_pose"]
-    assert stages_for_topics({"/joint_states": joints, "/gen3d/input/goal_keypoints": "geometry_msgs/msg/"
+    assert stages_for_topics({"/joint_states": joints, "/goal_keypoints": "geometry_msgs/msg/"
                               "PolygonStamped", "/points": cloud}) == ["completion", "action"]
 
 

@@ -40,8 +40,8 @@ def test_demo_writes_drive_bag_completed_bag_meshes_preview_and_report(tmp_path:
 
     completed = read_bag_info(out / "completed")["topics"]
     assert {t: completed[t]["count"] for t in completed} == {
-        "/points": 2, "/tf": 2, "/gen3d/completion/mesh": 2, "/gen3d/completion/mesh_marker": 2,
-        "/gen3d/completion/voxels": 2, "/gen3d/completion/coarse_voxels": 2}  # hgca: its coarse stage too
+        "/points": 2, "/tf": 2, "/completion_node/mesh": 2, "/completion_node/marker": 2,
+        "/completion_node/voxels": 2, "/completion_node/coarse_voxels": 2}  # hgca: its coarse stage too
     assert sorted(p.name for p in (out / "meshes").iterdir()) == ["sweep_000.ply", "sweep_001.ply"]
     import open3d as o3d
 
@@ -59,7 +59,7 @@ def test_demo_writes_drive_bag_completed_bag_meshes_preview_and_report(tmp_path:
     assert sorted(p.name for p in robot.iterdir()) == ["joints.png", "overlay.gif", "robot_poses", "robot_video",
                                                        "trajectory.json"]
     poses = read_bag_info(robot / "robot_poses")["topics"]
-    assert poses["/gen3d/robot_pose/joint_states"]["count"] == 3 and poses["/camera/image_raw"]["count"] == 3
+    assert poses["/robot_pose_node/joint_states"]["count"] == 3 and poses["/camera/image_raw"]["count"] == 3
     traj = json.loads((robot / "trajectory.json").read_text())
     assert traj["joint_names"] == ["base_yaw", "shoulder", "elbow", "wrist_pitch", "wrist_roll"]
     times = [p["time_from_start"]["sec"] + 1e-9 * p["time_from_start"]["nanosec"] for p in traj["points"]]

@@ -45,10 +45,10 @@ def test_bag_mode_estimates_the_pose_of_every_camera_frame(tmp_path: Path, capsy
     out = {}
     for m in read_messages(tmp_path / "out"):
         out.setdefault(m.topic, []).append(m)
-    assert sorted(out) == ["/gen3d/robot_pose/camera_pose", "/gen3d/robot_pose/estimate",
-                           "/gen3d/robot_pose/joint_states", "/tf"]
+    assert sorted(out) == ["/robot_pose_node/camera_pose", "/robot_pose_node/estimate",
+                           "/robot_pose_node/joint_states", "/tf"]
     assert [m.log_time_ns for m in out["/tf"]] == [t + 1000 for t in stamps]  # written when the pair completed
-    for m in out["/gen3d/robot_pose/estimate"]:
+    for m in out["/robot_pose_node/estimate"]:
         est = m.msg
         assert est.header.frame_id == CAMERA_FRAME and list(est.joints.name)[0] == "base_yaw"
         assert np.isfinite(np.asarray(est.joints.position)).all()

@@ -43,8 +43,8 @@ def three_topic_messages(n: int = 3) -> list[tuple[str, object, int]]:
     for i in range(n):
         t = T0_NS + i * 100_000_000
         out.append(("/points", cloud_msg(i, t), t))
-        out.append(("/gen3d/completion/mesh", completed_mesh(f, t), t + 1))
-        out.append(("/gen3d/completion/mesh_marker",
+        out.append(("/completion_node/mesh", completed_mesh(f, t), t + 1))
+        out.append(("/completion_node/marker",
                     mesh_to_marker(VERTICES, FACES, f, header=header(f, t), vertex_colors=COLORS), t + 2))
     return out
 
@@ -63,8 +63,8 @@ def test_round_trip_keeps_cloud_completed_mesh_and_marker(tmp_path: Path, storag
     assert info["message_count"] == 9
     assert {k: v["type"] for k, v in info["topics"].items()} == {
         "/points": "sensor_msgs/msg/PointCloud2",
-        "/gen3d/completion/mesh": "gen3d_ros/msg/CompletedMesh",
-        "/gen3d/completion/mesh_marker": "visualization_msgs/msg/Marker",
+        "/completion_node/mesh": "gen3d_ros/msg/CompletedMesh",
+        "/completion_node/marker": "visualization_msgs/msg/Marker",
     }
     read = list(read_messages(out))
     assert [(m.topic, m.log_time_ns) for m in read] == sorted([(t, ns) for t, _, ns in written], key=lambda x: x[1])
@@ -76,7 +76,7 @@ def test_round_trip_keeps_cloud_completed_mesh_and_marker(tmp_path: Path, storag
             np.testing.assert_array_equal(pointcloud2_to_arrays(got.msg).points, pointcloud2_to_arrays(sent).points)
             np.testing.assert_array_equal(pointcloud2_to_arrays(got.msg).fields["intensity"],
                                           pointcloud2_to_arrays(sent).fields["intensity"])
-        elif topic == "/gen3d/completion/mesh":
+        elif topic == "/completion_node/mesh":
             assert got.msg.model_id == "test-model" and got.msg.input_points == 1234 and got.msg.steps == 3
             assert got.msg.voxel_size == pytest.approx(0.2)
             assert len(got.msg.mesh.triangles) == len(FACES) and len(got.msg.vertex_colors) == len(VERTICES)
@@ -92,8 +92,8 @@ def test_round_trip_keeps_cloud_completed_mesh_and_marker(tmp_path: Path, storag
 def test_single_file_output_round_trips(tmp_path: Path, name: str) -> None:
     out = write_bag(tmp_path / name, three_topic_messages(1))
     assert out.is_file()
-    assert [m.topic for m in read_messages(out)] == ["/points", "/gen3d/completion/mesh",
-                                                     "/gen3d/completion/mesh_marker"]
+    assert [m.topic for m in read_messages(out)] == ["/points", "/completion_node/mesh",
+                                                     "/completion_node/marker"]
     assert leftovers(tmp_path) == []
 
 

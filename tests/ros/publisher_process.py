@@ -1,6 +1,6 @@
 """A separate ROS process for the graph tests (run as a script; SIGINT/SIGTERM end it with exit code 0).
 
-    publisher_process.py cloud --topic /gen3d/input/cloud --rate 10 --count 300 --t0-ns 1000000000000
+    publisher_process.py cloud --topic /points --rate 10 --count 300 --t0-ns 1000000000000
         synthetic plane + box clouds, frame ``lidar_test``, stamp t0 + i * 100 ms for i = 0, 1, …; ``--points N``
         points (default 4000) of ``--point-step`` bytes (default 16; 32 pads like a driver's layout),
         ``--qos reliable`` (default, depth 5) or ``best_effort`` (what ``sensor_data`` drivers publish with);

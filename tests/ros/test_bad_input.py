@@ -32,12 +32,12 @@ def test_bad_clouds_are_rejected_and_counted_and_the_node_keeps_meshing(ros, exe
     node = rclpy.create_node("bad_input_test", context=context)
     executor.add_node(node)
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pub = node.create_publisher(PointCloud2, "/gen3d/input/cloud", reliable)
+    pub = node.create_publisher(PointCloud2, "/points", reliable)
     meshes: list = []
-    node.create_subscription(CompletedMesh, "/gen3d/completion/mesh", meshes.append, reliable)
+    node.create_subscription(CompletedMesh, "/completion_node/mesh", meshes.append, reliable)
     diag: list = []
     node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda a: diag.extend(s for s in a.status if s.name.startswith("completion_node")),
+                             lambda a: diag.extend(s for s in a.status if s.name.startswith("/completion_node")),
                              reliable)
     alive = [node_proc]
     assert spin_until(executor, lambda: diag and pub.get_subscription_count() > 0, 30.0, alive=alive), \
@@ -108,12 +108,12 @@ def test_live_malformed_set_is_counted_while_the_node_keeps_serving(ros, executo
     node = rclpy.create_node("malformed_set_test", context=context)
     executor.add_node(node)
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pub = node.create_publisher(PointCloud2, "/gen3d/input/cloud", reliable)
+    pub = node.create_publisher(PointCloud2, "/points", reliable)
     meshes: list = []
-    node.create_subscription(CompletedMesh, "/gen3d/completion/mesh", meshes.append, reliable)
+    node.create_subscription(CompletedMesh, "/completion_node/mesh", meshes.append, reliable)
     diag: list = []
     node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda a: diag.extend(s for s in a.status if s.name.startswith("completion_node")),
+                             lambda a: diag.extend(s for s in a.status if s.name.startswith("/completion_node")),
                              reliable)
     client = node.create_client(GetParameters, "/completion_node/get_parameters")
     alive = [node_proc]

@@ -127,12 +127,12 @@ def test_the_node_publishes_coarse_voxels_before_the_mesh_of_the_same_stamp(ros,
     executor.add_node(node)
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     arrivals: list[tuple[str, int, float]] = []  # (output, stamp, monotonic arrival)
-    for name, msgtype, topic in [("coarse_voxels", PointCloud2, "/gen3d/completion/coarse_voxels"),
-                                 ("mesh_marker", Marker, "/gen3d/completion/mesh_marker"),
-                                 ("completed_mesh", CompletedMesh, "/gen3d/completion/mesh")]:
+    for name, msgtype, topic in [("coarse_voxels", PointCloud2, "/completion_node/coarse_voxels"),
+                                 ("mesh_marker", Marker, "/completion_node/marker"),
+                                 ("completed_mesh", CompletedMesh, "/completion_node/mesh")]:
         node.create_subscription(msgtype, topic, lambda msg, name=name: arrivals.append(
             (name, stamp_ns_of(msg), time.monotonic())), reliable)
-    pub = node.create_publisher(PointCloud2, "/gen3d/input/cloud", reliable)
+    pub = node.create_publisher(PointCloud2, "/points", reliable)
     assert spin_until(executor, lambda: host._stage_process.has_stage and pub.get_subscription_count() > 0, 60.0)
 
     stamps = [T0_NS, T0_NS + 100_000_000]

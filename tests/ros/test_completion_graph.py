@@ -43,7 +43,7 @@ def test_completion_node_meshes_published_clouds_keeping_stamp_and_frame(ros, ex
     from gen3d_ros.msg import CompletedMesh
 
     node_proc = children("completion_node", NODE_ARGS)
-    publisher = children("cloud_publisher", [str(PUBLISHER), "cloud", "--topic", "/gen3d/input/cloud",
+    publisher = children("cloud_publisher", [str(PUBLISHER), "cloud", "--topic", "/points",
                                              "--rate", "10", "--count", str(N_FRAMES), "--t0-ns", str(T0_NS)])
     published = {T0_NS + i * FRAME_PERIOD_NS for i in range(N_FRAMES)}
 
@@ -51,12 +51,12 @@ def test_completion_node_meshes_published_clouds_keeping_stamp_and_frame(ros, ex
     executor.add_node(node)
     got: dict[str, list] = {"marker": [], "mesh": [], "voxels": [], "diag": []}
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-    node.create_subscription(Marker, "/gen3d/completion/mesh_marker", got["marker"].append, reliable)
-    node.create_subscription(CompletedMesh, "/gen3d/completion/mesh", got["mesh"].append, reliable)
-    node.create_subscription(PointCloud2, "/gen3d/completion/voxels", got["voxels"].append, reliable)
+    node.create_subscription(Marker, "/completion_node/marker", got["marker"].append, reliable)
+    node.create_subscription(CompletedMesh, "/completion_node/mesh", got["mesh"].append, reliable)
+    node.create_subscription(PointCloud2, "/completion_node/voxels", got["voxels"].append, reliable)
 
     def on_diagnostics(array) -> None:
-        got["diag"] += [s for s in array.status if s.name.startswith("completion_node")]
+        got["diag"] += [s for s in array.status if s.name.startswith("/completion_node")]
 
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, reliable)
 

@@ -44,11 +44,11 @@ def test_hgca_node_publishes_decoded_mesh_of_a_simulated_sweep(ros, executor, ch
     def on(name: str):
         return lambda msg: (got[name].append(msg), arrivals.append((name, stamp_ns_of(msg))))
 
-    node.create_subscription(PointCloud2, "/gen3d/completion/coarse_voxels", on("coarse"), reliable)
-    node.create_subscription(Marker, "/gen3d/completion/mesh_marker", on("marker"), reliable)
-    node.create_subscription(CompletedMesh, "/gen3d/completion/mesh", on("mesh"), reliable)
-    node.create_subscription(PointCloud2, "/gen3d/completion/voxels", on("voxels"), reliable)
-    pub = node.create_publisher(PointCloud2, "/gen3d/input/cloud", reliable)
+    node.create_subscription(PointCloud2, "/completion_node/coarse_voxels", on("coarse"), reliable)
+    node.create_subscription(Marker, "/completion_node/marker", on("marker"), reliable)
+    node.create_subscription(CompletedMesh, "/completion_node/mesh", on("mesh"), reliable)
+    node.create_subscription(PointCloud2, "/completion_node/voxels", on("voxels"), reliable)
+    pub = node.create_publisher(PointCloud2, "/points", reliable)
     sent: list[int] = []
 
     def publish() -> None:

@@ -30,10 +30,10 @@ def _listen(rclpy, context, executor, name: str):
     executor.add_node(node)
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     meshes: list = []
-    node.create_subscription(CompletedMesh, "/gen3d/completion/mesh", meshes.append, reliable)
+    node.create_subscription(CompletedMesh, "/completion_node/mesh", meshes.append, reliable)
     diag: list = []
     node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda a: diag.extend(s for s in a.status if s.name.startswith("completion_node")),
+                             lambda a: diag.extend(s for s in a.status if s.name.startswith("/completion_node")),
                              reliable)
     return meshes, diag
 
@@ -42,7 +42,7 @@ def test_real_size_clouds_arrive_by_default_and_best_effort_publishers_still_mat
     rclpy, context = ros
     node_proc = children("completion_node", NODE)
     meshes, diag = _listen(rclpy, context, executor, "large_cloud_test")
-    big = children("big_publisher", [str(PUBLISHER), "cloud", "--topic", "/gen3d/input/cloud", "--rate", "10",
+    big = children("big_publisher", [str(PUBLISHER), "cloud", "--topic", "/points", "--rate", "10",
                                      "--count", str(BIG_COUNT), "--points", str(BIG_POINTS), "--point-step",
                                      str(BIG_STEP), "--t0-ns", str(T0_BIG), "--wait-subscriber"])
     alive = [node_proc, big]
@@ -67,7 +67,7 @@ def test_real_size_clouds_arrive_by_default_and_best_effort_publishers_still_mat
     # The reliable publisher goes, a best-effort one (sensor_data QoS) comes: auto subscribes best effort.
     big.stop()
     alive = [node_proc]
-    small = children("best_effort_publisher", [str(PUBLISHER), "cloud", "--topic", "/gen3d/input/cloud",
+    small = children("best_effort_publisher", [str(PUBLISHER), "cloud", "--topic", "/points",
                                                "--rate", "10", "--count", "100000", "--qos", "best_effort",
                                                "--t0-ns", str(T0_SMALL)])
     alive.append(small)
@@ -81,7 +81,7 @@ def test_incompatible_publisher_makes_diagnostics_warn_with_the_reason(ros, exec
     rclpy, context = ros
     node_proc = children("completion_node", NODE + ["-p", "input_qos:=reliable", "-p", "input_timeout:=1.0"])
     meshes, diag = _listen(rclpy, context, executor, "incompatible_qos_test")
-    publisher = children("best_effort_publisher", [str(PUBLISHER), "cloud", "--topic", "/gen3d/input/cloud",
+    publisher = children("best_effort_publisher", [str(PUBLISHER), "cloud", "--topic", "/points",
                                                    "--rate", "10", "--count", "100000", "--qos", "best_effort"])
     alive = [node_proc, publisher]
 
@@ -90,7 +90,7 @@ def test_incompatible_publisher_makes_diagnostics_warn_with_the_reason(ros, exec
 
     assert spin_until(executor, warned, 40.0, alive=alive), (diag[-1:], node_proc.output())
     message = diag[-1].message
-    assert "nothing received on /gen3d/input/cloud" in message and "best effort" in message, message
+    assert "nothing received on /points" in message and "best effort" in message, message
     values = diagnostic_values(diag[-1])
     assert values["received"] == "0" and values["input.cloud.publishers"] == "1 (1 best effort)", values
     assert not meshes

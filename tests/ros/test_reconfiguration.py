@@ -63,8 +63,8 @@ def test_missing_or_wrong_checkpoint_is_rejected_naming_the_path(ros, executor, 
 
     reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
     meshes: list = []
-    node.create_subscription(CompletedMesh, "/gen3d/completion/mesh", meshes.append, reliable)
-    pub = node.create_publisher(PointCloud2, "/gen3d/input/cloud", reliable)
+    node.create_subscription(CompletedMesh, "/completion_node/mesh", meshes.append, reliable)
+    pub = node.create_publisher(PointCloud2, "/points", reliable)
     cloud = make_cloud(plane_and_box(seed=1), stamp_ns=123_000_000_000)
     assert spin_until(executor, lambda: pub.get_subscription_count() > 0, 10.0)
     pub.publish(cloud)

@@ -28,12 +28,12 @@ def test_diagnostics_and_parameter_service_stay_live_during_a_slow_frame(ros, ex
     node = rclpy.create_node("responsiveness_test", context=context)
     executor.add_node(node)
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pub = node.create_publisher(PointCloud2, "/gen3d/input/cloud", reliable)
+    pub = node.create_publisher(PointCloud2, "/points", reliable)
     diag: list = []  # (node clock stamp in s, status)
 
     def on_diagnostics(array) -> None:
         stamp = array.header.stamp.sec + array.header.stamp.nanosec * 1e-9
-        diag.extend((stamp, s) for s in array.status if s.name.startswith("completion_node"))
+        diag.extend((stamp, s) for s in array.status if s.name.startswith("/completion_node"))
 
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, reliable)
     client = node.create_client(GetParameters, "/completion_node/get_parameters")

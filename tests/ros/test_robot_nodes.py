@@ -55,16 +55,16 @@ def test_pose_node_answers_an_image_pair_with_joints_camera_pose_and_tf(ros, exe
     executor.add_node(node)
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     got: dict[str, list] = {"estimate": [], "joints": [], "pose": [], "tf": []}
-    node.create_subscription(RobotPoseEstimate, "/gen3d/robot_pose/estimate", got["estimate"].append, reliable)
-    node.create_subscription(JointState, "/gen3d/robot_pose/joint_states", got["joints"].append, reliable)
-    node.create_subscription(PoseStamped, "/gen3d/robot_pose/camera_pose", got["pose"].append, reliable)
+    node.create_subscription(RobotPoseEstimate, "/robot_pose_node/estimate", got["estimate"].append, reliable)
+    node.create_subscription(JointState, "/robot_pose_node/joint_states", got["joints"].append, reliable)
+    node.create_subscription(PoseStamped, "/robot_pose_node/camera_pose", got["pose"].append, reliable)
     node.create_subscription(TFMessage, "/tf", got["tf"].append, reliable)
     diag: list = []
     node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda a: diag.extend(s for s in a.status if s.name.startswith("robot_pose_node")),
+                             lambda a: diag.extend(s for s in a.status if s.name.startswith("/robot_pose_node")),
                              reliable)
-    image_pub = node.create_publisher(Image, "/gen3d/input/image", reliable)
-    info_pub = node.create_publisher(CameraInfo, "/gen3d/input/camera_info", reliable)
+    image_pub = node.create_publisher(Image, "/image", reliable)
+    info_pub = node.create_publisher(CameraInfo, "/camera_info", reliable)
     alive = [node_proc]
     assert spin_until(executor, lambda: bool(diag) and image_pub.get_subscription_count() > 0
                       and info_pub.get_subscription_count() > 0, 30.0, alive=alive), node_proc.output()
@@ -130,11 +130,11 @@ def test_action_node_answers_a_keypoint_goal_with_a_timed_joint_trajectory(ros, 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     trajectories: list = []
     actions: list = []
-    node.create_subscription(JointTrajectory, "/gen3d/action/trajectory", trajectories.append, reliable)
-    node.create_subscription(RobotAction, "/gen3d/action/action", actions.append, reliable)
+    node.create_subscription(JointTrajectory, "/action_node/trajectory", trajectories.append, reliable)
+    node.create_subscription(RobotAction, "/action_node/action", actions.append, reliable)
     joints_pub = node.create_publisher(JointState, "/joint_states", reliable)
-    info_pub = node.create_publisher(CameraInfo, "/gen3d/input/camera_info", reliable)
-    goal_pub = node.create_publisher(PolygonStamped, "/gen3d/input/goal_keypoints", reliable)
+    info_pub = node.create_publisher(CameraInfo, "/camera_info", reliable)
+    goal_pub = node.create_publisher(PolygonStamped, "/goal_keypoints", reliable)
     alive = [node_proc]
     assert spin_until(executor, lambda: all(p.get_subscription_count() for p in (joints_pub, info_pub, goal_pub)),
                       30.0, alive=alive), node_proc.output()

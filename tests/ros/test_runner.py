@@ -25,9 +25,9 @@ def test_runner_starts_the_nodes_of_the_params_file_and_stops_cleanly_on_sigterm
     node = rclpy.create_node("runner_test", context=context)
     executor.add_node(node)
     reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-    pub = node.create_publisher(PointCloud2, "/gen3d/input/cloud", reliable)
+    pub = node.create_publisher(PointCloud2, "/points", reliable)
     meshes: list = []
-    node.create_subscription(CompletedMesh, "/gen3d/completion/mesh", meshes.append, reliable)
+    node.create_subscription(CompletedMesh, "/completion_node/mesh", meshes.append, reliable)
     stamp = 1_234_000_000_005
     cloud = make_cloud(plane_and_box(seed=1), stamp_ns=stamp)
     deadline = time.monotonic() + 30.0
