@@ -2,8 +2,9 @@
 
     ros2 launch gen3d_ros completion.launch.py                             # config/completion_node.yaml
     ros2 launch gen3d_ros completion.launch.py params_file:=/path/to/my.yaml rviz:=true
+    ros2 launch gen3d_ros completion.launch.py namespace:=car1 use_sim_time:=true   # listens on /car1/points
 
-Topics are parameters (``cloud_topic`` …, see the params file). Without ``ros2 launch``:
+Topics are parameters (``cloud_topic`` …, see the params file), relative to ``namespace``. Without ``ros2 launch``:
 ``python -m gen3d_ros.ros.completion_node --ros-args --params-file config/completion_node.yaml``.
 """
 

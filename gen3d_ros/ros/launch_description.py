@@ -2,7 +2,9 @@
 
 Each node runs the generic ``lib/gen3d_ros/stage_node`` executable (:mod:`gen3d_ros.ros.node_main`) with its node
 name as first argument and as ROS node name (= the params file's section), the ``params_file`` and ``log_level``
-launch arguments, and an optional rviz2 (``rviz:=true``, ``config/gen3d.rviz``). The nodes are those of
+launch arguments, ``namespace`` (every node under it: ``namespace:=car1`` puts the topics at ``/car1/points``,
+``/car1/completion_node/mesh`` …; the params files' ``/**/<node>`` sections still apply) and ``use_sim_time``
+(``true`` when replaying a bag with ``--clock``), and an optional rviz2 (``rviz:=true``, ``config/gen3d.rviz``). The nodes are those of
 :data:`gen3d_ros.pipeline.registry.STAGES`, so a new stage needs no launch or script change.
 ``launch`` / ``launch_ros`` are imported when a description is built, so importing this module needs neither.
 """
@@ -46,15 +48,22 @@ def launch_description(nodes: Sequence[str], params_file: str, params_descriptio
     share = FindPackageShare(PACKAGE)
     params = LaunchConfiguration("params_file")
     log_level = LaunchConfiguration("log_level")
+    namespace = LaunchConfiguration("namespace")
+    sim_time = {"use_sim_time": LaunchConfiguration("use_sim_time")}
     return LaunchDescription([
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", params_file]),
                               description=params_description),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start rviz2 with config/gen3d.rviz"),
-        *(Node(package=PACKAGE, executable=NODE_EXECUTABLE, name=name, parameters=[params], output="screen",
-               emulate_tty=True, arguments=[name, "--ros-args", "--log-level", log_level])
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace of the nodes and their relative topics, e.g. car1"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="use /clock (a bag played with --clock) instead of the system clock"),
+        *(Node(package=PACKAGE, executable=NODE_EXECUTABLE, name=name, namespace=namespace,
+               parameters=[params, sim_time], output="screen", emulate_tty=True,
+               arguments=[name, "--ros-args", "--log-level", log_level])
           for name in nodes),
-        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen", parameters=[sim_time],
              arguments=["-d", PathJoinSubstitution([share, "config", "gen3d.rviz"])],
              condition=IfCondition(LaunchConfiguration("rviz"))),
     ])

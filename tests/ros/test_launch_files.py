@@ -113,8 +113,12 @@ def test_launch_file_starts_installed_executables_with_an_existing_params_file(p
         assert script.is_file() and os.access(script, os.X_OK), f"{script} missing or not executable"
         assert "from gen3d_ros.ros.node_main import main" in script.read_text()
         assert name in node_names() and node.kwargs["arguments"][0] == name  # stage_node NODE --ros-args ...
-        params_file = launch_standins["launch.substitutions"].LaunchConfiguration("params_file")
-        assert node.kwargs["parameters"] == [params_file]
+        subst = launch_standins["launch.substitutions"]
+        # the params file, then use_sim_time from its launch argument; every node under the namespace argument
+        assert node.kwargs["parameters"] == [subst.LaunchConfiguration("params_file"),
+                                             {"use_sim_time": subst.LaunchConfiguration("use_sim_time")}]
+        assert node.kwargs["namespace"] == subst.LaunchConfiguration("namespace")
+        assert {"namespace", "use_sim_time"} <= set(arguments)
         # the params file has a section for this node
         assert f"/**/{name}" in yaml.safe_load(default.read_text())
     rviz = [e for e in entries if type(e).__name__ == "Node" and e.kwargs["package"] == "rviz2"]
@@ -157,10 +161,17 @@ def expected_entries(standins: dict, nodes: list[str], params_file: str, params_
         actions.DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
         actions.DeclareLaunchArgument("rviz", default_value="false",
                                       description="also start rviz2 with config/gen3d.rviz"),
-        *(Node(package="gen3d_ros", executable="stage_node", name=name, parameters=[config("params_file")],
+        actions.DeclareLaunchArgument("namespace", default_value="",
+                                      description="namespace of the nodes and their relative topics, e.g. car1"),
+        actions.DeclareLaunchArgument("use_sim_time", default_value="false",
+                                      description="use /clock (a bag played with --clock) instead of the system "
+                                                  "clock"),
+        *(Node(package="gen3d_ros", executable="stage_node", name=name, namespace=config("namespace"),
+               parameters=[config("params_file"), {"use_sim_time": config("use_sim_time")}],
                output="screen", emulate_tty=True, arguments=[name, "--ros-args", "--log-level", config("log_level")])
           for name in nodes),
         Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+             parameters=[{"use_sim_time": config("use_sim_time")}],
              arguments=["-d", subst.PathJoinSubstitution([share, "config", "gen3d.rviz"])],
              condition=standins["launch.conditions"].IfCondition(config("rviz"))),
     ]
