@@ -2,7 +2,7 @@
 
     ros2 launch gen3d_ros gen3d.launch.py                                  # config/gen3d.yaml of the package
     ros2 launch gen3d_ros gen3d.launch.py params_file:=/path/to/my.yaml rviz:=true log_level:=debug
-    ros2 launch gen3d_ros gen3d.launch.py namespace:=car1 use_sim_time:=true   # /car1/points -> /car1/completion_node/mesh
+    ros2 launch gen3d_ros gen3d.launch.py namespace:=car1 use_sim_time:=true   # /car1/points ...
 
 Without ``ros2 launch`` (pip machines): ``gen3d run --params-file config/gen3d.yaml`` starts the same nodes.
 """

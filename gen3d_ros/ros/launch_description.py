@@ -4,7 +4,8 @@ Each node runs the generic ``lib/gen3d_ros/stage_node`` executable (:mod:`gen3d_
 name as first argument and as ROS node name (= the params file's section), the ``params_file`` and ``log_level``
 launch arguments, ``namespace`` (every node under it: ``namespace:=car1`` puts the topics at ``/car1/points``,
 ``/car1/completion_node/mesh`` …; the params files' ``/**/<node>`` sections still apply) and ``use_sim_time``
-(``true`` when replaying a bag with ``--clock``), and an optional rviz2 (``rviz:=true``, ``config/gen3d.rviz``). The nodes are those of
+(``true`` when replaying a bag with ``--clock``), and an optional rviz2 (``rviz:=true``, ``config/gen3d.rviz``).
+The nodes are those of
 :data:`gen3d_ros.pipeline.registry.STAGES`, so a new stage needs no launch or script change.
 ``launch`` / ``launch_ros`` are imported when a description is built, so importing this module needs neither.
 """
