@@ -61,6 +61,11 @@ def default_hgca_checkpoint() -> Path:
     return packaged_model("hgca_demo.pt", "gen3d train-completion --stage hierarchy --preset demo -o runs/hgca_demo")
 
 
+def default_cgca_checkpoint() -> Path:
+    """The single-level cGCA committed with the package (``cgca_demo.pt``; see its model card)."""
+    return packaged_model("cgca_demo.pt", "gen3d train-completion --stage fine --preset demo_flat")
+
+
 def _state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 

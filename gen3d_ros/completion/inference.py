@@ -28,8 +28,8 @@ import torch
 
 from gen3d_ros.checkpoints import CheckpointError, checkpoint_contents
 from gen3d_ros.completion.cgca import cgca_complete
-from gen3d_ros.completion.checkpoint import (checkpoint_grid, default_hgca_checkpoint, load_bundle, load_cgca,
-                                            load_gca)
+from gen3d_ros.completion.checkpoint import (checkpoint_grid, default_cgca_checkpoint, default_hgca_checkpoint,
+                                            load_bundle, load_cgca, load_gca)
 from gen3d_ros.completion.gca import complete
 from gen3d_ros.completion.grid import prepare_sweep
 from gen3d_ros.completion.latent import CGCAAutoencoder
@@ -320,16 +320,68 @@ class SceneCompleter:
                                self.coarse.voxel_size, self.origin, steps, len(points), samples, timings)
 
     def _mesh(self, final, cells: np.ndarray) -> TriangleMesh:
-        """The decoder's UDF around the final fine cells, meshed by ``config.mesher``, coloured by height."""
-        cfg = self.config
-        latents = SparseTensor(final.latents.to(cfg.device), final.cells.to(cfg.device))
-        if cfg.mesher == "torch":
-            udf_t = self.autoencoder.udf_function_torch(latents, self.fine_voxel, self.origin,
-                                                        half=cfg.half_precision_decoder)
-            return mesh_from_udf_torch(udf_t, final.cells[:, 1:].to(cfg.device), self.fine_voxel, self.origin,
-                                       resolution=cfg.mesh_resolution, device=cfg.device)
-        udf = self.autoencoder.udf_function(latents, self.fine_voxel, self.origin)
-        mesh = mesh_from_udf(udf, cells, self.fine_voxel, self.origin, resolution=cfg.mesh_resolution)
-        if len(mesh.vertices):
-            mesh = TriangleMesh(mesh.vertices, mesh.faces, height_colors(mesh.vertices))
-        return mesh
+        return decode_mesh(self.autoencoder, final, cells, self.fine_voxel, self.origin, self.config)
+
+
+def decode_mesh(autoencoder: CGCAAutoencoder, final, cells: np.ndarray, voxel: float, origin: np.ndarray,
+                cfg: SceneCompleterConfig) -> TriangleMesh:
+    """The decoder's UDF around the final cGCA cells (``final``: a ``CGCAResult``; ``cells`` (K, 3) int32 on the
+    grid of ``voxel`` metres, corner ``origin``), meshed by ``cfg.mesher``, coloured by height."""
+    latents = SparseTensor(final.latents.to(cfg.device), final.cells.to(cfg.device))
+    if cfg.mesher == "torch":
+        udf_t = autoencoder.udf_function_torch(latents, voxel, origin, half=cfg.half_precision_decoder)
+        return mesh_from_udf_torch(udf_t, final.cells[:, 1:].to(cfg.device), voxel, origin,
+                                   resolution=cfg.mesh_resolution, device=cfg.device)
+    udf = autoencoder.udf_function(latents, voxel, origin)
+    mesh = mesh_from_udf(udf, cells, voxel, origin, resolution=cfg.mesh_resolution)
+    if len(mesh.vertices):
+        mesh = TriangleMesh(mesh.vertices, mesh.faces, height_colors(mesh.vertices))
+    return mesh
+
+
+class CGCACompleter:
+    """A single-level cGCA (``gen3d train-completion --stage fine`` without a coarse condition, e.g. the packaged
+    ``cgca_demo.pt``): the sweep's points encoded on its grid, grown by the kernel, decoded to a mesh.
+    ``complete(points)`` -> :class:`SceneCompletion` (no coarse stage: ``coarse_cells`` empty)."""
+
+    def __init__(self, checkpoint: str | Path | None = None, config: SceneCompleterConfig | None = None,
+                 *, backend: str | None = None) -> None:
+        self.config = config or SceneCompleterConfig()
+        check_device(self.config.device)
+        path = Path(checkpoint) if checkpoint else default_cgca_checkpoint()
+        self.model, self.autoencoder, ckpt = load_cgca(path, device=self.config.device, backend=backend)
+        if self.model.coarse_scale:
+            raise CheckpointError(f"{path}: a fine stage conditioned on a coarse one (coarse_scale "
+                                  f"{self.model.coarse_scale}); run it inside an hGCA bundle (method hgca)")
+        self.fine_data = dict(ckpt["train_config"]["data"] or ckpt["autoencoder"]["train_config"]["data"])
+        grid = checkpoint_grid(ckpt, str(path))
+        self.grid = grid.with_half_extent(self.config.half_extent_m) if self.config.half_extent_m > 0 else grid
+        self.model_id = f"cgca:{path.name}"
+        self.rng = np.random.default_rng(self.config.seed)
+
+    def complete(self, points: np.ndarray, *, seed: int | None = None) -> SceneCompletion:
+        """Complete one sweep: ``points`` (N, 3) metres, sensor frame (model frame when aligned)."""
+        cfg, g = self.config, self.grid
+        seed = cfg.seed if seed is None else int(seed)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        points = prepare_sweep(np.asarray(points, np.float64).reshape(-1, 3), roi_radius_m=cfg.roi_radius_m,
+                               max_points=cfg.max_points, rng=self.rng).points
+        idx = g.cell_indices(points)
+        inside = g.contains(idx)
+        if not inside.any():
+            raise ValueError(f"no point lies in the model's grid: {g}")
+        cells, latents = encode_cells(self.autoencoder, points[inside], g.voxel_size, g.origin)
+        timings["encode"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        out = cgca_complete(self.model, _with_batch(cells), latents, steps=cfg.fine_steps or None,
+                            bounds=g.bounds, generator=torch.Generator(device=cfg.device).manual_seed(seed))
+        final = out.cells[:, 1:].numpy().astype(np.int32)
+        timings["fine"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        mesh = (decode_mesh(self.autoencoder, out, final, g.voxel_size, g.origin, cfg) if cfg.mesh and len(final)
+                else TriangleMesh.empty())
+        timings["mesh"] = (time.perf_counter() - t0) * 1e3
+        steps = int(cfg.fine_steps or self.model.config.steps)
+        return SceneCompletion(mesh, final, np.zeros((0, 3), np.int32), cells.numpy().astype(np.int32),
+                               g.voxel_size, 0.0, g.origin, (0, steps), len(points), [final], timings)

@@ -5,6 +5,8 @@ Methods (``CompletionConfig.method``):
   always available, the baseline.
 - ``gca``: a trained Generative Cellular Automata kernel (``checkpoint``) grows the scan into a complete
   scene on its training grid around the sensor; the completed voxels are meshed by marching cubes.
+- ``cgca``: a single-level cGCA (:class:`~gen3d_ros.completion.inference.CGCACompleter`, the packaged
+  ``cgca_demo.pt``): the sweep encoded on its 0.2 m grid, grown, its decoder's distance field meshed.
 - ``hgca``: the hierarchy (:class:`~gen3d_ros.completion.inference.SceneCompleter`): coarse GCA with the BEV planner,
   fine cGCA inside it, the decoder's distance field meshed (continuous geometry, not voxel steps). The coarse
   completion goes to ``process``'s ``on_coarse`` as soon as it exists, seconds before the mesh.
@@ -32,7 +34,7 @@ from gen3d_ros.completion.voxelize import voxel_centers, voxelize
 from gen3d_ros.config import param, validate
 
 CLASSICAL_METHODS = ("classical-poisson", "classical-ballpivot")
-METHODS = (*CLASSICAL_METHODS, "gca", "hgca")
+METHODS = (*CLASSICAL_METHODS, "gca", "cgca", "hgca")
 
 
 HGCA_DEFAULTS = {
@@ -58,14 +60,16 @@ class CompletionConfig:
     """Knobs of the completion processor; every field is also a ROS parameter of ``completion_node``."""
 
     method: str = param("classical-poisson", "completion method", choices=METHODS)
-    checkpoint: str = param("", "gca: model.pt of gen3d train-completion; hgca: hgca.pt of --stage hierarchy; "
-                                "empty: the packaged demo model")
+    checkpoint: str = param("", "gca: model.pt of gen3d train-completion; cgca: model.pt of --stage fine without a "
+                                "coarse condition; hgca: hgca.pt of --stage hierarchy; empty: the packaged demo "
+                                "model")
     steps: int = param(0, "GCA transitions (hgca: of the coarse stage); 0: the model's default (hgca: see "
                           "HGCA_DEFAULTS)", lo=0, hi=200)
     fine_steps: int = param(0, "hgca: fine cGCA transitions; 0: the model's default (see HGCA_DEFAULTS)",
                             lo=0, hi=200)
-    region_half_extent: float = param(0.0, "hgca: half side of the square region (x, y) completed around the "
-                                           "sensor; 0: 51.2 m on a GPU, 25.6 m on the CPU", unit="m", lo=0.0,
+    region_half_extent: float = param(0.0, "hgca, cgca: half side of the square region (x, y) completed around "
+                                           "the sensor; 0: hgca 51.2 m on a GPU, 25.6 m on the CPU; cgca its "
+                                           "training box", unit="m", lo=0.0,
                                       hi=200.0)
     # One lattice step per 0.2 m voxel: the same F-score as two (0.476 vs 0.476 on the +-51.2 m OS1-128 sweep of
     # bench/performance.py) with 4.4x fewer triangles and 3x less meshing time.
@@ -121,14 +125,17 @@ class CompletionConfig:
         """
         if self.method in CLASSICAL_METHODS:
             return
-        from gen3d_ros.completion.checkpoint import (BUNDLE_FORMAT, GCA_FORMAT, PLANNED_GCA_FORMAT,
-                                                    default_gca_checkpoint, default_hgca_checkpoint)
+        from gen3d_ros.completion.checkpoint import (BUNDLE_FORMAT, CGCA_FORMAT, GCA_FORMAT, PLANNED_GCA_FORMAT,
+                                                    default_cgca_checkpoint, default_gca_checkpoint,
+                                                    default_hgca_checkpoint)
         from gen3d_ros.devices import check_device
 
         check_device(self.device)  # DeviceError is a ValueError
         gca_formats = (GCA_FORMAT, PLANNED_GCA_FORMAT)
         if self.method == "gca":
             _check_checkpoint("checkpoint", self.checkpoint, default_gca_checkpoint, "GCA", gca_formats)
+        elif self.method == "cgca":
+            _check_checkpoint("checkpoint", self.checkpoint, default_cgca_checkpoint, "cGCA", (CGCA_FORMAT,))
         elif self.method == "hgca":
             _check_checkpoint("checkpoint", self.checkpoint, default_hgca_checkpoint, "hGCA bundle",
                               (BUNDLE_FORMAT,))
@@ -203,7 +210,7 @@ class CompletionProcessor:
         import torch
 
         from gen3d_ros.completion.checkpoint import default_gca_checkpoint
-        from gen3d_ros.completion.inference import GCACompleter, SceneCompleter, SceneCompleterConfig
+        from gen3d_ros.completion.inference import CGCACompleter, GCACompleter, SceneCompleter, SceneCompleterConfig
 
         if c.threads > 0:
             torch.set_num_threads(c.threads)
@@ -214,6 +221,10 @@ class CompletionProcessor:
                 coarse_steps=c.steps or d["coarse_steps"], fine_steps=c.fine_steps or d["fine_steps"],
                 half_extent_m=c.region_half_extent or d["region_half_extent"], mesh_resolution=c.mesh_resolution,
                 max_points=0, device=c.device, coarse_checkpoint=c.coarse_checkpoint, seed=c.seed))
+        if c.method == "cgca":  # its training grid unless a region is given (0.2 m cells: slow on wide boxes)
+            return CGCACompleter(c.checkpoint or None, SceneCompleterConfig(
+                fine_steps=c.steps, half_extent_m=c.region_half_extent,
+                mesh_resolution=c.mesh_resolution, max_points=0, device=c.device, seed=c.seed))
         return GCACompleter(c.checkpoint or str(default_gca_checkpoint()), device=c.device, steps=c.steps or None)
 
     @property
@@ -252,7 +263,7 @@ class CompletionProcessor:
                 if on_coarse is not None:
                     user_on_coarse = on_coarse
                     on_coarse = lambda centres: user_on_coarse(alignment.to_cloud(centres))  # noqa: E731
-            if self.config.method == "hgca":
+            if self.config.method in ("hgca", "cgca"):
                 result = self._process_hgca(points, dropped, start, on_coarse)
             else:
                 result = self._process_gca(points, dropped)
@@ -345,9 +356,9 @@ class CompletionProcessor:
                 raise
             raise EmptyInputError(str(exc)) from exc  # nothing on the model's grid
         self.calls += 1
-        if not coarse_at:  # a completer that does not stream its coarse result
+        if not coarse_at and self.config.method == "hgca":  # a completer that does not stream its coarse result
             deliver(voxel_centers(out.coarse_cells, out.coarse_voxel, out.origin))
-        timings = {**out.timings_ms, "to_coarse": coarse_at[0]}
+        timings = {**out.timings_ms, **({"to_coarse": coarse_at[0]} if coarse_at else {})}
         return CompletionResult(mesh=out.mesh, voxels=out.fine_centres, voxel_size=out.fine_voxel,
                                 steps=int(sum(out.steps)), input_points=len(points), dropped_points=dropped,
                                 latency_ms=0.0, model_id=self.completer.model_id, timings_ms=timings)
