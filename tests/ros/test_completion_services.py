@@ -146,8 +146,12 @@ def test_reset_forgets_the_kept_result(completed, executor, tmp_path):
 
     node, client, _ = completed
     name = node.get_fully_qualified_name()
-    names = {s.srv_name for s in node.services}  # the node's own services are still served next to ours
-    assert {f"{name}/set_parameters", f"{name}/save_mesh", f"{name}/reset", f"{name}/clear_region"} <= names
+    from rcl_interfaces.srv import GetParameters
+
+    # rclpy's own parameter services still answer next to ours
+    got = call(executor, client.create_client(GetParameters, f"{name}/get_parameters"),
+               GetParameters.Request(names=["voxel_size"]))
+    assert [v.double_value for v in got.values] == [0.25]
     save = client.create_client(SaveMesh, f"{name}/save_mesh")
     assert call(executor, save, SaveMesh.Request(path=str(tmp_path / "a.ply"))).success
     stage_before = node.stage
