@@ -102,7 +102,7 @@ class CompletionConfig:
                                       "grey with rviz's shading")
     # The models only know their training frame (level sensor, ground at -sensor_height_m): measured on real
     # sweeps without it, hGCA put the unobserved ground 0.27-0.49 m off (issue 13).
-    gravity_align: bool = param(True, "gca/hgca: complete in a gravity-aligned frame with the ground at the model's "
+    gravity_align: bool = param(True, "learned methods: complete in a gravity-aligned frame with the ground at the model's "
                                       "training height (from T_base_cloud when given, else a RANSAC ground fit "
                                       "with a sanity range), results transformed back to the cloud frame")
     mesh_colors: bool = param(False, "per-vertex colours in CompletedMesh (+35 % bytes); off by default: they "
