@@ -64,6 +64,8 @@ LAYOUTS: dict[str, dict[str, Any]] = {
                          "train_config": Mapping, "train_config.data?": (Mapping, type(None))},
     "gen3d_ros.hgca/1": {"coarse": Mapping, "fine": Mapping},
     "gen3d_ros.drrobot/1": {"config": Mapping, "urdf_sha256": str, "robot_name": str, "state_dict": Mapping},
+    "gen3d_ros.keypoints/1": {"net": Mapping, "keypoints": Mapping, "urdf_sha256": str, "robot_name": str,
+                              "state_dict": Mapping},
 }
 
 T = TypeVar("T")

@@ -18,17 +18,63 @@ def register_train_robot(sub: argparse._SubParsersAction) -> None:
                                    "preview.png, curves.png and the view caches (data/) into the output folder.")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
     p.add_argument("--urdf", default=None, help="test_arm (default), panda (needs example-robot-data) or a .urdf path")
-    p.add_argument("--preset", default="tiny", help="tiny (CPU, ~1 min), demo (CPU, minutes), gpu (CUDA, Panda)")
+    p.add_argument("--preset", default="tiny", help="tiny (CPU, ~1 min), demo (CPU, minutes), gpu (CUDA, Panda); --stage keypoints: tiny, cpu, gpu")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a RobotTrainConfig field (joint_iters=500, model.n_gaussians=3000, "
                         "background=0.3,0.3,0.3); repeatable")
     p.add_argument("--device", default=None, help="torch device (default: the preset's)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0: torch's choice)")
     p.add_argument("--force", action="store_true", help="write into a run folder that already holds model.pt")
+    p.add_argument("--stage", choices=("gaussians", "keypoints"), default="gaussians",
+                   help="gaussians: the Dr. Robot model (default); keypoints: the keypoint network (presets tiny, "
+                        "cpu, gpu; --set input_size=, width=, steps=, max_seconds=, views= ...) -> keypoints.pt")
+    p.add_argument("--data", type=Path, default=None,
+                   help="keypoints stage: rendered training views (.npz) to reuse instead of rendering them")
     p.set_defaults(func=cmd_train_robot)
 
 
+def cmd_train_keypoints(args: argparse.Namespace) -> int:
+    """``train-robot --stage keypoints``: render (or read ``--data``) and train the keypoint network."""
+    from gen3d_ros.outputs import prepare_run_folder
+    from gen3d_ros.robot.training.keypoints import keypoint_train_config, train_keypoints
+
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    if args.device is not None:
+        overrides["device"] = check_device_arg(args.device)
+    try:
+        config = keypoint_train_config(args.preset, overrides)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    check_device_arg(config.device)
+    if args.data is not None and not args.data.is_file():
+        raise UsageError(f"--data {args.data} does not exist")
+    prepare_run_folder(args.output, inputs=[args.data, _urdf_path(args)], force=args.force, product="keypoints.pt")
+    set_threads(args.threads)
+    data = args.data
+    if data is None:
+        from gen3d_ros.robot.description import load_robot
+        from gen3d_ros.robot.training.keypoint_data import render_keypoint_data, save_keypoint_data
+
+        robot = load_robot(args.urdf or "test_arm")
+        data = args.output / "data" / "keypoint_views.npz"
+        save_keypoint_data(render_keypoint_data(robot, config.views, config.render_size, config.seed,
+                                                show_progress=True), data)
+    metrics = train_keypoints(config, data, args.output)
+    print(f"trained the keypoint network of {metrics['robot']} ({metrics['keypoints']} keypoints, "
+          f"{metrics['parameters'] / 1e6:.2f} M parameters) in {metrics['seconds']:.0f} s, {metrics['steps']} steps; "
+          f"held-out median error {metrics['val_px_err_median']:.2f} px ({metrics['px_unit']}), "
+          f"mask IoU {metrics['val_mask_iou']:.3f} -> {args.output}/keypoints.pt")
+    return 0
+
+
 def cmd_train_robot(args: argparse.Namespace) -> int:
+    if getattr(args, "stage", "gaussians") == "keypoints":
+        return cmd_train_keypoints(args)
     from gen3d_ros.robot.description import load_robot
     from gen3d_ros.robot.training import robot_train_config, train_robot
 

@@ -1,0 +1,250 @@
+"""``KeypointPoseEstimator``: robot pose from one image by learned keypoints, then Dr. Robot render-and-compare.
+
+    kpe = KeypointPoseEstimator(KeypointDetector.load(kp_path), PoseEstimator(drrobot_model, PoseEstimatorConfig()))
+    est = kpe.estimate(rgb, camera, q=joint_state)   # known joints: camera by PnP + RANSAC, then refinement
+    est = kpe.estimate(rgb, camera)                   # unknown joints: FK fitting from restarts, then refinement
+    cal = kpe.calibrate(frames, camera, joint_states) # the static T_camera_base over N frames, with its spread
+    est = kpe.track_step(rgb, camera, previous)       # video: re-anchored on this frame's keypoints
+
+Frames and units: ``q`` radians / metres (order ``fk.joint_names``); ``T_camera_base`` base -> OpenCV camera,
+metres; images ``[H, W, 3]`` RGB (uint8 or float in [0, 1]) on any background: the network's robot mask replaces
+the background by the Dr. Robot model's before the photometric comparison.
+
+Without a Dr. Robot model (``pose=None``) or with ``config.refine = False`` the keypoint solution is the answer
+(the bench's "keypoint-only" ablation); without a usable detection (< 6 confident keypoints) the estimate falls
+back to the model's silhouette search (:meth:`PoseEstimator.estimate`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from gen3d_ros.geometry.camera import PinholeCamera
+from gen3d_ros.robot.keypoints.detector import Detection, KeypointDetector
+from gen3d_ros.robot.keypoints.solve import (KeypointFit, camera_from_keypoints, fit_joints_and_camera,
+                                             joints_from_keypoints)
+from gen3d_ros.robot.kinematics import ForwardKinematics
+from gen3d_ros.robot.pose.config import PoseEstimate
+from gen3d_ros.robot.pose.images import image_to_tensor, make_level
+
+
+@dataclass
+class KeypointPoseConfig:
+    """Settings of :class:`KeypointPoseEstimator` (pixels of the input image, Adam steps)."""
+
+    min_confidence: float = 0.2     # keypoints below this heatmap mass are left out
+    restarts: int = 48              # unknown joints: joint restarts of the FK fit
+    keep: int = 3                   # unknown joints: fitted hypotheses refined by render-and-compare
+    refine: bool = True             # render-and-compare refinement after the keypoint solution
+    refine_iterations: int = 40     # Adam steps of that refinement (single image)
+    refine_scale: float = 0.5       # its image scale
+    refine_lr_scale: float = 0.3    # its learning-rate factor (the keypoint solution is already close)
+    track_ik_steps: int = 10        # tracking: Levenberg-Marquardt steps from the previous frame
+    track_prior_weight: float = 20.0  # tracking: px^2 per rad^2 pulling the joints towards the previous frame
+    track_camera_prior_weight: float = 1e5  # tracking: px^2 per rad^2 / m^2 pulling the camera towards the last one
+    track_refine_iterations: int = 8  # tracking: render-and-compare steps per frame (0: keypoints only)
+    reinit_rms_px: float = 6.0      # tracking: re-initialise when the warm fit's error exceeds this ...
+    reinit_loss_factor: float = 2.0  # ... or the render loss jumps above this x the recent median
+
+
+@dataclass
+class Calibration:
+    """A static camera from N frames: ``T_camera_base`` [4, 4] (rotation: chordal mean; translation: mean of the
+    inlier frames), the spread of the inlier frames about it (``translation_std_m``, ``rotation_std_deg``),
+    ``frames_used`` of ``frames`` and every frame's estimate (``per_frame`` [N, 4, 4], NaN where none)."""
+
+    T_camera_base: np.ndarray
+    translation_std_m: float
+    rotation_std_deg: float
+    frames_used: int
+    frames: int
+    per_frame: np.ndarray
+
+    @property
+    def T_base_camera(self) -> np.ndarray:
+        from gen3d_ros.geometry.rigid import invert_rigid
+
+        return invert_rigid(self.T_camera_base)
+
+
+class KeypointPoseEstimator:
+    """Keypoints (:class:`KeypointDetector`) + geometry (:mod:`~.solve`) + optional refinement through a
+    :class:`~gen3d_ros.robot.pose.estimator.PoseEstimator`'s differentiable renderer."""
+
+    def __init__(self, detector: KeypointDetector, pose=None, config: KeypointPoseConfig | None = None,
+                 fk: ForwardKinematics | None = None) -> None:
+        self.detector = detector
+        self.pose = pose
+        self.config = config or KeypointPoseConfig()
+        if fk is None:
+            if pose is None:
+                raise ValueError("give a PoseEstimator (pose=) or a ForwardKinematics (fk=)")
+            fk = pose.fk
+        self.fk64 = _float64_copy(fk)
+        self.joint_names = list(fk.joint_names)
+        missing = set(detector.keypoints.links) - set(fk.link_names)
+        if missing:
+            raise ValueError(f"the keypoint network's links {sorted(missing)} are not links of robot "
+                             f"{getattr(fk, 'robot_name', '?')!r}: a network of another robot?")
+        self._losses: list[float] = []
+
+    # ------------------------------------------------------------------------------------------ single image
+
+    def estimate(self, image: np.ndarray, camera: PinholeCamera, q: np.ndarray | None = None,
+                 refine: bool | None = None, q_guess: np.ndarray | None = None) -> PoseEstimate:
+        """One image: known joints ``q`` [J] -> camera; otherwise joints and camera (``q_guess`` [J]: an extra
+        restart). ``refine`` overrides ``config.refine``."""
+        t0 = time.perf_counter()
+        det = self.detector.detect(image)
+        t_det = time.perf_counter() - t0
+        do_refine = (self.config.refine if refine is None else refine) and self.pose is not None
+        fits = self._fits(det, camera, q, q_guess)
+        if not fits:
+            if self.pose is None:
+                raise RuntimeError("fewer than 6 keypoints were found and there is no Dr. Robot model to fall "
+                                   "back to")
+            est = self.pose.estimate(self._target(image, det), camera, mask=det.mask > 0.5, q=q)
+            return replace(est, seconds=time.perf_counter() - t0, phase_seconds={"detect": t_det, "fallback": 1.0})
+        t_fit = time.perf_counter() - t0 - t_det
+        if do_refine:
+            est = self._refine(image, det, camera, fits, optimise_q=q is None,
+                               iterations=self.config.refine_iterations, scale=self.config.refine_scale)
+        else:
+            est = self._plain(fits[0], len(fits))
+        return replace(est, seconds=time.perf_counter() - t0,
+                       phase_seconds={"detect": t_det, "keypoint_fit": t_fit,
+                                      "refine": time.perf_counter() - t0 - t_det - t_fit})
+
+    def _fits(self, det: Detection, camera: PinholeCamera, q: np.ndarray | None, q_guess: np.ndarray | None
+              ) -> list[KeypointFit]:
+        """Keypoint solutions, best first: PnP for known joints, FK fitting from restarts otherwise."""
+        cfg, kps = self.config, self.detector.keypoints
+        if q is not None:
+            q = np.asarray(q, np.float64)
+            with torch.no_grad():
+                p = kps.points(self.fk64, torch.as_tensor(q)).numpy()
+            T, inl = camera_from_keypoints(p, det.uv, det.confidence, camera, cfg.min_confidence)
+            if T is None:
+                return []
+            conf = np.where(inl, det.confidence, 0.0)
+            return fit_joints_and_camera(kps, self.fk64, det.uv, conf, camera, q[None], T[None], steps=10,
+                                         min_confidence=cfg.min_confidence, fix_joints=True)
+        extra = None if q_guess is None else np.asarray(q_guess, np.float64)[None]
+        return joints_from_keypoints(kps, self.fk64, det.uv, det.confidence, camera, cfg.restarts, cfg.keep,
+                                     q_extra=extra, min_confidence=cfg.min_confidence)
+
+    def _plain(self, fit: KeypointFit, hypotheses: int) -> PoseEstimate:
+        return PoseEstimate(q=fit.q.copy(), T_camera_base=fit.T_camera_base.copy(), loss=fit.rms_px, iterations=0,
+                            converged=True, seconds=0.0, joint_names=list(self.joint_names),
+                            loss_terms={"keypoint_rms_px": fit.rms_px}, hypotheses=hypotheses)
+
+    def _target(self, image: np.ndarray, det: Detection) -> torch.Tensor:
+        """The image with everything but the robot (the network's soft mask) replaced by the model's background."""
+        rgb = image_to_tensor(image, self.pose.device)
+        m = torch.as_tensor(det.mask, device=rgb.device)[..., None]
+        return m * rgb + (1 - m) * self.pose.background
+
+    def _refine(self, image: np.ndarray, det: Detection, camera: PinholeCamera, fits: list[KeypointFit],
+                optimise_q: bool, iterations: int, scale: float, prior: PoseEstimate | None = None) -> PoseEstimate:
+        """Render-and-compare refinement of every fit in one batch; the lowest render loss wins (hypotheses ranked
+        by the render loss)."""
+        pose, cfg = self.pose, self.config
+        dev = pose.device
+        level = make_level(self._target(image, det), torch.as_tensor(det.mask > 0.5, dtype=torch.float32,
+                                                                      device=dev), camera, scale)
+        q = torch.as_tensor(np.stack([f.q for f in fits]), dtype=torch.float32, device=dev)
+        T = torch.as_tensor(np.stack([f.T_camera_base for f in fits]), dtype=torch.float32, device=dev)
+        state = pose.refiner.make_state(q, T)
+        prior_t = None
+        if prior is not None:
+            q_prev = torch.as_tensor(prior.q, dtype=torch.float32, device=dev).expand(len(fits), -1)
+            T_prev = torch.as_tensor(prior.T_camera_base, dtype=torch.float32, device=dev).expand(len(fits), 4, 4)
+            t_prev = (T_prev[:, :3, :3] @ state.cam.pivot[:, :, None])[..., 0] + T_prev[:, :3, 3]
+            prior_t = (q_prev, T_prev[:, :3, :3], t_prev)
+        refined = pose.refiner.optimise(state, level, iterations, optimise_q, True, prior=prior_t,
+                                        lr_scale=cfg.refine_lr_scale)
+        best = torch.argmin(refined.loss).reshape(1)
+        est = pose.refiner.result(pose.refiner.select(refined.state, best), refined.terms[best],
+                                  refined.steps * len(fits), refined.converged, 0.0, len(fits))
+        return est
+
+    # ------------------------------------------------------------------------------------------ calibration
+
+    def calibrate(self, frames, camera: PinholeCamera, joints, refine: bool | None = None) -> Calibration:
+        """The static camera from ``frames`` (each ``[H, W, 3]``) and their joint readings ``joints`` ([N, J]):
+        one known-joints estimate per frame, frames further than 3 median absolute deviations (and 1 cm) from the
+        median translation left out, then the mean. Raises ValueError when no frame gives a camera."""
+        per = np.full((len(frames), 4, 4), np.nan)
+        for i, (image, q) in enumerate(zip(frames, joints)):
+            try:
+                per[i] = self.estimate(image, camera, q=q, refine=refine).T_camera_base
+            except RuntimeError:
+                continue
+        ok = np.isfinite(per[:, 0, 0])
+        if not ok.any():
+            raise ValueError(f"no camera pose from any of the {len(frames)} frames (the robot not in view?)")
+        t = per[ok, :3, 3]
+        dev = np.linalg.norm(t - np.median(t, axis=0), axis=1)
+        inl = dev <= max(3 * np.median(dev) * 1.4826, 0.01)
+        Rs, ts = per[ok][inl, :3, :3], t[inl]
+        U, _, Vt = np.linalg.svd(Rs.sum(axis=0))  # chordal L2 mean of rotations
+        R = U @ np.diag([1, 1, np.linalg.det(U @ Vt)]) @ Vt
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = R, ts.mean(axis=0)
+        ang = [math.degrees(math.acos(np.clip((np.trace(R.T @ Ri) - 1) / 2, -1, 1))) for Ri in Rs]
+        return Calibration(T, float(np.sqrt(((ts - T[:3, 3]) ** 2).sum(1).mean())),
+                           float(np.sqrt(np.mean(np.square(ang)))), int(inl.sum()), len(frames), per)
+
+    # ------------------------------------------------------------------------------------------ tracking
+
+    def reset(self) -> None:
+        """Forget the tracking statistics (the render losses of recent frames)."""
+        self._losses.clear()
+
+    def track_step(self, image: np.ndarray, camera: PinholeCamera, previous: PoseEstimate | None,
+                   T_camera_base: np.ndarray | None = None) -> PoseEstimate:
+        """One video frame. From the previous estimate, the FK fit is re-anchored on this frame's keypoints (with a
+        pull towards the previous joints: the temporal smoothing), then a few render-and-compare steps with the
+        smoothness prior. Re-initialised from restarts (the previous joints among them) when the fit's error exceeds
+        ``reinit_rms_px`` or the render loss jumps above ``reinit_loss_factor`` x the median of recent frames.
+        ``T_camera_base``: a calibrated camera, the fit's starting camera (instead of the previous frame's)."""
+        t0 = time.perf_counter()
+        cfg = self.config
+        if previous is None:
+            self.reset()
+            est = self.estimate(image, camera)
+            self._losses.append(est.loss)
+            return est
+        det = self.detector.detect(image)
+        T_start = previous.T_camera_base if T_camera_base is None else np.asarray(T_camera_base, np.float64)
+        fits = fit_joints_and_camera(self.detector.keypoints, self.fk64, det.uv, det.confidence, camera,
+                                     np.asarray(previous.q, np.float64)[None], T_start[None], steps=cfg.track_ik_steps,
+                                     min_confidence=cfg.min_confidence, q_prior=previous.q,
+                                     prior_weight=cfg.track_prior_weight,
+                                     camera_prior_weight=cfg.track_camera_prior_weight)
+        reinit = not fits or fits[0].rms_px > cfg.reinit_rms_px
+        if not reinit and self.pose is not None and cfg.track_refine_iterations > 0:
+            est = self._refine(image, det, camera, fits, True, cfg.track_refine_iterations, 0.5, prior=previous)
+            recent = self._losses[-10:]
+            reinit = bool(recent) and est.loss > cfg.reinit_loss_factor * float(np.median(recent))
+        elif not reinit:
+            est = self._plain(fits[0], 1)
+        if reinit:
+            est = self.estimate(image, camera, q_guess=previous.q)
+        self._losses.append(est.loss)
+        return replace(est, seconds=time.perf_counter() - t0)
+
+
+def _float64_copy(fk: ForwardKinematics) -> ForwardKinematics:
+    """A float64 CPU copy of ``fk`` (the keypoint geometry runs in double precision on the host)."""
+    import copy
+
+    return copy.deepcopy(fk).to(device="cpu", dtype=torch.float64)
+
+
+__all__ = ["Calibration", "KeypointPoseConfig", "KeypointPoseEstimator"]
