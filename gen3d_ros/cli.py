@@ -249,6 +249,9 @@ def register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nodes", nargs="+", default=[], metavar="NODE",
                    help="nodes to start (default: every node with a section in the params file); known: "
                         + ", ".join(node_names()))
+    from gen3d_ros.ros.runner import add_run_flags
+
+    add_run_flags(p)  # --lifecycle, --foxglove [PORT], --foxglove-host
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
                    help="remaining arguments are passed to rcl (e.g. --ros-args -p completion_node:voxel_size:=0.1)")
     p.set_defaults(func=cmd_run)
@@ -270,7 +273,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError(f"cannot start ROS 2 nodes: {exc} (install rclpy: pip install '.[ros]', or source a "
                          "ROS 2 Jazzy install)") from exc
-    return int(run_nodes(params, args.nodes, ros_args=args.ros_args) or 0)
+    return int(run_nodes(params, args.nodes, ros_args=args.ros_args, lifecycle=args.lifecycle,
+                         foxglove_port=args.foxglove, foxglove_host=args.foxglove_host) or 0)
 
 
 # ------------------------------------------------------------------------------------------ train-completion

@@ -131,14 +131,23 @@ def test_help_lists_every_subcommand(capsys) -> None:
 def test_run_hands_params_and_nodes_to_the_ros_runner(tmp_path: Path, monkeypatch) -> None:
     import types
 
+    from gen3d_ros.ros.runner import add_run_flags
+
     calls = []
     fake = types.ModuleType("gen3d_ros.ros.runner")
-    fake.run_nodes = lambda params, nodes, ros_args=(): calls.append((Path(params), list(nodes), list(ros_args))) or 0
+    fake.add_run_flags = add_run_flags
+    fake.run_nodes = lambda params, nodes, ros_args=(), **kw: calls.append(
+        (Path(params), list(nodes), list(ros_args), kw)) or 0
     monkeypatch.setitem(sys.modules, "gen3d_ros.ros.runner", fake)
     params = tmp_path / "p.yaml"
     params.write_text("completion_node:\n  ros__parameters: {}\n")
     assert main(["run", "--params", str(params), "--nodes", "completion_node"]) == 0
-    assert calls == [(params, ["completion_node"], [])]
+    plain = {"lifecycle": False, "foxglove_port": None, "foxglove_host": "127.0.0.1"}
+    assert calls == [(params, ["completion_node"], [], plain)]
+    assert main(["run", "--params", str(params), "--lifecycle", "--foxglove"]) == 0
+    assert calls[-1][3] == {**plain, "lifecycle": True, "foxglove_port": 8765}
+    assert main(["run", "--params", str(params), "--foxglove", "9001", "--foxglove-host", "0.0.0.0"]) == 0
+    assert calls[-1][3] == {**plain, "foxglove_port": 9001, "foxglove_host": "0.0.0.0"}
 
 
 def test_run_with_an_unknown_node_exits_2_before_starting_ros(capsys) -> None:

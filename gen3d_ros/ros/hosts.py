@@ -22,8 +22,25 @@ def host_class(entry: StageEntry) -> type:
     return load_class(path)
 
 
-def create_node(node: str, **node_kwargs: Any) -> Any:
-    """A started node of the registry's node ``node`` (KeyError listing the known nodes); ``node_kwargs``: the
-    node class's (``node_name``, ``context``, ``cli_args`` …)."""
+def create_node(node: str, *, lifecycle: bool = False, **node_kwargs: Any) -> Any:
+    """A node of the registry's node ``node`` (KeyError listing the known nodes): started, or with ``lifecycle``
+    a managed node in state unconfigured (:mod:`gen3d_ros.ros.lifecycle`); ``node_kwargs``: the node class's
+    (``node_name``, ``context``, ``cli_args`` …)."""
     entry = node_entry(node)
-    return host_class(entry)(entry, **node_kwargs)
+    cls = host_class(entry)
+    if lifecycle:
+        from gen3d_ros.ros.lifecycle import lifecycle_class
+
+        cls = lifecycle_class(cls)
+    return cls(entry, **node_kwargs)
+
+
+def bring_up(node: Any) -> str:
+    """Drive a managed node from unconfigured to active (configure, activate); "" on success, else which
+    transition failed (the node logged why)."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    for name in ("configure", "activate"):
+        if getattr(node, f"trigger_{name}")() != TransitionCallbackReturn.SUCCESS:
+            return f"{node.get_name()}: {name} failed"
+    return ""

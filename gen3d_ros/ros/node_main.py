@@ -20,7 +20,7 @@ from rclpy.node import Node
 
 from gen3d_ros.pipeline.registry import node_entry, node_names
 from gen3d_ros.ros.logs import ThrottleFilter
-from gen3d_ros.ros.hosts import host_class
+from gen3d_ros.ros.hosts import bring_up, create_node
 
 
 class _RclpyLogBridge(logging.Handler):
@@ -83,15 +83,20 @@ def spin_nodes(nodes: Iterable[Node], *, context: Any = None) -> int:
     return 0
 
 
-def run_node(node: str, argv: Sequence[str] | None = None) -> int:
+#: ``stage_node NODE --lifecycle MODE``: ``false`` a plain node (default); ``true`` a managed node that brings
+#: itself to active; ``managed`` a managed node left unconfigured for a lifecycle manager
+LIFECYCLE_MODES = ("false", "true", "managed")
+
+
+def run_node(node: str, argv: Sequence[str] | None = None, *, lifecycle: str = "false") -> int:
     """``main`` of one stage node of the registry: ``rclpy.init`` with ``argv`` (``--ros-args …``), spin, clean
-    exit code.
+    exit code. ``lifecycle``: one of :data:`LIFECYCLE_MODES`.
 
     Returns 0 after SIGINT/SIGTERM, 2 when the node is unknown or its parameters are invalid (the reason is
-    logged).
+    logged), or a managed node's configure / activate failed (``lifecycle: true``).
     """
     try:
-        entry = node_entry(node)
+        node_entry(node)
     except KeyError as exc:
         print(f"stage_node: {exc.args[0]}", file=sys.stderr)
         return 2
@@ -103,7 +108,8 @@ def run_node(node: str, argv: Sequence[str] | None = None) -> int:
         return 2
     install_log_bridge()
     try:
-        stage_node = host_class(entry)(entry)
+        stage_node = create_node(node, lifecycle=lifecycle != "false")
+        failed = bring_up(stage_node) if lifecycle == "true" else ""
     except (ValueError, TypeError, ParameterException) as exc:
         rclpy.logging.get_logger(node).fatal(f"invalid parameters: {exc}")
         rclpy.try_shutdown()
@@ -111,18 +117,30 @@ def run_node(node: str, argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         rclpy.try_shutdown()
         return 0
+    if failed:
+        rclpy.logging.get_logger(node).fatal(failed)
+        stage_node.destroy_node()
+        rclpy.try_shutdown()
+        return 2
     return spin_nodes([stage_node])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``stage_node NODE [--ros-args …]`` (``python -m gen3d_ros.ros.node_main NODE …``): run the registry's node
-    ``NODE``; the launch files start every node this way."""
+    """``stage_node NODE [--lifecycle false|true|managed] [--ros-args …]`` (``python -m gen3d_ros.ros.node_main
+    NODE …``): run the registry's node ``NODE``; the launch files start every node this way."""
     args = list(sys.argv if argv is None else argv)
+    usage = (f"usage: {Path(args[0]).name if args else 'stage_node'} NODE [--lifecycle {'|'.join(LIFECYCLE_MODES)}] "
+             f"[--ros-args ...]; NODE: one of {', '.join(node_names())}")
     if len(args) < 2 or args[1].startswith("-"):
-        print(f"usage: {Path(args[0]).name if args else 'stage_node'} NODE [--ros-args ...]; NODE: one of "
-              f"{', '.join(node_names())}", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
-    return run_node(args[1], [args[0], *args[2:]])
+    rest, lifecycle = args[2:], "false"
+    if rest[:1] == ["--lifecycle"]:
+        if len(rest) < 2 or rest[1] not in LIFECYCLE_MODES:
+            print(usage, file=sys.stderr)
+            return 2
+        lifecycle, rest = rest[1], rest[2:]
+    return run_node(args[1], [args[0], *rest], lifecycle=lifecycle)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,15 @@ def nodes_in_params_file(params_file: str | Path) -> list[str]:
     return found
 
 
-def run_nodes(params_file: str | Path, nodes: Sequence[str] = (), *, ros_args: Sequence[str] = ()) -> int:
+def run_nodes(params_file: str | Path, nodes: Sequence[str] = (), *, ros_args: Sequence[str] = (),
+              lifecycle: bool = False, foxglove_port: int | None = None, foxglove_host: str = "127.0.0.1") -> int:
     """Start ``nodes`` (default: every node of the registry with a section in ``params_file``), spin until
-    SIGINT/SIGTERM. Returns 0 on a clean shutdown, 2 on a bad params file or node name (reason on stderr)."""
+    SIGINT/SIGTERM. Returns 0 on a clean shutdown, 2 on a bad params file or node name (reason on stderr).
+
+    ``lifecycle``: managed nodes (:mod:`gen3d_ros.ros.lifecycle`), driven through configure and activate here
+    (2 when one fails), which a lifecycle manager can then pause or clean up. ``foxglove_port``: also serve a
+    Foxglove WebSocket of the nodes' clouds, meshes, poses and TF on ``foxglove_host:port``
+    (:mod:`gen3d_ros.ros.foxglove_bridge`)."""
     params_file = Path(params_file)
     if not params_file.is_file():
         print(f"gen3d run: params file {params_file} does not exist", file=sys.stderr)
@@ -58,7 +64,7 @@ def run_nodes(params_file: str | Path, nodes: Sequence[str] = (), *, ros_args: S
         from rclpy.exceptions import ParameterException
 
         from gen3d_ros.ros.node_main import install_log_bridge, spin_nodes
-        from gen3d_ros.ros.hosts import host_class
+        from gen3d_ros.ros.hosts import bring_up, create_node
     except ImportError as exc:
         print(f"gen3d run: cannot import rclpy ({exc}); install the ros extra (pip install '.[ros]') or source "
               "a ROS 2 Jazzy install", file=sys.stderr)
@@ -66,12 +72,17 @@ def run_nodes(params_file: str | Path, nodes: Sequence[str] = (), *, ros_args: S
 
     rclpy.init(args=["gen3d-run", "--ros-args", "--params-file", str(params_file), *ros_args])
     install_log_bridge()
-    started = []
+    started: list = []
     try:
         for entry in entries:
-            started.append(host_class(entry)(entry))
-    except (ValueError, TypeError, ParameterException) as exc:
-        rclpy.logging.get_logger("gen3d_run").fatal(f"invalid parameters in {params_file}: {exc}")
+            started.append(create_node(entry.node, lifecycle=lifecycle))
+            failed = bring_up(started[-1]) if lifecycle else ""
+            if failed:
+                raise ValueError(failed)
+        if foxglove_port is not None:
+            started.append(_foxglove_bridge(started, foxglove_port, foxglove_host))
+    except (ValueError, TypeError, ParameterException, OSError, RuntimeError) as exc:
+        rclpy.logging.get_logger("gen3d_run").fatal(f"cannot start the nodes of {params_file}: {exc}")
         for node in started:
             node.destroy_node()
         rclpy.try_shutdown()
@@ -85,6 +96,14 @@ def run_nodes(params_file: str | Path, nodes: Sequence[str] = (), *, ros_args: S
     return spin_nodes(started)
 
 
+def _foxglove_bridge(nodes: Sequence, port: int, host: str):
+    """The bridge node serving ``nodes``' topics on a Foxglove WebSocket (OSError/RuntimeError: port taken)."""
+    from gen3d_ros.ros.foxglove_bridge import FoxgloveBridge, bridge_topics
+    from gen3d_ros.viz.foxglove_live import FoxgloveLiveView
+
+    return FoxgloveBridge(FoxgloveLiveView(port=port, host=host), bridge_topics(nodes))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gen3d run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params-file", type=Path, default=None,
@@ -92,7 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nodes", nargs="+", default=[], metavar="NODE",
                         help=f"nodes to start (default: those with a section in the params file); "
                              f"known: {', '.join(node_names())}")
+    add_run_flags(parser)
     return parser
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """``--lifecycle`` and ``--foxglove [PORT]`` (shared with ``gen3d run``)."""
+    parser.add_argument("--lifecycle", action="store_true",
+                        help="start managed (lifecycle) nodes and drive them to active (configure, activate)")
+    parser.add_argument("--foxglove", type=int, nargs="?", const=8765, default=None, metavar="PORT",
+                        help="also serve a Foxglove WebSocket (default port 8765) of the clouds, meshes, poses and "
+                             "TF: open ws://localhost:PORT in the Foxglove app")
+    parser.add_argument("--foxglove-host", default="127.0.0.1",
+                        help="address the Foxglove server listens on (default loopback; 0.0.0.0: every interface)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except FileNotFoundError as exc:
             print(f"gen3d run: {exc}", file=sys.stderr)
             return 2
-    return run_nodes(params_file, args.nodes, ros_args=ros_args)
+    return run_nodes(params_file, args.nodes, ros_args=ros_args, lifecycle=args.lifecycle,
+                     foxglove_port=args.foxglove, foxglove_host=args.foxglove_host)
 
 
 if __name__ == "__main__":
