@@ -30,8 +30,8 @@ from gen3d_ros.io.rosbag2 import BagError, BagReader, BagWriter, TopicInfo
 from gen3d_ros.outputs import overlaps
 from gen3d_ros.io.typestore import get_gen3d_typestore
 from gen3d_ros.pipeline.base import Stage
-from gen3d_ros.pipeline.registry import (NODE_SETTINGS, STAGES, StageEntry, resolve_topic, stage_entry,
-                                         topic_param_name)
+from gen3d_ros.pipeline.registry import (NODE_SETTINGS, STAGES, TF_SETTINGS, StageEntry, resolve_topic,
+                                         stage_entry, topic_param_name)
 
 log = logging.getLogger("gen3d_ros.bagmode")
 
@@ -81,7 +81,7 @@ def node_host_params(entry: StageEntry) -> set[str]:
     """Names of the parameters of a stage's node that are not its config: ``<logical>_topic`` of every input and
     output, the host settings (QoS, timeout, worker; :data:`~gen3d_ros.pipeline.registry.NODE_SETTINGS`) and
     rclpy's own, so that a node's params file works in bag mode as it is."""
-    return {topic_param_name(name) for name in entry.topics} | set(NODE_SETTINGS) | RCLPY_PARAMS
+    return {topic_param_name(name) for name in entry.topics} | set(NODE_SETTINGS) | set(TF_SETTINGS) | RCLPY_PARAMS
 
 
 def _registered(stage_name: str) -> StageEntry:

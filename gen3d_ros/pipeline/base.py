@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from gen3d_ros.io.messages import MessageFactory
 
@@ -81,6 +81,10 @@ class Stage:
     optional_inputs: frozenset[str] = frozenset()
     #: the host's sink of early outputs while process() runs handle(); None otherwise
     _emit: Emit | None = None
+    #: transforms the host looked up for the message in work (TF), by role: ``{"base": (frame, T_base_input),
+    #: "target": (frame, T_target_input)}`` (4x4 float64, map the input's header frame into ``frame``, metres);
+    #: empty outside process() and when the host has no TF (bag mode without transforms)
+    transforms: Mapping[str, tuple[str, Any]] = {}
 
     def __init__(self) -> None:
         self.stats = StageStats()
@@ -112,17 +116,20 @@ class Stage:
             raise RuntimeError(f"stage {self.name!r}: emit() is for use inside handle(), during process()")
         self._emit(output)
 
-    def process(self, input_name: str, msg: Any, factory: MessageFactory, emit: Emit | None = None) -> list[Output]:
+    def process(self, input_name: str, msg: Any, factory: MessageFactory, emit: Emit | None = None, *,
+                transforms: Mapping[str, tuple[str, Any]] | None = None) -> list[Output]:
         """Run :meth:`handle`, timing it and turning exceptions into counted, logged rejections/failures.
 
         ``emit``: the host's sink of early outputs (:meth:`emit`), called from this thread during the call; without
-        it, early outputs are returned first. Returns the final outputs ([] on rejection or failure), after the
+        it, early outputs are returned first. ``transforms``: see :attr:`transforms`. Returns the final outputs
+        ([] on rejection or failure), after the
         early ones when there is no ``emit``: those are returned even when :meth:`handle` then fails.
         """
         if input_name not in self.inputs:
             raise KeyError(f"stage {self.name!r} has no input {input_name!r}; inputs: {sorted(self.inputs)}")
         early: list[Output] = []
         self._emit = emit if emit is not None else early.append
+        self.transforms = dict(transforms or {})
         start = time.perf_counter()
         try:
             outputs = self.handle(input_name, msg, factory)
@@ -138,6 +145,7 @@ class Stage:
             return early
         finally:
             self._emit = None
+            self.transforms = {}
         elapsed = (time.perf_counter() - start) * 1e3
         self.stats.processed += 1
         self.stats.last_latency_ms = elapsed

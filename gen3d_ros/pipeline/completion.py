@@ -1,6 +1,9 @@
 """Completion stage: ``sensor_msgs/PointCloud2`` -> coarse voxels first (hgca), then the mesh as a Marker
 (TRIANGLE_LIST, decimated for rviz) and ``gen3d_ros/CompletedMesh`` (the full mesh), and the completed voxels as
-``PointCloud2``. Header (stamp, frame_id) of the input is kept on every output.
+``PointCloud2``. Header (stamp, frame_id) of the input is kept on every output, unless the host gives a ``target``
+transform (:attr:`Stage.transforms`, the node's ``target_frame``): then the outputs are mapped into that frame and
+carry its name. A ``base`` transform (the node's ``base_frame``, the sensor mounting) goes to the processor as
+``T_base_cloud`` (gravity alignment).
 
 Measured for the demo drive's ±12 m VLP-32 sweep completed by the packaged hGCA model (368k triangles, 200k
 vertices, CDR bytes): Marker 44.2 MB with per-corner colours / 26.5 MB without before the triangle budget,
@@ -10,6 +13,8 @@ completed voxels 0.49 MB; coarse voxels 0.1 MB.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import time
 from typing import Any
 
@@ -22,6 +27,26 @@ from gen3d_ros.io.pointcloud2 import arrays_to_pointcloud2, pointcloud2_to_array
 from gen3d_ros.pipeline.base import InputRejected, Output, Stage
 
 MARKER_NS = "gen3d_completion"
+
+
+def _takes_base_transform(processor: Any) -> bool:
+    """Whether ``processor.process`` accepts ``T_base_cloud`` (gravity alignment from TF)."""
+    return "T_base_cloud" in inspect.signature(processor.process).parameters
+
+
+def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 points (metres) mapped by the 4x4 ``T``."""
+    points = np.asarray(points, np.float64)
+    return (points @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
+
+
+def transformed_result(result: CompletionResult, T_target_cloud: np.ndarray) -> CompletionResult:
+    """``result`` with its meshes and voxels mapped from the cloud frame into the target frame."""
+    def moved(mesh: Any) -> Any:
+        return None if mesh is None else dataclasses.replace(mesh, vertices=transform_points(T_target_cloud,
+                                                                                              mesh.vertices))
+    return dataclasses.replace(result, mesh=moved(result.mesh), display_mesh=moved(result.display_mesh),
+                               voxels=transform_points(T_target_cloud, result.voxels))
 
 
 class CompletionStage(Stage):
@@ -53,20 +78,39 @@ class CompletionStage(Stage):
             raise InputRejected(f"malformed PointCloud2: {exc}") from exc
         start = time.perf_counter()
 
+        header, T_out = self._output_frame(msg.header, factory)
+
         def on_coarse(centres: np.ndarray) -> None:
+            centres = transform_points(T_out, centres) if T_out is not None else centres
             self.emit(Output("coarse_voxels", arrays_to_pointcloud2(centres, factory,
-                                                                    header=make_header(factory, msg.header))))
+                                                                    header=make_header(factory, header))))
             self.stats.extra["coarse_output_ms"] = (time.perf_counter() - start) * 1e3
 
+        extra = {}
+        base = self.transforms.get("base")
+        if base is not None and _takes_base_transform(self.processor):  # gravity from the sensor mounting
+            extra["T_base_cloud"] = np.asarray(base[1], np.float64)
         try:
-            result = self.processor.process(cloud.points, dropped=cloud.dropped, on_coarse=on_coarse)
+            result = self.processor.process(cloud.points, dropped=cloud.dropped, on_coarse=on_coarse, **extra)
         except EmptyInputError as exc:
             raise InputRejected(str(exc)) from exc
         self.stats.extra["input_points"] = float(result.input_points)
         self.stats.extra["dropped_points"] = float(result.dropped_points)
         for key, value in result.timings_ms.items():
             self.stats.extra[f"{key}_ms"] = value
-        return self.mesh_outputs(result, msg.header, factory)
+        if T_out is not None:
+            result = transformed_result(result, T_out)
+        return self.mesh_outputs(result, header, factory)
+
+    def _output_frame(self, header: Any, factory: MessageFactory) -> tuple[Any, np.ndarray | None]:
+        """The header of the outputs and ``T_target_cloud`` (None: outputs stay in the cloud's frame): with a
+        ``target`` transform from the host (the node's ``target_frame``), the outputs are published in it."""
+        target = self.transforms.get("target")
+        if target is None or target[0] == header.frame_id:
+            return header, None
+        out = make_header(factory, header)
+        out.frame_id = target[0]
+        return out, np.asarray(target[1], np.float64)
 
     def mesh_outputs(self, result: CompletionResult, header: Any, factory: MessageFactory) -> list[Output]:
         """The final outputs of ``result``, each with a copy of ``header``: the Marker of the display mesh

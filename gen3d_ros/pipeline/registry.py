@@ -27,6 +27,8 @@ from typing import Any, Mapping
 #: Read-only settings every stage node declares besides its config and its ``<logical>_topic`` parameters
 #: (:func:`gen3d_ros.ros.params.host_param_specs`); bag mode ignores them in a node's parameters.
 NODE_SETTINGS = ("input_qos", "input_depth", "input_timeout", "worker")
+#: Read-only TF settings of the nodes whose entry names a ``tf_input`` (:func:`gen3d_ros.ros.params.tf_param_specs`)
+TF_SETTINGS = ("base_frame", "target_frame", "transform_timeout")
 WORKERS = ("process", "thread")
 
 
@@ -73,7 +75,8 @@ class StageEntry:
     ``input_timeout`` warning); ``worker``: default of the node's ``worker`` parameter (``"process"`` for stages
     whose native code holds the GIL for long); ``auto_types``: ``gen3d bag --stages auto`` runs the stage when
     the bag has a topic of each of these types and, if ``auto_any_input`` names inputs, one of them on its
-    default topic.
+    default topic; ``tf_input``: the input whose header frame the node looks up in TF at the message's stamp (its
+    ``base_frame`` / ``target_frame`` parameters, :data:`TF_SETTINGS`).
     """
 
     name: str
@@ -88,6 +91,7 @@ class StageEntry:
     worker: str = "thread"
     auto_types: tuple[str, ...] = ()
     auto_any_input: tuple[str, ...] = ()
+    tf_input: str = ""
 
     @property
     def topics(self) -> dict[str, str]:
@@ -118,6 +122,7 @@ STAGES: tuple[StageEntry, ...] = (
         # open3d's Poisson reconstruction holds the GIL for the whole call (seconds): run it in a child process.
         worker="process",
         auto_types=("sensor_msgs/msg/PointCloud2",),
+        tf_input="cloud",
     ),
     StageEntry(
         name="robot_pose", node="robot_pose_node",

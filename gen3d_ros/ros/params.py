@@ -88,6 +88,20 @@ def host_param_specs(inputs: Iterable[str], outputs: Iterable[str], topics: Mapp
     return specs
 
 
+def tf_param_specs(tf_input: str) -> list[ParamSpec]:
+    """TF parameters of a node whose stage input ``tf_input`` is placed by TF (:data:`registry.TF_SETTINGS`)."""
+    return [
+        ParamSpec("base_frame", "", str, f"robot base frame (z up): the '{tf_input}' frame's transform into it at "
+                  "the message's stamp tells the stage how the sensor is mounted (gravity alignment); empty: "
+                  "not looked up", "", None, None, None),
+        ParamSpec("target_frame", "", str, "frame of the outputs (e.g. map, odom): they are transformed into it at "
+                  f"the '{tf_input}' message's stamp; empty: the input's own frame", "", None, None, None),
+        ParamSpec("transform_timeout", 0.2, float, f"how long to wait for a transform of a '{tf_input}' message "
+                  "that is not in TF yet; then the message is dropped (counted as tf_dropped in /diagnostics)",
+                  "s", 0.0, 60.0, None),
+    ]
+
+
 def subscription_reliability(input_qos: str, best_effort_publishers: int) -> str:
     """Reliability of an input subscription (:data:`RELIABLE` or :data:`BEST_EFFORT`) for the ``input_qos``
     parameter, given how many publishers of the topic offer best effort.
@@ -107,7 +121,7 @@ def subscription_reliability(input_qos: str, best_effort_publishers: int) -> str
 
 
 def node_params(config_cls: type, inputs: Iterable[str], outputs: Iterable[str],
-                topics: Mapping[str, str], worker: str = "thread") -> list[NodeParam]:
+                topics: Mapping[str, str], worker: str = "thread", tf_input: str = "") -> list[NodeParam]:
     """Every parameter of a stage node, config fields first (sections flattened into ``section.field``), in
     declaration order.
 
@@ -115,7 +129,8 @@ def node_params(config_cls: type, inputs: Iterable[str], outputs: Iterable[str],
     """
     config = [NodeParam(spec, read_only=False, group="config") for spec in flat_param_specs(config_cls)]
     host = [NodeParam(spec, read_only=True, group="host")
-            for spec in host_param_specs(list(inputs), list(outputs), topics, worker)]
+            for spec in host_param_specs(list(inputs), list(outputs), topics, worker)
+            + (tf_param_specs(tf_input) if tf_input else [])]
     clash = {p.name for p in config} & {p.name for p in host}
     if clash:
         raise ValueError(f"{config_cls.__name__} field(s) {sorted(clash)} clash with host parameters of the node; "
@@ -126,7 +141,8 @@ def node_params(config_cls: type, inputs: Iterable[str], outputs: Iterable[str],
 def declared_params(entry: StageEntry) -> list[NodeParam]:
     """Every parameter (without rclpy's own) the node of a registry entry declares, in declaration order (imports
     the stage's config class)."""
-    return node_params(entry.config_class(), entry.inputs, entry.outputs, entry.topics, entry.worker)
+    return node_params(entry.config_class(), entry.inputs, entry.outputs, entry.topics, entry.worker,
+                       entry.tf_input)
 
 
 def config_from_values(config_cls: type, values: Mapping[str, Any]) -> Any:

@@ -54,6 +54,7 @@ from gen3d_ros.ros.latest_queue import LatestOnlyQueue, Pending, Worker
 from gen3d_ros.ros.params import (BEST_EFFORT, RELIABLE, NodeParam, coerce_value, config_from_values, declared_params,
                                   descriptor_for, subscription_reliability)
 from gen3d_ros.ros.stage_process import StageProcess, StageProcessError
+from gen3d_ros.ros.tf_buffer import NodeTransforms, TransformMissing, message_header
 
 DIAGNOSTICS_TOPIC = "/diagnostics"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -127,6 +128,11 @@ class StageNode(Node):
         self.check_config(self.config)  # ValueError: a file it names is missing or of the wrong kind
         self.stats = StageStats()
         self.worker_kind = values["worker"]
+        # TF (entries with a tf_input): frames by role, looked up at each message's stamp in the worker
+        self.frames = {role: values.get(f"{role}_frame", "") for role in ("base", "target")}
+        self.transform_timeout = float(values.get("transform_timeout", 0.0))
+        self.tf = (NodeTransforms(self) if self.entry.tf_input and any(self.frames.values()) else None)
+        self.tf_dropped = 0
         self.input_qos = values["input_qos"]
         self.input_depth = values["input_depth"]
         self.received = 0
@@ -368,19 +374,54 @@ class StageNode(Node):
             except StageProcessError:
                 pass
             return
+        transforms: dict[str, tuple[str, Any]] = {}
+        if self.tf is not None and pending.key == self.entry.tf_input:
+            found = self._lookup_transforms(pending.msg)
+            if found is None:
+                return  # dropped, counted
+            transforms = found
         wait_ms = (time.monotonic() - pending.arrival) * 1e3
         # Early outputs (Stage.emit: hGCA's coarse voxels) are published from this thread as they come, so they
         # always precede the final outputs of the same message.
         if self._stage_process is not None:
-            outputs = self._stage_process.process(pending.key, pending.msg, on_output=self._publish)
+            outputs = self._stage_process.process(pending.key, pending.msg, on_output=self._publish,
+                                                  transforms=transforms)
         else:
             with self._stage_lock:
                 stage = self.stage
             outputs = [(o.name, o.msg) for o in stage.process(pending.key, pending.msg, self.factory,
-                                                              emit=lambda o: self._publish(o.name, o.msg))]
+                                                              emit=lambda o: self._publish(o.name, o.msg),
+                                                              transforms=transforms)]
         self.stats.extra["queue_wait_ms"] = wait_ms
         for name, msg in outputs:
             self._publish(name, msg)
+
+    def _lookup_transforms(self, msg: Any) -> dict[str, tuple[str, Any]] | None:
+        """``{role: (frame, T_frame_input)}`` for the configured ``base_frame`` / ``target_frame`` at the message's
+        stamp, waiting up to ``transform_timeout`` s for TF; None (message dropped, counted in ``tf_dropped``)
+        when one is missing."""
+        try:
+            stamp, source = message_header(msg)
+        except (ValueError, AttributeError) as exc:
+            return self._drop_for_tf(f"no header to look up in TF: {exc}")
+        if not source:
+            return self._drop_for_tf("the message has no header.frame_id to look up in TF")
+        found = {}
+        for role, frame in self.frames.items():
+            if not frame:
+                continue
+            try:
+                found[role] = (frame, self.tf.lookup(frame, source, stamp, self.transform_timeout))
+            except TransformMissing as exc:
+                return self._drop_for_tf(f"no transform {source} -> {frame} ({role}_frame) at {stamp} ns after "
+                                         f"waiting {self.transform_timeout:.2f} s: {exc}")
+        return found
+
+    def _drop_for_tf(self, reason: str) -> None:
+        self.tf_dropped += 1
+        self.stats.last_error = f"dropped: {reason}"
+        self.get_logger().warning(f"dropped a {self.entry.tf_input} message: {reason}", throttle_duration_sec=5.0)
+        return None
 
     def _publish(self, name: str, msg: Any) -> None:
         """Publish output ``name``: a message, or its serialized bytes (process worker)."""
@@ -421,6 +462,9 @@ class StageNode(Node):
         if self._last_input_t is not None:
             values["since_last_input_s"] = f"{time.monotonic() - self._last_input_t:.1f}"
         values["config_failures"] = self._config_failures
+        if self.tf is not None:
+            values["tf_dropped"] = self.tf_dropped
+            values["tf"] = f"{self.tf.backend}; " + ", ".join(f"{r}_frame {f}" for r, f in self.frames.items() if f)
         if self._config_error:
             values["last_config_error"] = self._config_error
         for inp in self._inputs.values():

@@ -9,9 +9,9 @@ native code (a segfault on a weird cloud) kills the child, not the node: the fra
 child is restarted.
 
 Protocol over a ``multiprocessing`` pipe (the child is started with ``spawn``: never fork a process that runs
-DDS threads): ``("process", input_name, cdr)`` -> zero or more ``("early", [(output_name, cdr)])``, one per output
-the stage emits before it is done (:meth:`gen3d_ros.pipeline.base.Stage.emit`: hGCA's coarse voxels), sent the
-moment it exists, then ``("done", [(output_name, cdr), …], StageStats)``; the pipe keeps that order;
+DDS threads): ``("process", input_name, cdr, transforms)`` -> zero or more ``("early", [(output_name, cdr)])``,
+one per output the stage emits before it is done (:meth:`gen3d_ros.pipeline.base.Stage.emit`: hGCA's coarse
+voxels), sent the moment it exists, then ``("done", [(output_name, cdr), …], StageStats)``; the pipe keeps that order;
 ``("config", config)`` -> ``("configured", reason)``: the child builds a stage of the new config and swaps it in,
 or keeps the old one and says why (``reason`` empty on success); ``("stop",)``. At start the child sends
 ``("ready", "")`` or ``("fatal", reason)`` (then exits). Every build's outcome goes to the parent's
@@ -106,7 +106,7 @@ def _serve(conn: Any, stage_path: str, config: Any, stats: StageStats) -> None:
                 stage = new_stage
                 conn.send(("configured", ""))
             continue
-        _, input_name, data = request
+        _, input_name, data, transforms = request
         try:
             msg = typestore.deserialize_cdr(data, stage.inputs[input_name])
         except Exception as exc:  # noqa: BLE001 - not a valid message of the input's type
@@ -118,7 +118,8 @@ def _serve(conn: Any, stage_path: str, config: Any, stats: StageStats) -> None:
         def send_early(output: Output, stage: Any = stage) -> None:
             conn.send(("early", _pack(stage, typestore, [output], log)))
 
-        outputs = stage.process(input_name, msg, factory, emit=send_early)  # never raises for bad data
+        # never raises for bad data
+        outputs = stage.process(input_name, msg, factory, emit=send_early, transforms=transforms)
         conn.send(("done", _pack(stage, typestore, outputs, log), stage.stats))
 
 
@@ -236,13 +237,14 @@ class StageProcess:
             self.config = config
         self._notify(config, reason)
 
-    def process(self, input_name: str, data: bytes,
-                on_output: Callable[[str, bytes], None] | None = None) -> list[tuple[str, bytes]]:
+    def process(self, input_name: str, data: bytes, on_output: Callable[[str, bytes], None] | None = None, *,
+                transforms: dict[str, Any] | None = None) -> list[tuple[str, bytes]]:
         """Run one serialized message through the child; its serialized final outputs. Updates ``stats``.
 
         ``on_output(name, cdr)``: called (in this thread) with each early output the moment the child sends it,
-        before this returns; without it, early outputs are returned first. Should ``on_output`` raise, the rest
-        of the frame is still read (the pipe stays in step) and the error is raised afterwards.
+        before this returns; without it, early outputs are returned first. ``transforms``: the host's TF lookups
+        for the message (:attr:`gen3d_ros.pipeline.base.Stage.transforms`), sent along. Should ``on_output``
+        raise, the rest of the frame is still read (the pipe stays in step) and the error is raised afterwards.
 
         Raises StageProcessError when the child died during the frame (it is restarted for the next one; early
         outputs already handed to ``on_output`` stay delivered) or cannot build its stage (then every frame fails
@@ -253,7 +255,7 @@ class StageProcess:
         error: BaseException | None = None
         try:
             with self._lock:
-                self._conn.send(("process", input_name, data))
+                self._conn.send(("process", input_name, data, transforms or {}))
             reply = self._conn.recv()
             while reply[0] == "early":
                 if on_output is None:

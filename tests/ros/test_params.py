@@ -67,13 +67,14 @@ def test_all_in_one_params_file_has_a_section_per_registered_node():
 def test_node_topics_and_host_settings_come_from_the_registry():
     """The nodes' topic defaults are the registry's (bag mode reads the same), their other host parameters are the
     registry's NODE_SETTINGS (which bag mode ignores)."""
-    from gen3d_ros.pipeline.registry import NODE_SETTINGS, STAGES, topic_param_name
+    from gen3d_ros.pipeline.registry import NODE_SETTINGS, STAGES, TF_SETTINGS, topic_param_name
     from gen3d_ros.ros.params import declared_params
 
     for entry in STAGES:
         host = {p.name: p.spec.default for p in declared_params(entry) if p.group == "host"}
         topics = {topic_param_name(name): topic for name, topic in entry.topics.items()}
-        assert host == {**topics, **{k: host[k] for k in NODE_SETTINGS}}, entry.node
+        settings = NODE_SETTINGS + (TF_SETTINGS if entry.tf_input else ())  # bag mode ignores both
+        assert host == {**topics, **{k: host[k] for k in settings}}, entry.node
         assert host["worker"] == entry.worker
 
 
