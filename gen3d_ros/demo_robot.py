@@ -6,7 +6,7 @@
 2. ``robot_poses/``: bag mode with the ``robot_pose`` stage (the robot_pose_node's processor) over it, with the
    camera known (``known_camera``: joints only) and the joint state at the start of the recording
    (``use_initial_joints``: the first frame refines it, the rest track), with the packaged
-   Dr. Robot model: ``RobotPoseEstimate``, ``JointState``, camera ``PoseStamped`` and ``/tf`` per frame;
+   Dr. Robot model: ``RobotPoseEstimate``, ``JointState``, camera ``PoseStamped`` (and with covariance) per frame;
 3. ``trajectory.json``: the estimated joint states smoothed into a ``trajectory_msgs/JointTrajectory``
    (names, positions, ``time_from_start``) -- the "actions from a video" use of Dr. Robot;
 4. ``overlay.gif``: input | estimate rendered by the model over the input, per frame;

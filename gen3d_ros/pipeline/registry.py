@@ -131,8 +131,9 @@ STAGES: tuple[StageEntry, ...] = (
         inputs={"image": "image", "camera_info": "camera_info"},
         # joint_states private: not the robot driver's joint_states; tf absolute, as tf2 listeners expect
         outputs={"estimate": "~/estimate", "joint_states": "~/joint_states", "camera_pose": "~/camera_pose",
-                 "tf": "/tf"},
-        summary="Image + CameraInfo -> the robot's joints (JointState), the camera pose (PoseStamped, /tf), "
+                 "camera_pose_with_covariance": "~/camera_pose_with_covariance", "tf": "/tf"},
+        summary="Image + CameraInfo -> the robot's joints (JointState), the camera pose (PoseStamped, with "
+                "covariance, /tf when asked), "
                 "RobotPoseEstimate",
         # the fitting loop is Python + torch: in the node's process it would keep the executor waiting for the GIL
         worker="process",

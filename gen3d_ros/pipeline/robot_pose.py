@@ -11,9 +11,12 @@ whichever arrives first. Outputs, all with the image's ``header.stamp``:
 - ``camera_pose`` ``geometry_msgs/PoseStamped``: ``header.frame_id = base_frame``, the pose of the camera optical
   frame in the base frame, ``T_base_camera`` (REP-103; the estimator works with its inverse ``T_camera_base``,
   which maps base-frame points into the OpenCV optical frame: x right, y down, z forward);
-- ``tf`` ``tf2_msgs/TFMessage``: one transform, parent ``base_frame`` -> child = the camera frame (the Image's
-  ``header.frame_id``, or the ``camera_frame`` parameter), i.e. the same ``T_base_camera``. Only when ``publish_tf``.
-  Don't publish it when the camera frame already has a parent in your TF tree (a frame has one parent).
+- ``camera_pose_with_covariance`` ``geometry_msgs/PoseWithCovarianceStamped``: the same pose with the covariance
+  diag(``pose_std``^2) (zero with ``known_camera``), for robot_localization-style consumers;
+- ``tf`` ``tf2_msgs/TFMessage``: only when ``publish_tf`` (off by default): one transform, parent ``base_frame`` ->
+  child ``tf_child_frame`` (default ``<camera frame>_estimated``, the camera frame being the Image's
+  ``header.frame_id`` or the ``camera_frame`` parameter), the same ``T_base_camera``. A new child frame keeps the
+  TF tree a tree: the real camera frame usually has a parent already (a frame has one parent).
 
 Tracking: with ``tracking`` on, each frame warm-starts from the previous estimates (a few Adam steps,
 ``estimator.track_iterations``); a from-scratch multi-hypothesis estimate runs on the first frame, after the
@@ -89,11 +92,23 @@ class RobotPoseStageConfig:
                                    "and images with non-zero distortion are rejected")
     base_frame: str = param("", "TF frame of the robot base; empty: the URDF's root link")
     camera_frame: str = param("", "TF frame of the camera; empty: the Image's header.frame_id")
-    publish_tf: bool = param(True, "publish base_frame -> camera frame on the tf output")
+    publish_tf: bool = param(False, "publish base_frame -> tf_child_frame on the tf output (off: a robot's camera "
+                                    "frame usually has a parent in TF already)")
+    tf_child_frame: str = param("", "child frame of the published transform; empty: '<camera frame>_estimated', a "
+                                    "new frame, so the TF tree stays a tree")
+    pose_std: list = param([0.2, 0.2, 0.2, 0.7, 0.7, 0.7],
+                           "standard deviations of the camera pose (x, y, z in metres, then roll, pitch, yaw in "
+                           "radians) on camera_pose_with_covariance: the covariance diagonal is their squares (zero "
+                           "with known_camera). Default: the median camera errors of the multi-hypothesis estimate "
+                           "in bench/results/pose_estimation.json (panda: 19.6 cm, 40.6 deg)")
     seed: int = param(0, "random seed (joint restarts, hill climbing, untrained model)", lo=0, hi=2**31 - 1)
 
     def __post_init__(self) -> None:
         self.camera_in_base = [float(v) for v in self.camera_in_base]
+        self.pose_std = [float(v) for v in self.pose_std]
+        if len(self.pose_std) != 6 or not all(np.isfinite(v) and v >= 0.0 for v in self.pose_std):
+            raise ValueError(f"pose_std must be 6 finite values >= 0 (x, y, z in m; roll, pitch, yaw in rad), got "
+                             f"{self.pose_std}")
         validate(self)
         self.T_base_camera_known()  # raises for a wrong length or a zero or non-finite quaternion
 
@@ -182,6 +197,7 @@ class RobotPoseStage(Stage):
         "estimate": "gen3d_ros/msg/RobotPoseEstimate",
         "joint_states": "sensor_msgs/msg/JointState",
         "camera_pose": "geometry_msgs/msg/PoseStamped",
+        "camera_pose_with_covariance": "geometry_msgs/msg/PoseWithCovarianceStamped",
         "tf": "tf2_msgs/msg/TFMessage",
     }
 
@@ -277,8 +293,20 @@ class RobotPoseStage(Stage):
             Output("camera_pose", pose_stamped(T_base_camera, factory, frame_id=self.base_frame,
                                                stamp=image.header.stamp)),
         ]
+        outputs.append(Output("camera_pose_with_covariance", self._pose_with_covariance(T_base_camera, factory,
+                                                                                    image.header.stamp)))
         if c.publish_tf:
             outputs.append(Output("tf", tf_message([transform_stamped(
-                T_base_camera, factory, parent_frame=self.base_frame, child_frame=camera_frame,
-                stamp=image.header.stamp)], factory)))
+                T_base_camera, factory, parent_frame=self.base_frame,
+                child_frame=c.tf_child_frame or f"{camera_frame}_estimated", stamp=image.header.stamp)], factory)))
         return outputs
+
+    def _pose_with_covariance(self, T_base_camera: np.ndarray, factory: MessageFactory, stamp: Any) -> Any:
+        """``PoseWithCovarianceStamped`` of the camera in ``base_frame``: covariance diag(``pose_std``^2) (6x6
+        row-major: x, y, z, rotation about x, y, z), zero with ``known_camera`` (the given calibration)."""
+        std = np.zeros(6) if self.config.known_camera else np.asarray(self.config.pose_std, np.float64)
+        covariance = np.diag(std ** 2).ravel()  # float64[36]: numpy for either message world
+        return factory.new("geometry_msgs/msg/PoseWithCovarianceStamped",
+                           header=make_header(factory, frame_id=self.base_frame, stamp=stamp),
+                           pose=factory.new("geometry_msgs/msg/PoseWithCovariance",
+                                            pose=matrix_to_pose(T_base_camera, factory), covariance=covariance))

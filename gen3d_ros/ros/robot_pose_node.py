@@ -8,8 +8,9 @@ A :class:`~gen3d_ros.ros.stage_node.StageNode` of the registry's ``robot_pose`` 
 (:data:`gen3d_ros.pipeline.registry.STAGES`: default topics, the process worker); topics are the parameters
 ``<name>_topic``. Image and CameraInfo are paired by stamp within ``sync_tolerance``; out ``estimate``
 (``gen3d_ros/RobotPoseEstimate``), ``joint_states`` (``sensor_msgs/JointState``), ``camera_pose``
-(``geometry_msgs/PoseStamped``: the camera optical frame in ``base_frame``) and ``tf`` (``base_frame`` -> camera
-frame; ``publish_tf: false`` to leave TF alone), all with the image's stamp; ``/diagnostics`` at 1 Hz. The
+(``geometry_msgs/PoseStamped``: the camera optical frame in ``base_frame``), ``camera_pose_with_covariance``
+(``PoseWithCovarianceStamped``, covariance from ``pose_std``) and, only with ``publish_tf: true``, ``tf``
+(``base_frame`` -> ``<camera frame>_estimated``, a new frame: the tree stays a tree), all with the image's stamp; ``/diagnostics`` at 1 Hz. The
 estimator's settings are the ``estimator.<field>`` parameters.
 """
 

@@ -45,14 +45,42 @@ def test_bag_mode_estimates_the_pose_of_every_camera_frame(tmp_path: Path, capsy
     out = {}
     for m in read_messages(tmp_path / "out"):
         out.setdefault(m.topic, []).append(m)
-    assert sorted(out) == ["/robot_pose_node/camera_pose", "/robot_pose_node/estimate",
-                           "/robot_pose_node/joint_states", "/tf"]
-    assert [m.log_time_ns for m in out["/tf"]] == [t + 1000 for t in stamps]  # written when the pair completed
+    # no /tf: publish_tf is off by default (the camera frame has a parent in a real robot's TF)
+    assert sorted(out) == ["/robot_pose_node/camera_pose", "/robot_pose_node/camera_pose_with_covariance",
+                           "/robot_pose_node/estimate", "/robot_pose_node/joint_states"]
+    # written when the pair completed
+    assert [m.log_time_ns for m in out["/robot_pose_node/camera_pose"]] == [t + 1000 for t in stamps]
     for m in out["/robot_pose_node/estimate"]:
         est = m.msg
         assert est.header.frame_id == CAMERA_FRAME and list(est.joints.name)[0] == "base_yaw"
         assert np.isfinite(np.asarray(est.joints.position)).all()
-    assert [m.msg.transforms[0].child_frame_id for m in out["/tf"]] == [CAMERA_FRAME] * 2
+    poses = zip(out["/robot_pose_node/camera_pose"], out["/robot_pose_node/camera_pose_with_covariance"])
+    for pose, with_cov in poses:
+        assert with_cov.msg.header.frame_id == pose.msg.header.frame_id != ""
+        p, q = pose.msg.pose.position, with_cov.msg.pose.pose.position
+        assert (p.x, p.y, p.z) == (q.x, q.y, q.z)
+        assert not np.asarray(with_cov.msg.pose.covariance).any()  # known_camera: the given calibration
+
+
+def test_pose_covariance_is_the_square_of_pose_std_row_major() -> None:
+    import types
+
+    from gen3d_ros.pipeline.robot_pose import RobotPoseStage, RobotPoseStageConfig
+
+    f = rosbags_factory()
+    T = np.eye(4)
+    T[:3, 3] = [0.5, -0.25, 1.0]
+    stage = types.SimpleNamespace(config=RobotPoseStageConfig(pose_std=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
+                                  base_frame="base")
+    msg = RobotPoseStage._pose_with_covariance(stage, T, f, f.time(1.5))
+    cov = np.asarray(msg.pose.covariance).reshape(6, 6)
+    np.testing.assert_allclose(np.diag(cov), [0.01, 0.04, 0.09, 0.16, 0.25, 0.36])
+    assert not (cov - np.diag(np.diag(cov))).any() and msg.header.frame_id == "base"
+    assert (msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z) == (0.5, -0.25, 1.0)
+    import pytest
+
+    with pytest.raises(ValueError, match="pose_std must be 6"):
+        RobotPoseStageConfig(pose_std=[0.1, 0.2])
 
 
 def test_vendored_tf_message_has_the_real_type_hash() -> None:

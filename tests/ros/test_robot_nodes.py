@@ -48,7 +48,8 @@ def test_pose_node_answers_an_image_pair_with_joints_camera_pose_and_tf(ros, exe
     from gen3d_ros.io.transforms import pose_to_matrix
     from gen3d_ros.msg import RobotPoseEstimate
 
-    params = params_file(tmp_path, "robot_pose_node", {**POSE_PARAMS, "camera_in_base": camera_in_base()})
+    params = params_file(tmp_path, "robot_pose_node", {**POSE_PARAMS, "camera_in_base": camera_in_base(),
+                                                        "publish_tf": True})
     node_proc = children("robot_pose_node", ["-m", "gen3d_ros.ros.robot_pose_node", "--ros-args",
                                              "--params-file", params])
     node = rclpy.create_node("robot_pose_test", context=context)
@@ -84,7 +85,8 @@ def test_pose_node_answers_an_image_pair_with_joints_camera_pose_and_tf(ros, exe
     assert list(joints.name) == robot.actuated_joints == list(est.joints.name)
     assert est.base_frame == robot.root == pose.header.frame_id
     (transform,) = tf.transforms
-    assert (transform.header.frame_id, transform.child_frame_id) == (robot.root, CAMERA_FRAME)
+    # a new child frame: the camera's own frame keeps its parent in the robot's TF
+    assert (transform.header.frame_id, transform.child_frame_id) == (robot.root, f"{CAMERA_FRAME}_estimated")
     q = joint_positions(joints, robot.actuated_joints)
     assert np.isfinite(q).all() and math.isfinite(est.photometric_loss) and est.iterations > 0
     # Known camera: the published camera pose is the given one, and TF says the same.
