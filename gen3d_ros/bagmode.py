@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from gen3d_ros.io.messages import rosbags_factory, stamp_to_nanoseconds
 from gen3d_ros.io.rosbag2 import BagError, BagReader, BagWriter, TopicInfo
@@ -34,6 +34,8 @@ from gen3d_ros.pipeline.registry import (NODE_SETTINGS, STAGES, TF_SETTINGS, Sta
                                          stage_entry, topic_param_name)
 
 log = logging.getLogger("gen3d_ros.bagmode")
+#: ``observe(topic, msgtype, msg, time_ns)``: sees the messages of a bag run (see :func:`run_bag`)
+Observer = Callable[[str, str, Any, int], None]
 
 #: Bags with at least this many messages to read get a progress bar (when ``progress`` is on).
 PROGRESS_MIN_MESSAGES = 20
@@ -249,6 +251,7 @@ def run_bag(
     storage: str | None = None,
     output_time: str = "log",
     autodetect: bool = True,
+    observe: Observer | None = None,
 ) -> BagReport:
     """Run ``stages`` over the bag at ``input_path``; write their outputs (and, with ``copy_inputs``, every
     topic of the input bag) to a new bag at ``output_path``.
@@ -266,6 +269,8 @@ def run_bag(
             (the log time when the input has no header or a zero stamp).
         autodetect: when an input topic is absent from the bag, use the bag's only topic of the input's type
             (logged); off: an absent input topic is an error.
+        observe: ``observe(topic, msgtype, msg, time_ns)`` for every decoded input message a stage gets and every
+            output written (``gen3d bag --serve``'s live view, ``--meshes``); it must not raise.
 
     Raises:
         FileNotFoundError: no input bag. OutputExistsError: output exists without ``force``.
@@ -279,7 +284,7 @@ def run_bag(
     with BagReader(input_path) as bag:
         routes = _resolve_routes(bag, stages, topics, given, autodetect)
         copy_topics = _topics_to_copy(bag, routes.out_types) if copy_inputs else []
-        run = _BagRun(stages, routes, copy_topics, limit, output_time,
+        run = _BagRun(stages, routes, copy_topics, limit, output_time, observe,
                       BagReport(str(input_path), str(output_path), "",
                                 messages_in={t: 0 for t in routes.consumers},
                                 messages_out={t: 0 for t in routes.out_types}, copied={t: 0 for t in copy_topics}))
@@ -407,8 +412,8 @@ class _BagRun:
     undecodable messages, and its counters when the run started (stages may have run before)."""
 
     def __init__(self, stages: list[Stage], routes: _Routes, copy_topics: list[str], limit: int | None,
-                 output_time: str, report: BagReport) -> None:
-        self.stages, self.routes, self.copy_set = stages, routes, set(copy_topics)
+                 output_time: str, observe: Observer | None, report: BagReport) -> None:
+        self.stages, self.routes, self.copy_set, self.observe = stages, routes, set(copy_topics), observe
         self.limit, self.output_time, self.report = limit, output_time, report
         self.factory = rosbags_factory()
         self.before = {s.name: (s.stats.processed, s.stats.rejected, s.stats.failed, s.stats.total_latency_ms)
@@ -440,6 +445,8 @@ class _BagRun:
                     self.undecodable[stage.name] += 1
                 continue
             stamp_ns = _output_time(message.log_time_ns, msg, self.output_time)
+            if self.observe is not None:
+                self.observe(message.topic, users[0][0].inputs[users[0][1]], msg, message.log_time_ns)
             for stage, name in users:
                 self._process(stage, name, msg, stamp_ns, out)
 
@@ -462,6 +469,8 @@ class _BagRun:
                 self.report.write_errors += 1
                 continue
             self.report.messages_out[topic] += 1
+            if self.observe is not None:
+                self.observe(topic, stage.outputs[result.name], result.msg, stamp_ns)
 
     def report_stages(self) -> None:
         """Fill ``report.stages``: what each stage did in this run (its counters minus those at the start)."""

@@ -111,6 +111,14 @@ def register_bag(sub: argparse._SubParsersAction) -> None:
                    help="log time of outputs: the input's log time (default) or its header stamp")
     p.add_argument("--report", type=Path, default=None, help="also write the run report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--serve", type=int, nargs="?", const=8765, default=None, metavar="PORT",
+                   help="serve a Foxglove WebSocket live view of the run (default port 8765; open ws://localhost:PORT "
+                        "in the Foxglove app); after the run it keeps serving until Ctrl-C")
+    p.add_argument("--serve-host", default="127.0.0.1", help="address --serve listens on (default loopback)")
+    p.add_argument("--meshes", type=Path, default=None, metavar="DIR",
+                   help="also write every completed mesh to DIR as <topic>_<time ns>.<--mesh-format>")
+    p.add_argument("--mesh-format", choices=("ply", "obj", "glb"), default="ply",
+                   help="file format of --meshes: ply (default), obj, glb (binary glTF, for any 3D viewer)")
     p.set_defaults(func=cmd_bag)
 
 
@@ -175,10 +183,20 @@ def cmd_bag(args: argparse.Namespace) -> int:
         if "completion" not in names:
             raise UsageError("--input-topic names the completion stage's cloud topic, but completion is not run")
         topics[("completion", "cloud")] = args.input_topic
-    report = run_bag(args.input, args.output, stages=stages, topic_map=topics, copy_inputs=args.copy_inputs,
-                     force=args.force, progress=not args.no_progress and sys.stderr.isatty(), limit=args.limit,
-                     storage=args.storage, output_time=args.output_time, autodetect=not args.input_topic)
-    print(report.format())
+    from gen3d_ros.commands.bag_views import observers_from_args
+
+    observers = observers_from_args(args, inputs)  # --serve, --meshes
+    try:
+        report = run_bag(args.input, args.output, stages=stages, topic_map=topics, copy_inputs=args.copy_inputs,
+                         force=args.force, progress=not args.no_progress and sys.stderr.isatty(), limit=args.limit,
+                         storage=args.storage, output_time=args.output_time, autodetect=not args.input_topic,
+                         observe=observers)
+        print(report.format())
+        if observers is not None:
+            observers.linger()
+    finally:
+        if observers is not None:
+            observers.close()
     if args.report is not None:
         from gen3d_ros.outputs import write_json
 

@@ -92,7 +92,7 @@ class KeptCompletion:
         colors = _rgba_of(msg.vertex_colors) if len(msg.vertex_colors) == len(vertices) and len(vertices) else None
         return str(msg.header.frame_id), vertices, faces, colors
 
-    def save(self, path: str | Path) -> tuple[int, int]:
+    def write_mesh_file(self, path: str | Path) -> tuple[int, int]:
         """Write the kept mesh to ``path`` (.ply, .obj or .glb; :func:`gen3d_ros.completion.udf_mesh.save_mesh`,
         atomic). Without colours in the message, the nodes' height ramp colours it. Returns (vertices, faces).
         The caller checks ``path`` first (:func:`gen3d_ros.outputs.prepare_output`)."""

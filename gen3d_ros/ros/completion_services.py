@@ -83,7 +83,7 @@ class CompletionNode(StageNode):
                 raise LookupError("no completed mesh yet: nothing was completed since the start or the last reset")
             prepare_output(path, inputs=configured_files(self.config), force=request.overwrite, what="mesh")
             start = time.perf_counter()
-            response.vertices, response.triangles = self.kept.save(path)
+            response.vertices, response.triangles = self.kept.write_mesh_file(path)
         except (ValueError, LookupError, OutputError, OSError) as exc:
             response.success, response.message = False, f"{exc}"
             self.get_logger().warning(f"~/save_mesh {request.path!r}: {exc}")

@@ -1,0 +1,89 @@
+"""gen3d bag --meshes DIR --mesh-format ply|obj|glb (every completed mesh also as a file, equal to the bag's
+CompletedMesh) and --serve PORT (a Foxglove live view of the run: a websockets client receives the mesh; the server
+keeps serving after the run until SIGTERM, exit 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bagdata import write_cloud_bag
+from gen3d_ros.cli import main
+from gen3d_ros.io.gltf import read_glb
+from gen3d_ros.io.mesh_msgs import shape_mesh_to_arrays
+from gen3d_ros.io.rosbag2 import read_messages
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["--set", "voxel_size=0.4", "--set", "poisson_depth=6", "--set", "roi_radius=12.0", "--no-progress"]
+
+
+def meshes_in(bag: Path) -> list:
+    return [m for m in read_messages(bag) if m.msgtype == "gen3d_ros/msg/CompletedMesh"]
+
+
+def test_meshes_folder_gets_every_completed_mesh_as_glb(tmp_path: Path) -> None:
+    bag = tmp_path / "in.mcap"
+    write_cloud_bag(bag, n=2)
+    out, folder = tmp_path / "out.mcap", tmp_path / "meshes"
+    assert main(["bag", str(bag), "-o", str(out), "--meshes", str(folder), "--mesh-format", "glb", *FAST]) == 0
+    in_bag = meshes_in(out)
+    files = sorted(folder.glob("*.glb"))
+    assert len(in_bag) == 2 and len(files) == 2
+    for message, path in zip(sorted(in_bag, key=lambda m: m.log_time_ns), files):
+        assert path.name == f"{message.topic.strip('/').replace('/', '_')}_{message.log_time_ns}.glb"
+        vertices, faces = shape_mesh_to_arrays(message.msg.mesh)
+        v, f, colors = read_glb(path)
+        np.testing.assert_allclose(v, vertices, atol=1e-6)
+        np.testing.assert_array_equal(f, faces)
+        assert colors.shape == (len(vertices), 4)
+    # a folder that is not ours is refused before the run (exit 2, nothing written)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main(["bag", str(bag), "-o", str(tmp_path / "o2.mcap"), "--meshes", str(foreign), *FAST]) == 2
+    assert not (tmp_path / "o2.mcap").exists()
+
+
+def test_serve_shows_the_run_on_a_foxglove_websocket(tmp_path: Path) -> None:
+    pytest.importorskip("websockets")
+    pytest.importorskip("google.protobuf")
+    sys.path.insert(0, str(REPO / "tests" / "viz"))
+    from foxglove_client import decoder, receive_one
+
+    bag = tmp_path / "in.mcap"
+    write_cloud_bag(bag, n=1)
+    out = tmp_path / "out.mcap"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "gen3d_ros", "bag", str(bag), "-o", str(out), "--serve",
+                             str(port), *FAST], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120.0
+        while not any("still serving" in line for line in lines):  # the run is done; the server lingers
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+            lines.append(proc.stdout.readline())
+        (message,) = meshes_in(out)
+        channel, payload = asyncio.run(receive_one(port, message.topic, lambda: None, again=False))
+        (entity,) = decoder(channel).FromString(payload).entities
+        vertices, faces = shape_mesh_to_arrays(message.msg.mesh)
+        assert len(entity.triangles[0].points) == len(vertices)
+        np.testing.assert_array_equal(np.array(entity.triangles[0].indices).reshape(-1, 3), faces)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
