@@ -290,7 +290,7 @@ def run_bag(
                                 messages_out={t: 0 for t in routes.out_types}, copied={t: 0 for t in copy_topics}))
         with BagWriter(output_path, storage=storage, force=force) as out:
             run.report.storage = out.storage
-            _declare_output_topics(out, bag, copy_topics, routes.out_types)
+            _declare_output_topics(out, bag, copy_topics, routes.out_types, _latched_topics(stages, routes))
             read_topics = sorted(set(routes.consumers) | set(copy_topics))
             total = sum(bag.topics[t].count for t in read_topics)
             bar = _progress_bar(total, enabled=progress, desc=f"bag {input_path.name}")
@@ -395,16 +395,37 @@ def _topics_to_copy(bag: BagReader, out_types: Mapping[str, str]) -> list[str]:
     return copy_topics
 
 
+def output_qos(latched: bool) -> Any:
+    """The QoS a live node offers on an output (``gen3d_ros.ros.stage_node.output_qos_profile``) as a rosbags
+    ``Qos``: reliable, keep-last 1, transient-local when ``latched`` (the mesh Marker) else volatile, default
+    deadline / lifespan / liveliness. Recorded with the output so that ``ros2 bag play`` offers the same: rviz's
+    transient-local Marker subscription matches only a transient-local publisher."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    durability = QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE
+    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, durability, QosTime(0, 0), QosTime(0, 0),
+               QosLiveliness.AUTOMATIC, QosTime(0, 0), False)
+
+
+def _latched_topics(stages: list[Stage], routes: _Routes) -> set[str]:
+    """Output topics of ``stages`` that their nodes publish transient-local (the registry's ``latched``)."""
+    latched = set()
+    for stage in stages:
+        names = stage_entry(stage.name).latched if stage.name in {e.name for e in STAGES} else frozenset()
+        latched |= {topic for name, topic in routes.outputs_of[stage.name].items() if name in names}
+    return latched
+
+
 def _declare_output_topics(out: BagWriter, bag: BagReader, copy_topics: list[str],
-                           out_types: Mapping[str, str]) -> None:
+                           out_types: Mapping[str, str], latched: set[str]) -> None:
     """Declare the copied topics first (the context the outputs refer to), with their definitions, hashes and
-    QoS, then the output topics."""
+    QoS, then the output topics with the QoS the live nodes offer (:func:`output_qos`)."""
     for topic in copy_topics:
         info = bag.topics[topic]
         msgdef, rihs01 = _copy_definition(info)  # type: ignore[misc]
         out.add_topic(topic, info.msgtype, msgdef=msgdef, rihs01=rihs01, qos=info.qos)
     for topic, msgtype in out_types.items():
-        out.add_topic(topic, msgtype)
+        out.add_topic(topic, msgtype, qos=[output_qos(topic in latched)])
 
 
 class _BagRun:

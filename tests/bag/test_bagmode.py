@@ -242,3 +242,44 @@ def test_hgca_coarse_voxels_are_written_with_each_cloud_before_its_mesh(tmp_path
     for m in read_messages(tmp_path / "out", [OUT["coarse_voxels"]]):
         assert stamp_to_nanoseconds(m.msg.header.stamp) == m.log_time_ns and m.msg.header.frame_id == "lidar"
         assert m.msg.width > 50
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_bag_round_trip_keeps_the_offered_qos_of_the_live_node(tmp_path: Path, storage: str) -> None:
+    """Outputs are recorded with the QoS the node offers (the latched Marker transient-local), so that a replay
+    with ``ros2 bag play`` matches rviz's transient-local Marker subscription; copied inputs keep theirs."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    from gen3d_ros.io.rosbag2 import read_bag_info
+
+    sensor = Qos(QosHistory.KEEP_LAST, 5, QosReliability.BEST_EFFORT, QosDurability.VOLATILE, QosTime(0, 0),
+                 QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False)
+    with BagWriter(tmp_path / "in", storage=storage) as out:
+        out.add_topic("/points", "sensor_msgs/msg/PointCloud2", qos=[sensor])
+        out.write("/points", cloud_msg(0, T0_NS), T0_NS)
+    run_bag(tmp_path / "in", tmp_path / "out", stages=[fast_stage()], progress=False, copy_inputs=True,
+            storage=storage)
+    topics = read_bag_info(tmp_path / "out")["topics"]
+    offered = {topic: [(q["reliability"], q["durability"], q["history"], q["depth"]) for q in t["qos"]]
+               for topic, t in topics.items()}
+    assert offered[OUT["mesh_marker"]] == [("reliable", "transient_local", "keep_last", 1)]
+    for name in ("completed_mesh", "completed_voxels", "coarse_voxels"):
+        assert offered[OUT[name]] == [("reliable", "volatile", "keep_last", 1)], name
+    assert offered["/points"] == [("best_effort", "volatile", "keep_last", 5)]  # copied as recorded
+
+
+def test_recorded_output_qos_is_what_the_node_offers() -> None:
+    from gen3d_ros.bagmode import output_qos
+
+    try:
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
+
+        from gen3d_ros.ros.stage_node import output_qos_profile
+    except ImportError as exc:
+        pytest.skip(f"rclpy cannot be imported: {exc}")
+    for latched in (False, True):
+        live, recorded = output_qos_profile(latched), output_qos(latched)
+        assert recorded.depth == live.depth
+        assert recorded.reliability.name == ReliabilityPolicy(live.reliability).name
+        assert recorded.durability.name == DurabilityPolicy(live.durability).name
+        assert recorded.history.name == HistoryPolicy(live.history).name
