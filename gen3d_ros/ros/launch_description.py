@@ -4,7 +4,8 @@ Each node runs the generic ``lib/gen3d_ros/stage_node`` executable (:mod:`gen3d_
 name as first argument and as ROS node name (= the params file's section), the ``params_file`` and ``log_level``
 launch arguments, ``namespace`` (every node under it: ``namespace:=car1`` puts the topics at ``/car1/points``,
 ``/car1/completion_node/mesh`` …; the params files' ``/**/<node>`` sections still apply) and ``use_sim_time``
-(``true`` when replaying a bag with ``--clock``), and an optional rviz2 (``rviz:=true``, ``config/gen3d.rviz``).
+(``true`` when replaying a bag with ``--clock``), ``lifecycle`` (``true``: managed nodes brought to active at
+start, ``managed``: left unconfigured for a lifecycle manager; :mod:`gen3d_ros.ros.lifecycle`), and an optional rviz2 (``rviz:=true``, ``config/gen3d.rviz``).
 The nodes are those of
 :data:`gen3d_ros.pipeline.registry.STAGES`, so a new stage needs no launch or script change.
 ``launch`` / ``launch_ros`` are imported when a description is built, so importing this module needs neither.
@@ -60,9 +61,13 @@ def launch_description(nodes: Sequence[str], params_file: str, params_descriptio
                               description="namespace of the nodes and their relative topics, e.g. car1"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (a bag played with --clock) instead of the system clock"),
+        DeclareLaunchArgument("lifecycle", default_value="false", choices=["false", "true", "managed"],
+                              description="false: plain nodes; true: managed (lifecycle) nodes brought to active at "
+                                          "start; managed: managed nodes left unconfigured for a lifecycle manager"),
         *(Node(package=PACKAGE, executable=NODE_EXECUTABLE, name=name, namespace=namespace,
                parameters=[params, sim_time], output="screen", emulate_tty=True,
-               arguments=[name, "--ros-args", "--log-level", log_level])
+               arguments=[name, "--lifecycle", LaunchConfiguration("lifecycle"), "--ros-args", "--log-level",
+                          log_level])
           for name in nodes),
         Node(package="rviz2", executable="rviz2", name="rviz2", output="screen", parameters=[sim_time],
              arguments=["-d", PathJoinSubstitution([share, "config", "gen3d.rviz"])],

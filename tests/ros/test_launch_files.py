@@ -166,9 +166,14 @@ def expected_entries(standins: dict, nodes: list[str], params_file: str, params_
         actions.DeclareLaunchArgument("use_sim_time", default_value="false",
                                       description="use /clock (a bag played with --clock) instead of the system "
                                                   "clock"),
+        actions.DeclareLaunchArgument("lifecycle", default_value="false", choices=["false", "true", "managed"],
+                                      description="false: plain nodes; true: managed (lifecycle) nodes brought to "
+                                                  "active at start; managed: managed nodes left unconfigured for a "
+                                                  "lifecycle manager"),
         *(Node(package="gen3d_ros", executable="stage_node", name=name, namespace=config("namespace"),
                parameters=[config("params_file"), {"use_sim_time": config("use_sim_time")}],
-               output="screen", emulate_tty=True, arguments=[name, "--ros-args", "--log-level", config("log_level")])
+               output="screen", emulate_tty=True,
+               arguments=[name, "--lifecycle", config("lifecycle"), "--ros-args", "--log-level", config("log_level")])
           for name in nodes),
         Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
              parameters=[{"use_sim_time": config("use_sim_time")}],

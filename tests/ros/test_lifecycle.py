@@ -112,3 +112,22 @@ def test_cleanup_stops_the_stage_process(ros, executor):
     assert wait_pid_gone(pid), "the stage process outlived cleanup"
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS  # a new child
     assert node._stage_process.pid not in (None, pid)
+
+
+def test_stage_node_lifecycle_true_comes_up_active(ros, executor, children):
+    """What the launch files' lifecycle:=true runs: stage_node NODE --lifecycle true."""
+    rclpy, context = ros
+    from lifecycle_msgs.srv import GetState
+
+    from gen3d_ros.ros.node_main import main
+
+    assert main(["stage_node", "completion_node", "--lifecycle", "maybe"]) == 2  # a usage error, nothing started
+    proc = children("completion_node", ["-m", "gen3d_ros.ros.node_main", "completion_node", "--lifecycle", "true",
+                                        "--ros-args", "-p", "worker:=thread"])
+    client = rclpy.create_node("lifecycle_stage_node_client", context=context)
+    executor.add_node(client)
+    get_state = client.create_client(GetState, "/completion_node/get_state")
+    assert get_state.wait_for_service(timeout_sec=60.0), proc.output()
+    future = get_state.call_async(GetState.Request())
+    assert spin_until(executor, future.done, 10.0, alive=[proc])
+    assert future.result().current_state.label == "active"
