@@ -252,6 +252,9 @@ def run_bag(
     output_time: str = "log",
     autodetect: bool = True,
     observe: Observer | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    remap: Mapping[str, str] | None = None,
 ) -> BagReport:
     """Run ``stages`` over the bag at ``input_path``; write their outputs (and, with ``copy_inputs``, every
     topic of the input bag) to a new bag at ``output_path``.
@@ -271,6 +274,11 @@ def run_bag(
             (logged); off: an absent input topic is an error.
         observe: ``observe(topic, msgtype, msg, time_ns)`` for every decoded input message a stage gets and every
             output written (``gen3d bag --serve``'s live view, ``--meshes``); it must not raise.
+        start_s, end_s: only messages logged in ``[start_s, end_s]`` (both included): seconds from the bag's
+            first message, or absolute Unix time when at least :data:`ABSOLUTE_TIME_S`; None: no bound.
+        remap: ``{OLD: NEW}`` topic renames applied to the stages' inputs and outputs after the defaults and
+            ``topic_map`` (like a node's ``--ros-args -r OLD:=NEW``; relative names are taken at the root
+            namespace); a rule that matches no topic is a BagModeError.
 
     Raises:
         FileNotFoundError: no input bag. OutputExistsError: output exists without ``force``.
@@ -280,8 +288,13 @@ def run_bag(
     _check_run(input_path, output_path, stages, limit, output_time)
     given = _given_topics(stages, topic_map)
     topics = _topics_of(stages, given)
+    if remap:
+        renamed = remapped(topics, remap)
+        given = {**given, **{key: t for key, t in renamed.items() if t != topics[key]}}  # named by the user
+        topics = renamed
     start = time.perf_counter()
     with BagReader(input_path) as bag:
+        window = _time_window(bag, start_s, end_s)
         routes = _resolve_routes(bag, stages, topics, given, autodetect)
         copy_topics = _topics_to_copy(bag, routes.out_types) if copy_inputs else []
         run = _BagRun(stages, routes, copy_topics, limit, output_time, observe,
@@ -295,12 +308,44 @@ def run_bag(
             total = sum(bag.topics[t].count for t in read_topics)
             bar = _progress_bar(total, enabled=progress, desc=f"bag {input_path.name}")
             try:
-                run.feed(bag, out, read_topics, bar)
+                run.feed(bag, out, read_topics, bar, window)
             finally:
                 bar.close()
     run.report_stages()
     run.report.wall_time_s = time.perf_counter() - start
     return run.report
+
+
+#: ``start_s`` / ``end_s`` of :func:`run_bag` at least this large are absolute Unix times (2001-09-09 onwards),
+#: smaller ones seconds from the bag's first message
+ABSOLUTE_TIME_S = 1e9
+
+
+def _time_window(bag: BagReader, start_s: float | None, end_s: float | None) -> tuple[int | None, int | None]:
+    """``(start_ns, stop_ns)`` (stop exclusive) of the messages logged in ``[start_s, end_s]``; BagModeError for
+    an empty or inverted range."""
+    def absolute_ns(value: float) -> int:
+        return int(round(value * 1e9)) if value >= ABSOLUTE_TIME_S else bag.start_ns + int(round(value * 1e9))
+
+    lo = None if start_s is None else absolute_ns(start_s)
+    hi = None if end_s is None else absolute_ns(end_s) + 1
+    if lo is not None and hi is not None and hi <= lo:
+        raise BagModeError(f"the time range start {start_s} .. end {end_s} s is empty")
+    if (lo is not None and lo > bag.end_ns) or (hi is not None and hi <= bag.start_ns):
+        raise BagModeError(f"the time range start {start_s} .. end {end_s} s holds no message of {bag.path} (it "
+                           f"spans {bag.duration_s:.3f} s from {bag.start_ns * 1e-9:.3f})")
+    return lo, hi
+
+
+def remapped(topics: Mapping[TopicKey, str], remap: Mapping[str, str]) -> dict[TopicKey, str]:
+    """``topics`` with every topic equal to a rule's OLD renamed to its NEW (relative names resolved at the
+    root namespace); BagModeError naming a rule that matches none of them."""
+    rules = {resolve_topic(old, "bag"): resolve_topic(new, "bag") for old, new in remap.items()}
+    unused = [old for old in rules if old not in topics.values()]
+    if unused:
+        raise BagModeError(f"remap rule(s) for {unused} match no topic of the stages run: "
+                           f"{sorted(set(topics.values()))}")
+    return {key: rules.get(topic, topic) for key, topic in topics.items()}
 
 
 def _check_run(input_path: Path, output_path: Path, stages: list[Stage], limit: int | None,
@@ -442,10 +487,12 @@ class _BagRun:
         self.max_latency = {s.name: 0.0 for s in stages}
         self.undecodable = {s.name: 0 for s in stages}
 
-    def feed(self, bag: BagReader, out: BagWriter, read_topics: list[str], bar: Any) -> None:
-        """Copy and feed every message of ``read_topics`` in log-time order, up to ``limit`` fed messages."""
+    def feed(self, bag: BagReader, out: BagWriter, read_topics: list[str], bar: Any,
+             window: tuple[int | None, int | None] = (None, None)) -> None:
+        """Copy and feed every message of ``read_topics`` logged in ``window`` (ns, ``[start, stop)``) in log-time
+        order, up to ``limit`` fed messages."""
         fed = 0
-        for message in bag.messages(read_topics, decode=False):
+        for message in bag.messages(read_topics, decode=False, start_ns=window[0], stop_ns=window[1]):
             bar.update(1)
             users = self.routes.consumers.get(message.topic)
             if users and self.limit is not None and fed >= self.limit:

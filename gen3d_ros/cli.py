@@ -107,6 +107,16 @@ def register_bag(sub: argparse._SubParsersAction) -> None:
                    help="PointCloud2 topic to complete, exactly (default: /points, the live node's, or the params file's "
                         "cloud_topic; when the bag lacks it, the bag's only PointCloud2 topic)")
     p.add_argument("--limit", type=int, default=None, help="stop after N input messages")
+    p.add_argument("--start", type=float, default=None, metavar="SECONDS",
+                   help="skip messages logged before this: seconds from the bag's first message, or absolute Unix "
+                        "time (>= 1e9)")
+    p.add_argument("--end", type=float, default=None, metavar="SECONDS",
+                   help="stop after messages logged at this time (included): seconds from the bag's first "
+                        "message, or absolute Unix time (>= 1e9)")
+    p.add_argument("--remap", action="append", default=[], metavar="OLD:=NEW",
+                   help="rename a stage input or output topic (repeatable), like --ros-args -r: "
+                        "--remap /points:=/velodyne_points reads the clouds from /velodyne_points, "
+                        "--remap /completion_node/mesh:=/car1/mesh writes the meshes there")
     p.add_argument("--output-time", choices=("log", "header"), default="log",
                    help="log time of outputs: the input's log time (default) or its header stamp")
     p.add_argument("--report", type=Path, default=None, help="also write the run report as JSON here")
@@ -151,6 +161,12 @@ def cmd_bag(args: argparse.Namespace) -> int:
         raise UsageError(f"input bag {args.input} does not exist")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
+    remap = {}
+    for rule in args.remap:
+        old, sep, new = rule.partition(":=")
+        if not sep or not old or not new:
+            raise UsageError(f"--remap {rule!r} must look like OLD:=NEW, e.g. /points:=/velodyne_points")
+        remap[old] = new
     if args.params is not None and not args.params.is_file():
         raise UsageError(f"params file {args.params} does not exist")
     inputs = [args.input, args.params]
@@ -190,7 +206,7 @@ def cmd_bag(args: argparse.Namespace) -> int:
         report = run_bag(args.input, args.output, stages=stages, topic_map=topics, copy_inputs=args.copy_inputs,
                          force=args.force, progress=not args.no_progress and sys.stderr.isatty(), limit=args.limit,
                          storage=args.storage, output_time=args.output_time, autodetect=not args.input_topic,
-                         observe=observers)
+                         observe=observers, start_s=args.start, end_s=args.end, remap=remap)
         print(report.format())
         if observers is not None:
             observers.linger()
@@ -228,6 +244,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def qos_text(profiles: list[dict]) -> str:
+    """Recorded QoS profiles in one line, e.g. ``reliable transient_local keep_last(1)``; ``-`` without any."""
+    def one(q: dict) -> str:
+        if "profile" in q:
+            return str(q["profile"])
+        history = q.get("history", "?")
+        depth = f"({q.get('depth')})" if history == "keep_last" else ""
+        return f"{q.get('reliability', '?')} {q.get('durability', '?')} {history}{depth}"
+
+    return "; ".join(one(q) for q in profiles) or "-"
+
+
 def format_bag_info(info: dict) -> str:
     """The table ``gen3d info`` prints."""
     def when(ns: int) -> str:
@@ -236,8 +264,12 @@ def format_bag_info(info: dict) -> str:
         except (OverflowError, OSError, ValueError):  # a corrupt bag's absurd time: show the number only
             return "out of range"
 
+    duration = info["duration_s"]
+    formats = sorted({t.get("serialization_format", "cdr") for t in info["topics"].values()}) or ["-"]
     lines = [f"bag:       {info['path']}", f"storage:   {info['storage']}",
-             f"messages:  {info['message_count']}", f"duration:  {info['duration_s']:.3f} s"]
+             f"size:      {info.get('size_bytes', 0) / 2**20:.2f} MiB ({info.get('size_bytes', 0)} bytes)",
+             f"serialization: {', '.join(formats)}",
+             f"messages:  {info['message_count']}", f"duration:  {duration:.3f} s"]
     if info["message_count"]:
         lines += [f"start:     {when(info['start_ns'])} ({info['start_ns'] * 1e-9:.3f})",
                   f"end:       {when(info['end_ns'])} ({info['end_ns'] * 1e-9:.3f})"]
@@ -245,9 +277,11 @@ def format_bag_info(info: dict) -> str:
     width = max([len("topic")] + [len(t) for t in topics])
     twidth = max([len("type")] + [len(t["type"]) for t in topics.values()])
     lines.append(f"topics:    {len(topics)}")
-    lines.append(f"  {'topic':<{width}}  {'type':<{twidth}}  {'count':>7}")
+    # frequency: the topic's messages over the bag's duration (rosbag2 keeps no per-topic first/last time)
+    lines.append(f"  {'topic':<{width}}  {'type':<{twidth}}  {'count':>7}  {'Hz':>8}  offered QoS")
     for name, t in topics.items():
-        lines.append(f"  {name:<{width}}  {t['type']:<{twidth}}  {t['count']:>7}")
+        rate = f"{t['count'] / duration:8.2f}" if duration > 0 else f"{'-':>8}"
+        lines.append(f"  {name:<{width}}  {t['type']:<{twidth}}  {t['count']:>7}  {rate}  {qos_text(t['qos'])}")
     if info.get("skipped_records"):
         lines.append(f"warning:   {info['skipped_records']} record(s) on undeclared channels were skipped")
     return "\n".join(lines)

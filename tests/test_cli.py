@@ -63,6 +63,28 @@ def test_gen3d_info_lists_topics_types_counts_and_duration(cloud_bag: Path) -> N
     assert json.loads(as_json.stdout)["topics"]["/velodyne_points"]["count"] == 2
 
 
+def test_bag_time_range_and_remap_then_info_shows_size_serialization_rate_and_qos(cloud_bag: Path, tmp_path: Path,
+                                                                                   capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["bag", str(cloud_bag), "-o", str(out), "--start", "0.05", "--end", "1",
+                 "--remap", "/points:=/velodyne_points", "--remap", "/completion_node/marker:=/car1/marker",
+                 *FAST]) == 0
+    topics = read_bag_info(out)["topics"]
+    assert topics["/car1/marker"]["count"] == 1 and topics["/completion_node/mesh"]["count"] == 1  # 2nd cloud only
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "size:" in text and "MiB" in text and "serialization: cdr" in text
+    marker = next(line for line in text.splitlines() if "/car1/marker" in line)
+    assert "reliable transient_local keep_last(1)" in marker
+    mesh = next(line for line in text.splitlines() if "/completion_node/mesh " in line)
+    assert "reliable volatile keep_last(1)" in mesh
+    for bad, message in [(["--remap", "points=velodyne"], "must look like OLD:=NEW"),
+                         (["--start", "5", "--end", "1"], "is empty")]:
+        assert main(["bag", str(cloud_bag), "-o", str(tmp_path / "bad"), *bad, *FAST]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_bag_in_process_with_sqlite3_storage_and_limit(cloud_bag: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     assert main(["bag", str(cloud_bag), "-o", str(out), "--storage", "sqlite3", "--limit", "1",

@@ -94,7 +94,8 @@ class OutputExistsError(BagError, outputs.OutputExistsError):
 @dataclass(frozen=True)
 class TopicInfo:
     """One topic of a bag: ``name``, ``msgtype`` (``pkg/msg/Name``), message ``count``, RIHS01 ``digest``
-    (empty when the bag stores none), ``msgdef`` text and ``qos`` (rosbags ``Qos`` profiles as recorded)."""
+    (empty when the bag stores none), ``msgdef`` text, ``qos`` (rosbags ``Qos`` profiles as recorded) and the
+    ``serialization`` format of its messages (``cdr``)."""
 
     name: str
     msgtype: str
@@ -103,6 +104,7 @@ class TopicInfo:
     msgdef: str = ""
     msgdef_format: str = "ros2msg"
     qos: tuple = ()
+    serialization: str = "cdr"
 
 
 @dataclass
@@ -566,7 +568,10 @@ class BagReader:
             prev = topics.get(conn.topic)
             count = conn.msgcount + (prev.count if prev else 0)
             digest = conn.digest if isinstance(conn.digest, str) else ""
-            topics[conn.topic] = TopicInfo(conn.topic, conn.msgtype, count, digest, conn.msgdef.data, fmt, qos)
+            serialization = (str(conn.ext.serialization_format) if isinstance(conn.ext, ConnectionExtRosbag2)
+                             else "cdr")
+            topics[conn.topic] = TopicInfo(conn.topic, conn.msgtype, count, digest, conn.msgdef.data, fmt, qos,
+                                           serialization)
         self.topics = dict(sorted(topics.items()))
         count = int(reader.message_count)
         self._counts = (count, int(reader.start_time) if count else 0, int(reader.end_time) - 1 if count else 0)
@@ -741,16 +746,19 @@ class BagReader:
 
 
 def read_bag_info(path: str | os.PathLike) -> dict[str, Any]:
-    """Summary of a bag as plain (JSON-ready) data: path, storage, message count, times, ``skipped_records``
-    (records of undeclared channels, from the index) and per topic its type, count, RIHS01 hash and the QoS
-    profiles recorded for it. Raises like :class:`BagReader`."""
+    """Summary of a bag as plain (JSON-ready) data: path, storage, ``size_bytes`` (its files), message count,
+    times, ``skipped_records`` (records of undeclared channels, from the index) and per topic its type, count,
+    serialization format, RIHS01 hash and the QoS profiles recorded for it. Raises like :class:`BagReader`."""
     with BagReader(path) as bag:
+        root = Path(bag.path)
+        files = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else [root]
         return {
-            "path": str(bag.path), "storage": bag.storage, "message_count": bag.message_count,
+            "path": str(bag.path), "storage": bag.storage, "size_bytes": sum(p.stat().st_size for p in files),
+            "message_count": bag.message_count,
             "start_ns": bag.start_ns, "end_ns": bag.end_ns, "duration_s": bag.duration_s,
             "skipped_records": bag.skipped_records,
-            "topics": {name: {"type": t.msgtype, "count": t.count, "type_hash": t.digest,
-                              "qos": [_qos_json(q) for q in t.qos]}
+            "topics": {name: {"type": t.msgtype, "count": t.count, "serialization_format": t.serialization,
+                              "type_hash": t.digest, "qos": [_qos_json(q) for q in t.qos]}
                        for name, t in bag.topics.items()},
         }
 

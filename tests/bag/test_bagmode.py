@@ -283,3 +283,27 @@ def test_recorded_output_qos_is_what_the_node_offers() -> None:
         assert recorded.reliability.name == ReliabilityPolicy(live.reliability).name
         assert recorded.durability.name == DurabilityPolicy(live.durability).name
         assert recorded.history.name == HistoryPolicy(live.history).name
+
+
+def test_time_range_and_remap_select_messages_and_rename_topics(tmp_path: Path) -> None:
+    stamps = write_cloud_bag(tmp_path / "in", 5)  # one cloud every 0.1 s
+    t0 = stamps[0] * 1e-9
+    report = run_bag(tmp_path / "in", tmp_path / "rel", stages=[fast_stage()], progress=False,
+                     start_s=0.1, end_s=0.3)
+    assert report.messages_in == {"/points": 3}  # 0.1, 0.2 and 0.3 s: both ends included
+    out = by_topic(tmp_path / "rel")[OUT["completed_mesh"]]
+    assert [m.log_time_ns for m in out] == stamps[1:4]
+    report = run_bag(tmp_path / "in", tmp_path / "abs", stages=[fast_stage()], progress=False, start_s=t0 + 0.35)
+    assert report.messages_in == {"/points": 1}  # absolute Unix time: only the last cloud
+    with pytest.raises(BagModeError, match="empty"):
+        run_bag(tmp_path / "in", tmp_path / "x", stages=[fast_stage()], progress=False, start_s=0.3, end_s=0.1)
+    with pytest.raises(BagModeError, match="holds no message"):
+        run_bag(tmp_path / "in", tmp_path / "x", stages=[fast_stage()], progress=False, start_s=10.0)
+
+    report = run_bag(tmp_path / "in", tmp_path / "ren", stages=[fast_stage()], progress=False, limit=1,
+                     remap={OUT["completed_mesh"]: "/car1/mesh", "/points": "points"})
+    assert report.messages_out["/car1/mesh"] == 1 and OUT["completed_mesh"] not in report.messages_out
+    with BagReader(tmp_path / "ren") as bag:
+        assert "/car1/mesh" in bag.topics and OUT["mesh_marker"] in bag.topics
+    with pytest.raises(BagModeError, match="match no topic"):
+        run_bag(tmp_path / "in", tmp_path / "x", stages=[fast_stage()], progress=False, remap={"/nope": "/a"})
