@@ -25,7 +25,8 @@ log = logging.getLogger("gen3d_ros.cli")
 
 from gen3d_ros.commands.common import EXIT_USAGE, UsageError, check_device_arg, prepare, set_threads
 from gen3d_ros.commands.complete import register_complete
-from gen3d_ros.commands.robot import register_act, register_estimate_pose, register_train_robot
+from gen3d_ros.commands.robot import (register_act, register_calibrate_camera, register_estimate_pose,
+                                      register_train_robot)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -460,7 +461,8 @@ def _train_stage(args: argparse.Namespace, overrides: dict) -> list[str]:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [register_demo, register_bag, register_info,
                                                                 register_train_completion, register_complete,
                                                                  register_run, register_train_robot,
-                                                                 register_estimate_pose, register_act]
+                                                                 register_estimate_pose, register_act,
+                                                                 register_calibrate_camera]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -336,3 +336,104 @@ def cmd_act(args: argparse.Namespace) -> int:
     print(f"{result.objective}: goal distance {result.goal_distance_initial:.3f} -> {result.goal_distance_final:.3f}; "
           f"{len(traj.times_from_start)} waypoints over {traj.times_from_start[-1]:.2f} s -> {args.output}")
     return 0
+
+
+# ------------------------------------------------------------------------------------------------ calibrate-camera
+
+
+def _keypoint_estimator(args: argparse.Namespace, model):
+    """The :class:`KeypointPoseEstimator` of ``--keypoints`` (else the packaged network of the model's robot) with
+    the Dr. Robot ``model`` for the render-and-compare refinement (``--no-refine``: keypoints only)."""
+    from gen3d_ros.checkpoints import CheckpointError
+    from gen3d_ros.robot.keypoints.detector import KeypointDetector
+    from gen3d_ros.robot.keypoints.estimator import KeypointPoseConfig, KeypointPoseEstimator
+    from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig
+
+    path = args.keypoints or Path(__file__).resolve().parents[1] / "models" / f"keypoints_{model.robot.name}.pt"
+    try:
+        detector = KeypointDetector.load(path, args.device)
+    except FileNotFoundError:
+        raise UsageError(f"keypoint network {path} does not exist (gen3d train-robot --stage keypoints)") from None
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        return KeypointPoseEstimator(detector, PoseEstimator(model, PoseEstimatorConfig(device=args.device)),
+                                     KeypointPoseConfig(refine=not args.no_refine))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _joint_readings(path: Path, n_images: int, n_joints: int):
+    """``[n_images, J]`` joint readings from a JSON file: ``{"positions": [[...], ...]}`` (one per image, or one for
+    all: a static robot) or a bare list of such lists / one list."""
+    import json
+
+    import numpy as np
+
+    if not path.is_file():
+        raise UsageError(f"--joints {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--joints {path} is not JSON: {exc}") from None
+    values = data.get("positions") if isinstance(data, dict) else data
+    try:
+        q = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UsageError(f"--joints {path}: 'positions' must be numbers, one list per image") from None
+    q = q[None].repeat(n_images, 0) if q.ndim == 1 else q
+    if q.shape != (n_images, n_joints) or not np.isfinite(q).all():
+        raise UsageError(f"--joints {path}: expected {n_images} readings of {n_joints} joints, got shape "
+                         f"{list(q.shape)}")
+    return q
+
+
+def register_calibrate_camera(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate-camera", help="camera-to-robot calibration from images + joint readings",
+                       description="Markerless hand-eye calibration: in each image the keypoint network finds the "
+                                   "robot, PnP + RANSAC with the joint reading's forward kinematics gives the camera, "
+                                   "Dr. Robot render-and-compare refines it; the frames' cameras are averaged "
+                                   "(outliers left out). Writes the static transform and its spread as JSON.")
+    p.add_argument("images", type=Path, nargs="+", help="RGB images of the robot (any background)")
+    p.add_argument("--joints", type=Path, required=True,
+                   help='JSON {"positions": [[q1, ...], ...]}: one reading per image (or one for all), radians')
+    p.add_argument("--keypoints", type=Path, default=None, help="keypoint network (default: the packaged one)")
+    p.add_argument("--no-refine", action="store_true", help="keypoints + PnP only (no render-and-compare)")
+    _add_model_args(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="result JSON")
+    p.set_defaults(func=cmd_calibrate_camera)
+
+
+def cmd_calibrate_camera(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gen3d_ros.robot.pose import pose_from_matrix
+
+    prepare(args.output, args, inputs=[*args.images, args.joints, args.checkpoint, args.camera_info,
+                                       args.keypoints, _urdf_path(args)], what="result")
+    check_device_arg(args.device)
+    set_threads(args.threads)
+    images = [_read_image(p) for p in args.images]
+    if len({im.shape for im in images}) != 1:
+        raise UsageError("the images must all have one size (one camera)")
+    camera = _camera(args, images[0].shape[1], images[0].shape[0])
+    model = _robot_model(args)
+    kpe = _keypoint_estimator(args, model)
+    q = _joint_readings(args.joints, len(images), model.fk.num_joints)
+    try:
+        cal = kpe.calibrate(images, camera, q)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    position, quaternion = pose_from_matrix(cal.T_base_camera)
+    result = {"T_camera_base": cal.T_camera_base.tolist(),
+              "camera_in_base": [*map(float, position), *map(float, quaternion)],
+              "camera_in_base_format": "x, y, z (m), qx, qy, qz, qw: the camera optical frame in the base frame",
+              "translation_std_m": cal.translation_std_m, "rotation_std_deg": cal.rotation_std_deg,
+              "frames_used": cal.frames_used, "frames": cal.frames,
+              "per_frame_T_camera_base": [None if not np.isfinite(T).all() else T.tolist() for T in cal.per_frame],
+              "images": [str(p) for p in args.images], "joint_names": list(model.fk.joint_names)}
+    _write_json(args.output, result)
+    print(f"camera in base: xyz {np.round(position, 4).tolist()} m, quaternion {np.round(quaternion, 4).tolist()}; "
+          f"spread {100 * cal.translation_std_m:.2f} cm / {cal.rotation_std_deg:.2f} deg over {cal.frames_used} of "
+          f"{cal.frames} frames -> {args.output}")
+    return 0

@@ -164,7 +164,7 @@ def test_estimator_modes_calibration_and_tracking_with_an_oracle_detector(arm):
                                           np.ones((256, 256), np.float32))
     cal = kpe.calibrate(frames, CAMERA, joints)
     assert cal.frames_used >= 4 and np.linalg.norm(cal.T_camera_base[:3, 3] - T[:3, 3]) < 0.01
-    assert 0 < cal.translation_std_m < 0.02 and cal.rotation_std_deg < 1.0
+    assert 0 < cal.translation_std_m < 0.02 and cal.rotation_std_deg < 2.0  # per-frame spread at 1 px noise
     # tracking: a moving arm, each frame re-anchored on its keypoints: no drift
     del oracle.detect
     oracle.noise, prev, errors = 0.5, None, []
@@ -208,3 +208,35 @@ def test_train_keypoints_command_writes_a_loadable_model(tmp_path):
     det = KeypointDetector.load(out / "keypoints.pt")
     assert det.metrics["steps"] == 3 and len(det.keypoints) > 10
     assert main(["train-robot", "--stage", "keypoints", "--preset", "nope", "-o", str(tmp_path / "x")]) == 2
+
+
+def test_processor_calibrate_mode_averages_frames_then_fixes_the_camera(arm):
+    from gen3d_ros.robot.gaussians import RobotGaussianModel
+    from gen3d_ros.robot.pose import RobotPoseProcessor
+
+    robot, fk, kps = arm
+    oracle = _OracleDetector(kps, noise_px=0.5)
+    kpe = KeypointPoseEstimator(oracle, None, KeypointPoseConfig(restarts=16), fk=fk)
+    model = RobotGaussianModel.from_robot(robot, n_gaussians=200, skinning=False, appearance=False)
+    processor = RobotPoseProcessor(model, keypoints=kpe)
+    processor.start_calibration(4)
+    _, T, _, _ = _view(robot, fk, kps, 5)
+    image = np.zeros((256, 256, 3), np.uint8)
+    results = []
+    for seed in range(4):
+        q = _view(robot, fk, kps, 40 + seed)[0]
+        with torch.no_grad():
+            oracle.uv = project(kps.points(fk, torch.as_tensor(q)), torch.as_tensor(T), CAMERA)[0].numpy()
+        processor.set_known_joints(q)
+        results.append(processor.process(image, CAMERA))
+    assert results[2].calibration is None and results[3].calibration is not None
+    cal = results[3].calibration
+    assert cal.frames_used >= 3 and np.linalg.norm(cal.T_camera_base[:3, 3] - T[:3, 3]) < 0.01
+    assert np.allclose(processor.known_camera, cal.T_camera_base)
+    # joints unknown again, the calibrated camera fixed: tracking estimates the joints only
+    processor.set_known_joints(None)
+    q = _view(robot, fk, kps, 50)[0]
+    with torch.no_grad():
+        oracle.uv = project(kps.points(fk, torch.as_tensor(q)), torch.as_tensor(T), CAMERA)[0].numpy()
+    est = processor.process(image, CAMERA).estimate
+    assert np.allclose(est.T_camera_base, cal.T_camera_base) and _add(fk, est.q, T, q, T) < 0.01

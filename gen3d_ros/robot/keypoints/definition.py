@@ -7,7 +7,7 @@
 
 Each keypoint is a fixed point in one link's frame (``link``, ``offset``). Per link: its origin (where its joint
 is, DREAM's choice), then ``per_link`` points of its visual mesh: the two ends along the mesh's principal axis
-(what an observer sees as "the end of the upper arm"). Points that stay within ``min_separation`` of an earlier
+(what an observer sees as "the end of the upper arm"; a disc's symmetry axis, nothing for a ball-like link). Points that stay within ``min_separation`` of an earlier
 keypoint over the whole workspace (a link origin on its parent's joint, a tiny finger) are dropped: two heatmaps
 for one image location teach the network nothing and weigh PnP twice.
 """
@@ -59,8 +59,11 @@ class KeypointSet:
                 continue
             v = mesh.vertices[ranges[li][0]:ranges[li][1]]
             centre = v.mean(axis=0)
-            _, _, vt = np.linalg.svd(v - centre, full_matrices=False)
-            along = (v - centre) @ vt[0]
+            _, sv, vt = np.linalg.svd(v - centre, full_matrices=False)
+            axis = _identifiable_axis(sv, vt)
+            if axis is None:
+                continue
+            along = (v - centre) @ axis
             ends = [v[np.argmax(along)], v[np.argmin(along)]][:per_link]
             for end, tag in zip(ends, ("end_a", "end_b")):
                 # pulled 10 % towards the centre: a mesh's extreme vertex is a corner a network can't see edge-on
@@ -107,6 +110,18 @@ class KeypointSet:
         if not len(names) == len(links) == len(offsets):
             raise ValueError(f"keypoint set has {len(names)} names, {len(links)} links, {len(offsets)} offsets")
         return cls(names, links, offsets, str(data.get("robot_name", "")), str(data.get("urdf_sha256", "")))
+
+
+def _identifiable_axis(sv: np.ndarray, vt: np.ndarray, ratio: float = 1.25) -> np.ndarray | None:
+    """The axis whose mesh ends an image can tell apart: the principal one of an elongated link; the symmetry axis
+    (the thinnest) of a disc, whose in-plane "ends" would be any two opposite rim points; None for a ball-like
+    link. ``sv`` [3] singular values (descending), ``vt`` [3, 3] their axes (rows)."""
+    sv = np.concatenate([sv, np.zeros(3 - len(sv))]) + 1e-12
+    if sv[0] / sv[1] >= ratio:
+        return vt[0]
+    if sv[1] / sv[2] >= ratio and len(vt) > 2:
+        return vt[2]
+    return None
 
 
 def project(points: Tensor, T_camera_base: Tensor, camera: PinholeCamera) -> tuple[Tensor, Tensor]:

@@ -96,32 +96,35 @@ class KeypointPoseEstimator:
     # ------------------------------------------------------------------------------------------ single image
 
     def estimate(self, image: np.ndarray, camera: PinholeCamera, q: np.ndarray | None = None,
-                 refine: bool | None = None, q_guess: np.ndarray | None = None) -> PoseEstimate:
-        """One image: known joints ``q`` [J] -> camera; otherwise joints and camera (``q_guess`` [J]: an extra
-        restart). ``refine`` overrides ``config.refine``."""
+                 refine: bool | None = None, q_guess: np.ndarray | None = None,
+                 T_camera_base: np.ndarray | None = None) -> PoseEstimate:
+        """One image: known joints ``q`` [J] -> camera; a known camera ``T_camera_base`` [4, 4] -> joints; neither
+        -> joints and camera (``q_guess`` [J]: an extra restart). ``refine`` overrides ``config.refine``."""
         t0 = time.perf_counter()
         det = self.detector.detect(image)
         t_det = time.perf_counter() - t0
         do_refine = (self.config.refine if refine is None else refine) and self.pose is not None
-        fits = self._fits(det, camera, q, q_guess)
+        fits = self._fits(det, camera, q, q_guess, T_camera_base)
         if not fits:
             if self.pose is None:
                 raise RuntimeError("fewer than 6 keypoints were found and there is no Dr. Robot model to fall "
                                    "back to")
-            est = self.pose.estimate(self._target(image, det), camera, mask=det.mask > 0.5, q=q)
+            est = self.pose.estimate(self._target(image, det), camera, mask=det.mask > 0.5, q=q,
+                                     T_camera_base=T_camera_base)
             return replace(est, seconds=time.perf_counter() - t0, phase_seconds={"detect": t_det, "fallback": 1.0})
         t_fit = time.perf_counter() - t0 - t_det
         if do_refine:
             est = self._refine(image, det, camera, fits, optimise_q=q is None,
-                               iterations=self.config.refine_iterations, scale=self.config.refine_scale)
+                               iterations=self.config.refine_iterations, scale=self.config.refine_scale,
+                               optimise_T=T_camera_base is None)
         else:
             est = self._plain(fits[0], len(fits))
         return replace(est, seconds=time.perf_counter() - t0,
                        phase_seconds={"detect": t_det, "keypoint_fit": t_fit,
                                       "refine": time.perf_counter() - t0 - t_det - t_fit})
 
-    def _fits(self, det: Detection, camera: PinholeCamera, q: np.ndarray | None, q_guess: np.ndarray | None
-              ) -> list[KeypointFit]:
+    def _fits(self, det: Detection, camera: PinholeCamera, q: np.ndarray | None, q_guess: np.ndarray | None,
+              T_camera_base: np.ndarray | None = None) -> list[KeypointFit]:
         """Keypoint solutions, best first: PnP for known joints, FK fitting from restarts otherwise."""
         cfg, kps = self.config, self.detector.keypoints
         if q is not None:
@@ -136,7 +139,7 @@ class KeypointPoseEstimator:
                                          min_confidence=cfg.min_confidence, fix_joints=True)
         extra = None if q_guess is None else np.asarray(q_guess, np.float64)[None]
         return joints_from_keypoints(kps, self.fk64, det.uv, det.confidence, camera, cfg.restarts, cfg.keep,
-                                     q_extra=extra, min_confidence=cfg.min_confidence)
+                                     q_extra=extra, min_confidence=cfg.min_confidence, T_camera_base=T_camera_base)
 
     def _plain(self, fit: KeypointFit, hypotheses: int) -> PoseEstimate:
         return PoseEstimate(q=fit.q.copy(), T_camera_base=fit.T_camera_base.copy(), loss=fit.rms_px, iterations=0,
@@ -150,7 +153,8 @@ class KeypointPoseEstimator:
         return m * rgb + (1 - m) * self.pose.background
 
     def _refine(self, image: np.ndarray, det: Detection, camera: PinholeCamera, fits: list[KeypointFit],
-                optimise_q: bool, iterations: int, scale: float, prior: PoseEstimate | None = None) -> PoseEstimate:
+                optimise_q: bool, iterations: int, scale: float, prior: PoseEstimate | None = None,
+                optimise_T: bool = True) -> PoseEstimate:
         """Render-and-compare refinement of every fit in one batch; the lowest render loss wins (hypotheses ranked
         by the render loss)."""
         pose, cfg = self.pose, self.config
@@ -166,7 +170,7 @@ class KeypointPoseEstimator:
             T_prev = torch.as_tensor(prior.T_camera_base, dtype=torch.float32, device=dev).expand(len(fits), 4, 4)
             t_prev = (T_prev[:, :3, :3] @ state.cam.pivot[:, :, None])[..., 0] + T_prev[:, :3, 3]
             prior_t = (q_prev, T_prev[:, :3, :3], t_prev)
-        refined = pose.refiner.optimise(state, level, iterations, optimise_q, True, prior=prior_t,
+        refined = pose.refiner.optimise(state, level, iterations, optimise_q, optimise_T, prior=prior_t,
                                         lr_scale=cfg.refine_lr_scale)
         best = torch.argmin(refined.loss).reshape(1)
         est = pose.refiner.result(pose.refiner.select(refined.state, best), refined.terms[best],
@@ -177,28 +181,15 @@ class KeypointPoseEstimator:
 
     def calibrate(self, frames, camera: PinholeCamera, joints, refine: bool | None = None) -> Calibration:
         """The static camera from ``frames`` (each ``[H, W, 3]``) and their joint readings ``joints`` ([N, J]):
-        one known-joints estimate per frame, frames further than 3 median absolute deviations (and 1 cm) from the
-        median translation left out, then the mean. Raises ValueError when no frame gives a camera."""
+        one known-joints estimate per frame, then :func:`average_cameras`. Raises ValueError when no frame gives a
+        camera."""
         per = np.full((len(frames), 4, 4), np.nan)
         for i, (image, q) in enumerate(zip(frames, joints)):
             try:
                 per[i] = self.estimate(image, camera, q=q, refine=refine).T_camera_base
             except RuntimeError:
                 continue
-        ok = np.isfinite(per[:, 0, 0])
-        if not ok.any():
-            raise ValueError(f"no camera pose from any of the {len(frames)} frames (the robot not in view?)")
-        t = per[ok, :3, 3]
-        dev = np.linalg.norm(t - np.median(t, axis=0), axis=1)
-        inl = dev <= max(3 * np.median(dev) * 1.4826, 0.01)
-        Rs, ts = per[ok][inl, :3, :3], t[inl]
-        U, _, Vt = np.linalg.svd(Rs.sum(axis=0))  # chordal L2 mean of rotations
-        R = U @ np.diag([1, 1, np.linalg.det(U @ Vt)]) @ Vt
-        T = np.eye(4)
-        T[:3, :3], T[:3, 3] = R, ts.mean(axis=0)
-        ang = [math.degrees(math.acos(np.clip((np.trace(R.T @ Ri) - 1) / 2, -1, 1))) for Ri in Rs]
-        return Calibration(T, float(np.sqrt(((ts - T[:3, 3]) ** 2).sum(1).mean())),
-                           float(np.sqrt(np.mean(np.square(ang)))), int(inl.sum()), len(frames), per)
+        return average_cameras(per)
 
     # ------------------------------------------------------------------------------------------ tracking
 
@@ -217,27 +208,51 @@ class KeypointPoseEstimator:
         cfg = self.config
         if previous is None:
             self.reset()
-            est = self.estimate(image, camera)
+            est = self.estimate(image, camera, T_camera_base=T_camera_base)
             self._losses.append(est.loss)
             return est
         det = self.detector.detect(image)
         T_start = previous.T_camera_base if T_camera_base is None else np.asarray(T_camera_base, np.float64)
+        fixed = T_camera_base is not None
         fits = fit_joints_and_camera(self.detector.keypoints, self.fk64, det.uv, det.confidence, camera,
                                      np.asarray(previous.q, np.float64)[None], T_start[None], steps=cfg.track_ik_steps,
                                      min_confidence=cfg.min_confidence, q_prior=previous.q,
-                                     prior_weight=cfg.track_prior_weight,
+                                     prior_weight=cfg.track_prior_weight, fix_camera=fixed,
                                      camera_prior_weight=cfg.track_camera_prior_weight)
         reinit = not fits or fits[0].rms_px > cfg.reinit_rms_px
         if not reinit and self.pose is not None and cfg.track_refine_iterations > 0:
-            est = self._refine(image, det, camera, fits, True, cfg.track_refine_iterations, 0.5, prior=previous)
+            est = self._refine(image, det, camera, fits, True, cfg.track_refine_iterations, 0.5, prior=previous,
+                               optimise_T=not fixed)
             recent = self._losses[-10:]
             reinit = bool(recent) and est.loss > cfg.reinit_loss_factor * float(np.median(recent))
         elif not reinit:
             est = self._plain(fits[0], 1)
         if reinit:
-            est = self.estimate(image, camera, q_guess=previous.q)
+            est = self.estimate(image, camera, q_guess=previous.q, T_camera_base=T_camera_base)
         self._losses.append(est.loss)
         return replace(est, seconds=time.perf_counter() - t0)
+
+
+def average_cameras(per_frame: np.ndarray) -> Calibration:
+    """The static camera of per-frame estimates ``per_frame [N, 4, 4]`` (NaN rows: frames without one): frames
+    further than 3 median absolute deviations (and 1 cm) from the median translation are left out, the rest averaged
+    (chordal L2 mean of the rotations, mean translation); their RMS deviations from it are the uncertainty.
+    Raises ValueError when no frame has an estimate."""
+    per = np.asarray(per_frame, np.float64)
+    ok = np.isfinite(per[:, 0, 0])
+    if not ok.any():
+        raise ValueError(f"no camera pose from any of the {len(per)} frames (the robot not in view?)")
+    t = per[ok, :3, 3]
+    dev = np.linalg.norm(t - np.median(t, axis=0), axis=1)
+    inl = dev <= max(3 * np.median(dev) * 1.4826, 0.01)
+    Rs, ts = per[ok][inl, :3, :3], t[inl]
+    U, _, Vt = np.linalg.svd(Rs.sum(axis=0))
+    R = U @ np.diag([1, 1, np.linalg.det(U @ Vt)]) @ Vt
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, ts.mean(axis=0)
+    ang = [math.degrees(math.acos(np.clip((np.trace(R.T @ Ri) - 1) / 2, -1, 1))) for Ri in Rs]
+    return Calibration(T, float(np.sqrt(((ts - T[:3, 3]) ** 2).sum(1).mean())),
+                       float(np.sqrt(np.mean(np.square(ang)))), int(inl.sum()), len(per), per)
 
 
 def _float64_copy(fk: ForwardKinematics) -> ForwardKinematics:
@@ -247,4 +262,4 @@ def _float64_copy(fk: ForwardKinematics) -> ForwardKinematics:
     return copy.deepcopy(fk).to(device="cpu", dtype=torch.float64)
 
 
-__all__ = ["Calibration", "KeypointPoseConfig", "KeypointPoseEstimator"]
+__all__ = ["Calibration", "KeypointPoseConfig", "KeypointPoseEstimator", "average_cameras"]

@@ -8,7 +8,7 @@ Each heatmap is a spatial softmax: the network says *where* a keypoint is (train
 Gaussian around the true location), and the probability mass near the peak says how sure it is (occluded or
 truncated keypoints spread their mass: low confidence, low weight in PnP). Sub-cell locations come from a parabola
 through the log-probabilities at the peak (a Gaussian's logarithm is one). Widths ``w, 2w, 4w, 8w`` at strides 4, 8, 16, with skip
-connections back to stride 4; ``width=32`` has 2.2 M parameters (ResNet-18 has 11 M).
+connections back to stride 4; ``width=32`` has 3.1 M parameters (ResNet-18 has 11 M).
 """
 
 from __future__ import annotations

@@ -137,13 +137,14 @@ def fit_joints_and_camera(kps: KeypointSet, fk: ForwardKinematics, uv: np.ndarra
                           camera: PinholeCamera, q0: np.ndarray, T0: np.ndarray, steps: int = 30,
                           min_confidence: float = 0.2, fix_joints: bool = False, huber_px: float = 3.0,
                           q_prior: np.ndarray | None = None, prior_weight: float = 0.0,
-                          camera_prior_weight: float = 0.0) -> list[KeypointFit]:
+                          camera_prior_weight: float = 0.0, fix_camera: bool = False) -> list[KeypointFit]:
     """Refine hypotheses ``q0 [B, J]``, ``T0 [B, 4, 4]`` by minimising the confidence-weighted, Huber-robust
     reprojection error of the keypoints: batched Levenberg-Marquardt (``steps`` iterations, Jacobians by forward-mode
     autodiff) over joint logits (limits by construction), a camera rotation increment and the translation.
     ``q_prior`` [J] with ``prior_weight`` (px^2 per rad^2) pulls the joints towards a previous estimate, and
     ``camera_prior_weight`` (px^2 per rad^2 of rotation and per m^2 of translation) the camera towards ``T0``
-    (tracking a static or slowly moving camera: the temporal smoothing)."""
+    (tracking a static or slowly moving camera: the temporal smoothing). ``fix_joints`` / ``fix_camera`` keep
+    those parameters at their starting values (known joints / a calibrated camera)."""
     dt = torch.float64
     lo, hi = fk.lower.to(dt), fk.upper.to(dt)
     J = len(lo)
@@ -175,6 +176,8 @@ def fit_joints_and_camera(kps: KeypointSet, fk: ForwardKinematics, uv: np.ndarra
     free = torch.ones(J + 6, dtype=dt)
     if fix_joints:
         free[:J] = 0
+    if fix_camera:
+        free[J:] = 0
     x, res = _levenberg_marquardt(residual, x, (R0, t0), free, conf, huber_px, steps)
     with torch.no_grad():
         e = res[:, :2 * len(conf)].reshape(B, -1, 2).norm(dim=-1)
@@ -191,29 +194,35 @@ def fit_joints_and_camera(kps: KeypointSet, fk: ForwardKinematics, uv: np.ndarra
 
 def joints_from_keypoints(kps: KeypointSet, fk: ForwardKinematics, uv: np.ndarray, confidence: np.ndarray,
                           camera: PinholeCamera, restarts: int = 48, keep: int = 4, seed: int = 0,
-                          q_extra: np.ndarray | None = None, min_confidence: float = 0.2) -> list[KeypointFit]:
+                          q_extra: np.ndarray | None = None, min_confidence: float = 0.2,
+                          T_camera_base: np.ndarray | None = None) -> list[KeypointFit]:
     """Joints and camera from keypoints alone: ``restarts`` joint configurations (scrambled Sobol within the
     limits, plus ``q_extra [M, J]`` if given), each with its camera from PnP on its own FK keypoints, refined
     together by :func:`fit_joints_and_camera`; returns the ``keep`` lowest-error fits, best first, skipping
-    near-duplicates (joints within 3 deg)."""
+    near-duplicates (joints within 3 deg). ``T_camera_base`` [4, 4]: a known camera (no PnP; joints only)."""
     fk64 = fk if fk.lower.dtype == torch.float64 else fk.to(torch.float64)
     lo, hi = fk64.lower.numpy(), fk64.upper.numpy()
     u = torch.quasirandom.SobolEngine(len(lo), scramble=True, seed=seed).draw(restarts).double().numpy()
     qs = lo + u * (hi - lo)
     if q_extra is not None:
         qs = np.concatenate([np.asarray(q_extra, np.float64).reshape(-1, len(lo)), qs])
-    with torch.no_grad():
-        pts = kps.points(fk64, torch.as_tensor(qs)).numpy()
-    q_ok, T_ok = [], []
-    for q, p in zip(qs, pts):
-        T, _ = camera_from_keypoints(p, uv, confidence, camera, min_confidence, reprojection_px=1e3)
-        if T is not None:
-            q_ok.append(q)
-            T_ok.append(T)
-    if not q_ok:
-        return []
-    fits = fit_joints_and_camera(kps, fk64, uv, confidence, camera, np.stack(q_ok), np.stack(T_ok),
-                                 min_confidence=min_confidence)
+    if T_camera_base is not None:
+        T_all = np.repeat(np.asarray(T_camera_base, np.float64)[None], len(qs), axis=0)
+        fits = fit_joints_and_camera(kps, fk64, uv, confidence, camera, qs, T_all, min_confidence=min_confidence,
+                                     fix_camera=True)
+    else:
+        with torch.no_grad():
+            pts = kps.points(fk64, torch.as_tensor(qs)).numpy()
+        q_ok, T_ok = [], []
+        for q, p in zip(qs, pts):
+            T, _ = camera_from_keypoints(p, uv, confidence, camera, min_confidence, reprojection_px=1e3)
+            if T is not None:
+                q_ok.append(q)
+                T_ok.append(T)
+        if not q_ok:
+            return []
+        fits = fit_joints_and_camera(kps, fk64, uv, confidence, camera, np.stack(q_ok), np.stack(T_ok),
+                                     min_confidence=min_confidence)
     fits.sort(key=lambda f: f.rms_px)
     out: list[KeypointFit] = []
     for f in fits:

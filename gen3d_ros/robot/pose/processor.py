@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,9 @@ class RobotPoseResult:
     stamp: float | None
     latency_s: float
     tracked: bool
+    calibration: Any = None
+    """In calibrate mode, once ``calibrate_frames`` frames were seen: the
+    :class:`~gen3d_ros.robot.keypoints.estimator.Calibration` (static ``T_camera_base`` with its spread); else None."""
 
 
 INITIAL_REFINE_ITERATIONS = 60
@@ -51,7 +55,9 @@ class RobotPoseProcessor:
     otherwise) instead of searching from scratch. ``known_camera`` (``T_camera_base`` 4x4) switches to joints-only estimation (a
     calibrated camera); ``known_joints`` (``q`` [J], e.g. from ``/joint_states``) to camera-only estimation
     (hand-eye calibration); set them at construction or with :meth:`set_known_camera` / :meth:`set_known_joints`.
-    Not thread-safe: call from one worker thread.
+    With ``keypoints`` (a :class:`~gen3d_ros.robot.keypoints.estimator.KeypointPoseEstimator`) every frame
+    starts from the learned keypoints instead (see :meth:`_process_keypoints`), and ``calibrate_frames`` > 0 with
+    known joints is the calibrate mode (:meth:`start_calibration`). Not thread-safe: call from one worker thread.
     """
 
     def __init__(
@@ -61,8 +67,16 @@ class RobotPoseProcessor:
         known_camera: np.ndarray | None = None,
         known_joints: np.ndarray | None = None,
         initial_joints: np.ndarray | None = None,
+        keypoints: Any = None,
+        calibrate_frames: int = 0,
     ) -> None:
+        if calibrate_frames < 0:
+            raise ValueError(f"calibrate_frames must be >= 0, got {calibrate_frames}")
         self.estimator = PoseEstimator(model, config)
+        self.keypoints = keypoints
+        self.calibrate_frames = int(calibrate_frames)
+        self.calibration: Any = None
+        self._calibration_frames: list[np.ndarray] = []
         self.initial_joints = None if initial_joints is None else np.asarray(initial_joints, dtype=np.float64)
         self.known_camera = None if known_camera is None else np.asarray(known_camera, dtype=np.float64)
         self.known_joints = None if known_joints is None else np.asarray(known_joints, dtype=np.float64)
@@ -108,7 +122,9 @@ class RobotPoseProcessor:
             self.reset()
             self._camera = camera
         est_ = self.estimator
-        if self.known_joints is not None:
+        if self.keypoints is not None:
+            est, tracked = self._process_keypoints(image, camera)
+        elif self.known_joints is not None:
             # Camera-only: joints come from the robot; warm-start the camera from the last estimate.
             if self._history:
                 est = est_.refine(image, camera, self.known_joints, self._history[-1].T_camera_base, mask=mask,
@@ -131,7 +147,37 @@ class RobotPoseProcessor:
             est = est_.track_step(image, camera, self._history[-2:], mask=mask, T_camera_base=self.known_camera)
             tracked = tracked and est.hypotheses == 1
         self._history = (self._history + [est])[-2:]
-        return RobotPoseResult(estimate=est, stamp=stamp, latency_s=time.perf_counter() - t0, tracked=tracked)
+        return RobotPoseResult(estimate=est, stamp=stamp, latency_s=time.perf_counter() - t0, tracked=tracked,
+                               calibration=self.calibration)
+
+    def _process_keypoints(self, image: np.ndarray, camera: PinholeCamera) -> tuple[PoseEstimate, bool]:
+        """The keypoint path (``keypoints``: a :class:`~gen3d_ros.robot.keypoints.estimator.KeypointPoseEstimator`):
+        known joints -> the camera (PnP + refinement; in calibrate mode averaged over ``calibrate_frames`` frames,
+        after which the average is the known camera); otherwise tracking re-anchored on each frame's keypoints."""
+        kp = self.keypoints
+        if self.known_joints is not None:
+            est = kp.estimate(image, camera, q=self.known_joints)
+            if self.calibrate_frames and self.calibration is None:
+                from gen3d_ros.robot.keypoints.estimator import average_cameras
+
+                self._calibration_frames.append(est.T_camera_base)
+                if len(self._calibration_frames) >= self.calibrate_frames:
+                    self.calibration = average_cameras(np.stack(self._calibration_frames))
+                    self.known_camera = self.calibration.T_camera_base
+            return est, False
+        previous = self._history[-1] if self._history else None
+        est = kp.track_step(image, camera, previous, T_camera_base=self.known_camera)
+        return est, previous is not None and est.hypotheses == 1
+
+    def start_calibration(self, frames: int) -> None:
+        """Calibrate mode: average the known-joints camera estimates of the next ``frames`` frames (needs
+        ``keypoints`` and :meth:`set_known_joints` before each frame); the result is ``RobotPoseResult.calibration``."""
+        if self.keypoints is None:
+            raise ValueError("calibration needs a keypoint network (RobotPoseProcessor(keypoints=...))")
+        if frames < 1:
+            raise ValueError(f"calibration needs >= 1 frame, got {frames}")
+        self.calibrate_frames, self.calibration = int(frames), None
+        self._calibration_frames.clear()
 
 
 __all__ = ["INITIAL_REFINE_ITERATIONS", "RobotPoseProcessor", "RobotPoseResult"]
