@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -67,6 +67,8 @@ class CompletionDatasetConfig:
     """The sensor's roll/pitch: a random axis in the horizontal plane, angle uniform in [0, tilt_max_deg]."""
     alignment_residual_deg: float = 0.0
     """Standard deviation of the error left after levelling the tilted sweep (per axis, degrees)."""
+    warehouse_fraction: float = 0.0
+    """Share of scene seeds built as indoor warehouses (``scene`` with ``kind="warehouse"``) instead of streets."""
     lateral_jitter_m: float = 0.3
     """The sensor's lateral offset from the centreline is uniform in [-jitter, jitter]."""
     yaw_jitter_deg: float = 5.0
@@ -107,6 +109,8 @@ class CompletionDatasetConfig:
             self.sensor_height_m = (lo, hi)
         if self.sensor not in ("fixed", "randomized"):
             raise ValueError(f"sensor must be 'fixed' or 'randomized', got {self.sensor!r}")
+        if not 0.0 <= self.warehouse_fraction <= 1.0:
+            raise ValueError(f"warehouse_fraction must lie in [0, 1], got {self.warehouse_fraction}")
         if isinstance(self.sensor_randomization, Mapping):
             self.sensor_randomization = SensorRandomization.from_dict(self.sensor_randomization)
         if not 0.0 <= self.tilt_max_deg < 30.0 or self.alignment_residual_deg < 0:
@@ -202,7 +206,11 @@ class CompletionDataset:
         if seed in self._scenes:
             self._scenes.move_to_end(seed)
             return self._scenes[seed]
-        scene = generate_scene(self.config.scene, seed)
+        config = self.config.scene
+        if self.config.warehouse_fraction > 0 and np.random.default_rng([seed, 7]).random() < \
+                self.config.warehouse_fraction:
+            config = replace(config, kind="warehouse")
+        scene = generate_scene(config, seed)
         self._scenes[seed] = scene
         while len(self._scenes) > self.config.cache_size:
             self._scenes.popitem(last=False)

@@ -41,8 +41,10 @@ import torch
 from gen3d_ros.completion.checkpoint import autoencoder_checkpoint
 from gen3d_ros.completion.latent import AutoencoderConfig, CGCAAutoencoder
 from gen3d_ros.completion.training import distributed
+from gen3d_ros.completion.training.data_presets import RICH_DATA, scaled
 from gen3d_ros.completion.training.distributed import DistributedContext
 from gen3d_ros.completion.training.loop import VALIDATION_SEED_OFFSET
+from gen3d_ros.completion.training.prefetch import Prefetcher
 from gen3d_ros.completion.training.precision import AMP_CHOICES, Precision, check_amp
 from gen3d_ros.completion.training.progress import LogWindow, plot_moving_average
 from gen3d_ros.completion.training.train_step import TrainStep
@@ -90,6 +92,11 @@ class AutoencoderTrainConfig:
     """Mixed precision: ``off``, ``bf16`` or ``fp16`` (CUDA only); see :mod:`.precision`."""
     log_every: int = 10
     """Iterations between reads of the loss from the device (history, progress bar, rate)."""
+    time_limit_s: float = 0.0
+    """Stop after this many seconds of training (validation excluded) and finish as if done; 0 = no limit."""
+    data_workers: int = 0
+    """Processes making batches (surface samples, queries, exact UDF targets) ahead of the trainer
+    (:mod:`.prefetch`); 0 = in the training process, as before."""
     model: dict = field(default_factory=dict)
     """:class:`AutoencoderConfig` fields."""
     data: dict = field(default_factory=dict)
@@ -134,6 +141,16 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "scene": {"size_m": 50.0}, "lidar": {"preset": "vlp32"}, "augment": True, "length": 400,
                  "cache_size": 32},
     },
+}
+
+
+# The GPU hGCA's autoencoder (issue 13): the demo hierarchy's sizes on ±6 m crops of the 0.2 m grid of
+# data_presets.RICH_DATA, batch 4, a wall-clock budget; batches made by 6 worker processes.
+PRESETS["gpu_rich"] = {
+    "iterations": 100_000, "time_limit_s": 100.0, "batch_size": 4, "lr": 1e-3, "queries_per_sample": 8192,
+    "val_every": 100_000, "val_samples": 2, "data_workers": 6, "log_every": 20,
+    "model": {"z_dim": 16, "hidden": 64, "encoder_point_blocks": 2, "encoder_conv_blocks": 1, "decoder_blocks": 3},
+    "data": scaled(RICH_DATA, 2, (6.0, 6.0), 0.1),
 }
 
 
@@ -367,6 +384,11 @@ class AutoencoderTrainer:
                                     precision=Precision.create(config.amp, self.device), dist=dist)
         self.data_seconds = 0.0
         """Host seconds spent making batches (surface samples, queries, exact UDF targets) so far."""
+        self._pool = None
+        if config.data_workers > 0:  # batches made ahead by workers, one seed per batch drawn here
+            seeds = iter(lambda: int(self.rng.integers(2**63)), None)
+            self._pool = Prefetcher(_batch_state, (config.to_dict(),), _seeded_batch, seeds,
+                                    workers=config.data_workers)
 
     def _loss(self, model: CGCAAutoencoder, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """(L1 + latent_l2 * mean(z^2), the L1 alone detached) of one batch; float32 under autocast too."""
@@ -385,7 +407,8 @@ class AutoencoderTrainer:
         """
         start = time.perf_counter()
         for _ in range(100):
-            batch = _training_batch(self.config, self.dataset, self.rng, self.aug_rng, self.trunc)
+            batch = (next(self._pool) if self._pool is not None
+                     else _training_batch(self.config, self.dataset, self.rng, self.aug_rng, self.trunc))
             if batch is not None or not self.dist.active:
                 break
         self.data_seconds += time.perf_counter() - start
@@ -412,9 +435,17 @@ def train_autoencoder(config: AutoencoderTrainConfig, out_dir: str | Path | None
     window = LogWindow(history)
     bar = tqdm(range(1, config.iterations + 1), desc="train cGCA autoencoder", unit="it",
                disable=not progress or not dist.is_main, dynamic_ncols=True)
-    start, validation_seconds = time.perf_counter(), 0.0
+    start, validation_seconds, done = time.perf_counter(), 0.0, 0
     for it in bar:
+        if config.time_limit_s and time.perf_counter() - start - validation_seconds > config.time_limit_s:
+            window.flush()
+            if val and done and history["val_iteration"][-1:] != [done]:
+                metrics = evaluate_autoencoder(model, val, resolution=config.mesh_resolution)
+                history["val_iteration"].append(done)
+                history["val"].append(metrics)
+            break
         loss = trainer.iteration()
+        done = it
         if loss is not None:
             window.add(it, {"loss": loss})
         if it % config.log_every == 0 or it == config.iterations:
@@ -434,11 +465,26 @@ def train_autoencoder(config: AutoencoderTrainConfig, out_dir: str | Path | None
     train_seconds = time.perf_counter() - start
     summary = {"history": history, "final": history["val"][-1] if history["val"] else {},
                "train_seconds": train_seconds, "validation_seconds": validation_seconds,
-               "iters_per_s": config.iterations / max(train_seconds - validation_seconds, 1e-9)}
+               "iterations_done": done, "iters_per_s": done / max(train_seconds - validation_seconds, 1e-9)}
     if out_dir is not None and dist.is_main:
         save_run(model, config, summary, Path(out_dir), val)
     dist.barrier()  # the other ranks return once the run folder is complete
     return model, summary
+
+
+def _batch_state(config: Mapping[str, Any]) -> tuple[AutoencoderTrainConfig, CompletionDataset, float]:
+    """A data worker's state: the run's config, its dataset and the UDF truncation (metres)."""
+    cfg = AutoencoderTrainConfig(**config)
+    model_cfg = AutoencoderConfig.from_dict(cfg.model)
+    data = CompletionDatasetConfig.from_dict(cfg.data)
+    return cfg, CompletionDataset(data), model_cfg.trunc_voxels * data.voxel_size_m
+
+
+def _seeded_batch(state: tuple[AutoencoderTrainConfig, CompletionDataset, float],
+                  seed: int) -> tuple[np.ndarray, ...] | None:
+    """:func:`_training_batch` with generators seeded from ``seed`` (a worker's unit of work)."""
+    cfg, dataset, trunc = state
+    return _training_batch(cfg, dataset, np.random.default_rng(seed), np.random.default_rng([seed, 1]), trunc)
 
 
 def _training_batch(config: AutoencoderTrainConfig, dataset: CompletionDataset, rng: np.random.Generator,

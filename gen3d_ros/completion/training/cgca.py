@@ -15,6 +15,7 @@ autoencoder's checkpoint embedded, backend, versions), ``metrics.json``, ``train
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,12 @@ from gen3d_ros.completion.inference import encode_cells
 from gen3d_ros.completion.latent import CGCAAutoencoder
 from gen3d_ros.completion.training import distributed
 from gen3d_ros.completion.training.autoencoder import surface_sample
+from gen3d_ros.completion.training.data_presets import RICH_DATA, scaled
 from gen3d_ros.completion.training.distributed import DistributedContext
 from gen3d_ros.completion.training.infusion import LatentChain, cgca_infusion_step
 from gen3d_ros.completion.training.loop import (VALIDATION_SEED_OFFSET, InfusionSetup, InfusionTrainConfig,
                                                 run_infusion_training, seed_everything)
+from gen3d_ros.completion.training.prefetch import Prefetcher, completion_sample, make_dataset, sample_tasks
 from gen3d_ros.completion.training.precision import check_amp
 from gen3d_ros.completion.training.progress import plot_moving_average
 from gen3d_ros.config import preset_with_overrides
@@ -94,6 +97,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# The GPU hGCA's fine stage (issue 13): the demo fine stage's size on the 0.2 m grid of data_presets.RICH_DATA
+# (same origin as the coarse grid), batch 4, a wall-clock budget, 6 data workers. Needs
+# `--set autoencoder=<the gpu_rich autoencoder's model.pt>` (the hierarchy sets it).
+PRESETS["gpu_rich"] = {
+    **copy.deepcopy(PRESETS["demo"]), "iterations": 100_000, "time_limit_s": 160.0, "batch_size": 4,
+    "val_every": 100_000, "val_samples": 3, "buffer_size": 24, "data_workers": 6, "log_every": 20,
+    "data": scaled(RICH_DATA, 2, None, 0.1),
+}
+
+
 def make_cgca_config(preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> CGCATrainConfig:
     """A :class:`CGCATrainConfig` from a preset plus overrides (dotted keys reach nested dicts)."""
     values = preset_with_overrides(PRESETS, preset, overrides, CGCATrainConfig)
@@ -132,10 +145,23 @@ def latent_sample(autoencoder: CGCAAutoencoder, dataset: CompletionDataset, inde
                   aug_rng: np.random.Generator | None, coarse_scale: int) -> LatentSample:
     """Simulate the sweep of ``dataset[index]`` (augmented from ``aug_rng``) and encode sweep and surface."""
     s = dataset.sample(index, aug_rng)
-    v, origin = float(s.voxel_size), np.asarray(s.origin, np.float64)
     surface = surface_sample(dataset, index, s.T_sample_lidar, gt_spacing_voxels=None)
+    return encode_sample(autoencoder, s, surface.points, coarse_scale)
+
+
+def sample_and_surface(dataset: CompletionDataset, task: tuple[int, int | None]) -> tuple[Any, np.ndarray]:
+    """A data worker's part of a fresh chain: the sample of a :func:`~.prefetch.sample_tasks` task and its dense
+    surface points (sample frame, metres)."""
+    s = completion_sample(dataset, task)
+    return s, surface_sample(dataset, s.index, s.T_sample_lidar, gt_spacing_voxels=None).points
+
+
+def encode_sample(autoencoder: CGCAAutoencoder, s: Any, surface_points: np.ndarray,
+                  coarse_scale: int) -> LatentSample:
+    """Encode a sample's sweep and surface points into cells and codes (on the autoencoder's device)."""
+    v, origin = float(s.voxel_size), np.asarray(s.origin, np.float64)
     input_cells, input_latents = encode_cells(autoencoder, s.partial_points, v, origin)
-    target, target_latents = encode_cells(autoencoder, surface.points, v, origin)
+    target, target_latents = encode_cells(autoencoder, surface_points, v, origin)
     coarse = coarse_cells_of(target, coarse_scale) if coarse_scale else None
     return LatentSample(s, input_cells, input_latents, target, target_latents, coarse)
 
@@ -225,6 +251,15 @@ def prepare_cgca_training(config: CGCATrainConfig, dist: DistributedContext | No
         index = int(rng.integers(len(dataset)))
         return latent_chain(latent_sample(autoencoder, dataset, index, aug_rng if data.augment else None, scale),
                             index, scale)
+
+    if config.data_workers > 0:  # sweeps and surfaces simulated ahead by workers; codes on the training device
+        autoencoder.to(device)
+        pool = Prefetcher(make_dataset, (dataset.config.to_dict(),), sample_and_surface,
+                          sample_tasks(rng, len(dataset), data.augment), workers=config.data_workers)
+
+        def fresh_chain() -> LatentChain:  # noqa: F811 - the prefetching variant
+            s, surface_points = next(pool)
+            return latent_chain(encode_sample(autoencoder, s, surface_points, scale), s.index, scale)
 
     def step(model, chains, schedule, generator):
         return cgca_infusion_step(model, chains, schedule, completion_rate=config.completion_rate,

@@ -54,6 +54,16 @@ HIERARCHY_PRESETS: dict[str, dict[str, Any]] = {
         "fine": ["demo", {}],
         "scale": 2, "surface_spacing_m": 0.1,
     },
+    # The GPU models of issue 13 (gen3d_ros/models/README.md): randomised sensors over the richer world. Train the
+    # stages in parallel processes (`--stage transition --preset gpu_rich_planner -o OUT/coarse`, `--stage
+    # autoencoder --preset gpu_rich -o OUT/autoencoder`, then `--stage fine`), then this preset bundles them.
+    "gpu_rich": {
+        "coarse": ["gpu_rich_planner", {}],
+        "autoencoder": ["gpu_rich", {}],
+        "autoencoder_half_extent_m": [6.0, 6.0],
+        "fine": ["gpu_rich", {}],
+        "scale": 2, "surface_spacing_m": 0.1,
+    },
 }
 
 

@@ -61,6 +61,12 @@ class InfusionTrainConfig:
     log_every: int = 10
     """Iterations between reads of the losses from the device (history, progress bar, rate): a GPU run is not
     synchronised for logging after every step."""
+    time_limit_s: float = 0.0
+    """Stop after this many seconds of training (validation excluded) and finish the run as if the iterations
+    were done (final validation, files); 0 = no limit. For runs inside a fixed GPU-time grant."""
+    data_workers: int = 0
+    """Processes simulating fresh chains' scenes and sweeps ahead of the trainer (:mod:`.prefetch`); 0 = in the
+    training process, as before. On a GPU host give it most of the CPU cores."""
 
     def __post_init__(self) -> None:
         if self.iterations < 0 or self.batch_size < 1 or not self.lr > 0:
@@ -69,6 +75,8 @@ class InfusionTrainConfig:
             raise ValueError(f"need amp in {AMP_CHOICES} and log_every >= 1, got {self.amp!r}, {self.log_every}")
         if self.val_every < 1 or self.val_samples < 0:
             raise ValueError(f"need val_every >= 1 and val_samples >= 0, got {self.val_every}, {self.val_samples}")
+        if self.data_workers < 0:
+            raise ValueError(f"data_workers must be >= 0, got {self.data_workers}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
@@ -145,10 +153,15 @@ def run_infusion_training(config: InfusionTrainConfig, setup: InfusionSetup, *,
     log_window = LogWindow(history)
     bar = tqdm(range(1, config.iterations + 1), desc=setup.desc, unit="it", dynamic_ncols=True,
                disable=not progress or not dist.is_main)
-    validation_seconds = 0.0
+    validation_seconds, done = 0.0, 0
     start = time.perf_counter()
     for it in bar:
+        if config.time_limit_s and time.perf_counter() - start - validation_seconds > config.time_limit_s:
+            log_window.flush()
+            _final_validation(history, evaluate, describe, on_validation, done)
+            break
         result = trainer.iteration()
+        done = it
         log_window.add(it, {"loss": result.loss, **{k: getattr(result, k) for k in setup.extras},
                             "completion": float(np.mean(result.completion))})
         if it % config.log_every == 0 or it == config.iterations:
@@ -168,7 +181,21 @@ def run_infusion_training(config: InfusionTrainConfig, setup: InfusionSetup, *,
     train_seconds = time.perf_counter() - start
     return {"history": history, "final": history["val"][-1] if history["val"] else {},
             "train_seconds": train_seconds, "validation_seconds": validation_seconds,
-            "iters_per_s": config.iterations / max(train_seconds - validation_seconds, 1e-9)}
+            "iterations_done": done, "iters_per_s": done / max(train_seconds - validation_seconds, 1e-9)}
+
+
+def _final_validation(history: dict, evaluate: Callable[[], dict] | None, describe, on_validation,
+                      it: int) -> None:
+    """The validation of the last iteration of a run stopped by its time limit (unless it just ran)."""
+    if evaluate is None or it < 1 or (history["val_iteration"] and history["val_iteration"][-1] == it):
+        return
+    metrics = evaluate()
+    history["val_iteration"].append(it)
+    history["val"].append(metrics)
+    if describe is not None:
+        describe(it, metrics)
+    if on_validation:
+        on_validation(it, metrics)
 
 
 def seed_everything(config: InfusionTrainConfig, dist: DistributedContext | None = None) -> np.random.Generator:
