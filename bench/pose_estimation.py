@@ -53,6 +53,8 @@ from gen3d_ros.robot.gaussians import RobotGaussianModel  # noqa: E402
 from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig  # noqa: E402
 from gen3d_ros.robot.urdf import load_robot_npz, save_robot_npz  # noqa: E402
 from gen3d_ros.outputs import atomic_path, write_text  # noqa: E402
+sys.path.insert(0, str(ROOT / "bench"))
+import pose_keypoints  # noqa: E402
 
 METHODS = {
     # the default: silhouette search over 16 azimuths x 4 elevations x 128 joint samples + hill climbing, base-yaw
@@ -148,6 +150,8 @@ def write_markdown(results: dict, path: Path) -> None:
            "s / image = median wall time of one `estimate`.", ""]
     for robot in results.get("robots", []):
         meta = results.get(robot, {})
+        if not meta:  # a robot of the keypoint benchmark only (its tables follow)
+            continue
         out += [f"## {robot}: {meta.get('views')} views, {meta.get('image_size')} px, {meta.get('fov_deg')} deg FOV, "
                 f"images: {meta.get('image_source')}, model `{meta.get('checkpoint')}`", "",
                 f"Device: {meta.get('device')}, backend {meta.get('backend')}; versions {meta.get('versions')}", "",
@@ -164,6 +168,7 @@ def write_markdown(results: dict, path: Path) -> None:
                        f"{m['cam_trans_err_cm_median']:.1f} | {100 * m['add_m_median']:.1f} | {m['add_auc']:.3f} | "
                        f"{m['success_rate']:.2f} | {m['seconds_to_converge']:.1f} |")
         out.append("")
+    out += pose_keypoints.keypoint_tables(results)
     out += ["ADD uses link origins only: it does not see the last joint's roll or mirror-image joint configurations "
             "with the same origins, so a large joint error can come with a small ADD. Earlier versions of this file "
             "(64 px, the untrained model's own renders as images) are not comparable.", "",
@@ -209,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="PoseEstimatorConfig fields (JSON) applied to every method on top of its own, e.g. a "
                              "faster budget: '{\"iterations\": [15, 20]}'")
     parser.add_argument("--no-progress", action="store_true")
+    pose_keypoints.add_arguments(parser)
     return parser
 
 
@@ -343,6 +349,34 @@ def _run_method(args: argparse.Namespace, name: str, model, scenes: list, camera
     }
 
 
+def _keypoint_main(args: argparse.Namespace, json_path: Path, md_path: Path) -> int:
+    """``--urdf``: the keypoint benchmark (bench/pose_keypoints.py) of any robot, merged into the results by mode:
+    keys of the modes it ran are replaced, the robot's other keys (the older methods) are kept."""
+    from gen3d_ros.robot.description import load_robot
+
+    try:
+        robot = load_robot(args.urdf)
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
+    if args.size == 96:  # the old benchmark's default; the keypoint benchmark's protocol is 256 px
+        args.size = 256
+    results = pose_keypoints.run_benchmark(args, ROOT, robot, _versions(), _device_name(args.device))
+    if not results:
+        return 0
+    results[f"{robot.name}.keypoint_bench"]["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    old = json.loads(json_path.read_text()) if json_path.is_file() else {"robots": []}
+    modes = [m for m in args.modes.split(",") if m]
+    merged = {k: v for k, v in old.items()
+              if not any(k.startswith(f"{robot.name}.{m}.") for m in modes) and k != f"{robot.name}.keypoint_bench"}
+    merged.update(results)
+    merged["robots"] = list(dict.fromkeys([*old.get("robots", []), robot.name]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text(json_path, json.dumps(merged, indent=2) + "\n")
+    write_markdown(merged, md_path)
+    print("\n".join(pose_keypoints.keypoint_tables(merged)))
+    return 0
+
+
 def main() -> int:
     args = _parser().parse_args()
     torch.set_num_threads(args.threads)
@@ -354,6 +388,8 @@ def main() -> int:
         write_markdown(merged, md_path)
         print(md_path.read_text())
         return 0
+    if args.urdf is not None:
+        return _keypoint_main(args, json_path, md_path)
     spec = ROBOTS[args.robot]
     checkpoint = args.checkpoint or spec["checkpoint"]
     robot_file = spec["robot_file"]
