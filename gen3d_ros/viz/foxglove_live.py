@@ -115,7 +115,7 @@ class FoxgloveLiveView:
     """A Foxglove WebSocket server; :meth:`log_message` publishes a ROS message on a Foxglove topic.
 
         view = FoxgloveLiveView(port=8765)
-        view.log_message("/gen3d/completion/mesh", "gen3d_ros/msg/CompletedMesh", msg)
+        view.log_message("/completion_node/mesh", "gen3d_ros/msg/CompletedMesh", msg)
         view.close()
 
     ``port`` 0 picks a free port (:attr:`port`). Thread-safe: nodes log from their own threads."""
