@@ -25,6 +25,16 @@ The fine methods (cGCA, hGCA) output cells on the fine grid; they are scored on 
 their coarse parents (``floor(cell / 2)``), like every other row, and additionally against the fine ground
 truth (``<method>.fine_iou``, ``<method>.fine_chamfer_l1``).
 
+Region and world (issue 13): every method runs and is scored over the whole ``--region-m`` box (default ±51.2 m
+around the sensor; the models' kernels are local and the planner fully convolutional, so they run on the wider
+grid with their own voxels and z range, ``half_extent_m``). ``--world rich`` (default) draws the scenes from
+the richer world with randomised sensors (``gen3d_ros/completion/training/data_presets.py``, scene square
+``2 R + 10`` m with object counts scaled by area), on the model's grid (voxel, z range); ``--world checkpoint``
+uses the checkpoint's own data config. Two scene sets are scored: the *standard* set (the held-out classes
+absent, as in training) and the *held-out-class* set (``heldout.`` keys: the same world with many objects of
+``heldout_classes`` -- the classes excluded from the hGCA bundle's training data, else
+``data_presets.HELDOUT_CLASSES``).
+
 Metrics are computed per scene and averaged over scenes (each scene weighs the same). Ratios are taken
 between those averages, against ``input`` and ``poisson`` of this same run. Outputs in ``--out``:
 ``completion_quality.json`` (flat keys), ``.md`` (the table printed to stdout) and ``.png`` (views).
@@ -143,8 +153,47 @@ def scene_metrics(pred: np.ndarray, gt: np.ndarray, voxel_size: float) -> dict[s
             "chamfer_l2": one["chamfer_l2"], "n_voxels": float(one["n_pred"])}
 
 
+def bench_data(model_data: dict, *, world: str = "checkpoint", region_m: float = 0.0,
+               heldout: Sequence[str] = (), include_heldout: bool = False) -> dict:
+    """The benchmark's data config for a model trained on ``model_data``: its grid (voxel size, z range) over
+    ``region_m`` (0: its own box), scenes and sensors of ``world`` (``checkpoint``: the model's; ``rich``: the
+    richer world with randomised sensors), the ``heldout`` classes excluded, or (``include_heldout``) placed in
+    numbers."""
+    from gen3d_ros.completion.training.data_presets import RICH_DATA
+    from gen3d_ros.sim.dataset import CompletionDatasetConfig
+    from gen3d_ros.sim.scene import SceneConfig
+
+    data = CompletionDatasetConfig.from_dict(model_data).to_dict()
+    if world == "rich":
+        rich = CompletionDatasetConfig.from_dict(RICH_DATA).to_dict()
+        data.update({k: rich[k] for k in ("scene", "sensor", "sensor_randomization", "sensor_height_m",
+                                          "tilt_max_deg", "alignment_residual_deg", "warehouse_fraction")})
+    elif world != "checkpoint":
+        raise ValueError(f"unknown --world {world!r}; choose 'rich' or 'checkpoint'")
+    scene = SceneConfig.from_dict(data["scene"]).to_dict()
+    if region_m > 0:
+        v = float(data["voxel_size_m"])
+        r = math.ceil(region_m / v - 1e-9) * v
+        data["half_extent_m"] = [r, r]
+        size = max(float(scene["size_m"]), 2.0 * r + 10.0)
+        area = (size / float(scene["size_m"])) ** 2
+        for k in scene:
+            if k.startswith("n_"):
+                scene[k] = int(round(scene[k] * area))
+        scene["size_m"] = size
+    scene["exclude_classes"] = [] if include_heldout else sorted(set(scene["exclude_classes"]) | set(heldout))
+    if include_heldout:  # a dense set of the held-out classes' objects (counts of the 50 m square, x4, x area)
+        area = (float(scene["size_m"]) / 50.0) ** 2
+        counts = {"cyclist": "n_cyclists", "hedge": "n_hedges", "bush": "n_bushes", "pedestrian": "n_pedestrians"}
+        for cls in heldout:
+            if cls in counts:
+                scene[counts[cls]] = max(int(scene[counts[cls]]), int(round(4 * area)))
+    data["scene"] = scene
+    return data
+
+
 def held_out_dataset(data: dict, n_scenes: int):
-    """The checkpoint's data config on held-out scene seeds, one scan per scene, no augmentation."""
+    """The data config ``data`` on held-out scene seeds, one scan per scene, no augmentation."""
     from gen3d_ros.completion.training.loop import VALIDATION_SEED_OFFSET
     from gen3d_ros.sim.dataset import CompletionDataset, CompletionDatasetConfig
 
@@ -170,7 +219,9 @@ class SceneResult:
 def run_benchmark(checkpoint: str | Path, *, n_scenes: int = 12, samples: int = 3, device: str = "cpu",
                   backend: str | None = None, steps: int | None = None, poisson_depth: int = 9,
                   threads: int | None = 1, keep_scenes: int = 2, progress: bool = True,
-                  hgca: str | Path | None = None, cgca: str | Path | None = None) -> tuple[dict, list[SceneResult]]:
+                  hgca: str | Path | None = None, cgca: str | Path | None = None, region_m: float = 0.0,
+                  world: str = "checkpoint", heldout: Sequence[str] = (),
+                  include_heldout: bool = False) -> tuple[dict, list[SceneResult]]:
     """Score every method on ``n_scenes`` held-out scenes; returns (flat results, the first ``keep_scenes``).
 
     The flat dict has ``<method>.<metric>`` means over scenes, ``gca.tmd``, ``ratio.<m>_over_<base>.<metric>``
@@ -178,6 +229,7 @@ def run_benchmark(checkpoint: str | Path, *, n_scenes: int = 12, samples: int = 
     (a Chamfer distance of an empty prediction) are ``None``. ``threads``: torch intra-op threads (``None``
     leaves torch's default); 1 by default because a chain of small sparse convolutions gains nothing from
     more, and on a shared CPU two spinning OpenMP threads made chains 5-300x slower in our runs.
+    ``region_m``, ``world``, ``heldout``, ``include_heldout``: the scenes and the scored box (:func:`bench_data`).
     """
     import torch
 
@@ -189,7 +241,8 @@ def run_benchmark(checkpoint: str | Path, *, n_scenes: int = 12, samples: int = 
     try:
         results, kept = _run(Path(checkpoint), n_scenes=n_scenes, samples=samples, device=device, backend=backend,
                              steps=steps, poisson_depth=poisson_depth, keep_scenes=keep_scenes, progress=progress,
-                             hgca=hgca, cgca=cgca)
+                             hgca=hgca, cgca=cgca, scenes=dict(world=world, region_m=region_m, heldout=tuple(heldout),
+                                                               include_heldout=include_heldout))
         results["torch_threads"] = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
@@ -197,7 +250,7 @@ def run_benchmark(checkpoint: str | Path, *, n_scenes: int = 12, samples: int = 
 
 
 def fine_methods(checkpoint: Path, hgca: str | Path | None, cgca: str | Path | None, device: str,
-                 backend: str | None) -> dict:
+                 backend: str | None, region_m: float = 0.0) -> dict:
     """name -> (complete(points, seed) -> fine cells (K, 3) int32, fine voxel size m, fine data config)."""
     import torch
 
@@ -207,6 +260,8 @@ def fine_methods(checkpoint: Path, hgca: str | Path | None, cgca: str | Path | N
     from gen3d_ros.sim.dataset import CompletionDatasetConfig
 
     out = {}
+    if cgca and region_m > 0:
+        raise ValueError("the single-level cgca row runs on its training grid only; leave --cgca out with --region-m")
     if cgca:
         model, ae, ckpt = load_cgca(cgca, device=device, backend=backend)
         data = CompletionDatasetConfig.from_dict(ckpt["train_config"]["data"])
@@ -223,8 +278,8 @@ def fine_methods(checkpoint: Path, hgca: str | Path | None, cgca: str | Path | N
         out["cgca"] = (run_cgca, data)
     if hgca:
         for name, coarse in (("hgca", ""), ("hgca_no_planner", str(checkpoint))):
-            sc = SceneCompleter(hgca, SceneCompleterConfig(mesh=False, device=device, coarse_checkpoint=coarse),
-                                backend=backend)
+            sc = SceneCompleter(hgca, SceneCompleterConfig(mesh=False, device=device, coarse_checkpoint=coarse,
+                                                           half_extent_m=region_m), backend=backend)
             out[name] = ((lambda points, seed, sc=sc: sc.complete(points, seed=seed).fine_cells),
                          CompletionDatasetConfig.from_dict(sc.fine_data))
     return out
@@ -232,18 +287,20 @@ def fine_methods(checkpoint: Path, hgca: str | Path | None, cgca: str | Path | N
 
 def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend: str | None, steps: int | None,
          poisson_depth: int, keep_scenes: int, progress: bool, hgca: str | Path | None = None,
-         cgca: str | Path | None = None) -> tuple[dict, list[SceneResult]]:
+         cgca: str | Path | None = None, scenes: dict | None = None) -> tuple[dict, list[SceneResult]]:
     from tqdm import tqdm
 
     from gen3d_ros.completion.metrics import total_mutual_difference
     from gen3d_ros.completion.inference import GCACompleter
     from gen3d_ros.completion.voxelize import voxel_centers
 
-    completer = GCACompleter(checkpoint, device=device, steps=steps, backend=backend)
-    dataset = held_out_dataset(completer.checkpoint["train_config"]["data"], n_scenes)
-    fine = fine_methods(checkpoint, hgca, cgca, device, backend)
+    scenes = dict(scenes or {})
+    region_m = float(scenes.get("region_m", 0.0))
+    completer = GCACompleter(checkpoint, device=device, steps=steps, backend=backend, half_extent_m=region_m)
+    dataset = held_out_dataset(bench_data(completer.checkpoint["train_config"]["data"], **scenes), n_scenes)
+    fine = fine_methods(checkpoint, hgca, cgca, device, backend, region_m)
     methods = (*METHODS, *(m for m in FINE_METHODS if m in fine))
-    fine_sets = {m: held_out_dataset({**data.to_dict(), "base_seed": dataset.config.base_seed
+    fine_sets = {m: held_out_dataset({**bench_data(data.to_dict(), **scenes), "base_seed": dataset.config.base_seed
                                       - _validation_offset() - HELD_OUT_SEED_OFFSET}, n_scenes)
                  for m, (_, data) in fine.items()}
 
@@ -325,7 +382,9 @@ def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend:
     results: dict[str, object] = {
         "n_scenes": n_scenes, "samples": samples, "scene_seeds": scene_seeds,
         "voxel_size_m": float(cfg.voxel_size_m), "grid_shape": [int(v) for v in cfg.grid_shape],
-        "grid_origin_m": [float(v) for v in cfg.origin], "lidar": cfg.lidar.to_dict().get("name", None),
+        "grid_origin_m": [float(v) for v in cfg.origin],
+        "lidar": "randomized" if cfg.sensor == "randomized" else cfg.lidar.to_dict().get("name", None),
+        "region_m": float(cfg.half_extent_m[0]), "scene_size_m": float(cfg.scene.size_m),
         "gca_steps": int(steps if steps is not None else completer.model.config.steps),
         "poisson_depth": poisson_depth,
     }
@@ -453,6 +512,25 @@ def markdown_table(results: dict) -> str:
                          f"{fmt(results[f'{m}.fine_iou'])} (input {fmt(results[f'{m}.fine_input_iou'])}), "
                          f"F@1vox {fmt(results[f'{m}.fine_fscore_1vox'])}, "
                          f"Chamfer-L1 {fmt(results[f'{m}.fine_chamfer_l1'])} m.")
+    if "region_m" in results:
+        lines.append(f"Scored over the whole ±{results['region_m']} m region (scene squares "
+                     f"{results.get('scene_size_m')} m, world `{results.get('world')}`, sensors "
+                     f"{results.get('lidar')}).")
+    for m in ("hgca", "gca"):
+        if f"ratio.{m}_over_poisson.iou" in results:
+            lines.append(f"{m} ÷ Poisson of the same input: IoU ×{fmt(results.get(f'ratio.{m}_over_poisson.iou'), 2)}, "
+                         f"F@1vox ×{fmt(results.get(f'ratio.{m}_over_poisson.fscore_1vox'), 2)}, Chamfer-L1 "
+                         f"×{fmt(results.get(f'ratio.{m}_over_poisson.chamfer_l1'), 2)} (lower is better).")
+    if "heldout.n_scenes" in results:
+        lines += ["", f"**Held-out classes** ({', '.join(results['heldout_classes'])}; excluded from training: "
+                  f"{results.get('heldout_classes_excluded_from_training')}), {results['heldout.n_scenes']} scenes "
+                  "with many of them:", "",
+                  "| method | IoU | precision | recall | F@1vox | F@2vox | Chamfer-L1 [m] |", "|---|---|---|---|---|---|---|"]
+        for m in results.get("methods", METHODS):
+            r = lambda k: results.get(f"heldout.{m}.{k}")  # noqa: E731
+            lines.append(f"| {m} | {fmt(r('iou'))} | {fmt(r('precision'))} | {fmt(r('recall'))} "
+                         f"| {fmt(r('fscore_1vox'))} | {fmt(r('fscore_2vox'))} | {fmt(r('chamfer_l1'))} |")
+        lines.append("")
     lines.append(f"Checkpoint `{results['checkpoint']}` ({results['checkpoint_sha256'][:12]}), "
                  f"{results['device']}, sparse backend {results['sparse_backend']}.")
     lines.append(f"Command: `{results['command']}`")
@@ -597,13 +675,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="output folder")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--region-m", type=float, default=51.2,
+                   help="score the box [-R, R)^2 around the sensor (0: the model's training box)")
+    p.add_argument("--world", choices=("rich", "checkpoint"), default="rich",
+                   help="scenes and sensors: the richer world with randomised sensors, or the checkpoint's data")
+    p.add_argument("--heldout-classes", default=None,
+                   help="comma-separated classes of the held-out set (default: those the hGCA bundle's training "
+                        "data excluded, else data_presets.HELDOUT_CLASSES)")
+    p.add_argument("--heldout-scenes", type=int, default=None, help="held-out-class scenes (default: --scenes; 0: none)")
     args = p.parse_args(argv)
     if args.checkpoint.resolve() == DEFAULT_CHECKPOINT.resolve():
         if args.hgca is None and DEFAULT_HGCA.is_file():
             args.hgca = DEFAULT_HGCA
-        if args.cgca is None and DEFAULT_CGCA.is_file():
+        if args.cgca is None and DEFAULT_CGCA.is_file() and args.region_m <= 0:
             args.cgca = DEFAULT_CGCA
+    if args.heldout_scenes is None:
+        args.heldout_scenes = args.scenes
     return args
+
+
+def heldout_classes(args: argparse.Namespace) -> tuple[list[str], bool]:
+    """The held-out classes and whether the models' training data excluded them."""
+    from gen3d_ros.completion.checkpoint import load_bundle, load_gca
+    from gen3d_ros.completion.training.data_presets import HELDOUT_CLASSES
+
+    if args.hgca is not None:
+        fine = load_bundle(args.hgca)["fine"]
+        data = fine["train_config"].get("data") or fine["autoencoder"]["train_config"]["data"]
+    else:
+        data = load_gca(args.checkpoint)[1]["train_config"]["data"]
+    excluded = list((data.get("scene") or {}).get("exclude_classes") or [])
+    if args.heldout_classes:
+        chosen = [c.strip() for c in args.heldout_classes.split(",") if c.strip()]
+    else:
+        chosen = excluded or list(HELDOUT_CLASSES)
+    return chosen, bool(excluded) and set(chosen) <= set(excluded)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -617,11 +723,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise SystemExit(f"checkpoint {args.checkpoint} does not exist; train one with `gen3d train-completion "
                          f"--preset demo -o runs/gca_demo` and pass --checkpoint runs/gca_demo/model.pt")
     start = time.perf_counter()
-    results, kept = run_benchmark(args.checkpoint, n_scenes=args.scenes, samples=args.samples, device=args.device,
-                                  backend=args.backend, steps=args.steps, poisson_depth=args.poisson_depth,
-                                  threads=args.threads or None, keep_scenes=0 if args.no_plot else 2,
-                                  progress=not args.no_progress, hgca=args.hgca, cgca=args.cgca)
+    heldout, excluded_in_training = heldout_classes(args)
+    common = dict(samples=args.samples, device=args.device, backend=args.backend, steps=args.steps,
+                  poisson_depth=args.poisson_depth, threads=args.threads or None, progress=not args.no_progress,
+                  hgca=args.hgca, cgca=args.cgca, region_m=args.region_m, world=args.world, heldout=heldout)
+    results, kept = run_benchmark(args.checkpoint, n_scenes=args.scenes, keep_scenes=0 if args.no_plot else 2,
+                                  **common)
     out: dict[str, object] = dict(results)
+    out["world"], out["heldout_classes"] = args.world, heldout
+    out["heldout_classes_excluded_from_training"] = excluded_in_training
+    if args.heldout_scenes > 0:
+        held, _ = run_benchmark(args.checkpoint, n_scenes=args.heldout_scenes, keep_scenes=0, include_heldout=True,
+                                **common)
+        for k, v in held.items():
+            if k.split(".")[0] in (*held["methods"], "ratio", "gt") or k in ("n_scenes", "scene_seeds", "gca.tmd"):
+                out[f"heldout.{k}"] = v
     out.update(provenance(args.checkpoint, args.device, args.backend, command))
     for name, path in (("hgca", args.hgca), ("cgca", args.cgca)):
         if path is not None:
