@@ -81,6 +81,16 @@ class KeptCompletion:
         with self._lock:
             return "completed_mesh" in self._kept
 
+    def header(self) -> Any:
+        """The ``std_msgs/Header`` of the kept result (mesh, else voxels); LookupError when nothing is kept."""
+        with self._lock:
+            msg = self._message("completed_mesh")
+            if msg is None:
+                msg = self._message("completed_voxels")
+        if msg is None:
+            raise LookupError("no completed result yet: nothing was completed since the start or the last reset")
+        return msg.header
+
     def mesh(self) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None]:
         """frame_id, vertices (V, 3) float64 metres, faces (F, 3) int64, colours (V, 4) float32 0..1 or None.
         LookupError when no mesh is kept."""

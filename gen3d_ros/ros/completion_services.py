@@ -10,7 +10,9 @@
   configuration, so no state of earlier sweeps survives (a rebuild loads the model again: seconds).
 - ``~/clear_region`` (``gen3d_ros/srv/ClearRegion``): remove the kept triangles / voxels inside an axis-aligned box
   (:mod:`gen3d_ros.pipeline.kept_result`) and publish the cleared mesh, Marker and voxels again (latched Marker:
-  rviz shows the cleared one). The box is in the mesh's frame (``frame_id`` empty or equal to it).
+  rviz shows the cleared one). The box is in ``frame_id``: empty means the mesh's frame; another frame is looked
+  up in TF (``T_box_mesh`` at the mesh's stamp, :class:`gen3d_ros.ros.tf_buffer.NodeTransforms`: the node's own
+  when it uses TF, else one the services keep), and the request fails, saying so, when that transform is missing.
 
 The kept result is the last sweep's outputs, as the worker published them (serialized bytes with the process
 worker), deserialized only when a service needs them.
@@ -52,6 +54,8 @@ class CompletionNode(StageNode):
         super()._setup()
         classes = {name: self.factory.cls(msgtype) for name, msgtype in self.stage_cls.outputs.items()}
         self.kept = KeptCompletion(lambda name, data: deserialize_message(data, classes[name]))
+        # ~/clear_region boxes in other frames: the node's TF when it has one, else a buffer of our own
+        self._box_tf = self.tf if getattr(self, "tf", None) is not None else _node_transforms(self)
         self._mesh_services = [
             self.create_service(SaveMesh, "~/save_mesh", self._on_save_mesh),
             self.create_service(Trigger, "~/reset", self._on_reset),
@@ -118,11 +122,7 @@ class CompletionNode(StageNode):
         lo = (request.min.x, request.min.y, request.min.z)
         hi = (request.max.x, request.max.y, request.max.z)
         try:
-            frame = self.kept.mesh()[0] if self.kept.has_mesh() else ""
-            if request.frame_id and frame and request.frame_id != frame:
-                raise ValueError(f"the box is in frame {request.frame_id!r} but the kept mesh is in {frame!r}; give "
-                                 "the box in the mesh's frame (or an empty frame_id)")
-            cleared = self.kept.clear_box(lo, hi)
+            cleared = self.kept.clear_box(lo, hi, self._T_box_mesh(request.frame_id))
         except (ValueError, LookupError) as exc:
             response.success, response.message = False, f"{exc}"
             self.get_logger().warning(f"~/clear_region: {exc}")
@@ -136,3 +136,31 @@ class CompletionNode(StageNode):
                             f"{lo}..{hi}; {cleared.remaining_triangles} triangles remain (published again)")
         self.get_logger().info(f"~/clear_region: {response.message}")
         return response
+
+    def _T_box_mesh(self, box_frame: str) -> Any:
+        """Mesh frame -> ``box_frame`` at the kept mesh's stamp (None: the same frame). LookupError when nothing
+        is kept, ValueError when TF has no such transform."""
+        from gen3d_ros.io.messages import stamp_to_nanoseconds
+        from gen3d_ros.ros.tf_buffer import TransformMissing
+
+        header = self.kept.header()
+        if not box_frame or box_frame == header.frame_id:
+            return None
+        if self._box_tf is None:
+            raise ValueError(f"the box is in frame {box_frame!r}, the mesh in {header.frame_id!r}, and this node has no "
+                             "TF buffer")
+        try:
+            return self._box_tf.lookup(box_frame, header.frame_id, stamp_to_nanoseconds(header.stamp))
+        except TransformMissing as exc:
+            raise ValueError(f"no transform {header.frame_id!r} -> {box_frame!r} at the mesh's stamp: {exc}") from None
+
+
+def _node_transforms(node: Any) -> Any:
+    """A TF buffer of ``node`` (None where none can be made: no tf2_msgs)."""
+    try:
+        from gen3d_ros.ros.tf_buffer import NodeTransforms
+
+        return NodeTransforms(node)
+    except (ImportError, ValueError) as exc:
+        node.get_logger().warning(f"~/clear_region: boxes only in the mesh's frame (no TF: {exc})")
+        return None

@@ -139,6 +139,44 @@ def test_clear_region_removes_what_is_inside_and_republishes(completed, executor
     assert not call(executor, clear, request).success
 
 
+def test_clear_region_in_another_frame_goes_through_tf(completed, executor):
+    """A box in frame 'world', 10 m ahead of the lidar frame (static TF world -> lidar_test), clears what the same
+    box in the mesh's frame would."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from tf2_msgs.msg import TFMessage
+
+    from gen3d_ros.io.messages import rclpy_factory
+    from gen3d_ros.io.transforms import tf_message, transform_stamped
+    from gen3d_ros.pipeline.kept_result import inside_box
+    from gen3d_ros.srv import ClearRegion
+
+    node, client, received = completed
+    vertices, faces = mesh_arrays(received["mesh"][-1])
+    lo, hi = np.array([1.5, -1.5, -1.2]), np.array([4.5, 1.5, 0.5])
+    expect = int(inside_box(vertices[faces].mean(axis=1), lo, hi).sum())
+    assert expect > 10
+    factory = rclpy_factory()
+    T_world_lidar = np.eye(4)
+    T_world_lidar[:3, 3] = [10.0, 0.0, 0.0]
+    static = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    tf_pub = client.create_publisher(TFMessage, "/tf_static", static)
+    frame = received["mesh"][-1].header.frame_id
+    tf_pub.publish(tf_message([transform_stamped(T_world_lidar, factory, parent_frame="world", child_frame=frame,
+                                                 stamp=factory.time(sec=0))], factory))
+    clear = client.create_client(ClearRegion, f"{node.get_fully_qualified_name()}/clear_region")
+    request = ClearRegion.Request(frame_id="world")
+    request.min.x, request.min.y, request.min.z = (lo + [10.0, 0.0, 0.0]).tolist()
+    request.max.x, request.max.y, request.max.z = (hi + [10.0, 0.0, 0.0]).tolist()
+    answer = None
+    for _ in range(50):  # until the static transform has reached the node's buffer
+        answer = call(executor, clear, request)
+        if answer.success or "no transform" not in answer.message:
+            break
+        spin_until(executor, lambda: False, 0.1)
+    assert answer.success, answer.message
+    assert answer.removed_triangles == expect
+
+
 def test_reset_forgets_the_kept_result(completed, executor, tmp_path):
     from std_srvs.srv import Trigger
 
