@@ -305,7 +305,8 @@ def evaluate(sweep: Sweep, processors: dict[str, Any], k: int, region: float, ba
         result = proc.process(inputs.astype(np.float32))
         seconds = time.perf_counter() - t0
         hit = cast(result.mesh, origins, dirs)
-        out.update({f"{name}.{key}": value for key, value in ray_metrics(hit, real).items()})
+        out.update({f"{name}.{key}": value if np.isfinite(value) else None  # JSON has no NaN
+                    for key, value in ray_metrics(hit, real).items()})
         out[f"{name}.seconds"] = round(seconds, 2)
         out[f"{name}.triangles"] = len(result.mesh.faces)
         if result.alignment is not None:
@@ -328,7 +329,7 @@ def summarise(per_sweep: dict[str, dict], methods: Sequence[str]) -> dict[str, f
     out = {}
     for m in methods:
         for key in (*METRIC_KEYS, "seconds"):
-            values = [r[f"{m}.{key}"] for r in per_sweep.values() if np.isfinite(r.get(f"{m}.{key}", np.nan))]
+            values = [r[f"{m}.{key}"] for r in per_sweep.values() if r.get(f"{m}.{key}") is not None]
             out[f"{m}.{key}"] = round(float(np.mean(values)), 4) if values else None
     return out
 
