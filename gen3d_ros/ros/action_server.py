@@ -8,7 +8,7 @@ cancel requests, feedback and the topic interface go on meanwhile), on its own
 :class:`~gen3d_ros.pipeline.action.ActionStage` of the running configuration (built at the first goal and after a
 parameter change). It plans from the latest ``joint_states``, ``camera_info`` and ``camera_pose`` the node
 received on its inputs (or ``known_camera``), like the topic interface. One goal at a time: a goal that arrives
-while one runs is rejected.
+while one runs is rejected, and so is any goal while a managed (lifecycle) node is not active.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class ActionNode(StageNode):
     def _on_goal(self, goal: Any) -> Any:
         from rclpy.action import GoalResponse
 
+        if not getattr(self, "_active", True):  # a managed node that is not active plans nothing
+            self.get_logger().warning("~/plan_trajectory: rejected a goal: the node is not active")
+            return GoalResponse.REJECT
         kinds = int(len(goal.goal_image.data) > 0) + int(len(goal.goal_keypoints) > 0)
         if kinds != 1:
             self.get_logger().warning(f"~/plan_trajectory: rejected a goal with {kinds} goal kinds (need exactly "

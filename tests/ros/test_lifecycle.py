@@ -131,3 +131,52 @@ def test_stage_node_lifecycle_true_comes_up_active(ros, executor, children):
     future = get_state.call_async(GetState.Request())
     assert spin_until(executor, future.done, 10.0, alive=[proc])
     assert future.result().current_state.label == "active"
+
+
+def test_managed_action_node_takes_goals_only_while_active(ros):
+    rclpy, context = ros
+    import threading
+    import time
+
+    from geometry_msgs.msg import Point32
+    from rclpy.action import ActionClient
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from gen3d_ros.action import PlanTrajectory
+    from gen3d_ros.ros.hosts import create_node
+
+    node = create_node("action_node", lifecycle=True, context=context,
+                       cli_args=["--ros-args", "-p", "worker:=thread", "-p", "n_gaussians:=200"])
+    client_node = rclpy.create_node("managed_action_client", context=context)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    for n in (node, client_node):
+        executor.add_node(n)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        client = ActionClient(client_node, PlanTrajectory, "/action_node/plan_trajectory")
+        assert not client.wait_for_server(timeout_sec=1.0)  # unconfigured: no action server yet
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert client.wait_for_server(timeout_sec=10.0)
+        goal = PlanTrajectory.Goal(iterations=2)
+        goal.goal_keypoints = [Point32(x=10.0, y=10.0)]
+
+        def accepted() -> bool:
+            future = client.send_goal_async(goal)
+            deadline = time.monotonic() + 20.0
+            while not future.done():
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            return future.result().accepted
+
+        assert not accepted()  # inactive
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert accepted()  # (it then aborts: no joint state yet)
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert not [w for w in node.waitables if type(w).__name__ == "ActionServer"]  # destroyed with cleanup
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        for n in (node, client_node):
+            n.destroy_node()
