@@ -128,7 +128,7 @@ class CompletionNode(StageNode):
             self.get_logger().warning(f"~/clear_region: {exc}")
             return response
         for output in cleared.outputs:
-            super()._publish(output.name, output.msg)
+            self._publish(output.name, output.msg)  # kept again; a managed node publishes only when active
         response.success = True
         response.removed_triangles, response.removed_voxels = cleared.removed_triangles, cleared.removed_voxels
         response.remaining_triangles = cleared.remaining_triangles

@@ -87,3 +87,18 @@ def test_serve_shows_the_run_on_a_foxglove_websocket(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_on_a_taken_port_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    from gen3d_ros.viz.foxglove_live import FoxgloveLiveView
+
+    bag = tmp_path / "in.mcap"
+    write_cloud_bag(bag, n=1)
+    taken = FoxgloveLiveView(port=0)
+    try:
+        assert main(["bag", str(bag), "-o", str(tmp_path / "out.mcap"), "--serve", str(taken.port), *FAST]) == 2
+    finally:
+        taken.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--serve" in err[0] and "in use" in err[0]
+    assert not (tmp_path / "out.mcap").exists()
