@@ -304,7 +304,10 @@ def run_bag(
         with BagWriter(output_path, storage=storage, force=force) as out:
             run.report.storage = out.storage
             _declare_output_topics(out, bag, copy_topics, routes.out_types, _latched_topics(stages, routes))
-            read_topics = sorted(set(routes.consumers) | set(copy_topics))
+            # an observer (gen3d bag --serve) also sees the bag's TF, which no stage may consume
+            run.view_only = {name for name, info in bag.topics.items() if observe is not None
+                             and info.msgtype == "tf2_msgs/msg/TFMessage" and name not in routes.consumers}
+            read_topics = sorted(set(routes.consumers) | set(copy_topics) | run.view_only)
             total = sum(bag.topics[t].count for t in read_topics)
             bar = _progress_bar(total, enabled=progress, desc=f"bag {input_path.name}")
             try:
@@ -486,6 +489,7 @@ class _BagRun:
                        for s in stages}
         self.max_latency = {s.name: 0.0 for s in stages}
         self.undecodable = {s.name: 0 for s in stages}
+        self.view_only: set[str] = set()  # topics read only for the observer
 
     def feed(self, bag: BagReader, out: BagWriter, read_topics: list[str], bar: Any,
              window: tuple[int | None, int | None] = (None, None)) -> None:
@@ -502,6 +506,8 @@ class _BagRun:
                 out.write_raw(message.topic, message.raw, message.log_time_ns)
                 self.report.copied[message.topic] += 1
             if not users:
+                if message.topic in self.view_only:
+                    self._observe_only(bag, message)
                 continue
             fed += 1
             self.report.messages_in[message.topic] += 1
@@ -517,6 +523,15 @@ class _BagRun:
                 self.observe(message.topic, users[0][0].inputs[users[0][1]], msg, message.log_time_ns)
             for stage, name in users:
                 self._process(stage, name, msg, stamp_ns, out)
+
+    def _observe_only(self, bag: BagReader, message: Any) -> None:
+        """Hand a message no stage consumes (the bag's TF) to the observer; an undecodable one is skipped."""
+        try:
+            msg = bag.decode(message)
+        except BagError as exc:
+            log.warning("%s; not shown", exc)
+            return
+        self.observe(message.topic, bag.topics[message.topic].msgtype, msg, message.log_time_ns)
 
     def _process(self, stage: Stage, name: str, msg: Any, stamp_ns: int, out: BagWriter) -> None:
         """One message through one stage input; its outputs written at ``stamp_ns``."""

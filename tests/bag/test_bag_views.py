@@ -102,3 +102,40 @@ def test_serve_on_a_taken_port_is_a_usage_error(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--serve" in err[0] and "in use" in err[0]
     assert not (tmp_path / "out.mcap").exists()
+
+
+def test_the_observer_sees_inputs_outputs_and_the_bags_tf(tmp_path: Path) -> None:
+    """run_bag(observe=...): each input cloud, each output, and /tf (which no stage here consumes), with their
+    types; the TF message is the bag's."""
+    from bagdata import T0_NS
+
+    from gen3d_ros.bagmode import run_bag
+    from gen3d_ros.completion.processor import CompletionConfig
+    from gen3d_ros.io.messages import rosbags_factory
+    from gen3d_ros.io.transforms import tf_message, transform_stamped
+    from gen3d_ros.pipeline.completion import CompletionStage
+
+    f = rosbags_factory()
+    T = np.eye(4)
+    T[:3, 3] = [0.5, 0.0, 1.7]
+    tf = tf_message([transform_stamped(T, f, parent_frame="base_link", child_frame="lidar",
+                                       stamp=f.time(sec=T0_NS // 10**9))], f)
+    bag = tmp_path / "in.mcap"
+    write_cloud_bag(bag, n=2, extra=[("/tf", tf, T0_NS + 50_000_000)])
+    seen: list[tuple[str, str, int]] = []
+    tf_seen: list = []
+
+    def observe(topic, msgtype, msg, time_ns):
+        seen.append((topic, msgtype, time_ns))
+        if topic == "/tf":
+            tf_seen.append(msg)
+
+    stage = CompletionStage(CompletionConfig(voxel_size=0.4, poisson_depth=6, roi_radius=12.0))
+    run_bag(bag, tmp_path / "out.mcap", stages=[stage], progress=False, observe=observe)
+    types = [t for _, t, _ in seen]
+    assert types.count("sensor_msgs/msg/PointCloud2") >= 4  # 2 inputs + 2 completed voxel clouds
+    assert types.count("gen3d_ros/msg/CompletedMesh") == 2 and types.count("tf2_msgs/msg/TFMessage") == 1
+    (msg,) = tf_seen
+    (t,) = msg.transforms
+    assert (t.header.frame_id, t.child_frame_id, t.transform.translation.z) == ("base_link", "lidar", 1.7)
+    assert [s for s in seen if s[0] == "/tf"][0][2] == T0_NS + 50_000_000
