@@ -101,6 +101,32 @@ def transform_stamped(T_parent_child: np.ndarray, factory: MessageFactory, *, pa
                        child_frame_id=str(child_frame), transform=matrix_to_transform(T_parent_child, factory))
 
 
+def transform_to_matrix(transform: Any) -> np.ndarray:
+    """``geometry_msgs/Transform`` (either world) -> ``T_parent_child`` (4x4 float64, metres); ValueError if not
+    finite or the quaternion is zero."""
+    t, r = transform.translation, transform.rotation
+    T = np.eye(4)
+    T[:3, :3] = quaternion_xyzw_to_matrix((r.x, r.y, r.z, r.w))
+    T[:3, 3] = [float(t.x), float(t.y), float(t.z)]
+    if not np.isfinite(T).all():
+        raise ValueError(f"transform translation is not finite: {T[:3, 3].tolist()}")
+    return T
+
+
+def add_tf_message(buffer: Any, msg: Any, *, static: bool) -> list[str]:
+    """Put the transforms of a ``tf2_msgs/TFMessage`` (either world) into ``buffer`` (a
+    :class:`gen3d_ros.geometry.tf_buffer.TransformBuffer`); the reasons of those skipped as malformed."""
+    skipped = []
+    for t in msg.transforms:
+        stamp = int(t.header.stamp.sec) * 1_000_000_000 + int(t.header.stamp.nanosec)
+        try:
+            buffer.set_transform(str(t.header.frame_id), str(t.child_frame_id), stamp,
+                                 transform_to_matrix(t.transform), static=static)
+        except ValueError as exc:
+            skipped.append(f"{t.header.frame_id!r} -> {t.child_frame_id!r}: {exc}")
+    return skipped
+
+
 def tf_message(transforms: Iterable[Any], factory: MessageFactory) -> Any:
     """``tf2_msgs/TFMessage`` (what ``/tf`` and ``/tf_static`` carry) of ``TransformStamped`` messages."""
     return factory.new("tf2_msgs/msg/TFMessage", transforms=list(transforms))

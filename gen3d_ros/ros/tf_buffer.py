@@ -20,19 +20,10 @@ from typing import Any
 import numpy as np
 
 from gen3d_ros.geometry.tf_buffer import DEFAULT_TOLERANCE_NS, TransformBuffer, TransformMissing
-from gen3d_ros.io.transforms import quaternion_xyzw_to_matrix
+from gen3d_ros.io.transforms import add_tf_message, transform_to_matrix
 
 TF_TOPIC, TF_STATIC_TOPIC = "/tf", "/tf_static"
 POLL_S = 0.01
-
-
-def transform_msg_to_matrix(transform: Any) -> np.ndarray:
-    """``geometry_msgs/Transform`` -> ``T_parent_child`` (4x4 float64, metres)."""
-    T = np.eye(4)
-    r, t = transform.rotation, transform.translation
-    T[:3, :3] = quaternion_xyzw_to_matrix([r.x, r.y, r.z, r.w])[:3, :3]
-    T[:3, 3] = [t.x, t.y, t.z]
-    return T
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -96,12 +87,8 @@ class NodeTransforms:
     def add(self, msg: Any, *, static: bool) -> None:
         """Put the transforms of a ``tf2_msgs/TFMessage`` into the buffer (fallback only); a malformed one is
         skipped (logged), never raised: a callback must not take the node down."""
-        for t in msg.transforms:
-            try:
-                self.buffer.set_transform(t.header.frame_id, t.child_frame_id, stamp_ns(t.header.stamp),
-                                          transform_msg_to_matrix(t.transform), static=static)
-            except ValueError as exc:
-                self.node.get_logger().warning(f"ignoring a TF transform: {exc}", throttle_duration_sec=10.0)
+        for reason in add_tf_message(self.buffer, msg, static=static):
+            self.node.get_logger().warning(f"ignoring a TF transform {reason}", throttle_duration_sec=10.0)
 
     def lookup(self, target: str, source: str, stamp: int, timeout_s: float = 0.0) -> np.ndarray:
         """``T_target_source`` at ``stamp`` (ns), waiting up to ``timeout_s`` for it; TransformMissing otherwise.
@@ -128,7 +115,7 @@ class NodeTransforms:
                                            timeout=Duration(nanoseconds=int(timeout_s * 1e9)))
         except Exception as exc:  # noqa: BLE001 - tf2's LookupException, ExtrapolationException, ...
             raise TransformMissing(f"{type(exc).__name__}: {exc}") from None
-        return transform_msg_to_matrix(t.transform)
+        return transform_to_matrix(t.transform)
 
 
 def _tf_message_class() -> Any:
