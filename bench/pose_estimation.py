@@ -363,11 +363,23 @@ def _keypoint_main(args: argparse.Namespace, json_path: Path, md_path: Path) -> 
     results = pose_keypoints.run_benchmark(args, ROOT, robot, _versions(), _device_name(args.device))
     if not results:
         return 0
-    results[f"{robot.name}.keypoint_bench"]["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    header = next(k for k in results if k.startswith(f"{robot.name}.keypoint_bench"))
+    results[header]["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     old = json.loads(json_path.read_text()) if json_path.is_file() else {"robots": []}
     modes = [m for m in args.modes.split(",") if m]
-    merged = {k: v for k, v in old.items()
-              if not any(k.startswith(f"{robot.name}.{m}.") for m in modes) and k != f"{robot.name}.keypoint_bench"}
+    methods = [m for m in args.kp_methods.split(",") if m]
+
+    def replaced(key: str) -> bool:  # a key of a (mode, method) this run measured again
+        for mode in modes:
+            rest = key[len(f"{robot.name}.{mode}."):] if key.startswith(f"{robot.name}.{mode}.") else None
+            if rest is None:
+                continue
+            method = rest.split(".")[0] if rest.split(".")[0] in pose_keypoints.KP_METHODS else "full"
+            if method in methods:
+                return True
+        return key == header
+
+    merged = {k: v for k, v in old.items() if not replaced(k)}
     merged.update(results)
     merged["robots"] = list(dict.fromkeys([*old.get("robots", []), robot.name]))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -278,13 +278,15 @@ def run_benchmark(args, root: Path, robot, versions: dict, device_name: str) -> 
     angular = np.array([types.get(j, "revolute") in ("revolute", "continuous") for j in kpe.joint_names])
     name = robot.name
     rel = lambda p: str(p.resolve().relative_to(root)) if p.resolve().is_relative_to(root) else str(p)  # noqa: E731
-    results: dict = {f"{name}.keypoint_bench": {
+    methods = [m for m in args.kp_methods.split(",") if m]
+    header = f"{name}.keypoint_bench" if "full" in methods else f"{name}.keypoint_bench.{'+'.join(methods)}"
+    results: dict = {header: {
         "keypoints": rel(kp_path), "drrobot": rel(dr_path), "views": len(scenes["q"]),
         "frames": 0 if video is None else len(video["q"]), "image_size": args.size, "device": device_name,
         "versions": versions, "config": vars(cfg), "urdf": str(args.urdf)}}
     deadline = time.perf_counter() + args.deadline_s
     for mode in modes:
-        for method in [m for m in args.kp_methods.split(",") if m]:
+        for method in methods:
             t0 = time.perf_counter()
             if mode == "tracking":
                 sub = video if method != "refinement_only" else {k: (v[: args.ablation_frames] if k != "camera"
@@ -323,6 +325,10 @@ def keypoint_tables(results: dict) -> list[str]:
                            f"{r('add_cm_median'):.2f} | {r('joint_err_deg_median'):.2f} | "
                            f"{r('cam_trans_err_cm_median'):.2f} | {r('cam_rot_err_deg_median'):.2f} | {r('fps'):.2f} | "
                            f"{r('views')} |")
+        for key in sorted(k for k in results if k.startswith(f"{robot}.keypoint_bench.")):
+            extra = results[key]
+            out += ["", f"Rows of {key.rsplit('.', 1)[-1]} measured separately: device {extra['device']}, "
+                    f"{extra['views']} views, `{extra.get('command', '')}`"]
         track = f"{robot}.tracking."
         if track + "joint_err_deg_first20" in results:
             out += ["", f"Tracking (full method): mean joint error {results[track + 'joint_err_deg_mean']:.2f} deg; "
