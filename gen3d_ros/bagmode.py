@@ -25,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from gen3d_ros.geometry.tf_buffer import TransformBuffer, TransformMissing
 from gen3d_ros.io.messages import rosbags_factory, stamp_to_nanoseconds
+from gen3d_ros.io.transforms import add_tf_message
 from gen3d_ros.io.rosbag2 import BagError, BagReader, BagWriter, TopicInfo
 from gen3d_ros.outputs import overlaps
 from gen3d_ros.io.typestore import get_gen3d_typestore
@@ -141,6 +143,7 @@ class StageReport:
     mean_latency_ms: float = 0.0
     max_latency_ms: float = 0.0
     last_error: str = ""
+    tf_dropped: int = 0  # tf_input messages without the transforms of ``frames`` at their stamp
 
 
 @dataclass
@@ -175,6 +178,8 @@ class BagReport:
         for s in self.stages.values():
             lines.append(f"  stage {s.name}: processed {s.processed}, rejected {s.rejected}, failed {s.failed}, "
                          f"latency mean {s.mean_latency_ms:.1f} ms, max {s.max_latency_ms:.1f} ms")
+            if s.tf_dropped:
+                lines.append(f"    dropped {s.tf_dropped} message(s) without their transform in the bag's TF")
             if s.last_error:
                 lines.append(f"    last error: {s.last_error}")
         if self.write_errors:
@@ -255,6 +260,7 @@ def run_bag(
     start_s: float | None = None,
     end_s: float | None = None,
     remap: Mapping[str, str] | None = None,
+    frames: Mapping[str, Mapping[str, str]] | None = None,
 ) -> BagReport:
     """Run ``stages`` over the bag at ``input_path``; write their outputs (and, with ``copy_inputs``, every
     topic of the input bag) to a new bag at ``output_path``.
@@ -279,6 +285,10 @@ def run_bag(
         remap: ``{OLD: NEW}`` topic renames applied to the stages' inputs and outputs after the defaults and
             ``topic_map`` (like a node's ``--ros-args -r OLD:=NEW``; relative names are taken at the root
             namespace); a rule that matches no topic is a BagModeError.
+        frames: per stage ``{"base": frame, "target": frame}`` (the node's ``base_frame`` / ``target_frame``):
+            the stage's ``tf_input`` messages get the transforms at their stamp from the bag's ``/tf`` +
+            ``/tf_static`` (:func:`bag_transforms`), as the live node's (:attr:`Stage.transforms`); one whose
+            transform is missing is dropped and counted (``StageReport.tf_dropped``).
 
     Raises:
         FileNotFoundError: no input bag. OutputExistsError: output exists without ``force``.
@@ -286,12 +296,7 @@ def run_bag(
     """
     input_path, output_path = Path(input_path), Path(output_path)
     _check_run(input_path, output_path, stages, limit, output_time)
-    given = _given_topics(stages, topic_map)
-    topics = _topics_of(stages, given)
-    if remap:
-        renamed = remapped(topics, remap)
-        given = {**given, **{key: t for key, t in renamed.items() if t != topics[key]}}  # named by the user
-        topics = renamed
+    given, topics = _final_topics(stages, topic_map, remap)
     start = time.perf_counter()
     with BagReader(input_path) as bag:
         window = _time_window(bag, start_s, end_s)
@@ -301,6 +306,7 @@ def run_bag(
                       BagReport(str(input_path), str(output_path), "",
                                 messages_in={t: 0 for t in routes.consumers},
                                 messages_out={t: 0 for t in routes.out_types}, copied={t: 0 for t in copy_topics}))
+        run.tf = _bag_tf(bag, frames)
         with BagWriter(output_path, storage=storage, force=force) as out:
             run.report.storage = out.storage
             _declare_output_topics(out, bag, copy_topics, routes.out_types, _latched_topics(stages, routes))
@@ -349,6 +355,43 @@ def remapped(topics: Mapping[TopicKey, str], remap: Mapping[str, str]) -> dict[T
         raise BagModeError(f"remap rule(s) for {unused} match no topic of the stages run: "
                            f"{sorted(set(topics.values()))}")
     return {key: rules.get(topic, topic) for key, topic in topics.items()}
+
+
+def _final_topics(stages: list[Stage], topic_map: Mapping[tuple[Any, str], str] | None,
+                  remap: Mapping[str, str] | None) -> tuple[dict[TopicKey, str], dict[TopicKey, str]]:
+    """``(given, topics)``: the topics the user named (``topic_map``, and those a ``remap`` rule renamed) and the
+    topic of every input and output (defaults, ``topic_map``, then ``remap``)."""
+    given = _given_topics(stages, topic_map)
+    topics = _topics_of(stages, given)
+    if remap:
+        renamed = remapped(topics, remap)
+        given = {**given, **{key: t for key, t in renamed.items() if t != topics[key]}}
+        topics = renamed
+    return given, topics
+
+
+def _bag_tf(bag: BagReader, frames: Mapping[str, Mapping[str, str]] | None
+            ) -> tuple[TransformBuffer, dict[str, dict[str, str]]] | None:
+    """The bag's TF and the non-empty ``frames`` of stages that have a ``tf_input``; None when none is asked."""
+    wanted = {name: {role: frame for role, frame in roles.items() if frame} for name, roles in (frames or {}).items()}
+    wanted = {name: roles for name, roles in wanted.items() if roles and stage_tf_input(name)}
+    return (bag_transforms(bag), wanted) if wanted else None
+
+
+def stage_tf_input(stage_name: str) -> str:
+    """The registry's ``tf_input`` of a stage ("" for none or a stage not in the registry)."""
+    return next((e.tf_input for e in STAGES if e.name == stage_name), "")
+
+
+def bag_transforms(bag: BagReader) -> TransformBuffer:
+    """Every transform of the bag's ``/tf`` and ``/tf_static`` in one buffer (kept for the whole recording;
+    malformed ones skipped and logged)."""
+    buffer = TransformBuffer(cache_ns=bag.end_ns - bag.start_ns + 1_000_000_000)
+    topics = [t for t in ("/tf", "/tf_static") if t in bag.topics]
+    for message in bag.messages(topics):
+        for reason in add_tf_message(buffer, message.msg, static=message.topic == "/tf_static"):
+            log.warning("bag %s: skipped a transform %s", bag.path, reason)
+    return buffer
 
 
 def _check_run(input_path: Path, output_path: Path, stages: list[Stage], limit: int | None,
@@ -490,6 +533,8 @@ class _BagRun:
         self.max_latency = {s.name: 0.0 for s in stages}
         self.undecodable = {s.name: 0 for s in stages}
         self.view_only: set[str] = set()  # topics read only for the observer
+        self.tf: tuple[TransformBuffer, Mapping[str, Mapping[str, str]]] | None = None
+        self.tf_dropped = {s.name: 0 for s in stages}
 
     def feed(self, bag: BagReader, out: BagWriter, read_topics: list[str], bar: Any,
              window: tuple[int | None, int | None] = (None, None)) -> None:
@@ -524,6 +569,23 @@ class _BagRun:
             for stage, name in users:
                 self._process(stage, name, msg, stamp_ns, out)
 
+    def _transforms(self, stage: Stage, name: str, msg: Any) -> dict[str, tuple[str, Any]] | None:
+        """The TF transforms of ``msg`` for ``stage`` ({} when it uses none); None: missing (dropped, counted)."""
+        if self.tf is None or stage.name not in self.tf[1] or name != stage_tf_input(stage.name):
+            return {}
+        buffer, frames = self.tf
+        found = {}
+        for role, frame in frames[stage.name].items():
+            try:
+                found[role] = (frame, buffer.lookup(frame, str(msg.header.frame_id),
+                                                    stamp_to_nanoseconds(msg.header.stamp)))
+            except TransformMissing as exc:
+                self.tf_dropped[stage.name] += 1
+                log.warning("%s: dropped a %s message: no transform into %s (%s_frame): %s", stage.name, name,
+                            frame, role, exc)
+                return None
+        return found
+
     def _observe_only(self, bag: BagReader, message: Any) -> None:
         """Hand a message no stage consumes (the bag's TF) to the observer; an undecodable one is skipped."""
         try:
@@ -535,8 +597,11 @@ class _BagRun:
 
     def _process(self, stage: Stage, name: str, msg: Any, stamp_ns: int, out: BagWriter) -> None:
         """One message through one stage input; its outputs written at ``stamp_ns``."""
+        transforms = self._transforms(stage, name, msg)
+        if transforms is None:
+            return
         t0 = time.perf_counter()
-        results = stage.process(name, msg, self.factory)
+        results = stage.process(name, msg, self.factory, transforms=transforms)
         self.max_latency[stage.name] = max(self.max_latency[stage.name], (time.perf_counter() - t0) * 1e3)
         for result in results:
             topic = self.routes.outputs_of[stage.name].get(result.name)
@@ -567,7 +632,8 @@ class _BagRun:
                 rejected=stage.stats.rejected - r0 + undecodable, failed=stage.stats.failed - f0,
                 undecodable=undecodable,
                 mean_latency_ms=(stage.stats.total_latency_ms - l0) / processed if processed else 0.0,
-                max_latency_ms=self.max_latency[stage.name], last_error=stage.stats.last_error)
+                max_latency_ms=self.max_latency[stage.name], last_error=stage.stats.last_error,
+                tf_dropped=self.tf_dropped[stage.name])
 
 
 def _stage(stages: list[Stage], name: str) -> Stage:

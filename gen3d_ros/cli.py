@@ -207,7 +207,9 @@ def cmd_bag(args: argparse.Namespace) -> int:
         report = run_bag(args.input, args.output, stages=stages, topic_map=topics, copy_inputs=args.copy_inputs,
                          force=args.force, progress=not args.no_progress and sys.stderr.isatty(), limit=args.limit,
                          storage=args.storage, output_time=args.output_time, autodetect=not args.input_topic,
-                         observe=observers, start_s=args.start, end_s=args.end, remap=remap)
+                         observe=observers, start_s=args.start, end_s=args.end, remap=remap,
+                         frames={name: {"base": str(params[name].get("base_frame", "")),
+                                        "target": str(params[name].get("target_frame", ""))} for name in names})
         print(report.format())
         if observers is not None:
             observers.linger()

@@ -79,6 +79,9 @@ def test_bag_time_range_and_remap_then_info_shows_size_serialization_rate_and_qo
     assert "reliable transient_local keep_last(1)" in marker
     mesh = next(line for line in text.splitlines() if "/completion_node/mesh " in line)
     assert "reliable volatile keep_last(1)" in mesh
+    # target_frame from --set / the params file: the bag has no TF, so every cloud is dropped and said so
+    assert main(["bag", str(cloud_bag), "-o", str(tmp_path / "tf"), "--set", "target_frame=odom", *FAST]) == 0
+    assert "dropped 2 message(s) without their transform" in capsys.readouterr().out
     for bad, message in [(["--remap", "points=velodyne"], "must look like OLD:=NEW"),
                          (["--start", "5", "--end", "1"], "is empty")]:
         assert main(["bag", str(cloud_bag), "-o", str(tmp_path / "bad"), *bad, *FAST]) == 2

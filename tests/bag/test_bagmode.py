@@ -307,3 +307,36 @@ def test_time_range_and_remap_select_messages_and_rename_topics(tmp_path: Path) 
         assert "/car1/mesh" in bag.topics and OUT["mesh_marker"] in bag.topics
     with pytest.raises(BagModeError, match="match no topic"):
         run_bag(tmp_path / "in", tmp_path / "x", stages=[fast_stage()], progress=False, remap={"/nope": "/a"})
+
+
+def test_bag_mode_uses_the_bags_tf_like_the_live_node(tmp_path: Path) -> None:
+    """base_frame / target_frame in bag mode: transforms from the bag's /tf + /tf_static at each cloud's stamp
+    (interpolated), outputs in the target frame; a cloud past the TF is dropped and counted."""
+    from gen3d_ros.io.pointcloud2 import pointcloud2_to_arrays
+    from gen3d_ros.io.transforms import tf_message, transform_stamped
+
+    f = rosbags_factory()
+
+    def tf(parent: str, child: str, t: int, x: float, z: float = 0.0) -> object:
+        T = np.eye(4)
+        T[:3, 3] = [x, 0.0, z]
+        return tf_message([transform_stamped(T, f, parent_frame=parent, child_frame=child,
+                                             stamp=f.time(sec=t // 10**9, nanosec=t % 10**9))], f)
+
+    later = T0_NS + 200_000_000  # base_link drives 2 m along x in 0.2 s
+    extra = [("/tf_static", tf("base_link", "lidar", 0, 0.0, 1.5), T0_NS),
+             ("/tf", tf("odom", "base_link", T0_NS, 0.0), T0_NS), ("/tf", tf("odom", "base_link", later, 2.0), later)]
+    stamps = write_cloud_bag(tmp_path / "in", 4, extra=extra)
+    plain = run_bag(tmp_path / "in", tmp_path / "plain", stages=[fast_stage()], progress=False)
+    report = run_bag(tmp_path / "in", tmp_path / "odom", stages=[fast_stage()], progress=False,
+                     frames={"completion": {"base": "base_link", "target": "odom"}})
+    assert plain.stages["completion"].processed == 4
+    assert report.stages["completion"].processed == 3 and report.stages["completion"].tf_dropped == 1  # 0.3 s
+    assert "without their transform" in report.format()
+    before = by_topic(tmp_path / "plain")[OUT["completed_voxels"]]
+    after = by_topic(tmp_path / "odom")[OUT["completed_voxels"]]
+    assert [m.log_time_ns for m in after] == stamps[:3]
+    for i, (a, b) in enumerate(zip(before, after)):
+        assert b.msg.header.frame_id == "odom" and a.msg.header.frame_id == "lidar"
+        shift = pointcloud2_to_arrays(b.msg).points - pointcloud2_to_arrays(a.msg).points
+        np.testing.assert_allclose(shift, np.broadcast_to([i * 1.0, 0.0, 1.5], shift.shape), atol=1e-5)
