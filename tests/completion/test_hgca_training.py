@@ -136,7 +136,8 @@ def test_gen3d_complete_and_the_gca_processor_run_a_planned_checkpoint(run, val,
     scan = tmp_path / "sweep.npy"
     np.save(scan, sample.partial_points.astype(np.float32))
     ply = tmp_path / "done.ply"
-    assert main(["complete", str(scan), "-o", str(ply), "--checkpoint", str(checkpoint), "--samples", "2"]) == 0
+    assert main(["complete", str(scan), "-o", str(ply), "--method", "gca", "--checkpoint", str(checkpoint),
+                 "--samples", "2", "--what", "voxels", "--set", "gravity_align=false"]) == 0  # cells on the grid
     assert "total mutual difference over 2 samples" in capsys.readouterr().out
     completer = GCACompleter(checkpoint)
     assert completer.planned
