@@ -73,3 +73,27 @@ def test_two_namespaced_completion_nodes_from_one_params_file(ros, executor, tmp
     assert [stamp_ns_of(m) for m in meshes["car2"]] == [T0_NS + 1]
     assert meshes["car1"][0].voxel_size == pytest.approx(0.3) and meshes["car2"][0].voxel_size == pytest.approx(0.25)
     assert car1.stats.processed == 1 and car2.stats.processed == 1
+
+
+def test_gen3d_run_puts_its_nodes_in_the_namespace_given_on_the_command_line(ros, executor, children) -> None:
+    """``gen3d run --ros-args -r __ns:=/car1``: the packaged params file (``/**/completion_node``) still applies
+    and the topics move under /car1."""
+    import signal
+
+    from ros_harness import REPO
+
+    rclpy, context = ros
+    runner = children("gen3d_run_ns", ["-m", "gen3d_ros.ros.runner", "--params-file",
+                                       str(REPO / "config/gen3d.yaml"), "--nodes", "completion_node",
+                                       "--ros-args", "-r", "__ns:=/car1"])
+    node = rclpy.create_node("namespace_runner_test", context=context)
+    executor.add_node(node)
+
+    def endpoints() -> tuple[int, int]:
+        return (len(node.get_subscriptions_info_by_topic("/car1/points")),
+                len(node.get_publishers_info_by_topic("/car1/completion_node/mesh")))
+
+    assert spin_until(executor, lambda: endpoints() == (1, 1), 60.0, alive=[runner]), runner.output()
+    assert not node.get_subscriptions_info_by_topic("/points")
+    assert runner.stop(signal.SIGTERM) == 0, runner.output()
+    assert "/car1/points" in runner.stderr()  # the log names the resolved topics
