@@ -7,7 +7,9 @@
 
 Each keypoint is a fixed point in one link's frame (``link``, ``offset``). Per link: its origin (where its joint
 is, DREAM's choice), then ``per_link`` points of its visual mesh: the two ends along the mesh's principal axis
-(what an observer sees as "the end of the upper arm"; a disc's symmetry axis, nothing for a ball-like link). Points that stay within ``min_separation`` of an earlier
+(what an observer sees as "the end of the upper arm"; a disc's symmetry axis, nothing for a ball-like link),
+and the centres of its smallest visual elements when it has several (markers and fins: what shows a round link's
+turn). Points that stay within ``min_separation`` of an earlier
 keypoint over the whole workspace (a link origin on its parent's joint, a tiny finger) are dropped: two heatmaps
 for one image location teach the network nothing and weigh PnP twice.
 """
@@ -70,6 +72,10 @@ class KeypointSet:
                 names.append(f"{link}/{tag}")
                 links.append(link)
                 offsets.append(0.9 * end + 0.1 * centre)
+            for i, detail in enumerate(_detail_centres(robot, link, per_link)):
+                names.append(f"{link}/detail_{i}")
+                links.append(link)
+                offsets.append(detail)
         kps = cls(names, links, np.asarray(offsets, dtype=np.float64), robot.name, robot.urdf_sha256)
         return kps._deduplicated(ForwardKinematics(robot, dtype=torch.float64), min_separation, samples, seed)
 
@@ -110,6 +116,17 @@ class KeypointSet:
         if not len(names) == len(links) == len(offsets):
             raise ValueError(f"keypoint set has {len(names)} names, {len(links)} links, {len(offsets)} offsets")
         return cls(names, links, offsets, str(data.get("robot_name", "")), str(data.get("urdf_sha256", "")))
+
+
+def _detail_centres(robot: RobotModel, link: str, at_most: int) -> list[np.ndarray]:
+    """Centroids (link frame) of the smallest ``at_most`` visual elements of a link that has several: markers,
+    fins, connectors -- what breaks a link's symmetry (a round base's yaw is invisible without one)."""
+    visuals = [v for v in robot.visuals if v.link == link and len(v.vertices)]
+    if len(visuals) < 2:
+        return []
+    size = [float(np.ptp(v.vertices, axis=0).max()) for v in visuals]
+    order = np.argsort(size)[: min(at_most, len(visuals) - 1)]  # never the main body
+    return [np.asarray(visuals[i].vertices, np.float64).mean(axis=0) for i in order]
 
 
 def _identifiable_axis(sv: np.ndarray, vt: np.ndarray, ratio: float = 1.25) -> np.ndarray | None:
