@@ -42,11 +42,11 @@ def complete_file(input_path: Path, output: Path, config: CompletionConfig, *, s
         raise ValueError(f"what must be one of {WHATS}, got {what!r}")
     suffixes = MESH_SUFFIXES if what == "mesh" else (".ply",)
     outputs = sample_paths(output, samples)
-    for path in outputs:  # before any work: a known format, not an input, writable, replaced only if ours and forced
-        if path.suffix.lower() not in suffixes:
-            raise ValueError(f"{path}: {what} files end in {', '.join(suffixes)}")
+    for path in outputs:  # before any work: not an input, writable, replaced only if ours and forced, known format
         prepare_output(path, inputs=[input_path, config.checkpoint or None],
                        others=[o for o in outputs if o != path], force=force)
+        if path.suffix.lower() not in suffixes:
+            raise ValueError(f"{path}: {what} files end in {', '.join(suffixes)}")
     config.check_resources()
     cloud = read_points(input_path)
     if len(cloud.points) == 0:
