@@ -48,7 +48,7 @@ from rcl_interfaces.msg import SetParametersResult
 from gen3d_ros.config import flat_values
 from gen3d_ros.io.messages import rclpy_factory
 from gen3d_ros.pipeline.base import Stage, StageStats
-from gen3d_ros.ros.diagnostics import InputLink, StageHealth, stage_status
+from gen3d_ros.ros.diagnostics import OK, WARN, InputLink, StageHealth, stage_status
 from gen3d_ros.pipeline.registry import StageEntry, node_entry, topic_param_name
 from gen3d_ros.ros.latest_queue import LatestOnlyQueue, Pending, Worker
 from gen3d_ros.ros.params import (BEST_EFFORT, RELIABLE, NodeParam, coerce_value, config_from_values, declared_params,
@@ -133,6 +133,7 @@ class StageNode(Node):
         self.transform_timeout = float(values.get("transform_timeout", 0.0))
         self.tf = (NodeTransforms(self) if self.entry.tf_input and any(self.frames.values()) else None)
         self.tf_dropped = 0
+        self._tf_drop_t = -1e18  # monotonic time of the last drop: /diagnostics warns for 5 s after one
         self.input_qos = values["input_qos"]
         self.input_depth = values["input_depth"]
         self.received = 0
@@ -419,6 +420,7 @@ class StageNode(Node):
 
     def _drop_for_tf(self, reason: str) -> None:
         self.tf_dropped += 1
+        self._tf_drop_t = time.monotonic()
         self.stats.last_error = f"dropped: {reason}"
         self.get_logger().warning(f"dropped a {self.entry.tf_input} message: {reason}", throttle_duration_sec=5.0)
         return None
@@ -463,6 +465,8 @@ class StageNode(Node):
             values["since_last_input_s"] = f"{time.monotonic() - self._last_input_t:.1f}"
         values["config_failures"] = self._config_failures
         if self.tf is not None:
+            if level == OK and time.monotonic() - self._tf_drop_t <= self._health.hold_s:
+                level, message = WARN, f"dropped {self.tf_dropped} sweep(s) without TF: {stats.last_error}"
             values["tf_dropped"] = self.tf_dropped
             values["tf"] = f"{self.tf.backend}; " + ", ".join(f"{r}_frame {f}" for r, f in self.frames.items() if f)
         if self._config_error:

@@ -83,6 +83,8 @@ def test_outputs_in_target_frame_through_tf_and_a_sweep_without_transform_is_dro
     assert spin_until(executor, lambda: host.tf_dropped == 1, 10.0)
     spin_until(executor, lambda: False, 0.5)
     assert len(voxels) == 1
-    values = {kv.key: kv.value for kv in host.diagnostic_status().values}
+    status = host.diagnostic_status()
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == b"\x01" and "dropped 1 sweep(s) without TF" in status.message  # WARN
     assert values["tf_dropped"] == "1" and "target_frame map" in values["tf"]
     assert "no transform" in values["last_error"] and "map" in values["last_error"]
