@@ -85,8 +85,10 @@ class CompletionConfig:
                                    "model was trained on)", unit="m", lo=0.02, hi=2.0)
     roi_radius: float = param(75.0, "keep points within this horizontal range of the sensor (hgca: also cropped to "
                                     "its region)", unit="m", lo=1.0, hi=200.0)
-    z_min: float = param(-3.0, "lowest kept point, sensor frame", unit="m", lo=-50.0, hi=50.0)
-    z_max: float = param(5.0, "highest kept point, sensor frame", unit="m", lo=-50.0, hi=50.0)
+    z_min: float = param(-3.0, "lowest kept point, sensor frame (learned methods with gravity_align: the level "
+                               "model frame, sensor at the model's height)", unit="m", lo=-50.0, hi=50.0)
+    z_max: float = param(5.0, "highest kept point, sensor frame (learned methods with gravity_align: the model "
+                              "frame)", unit="m", lo=-50.0, hi=50.0)
     max_points: int = param(200_000, "random subsample above this many points", lo=100, hi=10_000_000)
     min_points: int = param(50, "reject clouds with fewer usable points", lo=1, hi=1_000_000)
     poisson_depth: int = param(9, "Poisson octree depth (classical-poisson)", lo=5, hi=12)
@@ -246,37 +248,56 @@ class CompletionProcessor:
         """
         start = time.perf_counter()
         c = self.config
-        sweep = prepare_sweep(np.asarray(points, np.float32), roi_radius_m=c.roi_radius, z_range_m=(c.z_min, c.z_max),
-                              max_points=c.max_points, rng=self.rng, dropped=dropped)
+        aligning = self.completer is not None and c.gravity_align and self.model_height_m is not None
+        # An aligned sweep is cropped in height in the model frame (level, the sensor at the model's height): the
+        # ground of a sensor mounted 3.5 m up stays, which a -3 m crop in the sensor's own frame would cut.
+        sweep = prepare_sweep(np.asarray(points, np.float32), roi_radius_m=c.roi_radius,
+                              z_range_m=None if aligning else (c.z_min, c.z_max), max_points=c.max_points,
+                              rng=self.rng, dropped=dropped)
         points, dropped = sweep.points, sweep.dropped
-        if len(points) < self.config.min_points:
-            raise EmptyInputError(f"{len(points)} usable points after filtering and a {self.config.roi_radius} m "
-                                  f"region of interest; need at least min_points={self.config.min_points}")
+        self._check_count(points)
         if self.completer is None:
             result = self._process_classical(points, dropped)
         else:
-            t0 = time.perf_counter()
-            alignment = self._alignment(points, T_base_cloud)
-            align_ms = (time.perf_counter() - t0) * 1e3
-            if alignment is not None and not alignment.identity:
-                points = alignment.to_model(points)
-                if on_coarse is not None:
-                    user_on_coarse = on_coarse
-                    on_coarse = lambda centres: user_on_coarse(alignment.to_cloud(centres))  # noqa: E731
-            if self.config.method in ("hgca", "cgca"):
-                result = self._process_hgca(points, dropped, start, on_coarse)
-            else:
-                result = self._process_gca(points, dropped)
-            if alignment is not None and not alignment.identity:
-                result.mesh = TriangleMesh(alignment.to_cloud(result.mesh.vertices), result.mesh.faces,
-                                           result.mesh.vertex_colors)  # height colours of the level frame
-                result.voxels = alignment.to_cloud(result.voxels)
-            result.alignment = alignment
-            result.timings_ms["align"] = align_ms
+            result = self._process_learned(points, dropped, start, on_coarse, T_base_cloud)
         t0 = time.perf_counter()
         result.display_mesh = decimate_to_budget(result.mesh, c.marker_max_triangles)
         result.timings_ms["decimate"] = (time.perf_counter() - t0) * 1e3
         result.latency_ms = (time.perf_counter() - start) * 1e3
+        return result
+
+    def _check_count(self, points: np.ndarray) -> None:
+        if len(points) < self.config.min_points:
+            raise EmptyInputError(f"{len(points)} usable points after filtering and a {self.config.roi_radius} m "
+                                  f"region of interest; need at least min_points={self.config.min_points}")
+
+    def _process_learned(self, points: np.ndarray, dropped: int, start: float, on_coarse: CoarseCallback | None,
+                         T_base_cloud: np.ndarray | None) -> CompletionResult:
+        """gca / cgca / hgca in the model frame of the sweep (see ``process``); outputs in the cloud frame."""
+        c = self.config
+        t0 = time.perf_counter()
+        alignment = self._alignment(points, T_base_cloud)
+        align_ms = (time.perf_counter() - t0) * 1e3
+        moved = alignment is not None and not alignment.identity
+        if alignment is not None:
+            if moved:
+                points = alignment.to_model(points)
+                if on_coarse is not None:
+                    user_on_coarse = on_coarse
+                    on_coarse = lambda centres: user_on_coarse(alignment.to_cloud(centres))  # noqa: E731
+            keep = (points[:, 2] >= c.z_min) & (points[:, 2] <= c.z_max)
+            points, dropped = points[keep], dropped + int((~keep).sum())
+            self._check_count(points)
+        if c.method in ("hgca", "cgca"):
+            result = self._process_hgca(points, dropped, start, on_coarse)
+        else:
+            result = self._process_gca(points, dropped)
+        if moved:
+            result.mesh = TriangleMesh(alignment.to_cloud(result.mesh.vertices), result.mesh.faces,
+                                       result.mesh.vertex_colors)  # height colours of the level frame
+            result.voxels = alignment.to_cloud(result.voxels)
+        result.alignment = alignment
+        result.timings_ms["align"] = align_ms
         return result
 
     def _alignment(self, points: np.ndarray, T_base_cloud: np.ndarray | None) -> GroundAlignment | None:

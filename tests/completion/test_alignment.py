@@ -152,3 +152,16 @@ def test_completion_does_not_depend_on_mounting_height_or_tilt(scene, align) -> 
         assert max(d[1] for d in dist.values()) < TOLERANCE_M + 0.05, dist
     else:  # the check above is a real one: without alignment it fails
         assert worst_voxels > TOLERANCE_M + 0.05, dist
+
+
+def test_a_high_mounting_keeps_its_ground_and_lands_it_at_the_model_height(scene) -> None:
+    """3.5 m up, the ground lies below the node's z_min = -3 m of the sensor frame: the height crop of an aligned
+    sweep is done in the model frame, so the ground is fitted, kept and completed at world z = 0."""
+    from gen3d_ros.completion.processor import CompletionConfig, CompletionProcessor
+
+    T = pose(3.5, 3.0)
+    r = CompletionProcessor(CompletionConfig(method="gca")).process(sense(scene, T))
+    assert r.alignment.source == "ransac" and abs(r.alignment.sensor_height_m - 3.5) < 0.05
+    world = transform_points(T, r.voxels.astype(np.float64))
+    lowest = np.percentile(world[:, 2], 5)
+    assert abs(lowest) < 0.3, lowest  # the ground voxels' centres (0.4 m voxels) around z = 0
