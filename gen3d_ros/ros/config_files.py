@@ -5,7 +5,7 @@
 The files are ROS 2 params files (``<node>: ros__parameters: …``) with every declared parameter at its
 default and a comment (description, unit, range, read-only). Rerun after adding a config field or a stage;
 ``tests/ros/test_params.py`` fails while a file and the declared parameters differ. Tuned values in an
-existing file are kept.
+existing file are kept. Without an argument it also rewrites ``docs/NODES.md`` (:mod:`gen3d_ros.ros.node_reference`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_dir = Path(argv[0]) if argv else source_config_dir()
     for path in write_config_files(config_dir):
         print(f"wrote {path}")
+    if not argv:  # the checkout's config: its node reference (docs/NODES.md) is made from the same parameters
+        from gen3d_ros.ros.node_reference import main as write_node_reference
+
+        write_node_reference([])
     return 0
 
 
