@@ -174,8 +174,15 @@ class FoxgloveLiveView:
         self.server.stop()
 
 
-class _Resend:
-    """Server listener: a new subscriber gets the channel's last message at once."""
+def _listener_base() -> type:
+    import foxglove
+
+    return foxglove.ServerListener  # a Protocol with a default for every callback the server makes
+
+
+class _Resend(_listener_base()):  # type: ignore[misc]
+    """Server listener: a new subscriber gets the channel's last message at once (from a thread of its own: the
+    server thread that calls us must not wait for the channel)."""
 
     def __init__(self, view: FoxgloveLiveView) -> None:
         self._view = view

@@ -69,7 +69,10 @@ def test_gen3d_run_lifecycle_serves_the_mesh_on_foxglove(ros, executor, children
         spin_until(executor, lambda: bool(meshes), 1.0, alive=[runner])
     # A client that connects now gets the bridge's last mesh at once (re-sent on subscribe), or the next one: the
     # cloud is published again after it subscribed, in case the bridge's subscription matched after the first.
-    channel, payload = asyncio.run(receive_one(port, mesh_topic, lambda: pub.publish(cloud), timeout=60.0))
+    try:
+        channel, payload = asyncio.run(receive_one(port, mesh_topic, lambda: pub.publish(cloud), timeout=60.0))
+    except TimeoutError:
+        raise AssertionError(f"no mesh on the WebSocket; runner: {runner.output()}") from None
     (entity,) = decoder(channel).FromString(payload).entities
     assert entity.frame_id == meshes[0].header.frame_id
     (tri,) = entity.triangles
