@@ -86,14 +86,20 @@ def test_gen3d_run_puts_its_nodes_in_the_namespace_given_on_the_command_line(ros
     runner = children("gen3d_run_ns", ["-m", "gen3d_ros.ros.runner", "--params-file",
                                        str(REPO / "config/gen3d.yaml"), "--nodes", "completion_node",
                                        "--ros-args", "-r", "__ns:=/car1"])
+    from diagnostic_msgs.msg import DiagnosticArray
+
     node = rclpy.create_node("namespace_runner_test", context=context)
     executor.add_node(node)
+    names: set[str] = set()  # /diagnostics comes once the node is fully up (stopping it earlier is another test)
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda a: names.update(s.name for s in a.status), 10)
 
     def endpoints() -> tuple[int, int]:
         return (len(node.get_subscriptions_info_by_topic("/car1/points")),
                 len(node.get_publishers_info_by_topic("/car1/completion_node/mesh")))
 
-    assert spin_until(executor, lambda: endpoints() == (1, 1), 60.0, alive=[runner]), runner.output()
+    assert spin_until(executor, lambda: endpoints() == (1, 1) and any(n.startswith("/car1/completion_node")
+                                                                      for n in names), 60.0, alive=[runner]), \
+        runner.output()
     assert not node.get_subscriptions_info_by_topic("/points")
     assert runner.stop(signal.SIGTERM) == 0, runner.output()
     assert "/car1/points" in runner.stderr()  # the log names the resolved topics
