@@ -82,11 +82,13 @@ def run_nodes(params_file: str | Path, nodes: Sequence[str] = (), *, ros_args: S
         if foxglove_port is not None:
             started.append(_foxglove_bridge(started, foxglove_port, foxglove_host))
     except (ValueError, TypeError, ParameterException, OSError, RuntimeError) as exc:
-        rclpy.logging.get_logger("gen3d_run").fatal(f"cannot start the nodes of {params_file}: {exc}")
+        interrupted = not rclpy.ok()  # SIGINT/SIGTERM during start-up shut the context: "context is invalid"
+        if not interrupted:
+            rclpy.logging.get_logger("gen3d_run").fatal(f"cannot start the nodes of {params_file}: {exc}")
         for node in started:
             node.destroy_node()
         rclpy.try_shutdown()
-        return 2
+        return 0 if interrupted else 2
     except KeyboardInterrupt:
         for node in started:
             node.destroy_node()
