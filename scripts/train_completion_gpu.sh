@@ -11,7 +11,8 @@ EXTRA=${EXTRA:-}
 RUN=${1:-runs/gpu_rich}
 RES=${2:-$RUN}
 mkdir -p "$RUN" "$RES"
-[ -n "${SKIP_THROUGHPUT:-}" ] || python - "$RES/throughput.json" <<'PY'
+# from a file, not stdin: spawned data workers re-import the main module by its path
+cat > "$RUN/throughput_run.py" <<'PY'
 import json, sys
 from gen3d_ros.completion.training.throughput import measure_train_throughput
 if __name__ == "__main__":
@@ -24,6 +25,7 @@ if __name__ == "__main__":
             print(stage, workers, out[f"{stage}.workers{workers}"], flush=True)
     json.dump(out, open(sys.argv[1], "w"), indent=1)
 PY
+[ -n "${SKIP_THROUGHPUT:-}" ] || python "$RUN/throughput_run.py" "$RES/throughput.json"
 G="python -m gen3d_ros -q train-completion --device $DEVICE"
 $G --stage transition --preset gpu_rich_planner $EXTRA -o "$RUN/hgca/coarse" > "$RUN/coarse.log" 2>&1 &
 $G --stage transition --preset gpu_rich $EXTRA -o "$RUN/gca" > "$RUN/gca.log" 2>&1 &

@@ -40,3 +40,18 @@ def test_training_stops_at_its_time_limit_and_still_validates():
     assert summary["train_seconds"] - summary["validation_seconds"] < 10.0
     assert summary["history"]["val_iteration"] == [summary["iterations_done"]]
     assert "iou" in summary["final"] or summary["final"]
+
+
+def test_fine_tuning_starts_from_the_packaged_weights():
+    import torch
+
+    from gen3d_ros.completion.checkpoint import default_gca_checkpoint, default_hgca_checkpoint, load_gca
+    from gen3d_ros.completion.training.gca import prepare_training
+
+    source = load_gca(default_gca_checkpoint())[0].state_dict()
+    setup = prepare_training(make_config("demo", {"init_checkpoint": str(default_gca_checkpoint()), "threads": 1}))
+    for k, v in setup.model.state_dict().items():
+        torch.testing.assert_close(v, source[k])
+    planned = prepare_training(make_config("demo_planner", {
+        "init_checkpoint": f"{default_hgca_checkpoint()}:coarse", "threads": 1}))
+    assert planned.model.planner is not None

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from gen3d_ros.completion.cgca import CGCAConfig, CGCATransition, cgca_complete, coarse_start
-from gen3d_ros.completion.checkpoint import cgca_checkpoint, load_autoencoder
+from gen3d_ros.completion.checkpoint import cgca_checkpoint, load_autoencoder, load_cgca
 from gen3d_ros.completion.grid import VoxelGrid
 from gen3d_ros.completion.inference import encode_cells
 from gen3d_ros.completion.latent import CGCAAutoencoder
@@ -35,7 +35,7 @@ from gen3d_ros.completion.training.data_presets import RICH_DATA, scaled
 from gen3d_ros.completion.training.distributed import DistributedContext
 from gen3d_ros.completion.training.infusion import LatentChain, cgca_infusion_step
 from gen3d_ros.completion.training.loop import (VALIDATION_SEED_OFFSET, InfusionSetup, InfusionTrainConfig,
-                                                run_infusion_training, seed_everything)
+                                                init_source, run_infusion_training, seed_everything)
 from gen3d_ros.completion.training.prefetch import Prefetcher, completion_sample, make_dataset, sample_tasks
 from gen3d_ros.completion.training.precision import check_amp
 from gen3d_ros.completion.training.progress import plot_moving_average
@@ -245,6 +245,8 @@ def prepare_cgca_training(config: CGCATrainConfig, dist: DistributedContext | No
                                                                    "augment_seed": dist.seed(config.seed)}))
     device = dist.device(config.device)
     model = build_model(config, autoencoder.encoder.z_dim).to(device)
+    if config.init_checkpoint:  # fine-tuning: the same architecture's trained weights
+        model.load_state_dict(load_cgca(init_source(config.init_checkpoint), backend=config.backend)[0].state_dict())
     scale = model.coarse_scale
 
     def fresh_chain() -> LatentChain:

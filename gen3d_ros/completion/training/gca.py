@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from gen3d_ros.completion.checkpoint import gca_checkpoint
+from gen3d_ros.completion.checkpoint import gca_checkpoint, load_gca
 from gen3d_ros.completion.gca import GCAConfig, GCATransition, complete
 from gen3d_ros.completion.grid import VoxelGrid
 from gen3d_ros.completion.inference import planner_points
@@ -36,7 +36,7 @@ from gen3d_ros.completion.training.data_presets import RICH_DATA
 from gen3d_ros.completion.training.distributed import DistributedContext
 from gen3d_ros.completion.training.infusion import Chain, infusion_step, planned_infusion_step
 from gen3d_ros.completion.training.loop import (VALIDATION_SEED_OFFSET, InfusionSetup, InfusionTrainConfig,
-                                                run_infusion_training, seed_everything)
+                                                init_source, run_infusion_training, seed_everything)
 from gen3d_ros.completion.training.precision import check_amp
 from gen3d_ros.completion.training.prefetch import Prefetcher, completion_sample, make_dataset, sample_tasks
 from gen3d_ros.completion.training.progress import plot_moving_average
@@ -224,6 +224,8 @@ def prepare_training(config: TrainConfig, dist: DistributedContext | None = None
     rng = seed_everything(config, dist)
     device = dist.device(config.device)
     model = build_model(config).to(device)
+    if config.init_checkpoint:  # fine-tuning: the same architecture's trained weights
+        model.load_state_dict(load_gca(init_source(config.init_checkpoint), backend=config.backend)[0].state_dict())
     planned = isinstance(model, PlannedGCATransition)
     if planned and model.planner_config.target_z_range_m is None and dist.is_main:
         log.warning("planner.target_z_range_m is not set: the BEV target is the whole column, which the ground "

@@ -61,6 +61,9 @@ class InfusionTrainConfig:
     log_every: int = 10
     """Iterations between reads of the losses from the device (history, progress bar, rate): a GPU run is not
     synchronised for logging after every step."""
+    init_checkpoint: str = ""
+    """Start from this trained model's weights (same architecture): a ``model.pt`` of the same stage, or
+    ``BUNDLE.pt:coarse`` / ``BUNDLE.pt:fine`` for a part of an hGCA bundle. Fine-tuning on new data."""
     time_limit_s: float = 0.0
     """Stop after this many seconds of training (validation excluded) and finish the run as if the iterations
     were done (final validation, files); 0 = no limit. For runs inside a fixed GPU-time grant."""
@@ -75,6 +78,9 @@ class InfusionTrainConfig:
             raise ValueError(f"need amp in {AMP_CHOICES} and log_every >= 1, got {self.amp!r}, {self.log_every}")
         if self.val_every < 1 or self.val_samples < 0:
             raise ValueError(f"need val_every >= 1 and val_samples >= 0, got {self.val_every}, {self.val_samples}")
+        if self.init_checkpoint and self.init_checkpoint.rsplit(":", 1)[-1] not in ("coarse", "fine") \
+                and not self.init_checkpoint.endswith(".pt"):
+            raise ValueError(f"init_checkpoint must be a .pt file or BUNDLE.pt:coarse|fine, got {self.init_checkpoint!r}")
         if self.data_workers < 0:
             raise ValueError(f"data_workers must be >= 0, got {self.data_workers}")
 
@@ -182,6 +188,16 @@ def run_infusion_training(config: InfusionTrainConfig, setup: InfusionSetup, *,
     return {"history": history, "final": history["val"][-1] if history["val"] else {},
             "train_seconds": train_seconds, "validation_seconds": validation_seconds,
             "iterations_done": done, "iters_per_s": done / max(train_seconds - validation_seconds, 1e-9)}
+
+
+def init_source(spec: str) -> Any:
+    """What ``init_checkpoint`` names: a path, or (``BUNDLE.pt:part``) that part of an hGCA bundle (a dict)."""
+    from gen3d_ros.completion.checkpoint import load_bundle
+
+    path, _, part = spec.rpartition(":")
+    if part in ("coarse", "fine") and path:
+        return load_bundle(path)[part]
+    return spec
 
 
 def _final_validation(history: dict, evaluate: Callable[[], dict] | None, describe, on_validation,

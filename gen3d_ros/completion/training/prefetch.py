@@ -49,10 +49,11 @@ class Prefetcher:
     """``next()`` returns ``work(state, task)`` for the tasks of ``tasks`` in order, computed ahead by workers."""
 
     def __init__(self, factory: Callable[..., Any], args: tuple, work: Callable[[Any, Any], Any],
-                 tasks: Iterator[Any], *, workers: int, depth: int | None = None) -> None:
+                 tasks: Iterator[Any], *, workers: int, depth: int | None = None, timeout_s: float = 300.0) -> None:
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
         self._work, self._tasks = work, tasks
+        self.workers, self.timeout_s = workers, timeout_s
         self._pool = None
         self._state = None
         self._pending: deque = deque()
@@ -75,7 +76,13 @@ class Prefetcher:
             return self._work(self._state, next(self._tasks))
         result = self._pending.popleft()
         self._submit()
-        return result.get()
+        try:
+            return result.get(timeout=self.timeout_s)
+        except mp.TimeoutError:
+            self.close()
+            raise RuntimeError(f"no training data from the {self.workers} data workers in {self.timeout_s:.0f} s: "
+                               "they may fail to start (a spawned worker re-imports the main module: run from a "
+                               "file or `python -m`, not stdin) -- see their errors above, or set data_workers=0")
 
     def close(self) -> None:
         """Stops the workers (also done when the prefetcher is garbage-collected)."""
