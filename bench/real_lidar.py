@@ -292,21 +292,31 @@ def ray_metrics(hit: np.ndarray, real: np.ndarray) -> dict[str, float]:
     return out
 
 
-def evaluate(sweep: Sweep, processors: dict[str, Any], k: int, region: float, bar: Any) -> tuple[dict, dict]:
-    """Flat metrics of one sweep for every method, and its meshes (for the figure)."""
+def evaluate(sweep: Sweep, processors: dict[str, Any], k: int, region: float, bar: Any,
+             repeats: int = 1) -> tuple[dict, dict]:
+    """Flat metrics of one sweep for every method, and its meshes (for the figure). Learned methods run
+    ``repeats`` times (the processor's seed advances per call): the mean, and the standard deviation over the
+    repeats as ``<method>.<metric>_sd`` (one chain's sampling noise; Poisson is deterministic)."""
     inputs, origins, dirs, real = split_rings(sweep, k, region)
     out: dict[str, Any] = {"sensor": sweep.source.sensor, "points": len(sweep.points), "rings": sweep.n_rings,
                            "input_points": len(inputs), "input_rings": len(np.unique(sweep.ring[sweep.ring % k == 0])),
                            "rays": len(real)}
     meshes = {}
     for name, proc in processors.items():
-        t0 = time.perf_counter()
-        result = proc.process(inputs.astype(np.float32))
-        seconds = time.perf_counter() - t0
-        hit = cast(result.mesh, origins, dirs)
-        out.update({f"{name}.{key}": value if np.isfinite(value) else None  # JSON has no NaN
-                    for key, value in ray_metrics(hit, real).items()})
-        out[f"{name}.seconds"] = round(seconds, 2)
+        runs, seconds, result = [], [], None
+        for _ in range(repeats if name != "poisson" else 1):
+            t0 = time.perf_counter()
+            res = proc.process(inputs.astype(np.float32))
+            seconds.append(time.perf_counter() - t0)
+            runs.append(ray_metrics(cast(res.mesh, origins, dirs), real))
+            result = result or res
+        for key in runs[0]:
+            values = np.array([r[key] for r in runs])
+            mean = float(values.mean())
+            out[f"{name}.{key}"] = mean if np.isfinite(mean) else None  # JSON has no NaN
+            if len(runs) > 1:
+                out[f"{name}.{key}_sd"] = float(values.std()) if np.isfinite(values).all() else None
+        out[f"{name}.seconds"] = round(float(np.mean(seconds)), 2)
         out[f"{name}.triangles"] = len(result.mesh.faces)
         if result.alignment is not None:
             a = result.alignment
@@ -327,7 +337,7 @@ def summarise(per_sweep: dict[str, dict], methods: Sequence[str]) -> dict[str, f
     """Mean over sweeps of every method's metrics (flat ``<method>.<metric>``)."""
     out = {}
     for m in methods:
-        for key in (*METRIC_KEYS, "seconds"):
+        for key in (*METRIC_KEYS, "within_0p2m_sd", "seconds"):
             values = [r[f"{m}.{key}"] for r in per_sweep.values() if r.get(f"{m}.{key}") is not None]
             out[f"{m}.{key}"] = round(float(np.mean(values)), 4) if values else None
     return out
@@ -350,6 +360,8 @@ def markdown(results: dict[str, Any], names: Sequence[str], methods: Sequence[st
     lines = [f"# Real-LiDAR completion: every {results['k']}th ring in, the other rings re-simulated",
              "", f"Region +-{results['region_m']} m; `{results['command']}`; {results['device']}; torch "
              f"{results['torch']}, open3d {results['open3d']}, {results['date']}.", "",
+             f"Learned methods: mean of {results['repeats']} completions per sweep (± their standard deviation: one "
+             "chain's sampling noise; for the mean row the mean of the sweeps' deviations).", "",
              "| sweep | sensor | rays | method | within 0.2 m | within 0.5 m | median abs dr (m) | no hit | s |",
              "|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.3f}"  # noqa
@@ -359,8 +371,10 @@ def markdown(results: dict[str, Any], names: Sequence[str], methods: Sequence[st
                 (lambda key: results.get(f"{name}.{m}.{key}"))
             sensor = "" if name == "mean" else results[f"{name}.sensor"]
             rays = "" if name == "mean" else results[f"{name}.rays"]
-            lines.append(f"| {name} | {sensor} | {rays} | {m} | " +
-                         " | ".join(fmt(get(k)) for k in METRIC_KEYS) + f" | {fmt(get('seconds'))} |")
+            sd = get("within_0p2m_sd")
+            cells = [fmt(get(k)) + (f" ± {sd:.3f}" if k == "within_0p2m" and sd is not None else "")
+                     for k in METRIC_KEYS]
+            lines.append(f"| {name} | {sensor} | {rays} | {m} | " + " | ".join(cells) + f" | {fmt(get('seconds'))} |")
     lines += ["", "Sources (fetched at bench time, not in git):", ""]
     for name in names:
         lines.append(f"- `{name}`: {results[f'{name}.source']} ({results[f'{name}.licence']})")
@@ -418,6 +432,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--gca-checkpoint", default=None, help="GCA model.pt (default: the packaged gca_demo.pt)")
     p.add_argument("--region", type=float, default=25.6, help="half side of the completed region, metres")
     p.add_argument("-k", "--keep-every", dest="k", type=int, default=4, help="keep every k-th ring as input")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="completions per sweep of the learned methods (seeds advance), averaged; their spread is "
+                        "reported as *_sd")
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="downloads and converted sweeps")
     p.add_argument("--side-python", default=None,
@@ -451,13 +468,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for i, source in enumerate(sources):
         bar.set_postfix_str(source.name)
         sweep = load_sweep(source, args.cache, python)
-        per_sweep[source.name], extra = evaluate(sweep, processors, args.k, args.region, bar)
+        per_sweep[source.name], extra = evaluate(sweep, processors, args.k, args.region, bar, args.repeats)
         per_sweep[source.name].update({"source": f"{source.package}: {', '.join(source.members)}",
                                        "licence": source.licence})
         if i == 0 and args.figure is not None:
             plot_sweep(sweep, extra, args.k, args.region, args.figure)
     bar.close()
-    results: dict[str, Any] = {"region_m": args.region, "k": args.k, "sweeps": ",".join(per_sweep),
+    results: dict[str, Any] = {"region_m": args.region, "k": args.k, "repeats": args.repeats,
+                               "sweeps": ",".join(per_sweep),
                                "methods": ",".join(methods), **summarise(per_sweep, methods),
                                **{f"{n}.{key}": v for n, r in per_sweep.items() for key, v in r.items()},
                                **provenance(args, command)}
