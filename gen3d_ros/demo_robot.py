@@ -3,10 +3,14 @@
 1. ``robot_video/``: a rosbag2 of a smooth motion of the packaged 5-DoF test arm seen by a fixed, calibrated
    camera: ``sensor_msgs/Image`` (rgb8) on ``/camera/image_raw`` and ``sensor_msgs/CameraInfo`` on
    ``/camera/camera_info`` (ground-truth renders of the URDF meshes, :class:`RobotMeshRenderer`);
-2. ``robot_poses/``: bag mode with the ``robot_pose`` stage (the robot_pose_node's processor) over it, with the
-   camera known (``known_camera``: joints only) and the joint state at the start of the recording
-   (``use_initial_joints``: the first frame refines it, the rest track), with the packaged
-   Dr. Robot model: ``RobotPoseEstimate``, ``JointState``, camera ``PoseStamped`` (and with covariance) per frame;
+2. ``robot_poses/``: bag mode with the ``robot_pose`` stage (the robot_pose_node's processor) over it, from an
+   unknown start (no joint reading, no calibrated camera): the packaged keypoint network finds the arm in each
+   frame, FK fitting gives joints and camera, the packaged Dr. Robot model refines them by render-and-compare
+   (:mod:`gen3d_ros.robot.keypoints`): ``RobotPoseEstimate``, ``JointState``, camera ``PoseStamped`` (and with
+   covariance) per frame. Without a packaged keypoint network: known camera + the first joint reading;
+   ``calibration.json``: the camera-to-robot calibration from the frames and their joint readings (keypoints +
+   PnP per frame, averaged; what ``gen3d calibrate-camera --no-refine`` does), with its error against the true
+   camera;
 3. ``trajectory.json``: the estimated joint states smoothed into a ``trajectory_msgs/JointTrajectory``
    (names, positions, ``time_from_start``) -- the "actions from a video" use of Dr. Robot;
 4. ``overlay.gif``: input | estimate rendered by the model over the input, per frame;
@@ -47,6 +51,9 @@ class RobotDemoReport:
     trajectory_err_deg_mean: float = math.nan
     mean_latency_ms: float = math.nan
     timings_s: dict[str, float] = field(default_factory=dict)
+    method: str = ""
+    add_cm_mean: float = math.nan
+    calibration: dict[str, float] = field(default_factory=dict)
 
 
 def true_motion(lower: np.ndarray, upper: np.ndarray, frames: int) -> np.ndarray:
@@ -139,22 +146,21 @@ def save_joint_plot(path: Path, names: list[str], times: np.ndarray, q_true: np.
         if j == 0:
             ax.set_ylabel("joint angle [deg]")
             ax.legend(fontsize=7)
-    fig.suptitle("test arm: joint angles estimated from the video (known camera) vs ground truth", fontsize=10)
+    fig.suptitle("test arm: joint angles estimated from the video vs ground truth", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
-def run_robot_demo(work: Path, *, frames: int = 16, size: int = 96, storage: str | None = None,
+def run_robot_demo(work: Path, *, frames: int = 16, size: int = 160, storage: str | None = None,
                    t0_ns: int = 1_700_000_000 * 10**9, progress: bool = False) -> RobotDemoReport:
     """Write ``robot_video/``, ``robot_poses/``, ``trajectory.json``, ``overlay.gif`` and ``joints.png`` into
     ``work``; returns the report (errors in degrees, latency per frame)."""
     import torch
 
-    from gen3d_ros.bagmode import run_bag, stage_from_params
+    from gen3d_ros.bagmode import run_bag
     from gen3d_ros.io.joint_state import joint_positions
     from gen3d_ros.io.rosbag2 import read_messages
-    from gen3d_ros.io.transforms import invert_rigid, matrix_to_quaternion_xyzw
     from gen3d_ros.robot.actions import Trajectory, smooth_trajectory
     from gen3d_ros.robot.urdf import load_urdf, test_arm_urdf
     from gen3d_ros.sim.robot_render import RobotMeshRenderer
@@ -170,15 +176,7 @@ def run_robot_demo(work: Path, *, frames: int = 16, size: int = 96, storage: str
     timings["render_video"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    T_base_camera = invert_rigid(T_camera_base)
-    # A calibrated camera, and the arm's joint state when the recording starts (its encoders): the first frame
-    # refines that reading, the rest track. From scratch, a 96 px view of this arm is ambiguous (mirrored
-    # elbows, the wrist roll) and tracking would carry a wrong first answer along (bench/pose_estimation.py).
-    params = {"urdf": "test_arm", "known_camera": True, "use_initial_joints": True,
-              "initial_joints": [float(v) for v in q_true[0]],
-              "camera_in_base": [*map(float, T_base_camera[:3, 3]),
-                                 *map(float, matrix_to_quaternion_xyzw(T_base_camera[:3, :3]))]}
-    stage, topics = stage_from_params("robot_pose", params)
+    stage, topics, kpe = _pose_stage(robot, q_true, T_camera_base)
     bag = run_bag(work / "robot_video", work / "robot_poses", stages=[stage], topic_map=topics, copy_inputs=True,
                   progress=progress, storage=storage)
     timings["pose_bag_mode"] = time.perf_counter() - t0
@@ -192,7 +190,8 @@ def run_robot_demo(work: Path, *, frames: int = 16, size: int = 96, storage: str
         by_stamp[s.sec * 10**9 + s.nanosec] = joint_positions(m.msg, names)
     got = [i for i, s in enumerate(stamps) if s in by_stamp]
     report = RobotDemoReport(frames=frames, image_size=size, model=str(getattr(stage, "model_id", "")),
-                             mean_latency_ms=float(stats.get("mean_latency_ms", math.nan)), timings_s=timings)
+                             mean_latency_ms=float(stats.get("mean_latency_ms", math.nan)), timings_s=timings,
+                             method="keypoints + Dr. Robot, unknown start" if kpe else "Dr. Robot, known camera")
     if not got:
         log.warning("robot demo: no pose estimate came out of bag mode (%s)", stats)
         return report
@@ -205,19 +204,109 @@ def run_robot_demo(work: Path, *, frames: int = 16, size: int = 96, storage: str
     report.joint_err_deg_mean = float(err.mean())
     report.joint_err_deg_per_joint = {n: float(e) for n, e in zip(names, err.mean(0))}
     report.trajectory_err_deg_mean = float(np.degrees(np.abs(q_traj - q_true[got])).mean())
+    cameras = _estimated_cameras(work / "robot_poses", stamps, got) if kpe else [T_camera_base] * len(got)
+    report.add_cm_mean = _add_cm(robot, q_est, cameras, q_true[got], T_camera_base)
     timings["trajectory"] = time.perf_counter() - t0
+    if kpe is not None:
+        t0 = time.perf_counter()
+        report.calibration = _calibrate(work, kpe, video, camera, q_true, T_camera_base)
+        timings["calibration"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     model = stage.processor.estimator.model
     renders = []
     if model is not None:
-        T = torch.as_tensor(T_camera_base, dtype=torch.float32)
         with torch.no_grad():
-            for q in q_est:
-                out = model.render(torch.as_tensor(q, dtype=torch.float32), T, camera,
-                                   background=torch.ones(3))
+            for q, T in zip(q_est, cameras):
+                out = model.render(torch.as_tensor(q, dtype=torch.float32), torch.as_tensor(T, dtype=torch.float32),
+                                   camera, background=torch.ones(3))
                 renders.append((out.rgb.numpy(), out.alpha.numpy()))
         save_overlay_gif(work / "overlay.gif", [video[i] for i in got], renders)
     save_joint_plot(work / "joints.png", names, times, q_true[got], q_est, q_traj)
     timings["figures"] = time.perf_counter() - t0
     return report
+
+
+def _pose_stage(robot: Any, q_true: np.ndarray, T_camera_base: np.ndarray):
+    """``(stage, topic map, KeypointPoseEstimator or None)``: the robot_pose stage of bag mode for the demo."""
+    from gen3d_ros.bagmode import stage_from_params
+    from gen3d_ros.io.transforms import invert_rigid, matrix_to_quaternion_xyzw
+
+    kp_path = Path(__file__).resolve().parent / "models" / f"keypoints_{robot.name}.pt"
+    if kp_path.is_file():
+        # The full method from an unknown start: no encoder reading, no calibration. The packaged keypoint
+        # network finds the arm in each frame, FK fitting gives joints + camera, Dr. Robot refines them.
+        params: dict = {"urdf": "test_arm"}
+    else:
+        # Without a keypoint network: a calibrated camera and the joint state when the recording starts (the
+        # first frame refines that reading, the rest track); from scratch the renderer alone is ambiguous.
+        T_base_camera = invert_rigid(T_camera_base)
+        params = {"urdf": "test_arm", "known_camera": True, "use_initial_joints": True,
+                  "initial_joints": [float(v) for v in q_true[0]],
+                  "camera_in_base": [*map(float, T_base_camera[:3, 3]),
+                                     *map(float, matrix_to_quaternion_xyzw(T_base_camera[:3, :3]))]}
+    stage, topics = stage_from_params("robot_pose", params)
+    return stage, topics, _attach_keypoints(stage, kp_path)
+
+
+def _attach_keypoints(stage: Any, kp_path: Path):
+    """Give the stage's processor the packaged keypoint network (None when there is none)."""
+    if not kp_path.is_file():
+        return None
+    from gen3d_ros.robot.keypoints.detector import KeypointDetector
+    from gen3d_ros.robot.keypoints.estimator import KeypointPoseConfig, KeypointPoseEstimator
+
+    # a CPU budget (make demo): each Adam step of the refinement splats 3k Gaussians (~0.15-0.25 s on one core),
+    # so the first frame refines its hypotheses 15 steps and a tracked frame 2 (the GPU bench: 40 and 8)
+    config = KeypointPoseConfig(refine_iterations=15, track_refine_iterations=2)
+    kpe = KeypointPoseEstimator(KeypointDetector.load(kp_path), stage.processor.estimator, config)
+    stage.processor.keypoints = kpe
+    return kpe
+
+
+def _estimated_cameras(bag: Path, stamps: list[int], got: list[int]) -> list[np.ndarray]:
+    """``T_camera_base`` per estimated frame from the bag's ``camera_pose`` (the camera in the base frame)."""
+    from gen3d_ros.io.rosbag2 import read_messages
+    from gen3d_ros.io.transforms import invert_rigid, pose_to_matrix
+
+    by_stamp = {}
+    for m in read_messages(bag, ["/robot_pose_node/camera_pose"]):
+        s = m.msg.header.stamp
+        by_stamp[s.sec * 10**9 + s.nanosec] = invert_rigid(pose_to_matrix(m.msg.pose))
+    return [by_stamp[stamps[i]] for i in got]
+
+
+def _add_cm(robot: Any, q_est: np.ndarray, T_est: list[np.ndarray], q_true: np.ndarray, T_true: np.ndarray) -> float:
+    """Mean ADD (cm): link origins in the camera frame, estimate vs truth, averaged over the frames."""
+    import torch
+
+    from gen3d_ros.robot.kinematics import ForwardKinematics
+
+    fk = ForwardKinematics(robot, dtype=torch.float64)
+    with torch.no_grad():
+        pe, pt = fk(torch.as_tensor(q_est))[..., :3, 3].numpy(), fk(torch.as_tensor(q_true))[..., :3, 3].numpy()
+    ce = np.stack([p @ T[:3, :3].T + T[:3, 3] for p, T in zip(pe, T_est)])
+    ct = pt @ T_true[:3, :3].T + T_true[:3, 3]
+    return float(100 * np.linalg.norm(ce - ct, axis=-1).mean())
+
+
+def _calibrate(work: Path, kpe: Any, video: list[np.ndarray], camera: Any, q_true: np.ndarray,
+               T_camera_base: np.ndarray) -> dict[str, float]:
+    """Camera-to-robot calibration from the video with the joint readings (what ``gen3d calibrate-camera`` does):
+    ``calibration.json`` and its errors against the true camera."""
+    from gen3d_ros.geometry.rotations import rotation_angle_between
+    from gen3d_ros.robot.pose import pose_from_matrix
+
+    import torch
+
+    # keypoints + PnP per frame (no render-and-compare: its CPU cost per frame is the demo's whole budget)
+    cal = kpe.calibrate(video, camera, q_true, refine=False)
+    position, quaternion = pose_from_matrix(cal.T_base_camera)
+    rot = float(np.degrees(rotation_angle_between(torch.as_tensor(cal.T_camera_base[:3, :3]),
+                                                  torch.as_tensor(T_camera_base[:3, :3]))))
+    out = {"translation_err_cm": float(100 * np.linalg.norm(cal.T_camera_base[:3, 3] - T_camera_base[:3, 3])),
+           "rotation_err_deg": rot, "translation_std_cm": 100 * cal.translation_std_m,
+           "rotation_std_deg": cal.rotation_std_deg, "frames_used": cal.frames_used, "frames": cal.frames}
+    write_json(work / "calibration.json", {"camera_in_base": [*map(float, position), *map(float, quaternion)],
+                                           "T_camera_base": cal.T_camera_base.tolist(), **out})
+    return out

@@ -56,8 +56,11 @@ def test_demo_writes_drive_bag_completed_bag_meshes_preview_and_report(tmp_path:
 
     # the robot half: a 3-frame video bag, a pose per frame in bag mode, the trajectory and the figures
     robot = out / "robot"
-    assert sorted(p.name for p in robot.iterdir()) == ["joints.png", "overlay.gif", "robot_poses", "robot_video",
-                                                       "trajectory.json"]
+    # calibration.json: the camera-to-robot calibration with the packaged keypoint network
+    assert sorted(p.name for p in robot.iterdir()) == ["calibration.json", "joints.png", "overlay.gif", "robot_poses",
+                                                       "robot_video", "trajectory.json"]
+    calibration = json.loads((robot / "calibration.json").read_text())
+    assert np.isfinite(calibration["translation_err_cm"]) and len(calibration["camera_in_base"]) == 7
     poses = read_bag_info(robot / "robot_poses")["topics"]
     assert poses["/robot_pose_node/joint_states"]["count"] == 3 and poses["/camera/image_raw"]["count"] == 3
     traj = json.loads((robot / "trajectory.json").read_text())
