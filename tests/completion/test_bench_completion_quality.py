@@ -45,8 +45,27 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp / "results"
     bench = _load_bench()
     bench.main(["--checkpoint", str(checkpoint), "--scenes", "2", "--samples", "2", "--out", str(out),
-                "--no-progress"])
+                "--no-progress", "--region-m", "0", "--world", "checkpoint", "--heldout-scenes", "0"])
     return json.loads((out / "completion_quality.json").read_text()), out
+
+
+def test_bench_scores_the_whole_region_and_the_held_out_classes(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = GCATransition(GCAConfig(neighbourhood="hypercross1", widths=(4, 8), steps=2, mode_steps=1))
+    checkpoint = tmp_path / "random.pt"
+    save_checkpoint(model, TrainConfig(model=model.config.to_dict(), data=DATA), checkpoint)
+    out = tmp_path / "results"
+    results = _load_bench().main(["--checkpoint", str(checkpoint), "--scenes", "1", "--samples", "1", "--out",
+                                  str(out), "--no-progress", "--no-plot", "--region-m", "9",
+                                  "--heldout-scenes", "1"])
+    assert results["region_m"] == 9.0 and results["grid_shape"][:2] == [36, 36]  # the whole +-9 m box, 0.5 m
+    assert results["scene_size_m"] >= 28.0 and results["lidar"] == "randomized"
+    assert results["heldout_classes"] == ["cyclist", "hedge"] and results["heldout.n_scenes"] == 1
+    for method in ("input", "poisson", "gca"):
+        for metric in ("iou", "fscore_1vox", "chamfer_l1"):
+            assert math.isfinite(results[f"heldout.{method}.{metric}"]), (method, metric)
+    assert results["heldout.gt.n_voxels"] > 0
+    assert "Held-out classes" in (out / "completion_quality.md").read_text()
 
 
 def test_bench_writes_flat_json_with_every_method_metric_ratio_and_provenance(bench_run) -> None:
