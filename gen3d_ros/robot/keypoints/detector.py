@@ -75,7 +75,7 @@ class KeypointDetector:
     def to_input(self, image: np.ndarray | Tensor) -> tuple[Tensor, float]:
         """``(x [1, 3, S, S] on the device, scale)``: the image padded to a square and resized; input pixel =
         image pixel * scale."""
-        img = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)
+        img = torch.as_tensor(np.array(image) if not torch.is_tensor(image) else image)  # a copy: inputs may be read-only
         img = img.to(self.device)
         img = img.float() / 255.0 if not img.is_floating_point() else img.float()
         H, W = img.shape[:2]
