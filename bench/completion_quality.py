@@ -518,14 +518,16 @@ def markdown_table(results: dict) -> str:
                      f"{results.get('lidar')}).")
     for m in ("hgca", "gca"):
         if f"ratio.{m}_over_poisson.iou" in results:
-            lines.append(f"{m} ÷ Poisson of the same input: IoU ×{fmt(results.get(f'ratio.{m}_over_poisson.iou'), 2)}, "
+            ratio = lambda k, m=m: fmt(results.get(f"ratio.{m}_over_poisson.{k}"), 2)  # noqa: E731
+            lines.append(f"{m} ÷ Poisson of the same input: IoU ×{ratio('iou')}, "
                          f"F@1vox ×{fmt(results.get(f'ratio.{m}_over_poisson.fscore_1vox'), 2)}, Chamfer-L1 "
                          f"×{fmt(results.get(f'ratio.{m}_over_poisson.chamfer_l1'), 2)} (lower is better).")
     if "heldout.n_scenes" in results:
         lines += ["", f"**Held-out classes** ({', '.join(results['heldout_classes'])}; excluded from training: "
                   f"{results.get('heldout_classes_excluded_from_training')}), {results['heldout.n_scenes']} scenes "
                   "with many of them:", "",
-                  "| method | IoU | precision | recall | F@1vox | F@2vox | Chamfer-L1 [m] |", "|---|---|---|---|---|---|---|"]
+                  "| method | IoU | precision | recall | F@1vox | F@2vox | Chamfer-L1 [m] |",
+                  "|---|---|---|---|---|---|---|"]
         for m in results.get("methods", METHODS):
             r = lambda k: results.get(f"heldout.{m}.{k}")  # noqa: E731
             lines.append(f"| {m} | {fmt(r('iou'))} | {fmt(r('precision'))} | {fmt(r('recall'))} "
@@ -682,7 +684,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--heldout-classes", default=None,
                    help="comma-separated classes of the held-out set (default: those the hGCA bundle's training "
                         "data excluded, else data_presets.HELDOUT_CLASSES)")
-    p.add_argument("--heldout-scenes", type=int, default=None, help="held-out-class scenes (default: --scenes; 0: none)")
+    p.add_argument("--heldout-scenes", type=int, default=None,
+                   help="held-out-class scenes (default: --scenes; 0: none)")
     args = p.parse_args(argv)
     if args.checkpoint.resolve() == DEFAULT_CHECKPOINT.resolve():
         if args.hgca is None and DEFAULT_HGCA.is_file():

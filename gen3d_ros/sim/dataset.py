@@ -9,8 +9,8 @@ corner at ``origin = (-hx, -hy, z_lo)``. Every voxel index lies in ``[0, grid_sh
 ``partial`` is a noisy subset of ``complete``: the same surfaces, seen by the sensor (a few voxels differ where
 range noise pushes a return across a voxel face).
 
-Sensor randomisation (``sensor="randomized"``): each index draws its own LiDAR (:func:`~gen3d_ros.sim.lidar.random_lidar`
-over ``sensor_randomization``), mounting height (``sensor_height_m`` may be a [lo, hi] range, drawn uniformly)
+Sensor randomisation (``sensor="randomized"``): each index draws its own LiDAR
+(:func:`~gen3d_ros.sim.lidar.random_lidar` over ``sensor_randomization``), mounting height (``sensor_height_m`` may be a [lo, hi] range, drawn uniformly)
 and tilt (roll/pitch up to ``tilt_max_deg``). The sample frame stays *gravity-aligned* at the sensor (x along
 the sensor's heading, z up, origin at the sensor, so the ground lies near ``z = -height``): the tilted sweep is
 rotated back to level, up to an ``alignment_residual_deg`` error, as a ground/IMU alignment would leave it.
@@ -105,7 +105,8 @@ class CompletionDatasetConfig:
         if isinstance(self.sensor_height_m, (list, tuple)):
             lo, hi = (float(v) for v in self.sensor_height_m)
             if not 0.0 < lo <= hi:
-                raise ValueError(f"sensor_height_m range must be (lo, hi) with 0 < lo <= hi, got {self.sensor_height_m}")
+                raise ValueError(f"sensor_height_m range must be (lo, hi) with 0 < lo <= hi, "
+                                 f"got {self.sensor_height_m}")
             self.sensor_height_m = (lo, hi)
         if self.sensor not in ("fixed", "randomized"):
             raise ValueError(f"sensor must be 'fixed' or 'randomized', got {self.sensor!r}")

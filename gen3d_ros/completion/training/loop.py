@@ -80,7 +80,8 @@ class InfusionTrainConfig:
             raise ValueError(f"need val_every >= 1 and val_samples >= 0, got {self.val_every}, {self.val_samples}")
         if self.init_checkpoint and self.init_checkpoint.rsplit(":", 1)[-1] not in ("coarse", "fine") \
                 and not self.init_checkpoint.endswith(".pt"):
-            raise ValueError(f"init_checkpoint must be a .pt file or BUNDLE.pt:coarse|fine, got {self.init_checkpoint!r}")
+            raise ValueError(f"init_checkpoint must be a .pt file or BUNDLE.pt:coarse|fine, "
+                             f"got {self.init_checkpoint!r}")
         if self.data_workers < 0:
             raise ValueError(f"data_workers must be >= 0, got {self.data_workers}")
 
