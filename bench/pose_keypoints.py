@@ -145,6 +145,7 @@ def run_tracking(kpe, pose, video: dict, method: str, fk64, angular, deadline: f
     """Tracking a video from an unknown start: per-frame errors, the first / last 20 frames' mean joint error."""
     camera = video["camera"]
     errors, secs, prev = [], [], None
+    saved = (kpe.config.refine, kpe.config.track_refine_iterations)
     for i in range(len(video["q"])):
         if time.perf_counter() > deadline:
             break
@@ -163,7 +164,7 @@ def run_tracking(kpe, pose, video: dict, method: str, fk64, angular, deadline: f
         prev = est
         errors.append(view_errors(fk64, video["q"][i], video["T_camera_base"][i], est.q, est.T_camera_base,
                                   angular))
-    kpe.config.refine, kpe.config.track_refine_iterations = True, 8
+    kpe.config.refine, kpe.config.track_refine_iterations = saved
     if not errors:
         return {}
     out = summarise(errors, secs[1:] or secs)

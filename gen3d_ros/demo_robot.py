@@ -9,7 +9,7 @@
    (:mod:`gen3d_ros.robot.keypoints`): ``RobotPoseEstimate``, ``JointState``, camera ``PoseStamped`` (and with
    covariance) per frame. Without a packaged keypoint network: known camera + the first joint reading;
    ``calibration.json``: the camera-to-robot calibration from the frames and their joint readings (keypoints +
-   PnP per frame, averaged; what ``gen3d calibrate-camera --no-refine`` does), with its error against the true
+   PnP per frame, averaged; what ``gen3d calibrate-camera`` does), with its error against the true
    camera;
 3. ``trajectory.json``: the estimated joint states smoothed into a ``trajectory_msgs/JointTrajectory``
    (names, positions, ``time_from_start``) -- the "actions from a video" use of Dr. Robot;
@@ -258,7 +258,7 @@ def _attach_keypoints(stage: Any, kp_path: Path):
 
     # a CPU budget (make demo): each Adam step of the refinement splats 3k Gaussians (~0.15-0.25 s on one core),
     # so the first frame refines its hypotheses 15 steps and a tracked frame 2 (the GPU bench: 40 and 8)
-    config = KeypointPoseConfig(refine_iterations=15, track_refine_iterations=2)
+    config = KeypointPoseConfig(refine=True, refine_iterations=15, track_refine_iterations=2)
     kpe = KeypointPoseEstimator(KeypointDetector.load(kp_path), stage.processor.estimator, config)
     stage.processor.keypoints = kpe
     return kpe

@@ -343,7 +343,7 @@ def cmd_act(args: argparse.Namespace) -> int:
 
 def _keypoint_estimator(args: argparse.Namespace, model):
     """The :class:`KeypointPoseEstimator` of ``--keypoints`` (else the packaged network of the model's robot) with
-    the Dr. Robot ``model`` for the render-and-compare refinement (``--no-refine``: keypoints only)."""
+    the Dr. Robot ``model`` for the render-and-compare refinement (with ``--refine``)."""
     from gen3d_ros.checkpoints import CheckpointError
     from gen3d_ros.robot.keypoints.detector import KeypointDetector
     from gen3d_ros.robot.keypoints.estimator import KeypointPoseConfig, KeypointPoseEstimator
@@ -358,7 +358,7 @@ def _keypoint_estimator(args: argparse.Namespace, model):
         raise UsageError(str(exc)) from None
     try:
         return KeypointPoseEstimator(detector, PoseEstimator(model, PoseEstimatorConfig(device=args.device)),
-                                     KeypointPoseConfig(refine=not args.no_refine))
+                                     KeypointPoseConfig(refine=args.refine))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -391,14 +391,16 @@ def _joint_readings(path: Path, n_images: int, n_joints: int):
 def register_calibrate_camera(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate-camera", help="camera-to-robot calibration from images + joint readings",
                        description="Markerless hand-eye calibration: in each image the keypoint network finds the "
-                                   "robot, PnP + RANSAC with the joint reading's forward kinematics gives the camera, "
-                                   "Dr. Robot render-and-compare refines it; the frames' cameras are averaged "
+                                   "robot, PnP + RANSAC with the joint reading's forward kinematics gives the camera "
+                                   "(--refine: Dr. Robot render-and-compare refines it); the frames' cameras are averaged "
                                    "(outliers left out). Writes the static transform and its spread as JSON.")
     p.add_argument("images", type=Path, nargs="+", help="RGB images of the robot (any background)")
     p.add_argument("--joints", type=Path, required=True,
                    help='JSON {"positions": [[q1, ...], ...]}: one reading per image (or one for all), radians')
     p.add_argument("--keypoints", type=Path, default=None, help="keypoint network (default: the packaged one)")
-    p.add_argument("--no-refine", action="store_true", help="keypoints + PnP only (no render-and-compare)")
+    p.add_argument("--refine", action="store_true",
+                   help="also refine each frame's camera by Dr. Robot render-and-compare (slow on a CPU; on the test "
+                        "arm it did not improve on keypoints + PnP)")
     _add_model_args(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="result JSON")
     p.set_defaults(func=cmd_calibrate_camera)

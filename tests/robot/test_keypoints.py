@@ -268,7 +268,7 @@ def test_calibrate_camera_command_with_the_packaged_network(arm, tmp_path):
     (tmp_path / "joints.json").write_text(json.dumps({"positions": joints}))
     result = tmp_path / "cal.json"
     assert main(["calibrate-camera", *map(str, paths), "--joints", str(tmp_path / "joints.json"), "--fov-deg", "40",
-                 "--no-refine", "-o", str(result)]) == 0
+                 "-o", str(result)]) == 0
     cal = json.loads(result.read_text())
     assert np.linalg.norm(np.array(cal["T_camera_base"])[:3, 3] - T[:3, 3]) < 0.015
     assert np.allclose(cal["camera_in_base"][:3], invert_rigid(T)[:3, 3], atol=0.04)  # 1 deg at 1.3 m: 2.3 cm
