@@ -179,13 +179,14 @@ class KeypointPoseEstimator:
                                         lr_scale=cfg.refine_lr_scale)
         # The refinement may move a pose only as far as the keypoints allow: where the refined pose reprojects the
         # keypoints worse than accept_rms_factor x (and 0.5 px more than) its starting fit, the model's own bias
-        # (27.7 dB PSNR for the test arm) is pulling it, and the fit is kept (with its render loss for the ranking)
+        # (27.7 dB PSNR for the test arm) is pulling it, and the fit is kept
         r_q, r_T = pose.refiner.joints(refined.state), refined.state.cam()
         rms = self._keypoint_rms(det, camera, r_q.detach().double().cpu().numpy(), r_T.detach().double().cpu().numpy())
         fit_rms = np.array([f.rms_px for f in fits])
-        keep = torch.as_tensor(rms <= np.maximum(cfg.accept_rms_factor * fit_rms, fit_rms + 0.5), device=dev)
-        loss = torch.where(keep, refined.loss, initial_loss)
-        best = int(torch.argmin(loss))
+        keep = rms <= np.maximum(cfg.accept_rms_factor * fit_rms, fit_rms + 0.5)
+        # ranked by the refined render loss (what tells mirror-image hypotheses apart); the winner's refinement is
+        # then kept or, where the keypoints disagree with it, undone
+        best = int(torch.argmin(refined.loss))
         idx = torch.tensor([best])
         if bool(keep[best]):
             return pose.refiner.result(pose.refiner.select(refined.state, idx), refined.terms[idx],
