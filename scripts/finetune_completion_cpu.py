@@ -23,11 +23,11 @@ MODELS = REPO / "gen3d_ros" / "models"
 SMALL = {"batch_size": 2, "buffer_size": 12, "data_workers": 0, "threads": 1, "val_samples": 3, "log_every": 10}
 
 
-def stage(name: str, out: str, seconds: float) -> None:
+def stage(name: str, out: str, seconds: float, lr: float | None) -> None:
     from gen3d_ros.completion.checkpoint import load_bundle
     from gen3d_ros.completion.training import cgca, gca
 
-    common = {**SMALL, "time_limit_s": seconds}
+    common = {**SMALL, "time_limit_s": seconds, **({"lr": lr} if lr else {})}
     if name == "gca":
         gca.train(gca.make_config("gpu_rich", {**common, "init_checkpoint": str(MODELS / "gca_demo.pt")}),
                   Path(out) / "gca", progress=False)
@@ -45,8 +45,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path)
     p.add_argument("--seconds", type=float, default=300.0, help="training seconds per stage")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the presets')")
     args = p.parse_args()
-    procs = [mp.get_context("spawn").Process(target=stage, args=(n, str(args.out), args.seconds))
+    procs = [mp.get_context("spawn").Process(target=stage, args=(n, str(args.out), args.seconds, args.lr))
              for n in ("gca", "coarse", "fine")]
     for proc in procs:
         proc.start()
