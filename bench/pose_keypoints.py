@@ -328,8 +328,9 @@ def keypoint_tables(results: dict) -> list[str]:
                            f"{r('views')} |")
         for key in sorted(k for k in results if k.startswith(f"{robot}.keypoint_bench.")):
             extra = results[key]
+            note = f" {extra['note']}" if extra.get("note") else ""
             out += ["", f"Rows of {key.rsplit('.', 1)[-1]} measured separately: device {extra['device']}, "
-                    f"{extra['views']} views, `{extra.get('command', '')}`"]
+                    f"{extra['views']} views, `{extra.get('command', '')}`.{note}"]
         track = f"{robot}.tracking."
         if track + "joint_err_deg_first20" in results:
             out += ["", f"Tracking (full method): mean joint error {results[track + 'joint_err_deg_mean']:.2f} deg; "
