@@ -10,8 +10,10 @@ import functools
 from importlib import resources
 from pathlib import Path
 
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-from rosbags.typesys.store import Typestore
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rosbags.typesys.store import Typestore
 
 PACKAGE_NAME = "gen3d_ros"
 
@@ -38,6 +40,10 @@ def own_message_types() -> dict[str, str]:
 @functools.cache
 def get_gen3d_typestore() -> Typestore:
     """Jazzy typestore plus ``gen3d_ros/msg/*``. Cached: the store is immutable after registration."""
+    # rosbags is imported here, not at module level: writing a mesh file (io/pointfiles -> io/messages) must work
+    # where rosbags is absent, e.g. a GPU training host (a GPU run lost its autoencoder's last step to this)
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
     store = get_typestore(Stores.ROS2_JAZZY)
     types: dict = {}
     for name, text in own_message_types().items():
