@@ -127,15 +127,7 @@ class ManagedStage:
     def _teardown(self) -> None:
         """Undo configure: stop the worker and stage process, destroy what configure created."""
         self._unsubscribe()
-        self._shutting_down = True
-        queue = getattr(self, "_queue", None)
-        if queue is not None:
-            queue.close()
-        if getattr(self, "_stage_process", None) is not None:
-            self._stage_process.stop()
-        worker = getattr(self, "_worker", None)
-        if worker is not None:
-            worker.stop(timeout=5.0)
+        self._stop_processing()  # type: ignore[attr-defined]
         if getattr(self, "_on_set_parameters", None) is not None and self._configured:
             self.remove_on_set_parameters_callback(self._on_set_parameters)  # type: ignore[attr-defined]
         before = getattr(self, "_before", None) or {kind: set() for kind in _ENTITY_LISTS}

@@ -488,8 +488,8 @@ class StageNode(Node):
 
     # --- shutdown ------------------------------------------------------------------------------------------
 
-    def destroy_node(self) -> None:
-        """Stop the worker and the stage process (a frame in progress is abandoned), then destroy the node."""
+    def _stop_processing(self) -> None:
+        """Close the input queue, stop the stage process and the worker (a frame in progress is abandoned)."""
         self._shutting_down = True
         queue = getattr(self, "_queue", None)
         if queue is not None:
@@ -499,6 +499,10 @@ class StageNode(Node):
         worker = getattr(self, "_worker", None)
         if worker is not None and not worker.stop(timeout=5.0):
             self.get_logger().warning("worker still busy after 5 s; leaving it (daemon thread)")
+
+    def destroy_node(self) -> None:
+        """Stop the processing (:meth:`_stop_processing`), then destroy the node."""
+        self._stop_processing()
         super().destroy_node()
 
 

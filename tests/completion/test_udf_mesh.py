@@ -185,7 +185,7 @@ def test_save_mesh_round_trips(tmp_path, suffix):
     back = o3d.io.read_triangle_mesh(str(path))
     assert len(back.triangles) == len(mesh.faces)
     np.testing.assert_allclose(np.sort(np.asarray(back.vertices), axis=0), np.sort(mesh.vertices, axis=0), atol=1e-4)
-    with pytest.raises(ValueError, match=".ply or .obj"):
+    with pytest.raises(ValueError, match=r"mesh files end in \.ply, \.obj, \.glb"):
         save_mesh(tmp_path / "sphere.stl", mesh)
 
 

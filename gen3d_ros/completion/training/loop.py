@@ -175,13 +175,7 @@ def run_infusion_training(config: InfusionTrainConfig, setup: InfusionSetup, *,
             bar.set_postfix(log_window.flush())
         if evaluate is not None and (it % config.val_every == 0 or it == config.iterations):
             t0 = time.perf_counter()
-            metrics = evaluate()
-            history["val_iteration"].append(it)
-            history["val"].append(metrics)
-            if describe is not None:
-                describe(it, metrics)
-            if on_validation:
-                on_validation(it, metrics)
+            _validate(history, evaluate, describe, on_validation, it)
             validation_seconds += time.perf_counter() - t0
             log_window.restart()  # the next window's rate counts training only
     setup.model.eval()
@@ -206,6 +200,11 @@ def _final_validation(history: dict, evaluate: Callable[[], dict] | None, descri
     """The validation of the last iteration of a run stopped by its time limit (unless it just ran)."""
     if evaluate is None or it < 1 or (history["val_iteration"] and history["val_iteration"][-1] == it):
         return
+    _validate(history, evaluate, describe, on_validation, it)
+
+
+def _validate(history: dict, evaluate: Callable[[], dict], describe, on_validation, it: int) -> None:
+    """One validation after iteration ``it``: recorded in ``history``, described and handed to the callback."""
     metrics = evaluate()
     history["val_iteration"].append(it)
     history["val"].append(metrics)
