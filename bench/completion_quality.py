@@ -348,21 +348,7 @@ def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend:
             rows[m].append(scene_metrics(cells[m], gt, s.voxel_size))
         per_chain = [scene_metrics(c, gt, s.voxel_size) for c in chains]
         rows["gca"].append({k: float(np.mean([r[k] for r in per_chain])) for k in per_chain[0]})
-        fine_first: dict[str, np.ndarray] = {}
-        for m, (fn, data) in fine.items():
-            fs = fine_sets[m][i]
-            if fs.scene_seed != s.scene_seed:
-                raise RuntimeError(f"fine data of {m} is not on the same scenes")
-            t0 = time.perf_counter()
-            outs = [fn(np.asarray(s.partial_points, np.float64), s.scene_seed * 100 + k) for k in range(samples)]
-            seconds[m].append((time.perf_counter() - t0) / samples)
-            ratio = int(round(s.voxel_size / data.voxel_size_m))
-            coarse = [np.unique(o // ratio, axis=0) for o in outs]
-            per = [scene_metrics(c, gt, s.voxel_size) for c in coarse]
-            rows[m].append({k: float(np.mean([r[k] for r in per])) for k in per[0]})
-            per_fine = [scene_metrics(o, fs.complete, data.voxel_size_m) for o in outs]
-            fine_rows[m].append({k: float(np.mean([r[k] for r in per_fine])) for k in per_fine[0]})
-            fine_first[m] = coarse[0]
+        fine_first = _score_fine_methods(s, i, fine, fine_sets, samples, rows, fine_rows, seconds)
         if samples >= 2:
             tmds.append(total_mutual_difference([voxel_centers(c, s.voxel_size, s.origin) for c in chains]))
         bar.set_postfix(gca_iou=f"{rows['gca'][-1]['iou']:.3f}", input_iou=f"{rows['input'][-1]['iou']:.3f}")
@@ -378,6 +364,42 @@ def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend:
                                              "gca": per_chain[0], "dilation": rows["dilation"][-1],
                                              **{m: rows[m][-1] for m in fine}}))
 
+    results = _summarise(dataset, completer, steps, poisson_depth, methods, fine, fine_sets,
+                         {"rows": rows, "fine_rows": fine_rows, "seconds": seconds, "tmds": tmds,
+                          "gt_voxels": gt_voxels, "scene_seeds": scene_seeds}, n_scenes, samples)
+    results["sim_seconds_per_scene"] = sim_seconds / n_scenes
+    return results, kept
+
+
+def _score_fine_methods(s, i: int, fine: dict, fine_sets: dict, samples: int, rows: dict, fine_rows: dict,
+                        seconds: dict) -> dict[str, np.ndarray]:
+    """Run every hierarchical method on scene ``s`` (index ``i``), append its scores on the coarse grid
+    (``rows``) and on its own fine grid (``fine_rows``) and its seconds per chain; returns each method's first
+    completion on the coarse grid (for the figures)."""
+    first: dict[str, np.ndarray] = {}
+    for m, (fn, data) in fine.items():
+        fs = fine_sets[m][i]
+        if fs.scene_seed != s.scene_seed:
+            raise RuntimeError(f"fine data of {m} is not on the same scenes")
+        t0 = time.perf_counter()
+        outs = [fn(np.asarray(s.partial_points, np.float64), s.scene_seed * 100 + k) for k in range(samples)]
+        seconds[m].append((time.perf_counter() - t0) / samples)
+        ratio = int(round(s.voxel_size / data.voxel_size_m))
+        coarse = [np.unique(o // ratio, axis=0) for o in outs]
+        per = [scene_metrics(c, s.complete, s.voxel_size) for c in coarse]
+        rows[m].append({k: float(np.mean([r[k] for r in per])) for k in per[0]})
+        per_fine = [scene_metrics(o, fs.complete, data.voxel_size_m) for o in outs]
+        fine_rows[m].append({k: float(np.mean([r[k] for r in per_fine])) for k in per_fine[0]})
+        first[m] = coarse[0]
+    return first
+
+
+def _summarise(dataset, completer, steps: int | None, poisson_depth: int, methods: tuple, fine: dict,
+               fine_sets: dict, acc: dict, n_scenes: int, samples: int) -> dict[str, object]:
+    """The flat result keys of :func:`_run` from its per-scene accumulators ``acc`` (rows, fine_rows, seconds,
+    tmds, gt_voxels, scene_seeds): set-up, per-method means, fine-grid scores, ratios to the input and Poisson."""
+    rows, fine_rows, seconds = acc["rows"], acc["fine_rows"], acc["seconds"]
+    tmds, gt_voxels, scene_seeds = acc["tmds"], acc["gt_voxels"], acc["scene_seeds"]
     cfg = dataset.config
     results: dict[str, object] = {
         "n_scenes": n_scenes, "samples": samples, "scene_seeds": scene_seeds,
@@ -411,8 +433,7 @@ def _run(checkpoint: Path, *, n_scenes: int, samples: int, device: str, backend:
                 num, den = results[f"{m}.{k}"], results[f"{base}.{k}"]
                 ok = den not in (None, 0.0) and num is not None and math.isfinite(num) and math.isfinite(den)
                 results[f"ratio.{m}_over_{base}.{k}"] = num / den if ok else None
-    results["sim_seconds_per_scene"] = sim_seconds / n_scenes
-    return results, kept
+    return results
 
 
 # --------------------------------------------------------------------------------------------------
