@@ -363,11 +363,11 @@ def _keypoint_main(args: argparse.Namespace, json_path: Path, md_path: Path) -> 
     results = pose_keypoints.run_benchmark(args, ROOT, robot, _versions(), _device_name(args.device))
     if not results:
         return 0
-    header = next(k for k in results if k.startswith(f"{robot.name}.keypoint_bench"))
-    results[header]["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    methods = [m for m in args.kp_methods.split(",") if m]
+    header = pose_keypoints.setup_prefix(robot.name, methods)
+    results[header + "command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     old = json.loads(json_path.read_text()) if json_path.is_file() else {"robots": []}
     modes = [m for m in args.modes.split(",") if m]
-    methods = [m for m in args.kp_methods.split(",") if m]
 
     def replaced(key: str) -> bool:  # a key of a (mode, method) this run measured again
         for mode in modes:
@@ -377,7 +377,7 @@ def _keypoint_main(args: argparse.Namespace, json_path: Path, md_path: Path) -> 
             method = rest.split(".")[0] if rest.split(".")[0] in pose_keypoints.KP_METHODS else "full"
             if method in methods:
                 return True
-        return key == header
+        return key.startswith(header)
 
     merged = {k: v for k, v in old.items() if not replaced(k)}
     merged.update(results)

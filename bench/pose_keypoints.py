@@ -248,7 +248,7 @@ def _load_scenes(path: Path) -> dict:
 
 def run_benchmark(args, root: Path, robot, versions: dict, device_name: str) -> dict:
     """Every requested mode and method; flat keys ``<robot>.<mode>.<metric>`` (full method) and
-    ``<robot>.<mode>.<method>.<metric>`` (ablations), plus ``<robot>.keypoint_bench`` (the set-up)."""
+    ``<robot>.<mode>.<method>.<metric>`` (ablations), plus the set-up under :func:`setup_prefix` (flat keys)."""
     from gen3d_ros.robot.gaussians import RobotGaussianModel
     from gen3d_ros.robot.keypoints.detector import KeypointDetector
     from gen3d_ros.robot.keypoints.estimator import KeypointPoseConfig, KeypointPoseEstimator
@@ -280,11 +280,10 @@ def run_benchmark(args, root: Path, robot, versions: dict, device_name: str) -> 
     name = robot.name
     rel = lambda p: str(p.resolve().relative_to(root)) if p.resolve().is_relative_to(root) else str(p)  # noqa: E731
     methods = [m for m in args.kp_methods.split(",") if m]
-    header = f"{name}.keypoint_bench" if "full" in methods else f"{name}.keypoint_bench.{'+'.join(methods)}"
-    results: dict = {header: {
+    results: dict = flatten(setup_prefix(name, methods), {
         "keypoints": rel(kp_path), "drrobot": rel(dr_path), "views": len(scenes["q"]),
         "frames": 0 if video is None else len(video["q"]), "image_size": args.size, "device": device_name,
-        "versions": versions, "config": vars(cfg), "urdf": str(args.urdf)}}
+        "versions": versions, "config": vars(cfg), "urdf": str(args.urdf)})
     deadline = time.perf_counter() + args.deadline_s
     for mode in modes:
         for method in methods:
@@ -303,11 +302,37 @@ def run_benchmark(args, root: Path, robot, versions: dict, device_name: str) -> 
     return results
 
 
+def setup_prefix(robot: str, methods: list[str]) -> str:
+    """Key prefix of a run's set-up: ``<robot>.keypoint_bench.<tag>.`` (tag ``full`` for a run of the full
+    method, else its methods joined by ``+``)."""
+    return f"{robot}.keypoint_bench.{'full' if 'full' in methods else '+'.join(methods)}."
+
+
+def flatten(prefix: str, values: dict) -> dict:
+    """``values`` (nested dicts) as flat keys ``prefix + 'a.b'`` (the bench results' flat-keys habit)."""
+    out: dict = {}
+    for k, v in values.items():
+        out.update(flatten(f"{prefix}{k}.", v) if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def setups(results: dict, robot: str) -> dict[str, dict]:
+    """Every run set-up of ``robot`` in flat ``results``: tag -> {field: value} (fields as flattened)."""
+    found: dict[str, dict] = {}
+    head = f"{robot}.keypoint_bench."
+    for key, value in results.items():
+        if key.startswith(head):
+            tag, _, field = key[len(head):].partition(".")
+            found.setdefault(tag, {})[field] = value
+    return found
+
+
 def keypoint_tables(results: dict) -> list[str]:
     """Markdown tables of the keypoint benchmark's keys in ``results``."""
     out = []
     for robot in results.get("robots", []):
-        meta = results.get(f"{robot}.keypoint_bench")
+        runs = setups(results, robot)
+        meta = runs.pop("full", None)
         if not meta:
             continue
         out += [f"## {robot}: keypoints + Dr. Robot (`--urdf`), {meta['views']} views / {meta['frames']} video "
@@ -326,10 +351,9 @@ def keypoint_tables(results: dict) -> list[str]:
                            f"{r('add_cm_median'):.2f} | {r('joint_err_deg_median'):.2f} | "
                            f"{r('cam_trans_err_cm_median'):.2f} | {r('cam_rot_err_deg_median'):.2f} | {r('fps'):.2f} | "
                            f"{r('views')} |")
-        for key in sorted(k for k in results if k.startswith(f"{robot}.keypoint_bench.")):
-            extra = results[key]
+        for tag, extra in sorted(runs.items()):
             note = f" {extra['note']}" if extra.get("note") else ""
-            out += ["", f"Rows of {key.rsplit('.', 1)[-1]} measured separately: device {extra['device']}, "
+            out += ["", f"Rows of {tag} measured separately: device {extra['device']}, "
                     f"{extra['views']} views, `{extra.get('command', '')}`.{note}"]
         track = f"{robot}.tracking."
         if track + "joint_err_deg_first20" in results:
@@ -340,5 +364,5 @@ def keypoint_tables(results: dict) -> list[str]:
     return out
 
 
-__all__ = ["KP_METHODS", "MODES", "add_arguments", "add_auc", "held_out_scenes", "keypoint_tables", "run_benchmark",
+__all__ = ["KP_METHODS", "MODES", "add_arguments", "add_auc", "flatten", "setup_prefix", "setups", "held_out_scenes", "keypoint_tables", "run_benchmark",
            "run_single", "run_tracking", "summarise", "view_errors"]
