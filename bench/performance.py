@@ -417,8 +417,8 @@ def run_gpu(args: argparse.Namespace) -> dict:
         "train": lambda: training_throughput(args.device, log)}
     for backend in args.pose_backends:  # "gsplat+eager": gsplat without CUDA graphs, keys suffixed ".eager"
         name, eager = backend.removesuffix("+eager"), backend.endswith("+eager")
-        suffix = "" if backend == args.pose_backends[0] else (f".{name}" if name != args.pose_backends[0] else "")
-        suffix += ".eager" if eager else ""
+        first = args.pose_backends[0].removesuffix("+eager")  # the headline backend: its default has no suffix
+        suffix = ("" if name == first else f".{name}") + (".eager" if eager else "")
         parts[f"pose.{backend}"] = lambda b=name, s=suffix, e=eager: {
             k + s: v for k, v in pose_tracking(inputs, args.device, b, log, cuda_graphs=False if e else None).items()}
     for name, part in parts.items():
