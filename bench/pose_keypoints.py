@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gen3d_ros.config import flatten_params
+
 MODES = ("known_joints", "unknown_joints", "tracking")
 KP_METHODS = ("full", "keypoint_only", "refinement_only")
 
@@ -280,10 +282,10 @@ def run_benchmark(args, root: Path, robot, versions: dict, device_name: str) -> 
     name = robot.name
     rel = lambda p: str(p.resolve().relative_to(root)) if p.resolve().is_relative_to(root) else str(p)  # noqa: E731
     methods = [m for m in args.kp_methods.split(",") if m]
-    results: dict = flatten(setup_prefix(name, methods), {
+    results: dict = flatten_params({
         "keypoints": rel(kp_path), "drrobot": rel(dr_path), "views": len(scenes["q"]),
         "frames": 0 if video is None else len(video["q"]), "image_size": args.size, "device": device_name,
-        "versions": versions, "config": vars(cfg), "urdf": str(args.urdf)})
+        "versions": versions, "config": vars(cfg), "urdf": str(args.urdf)}, setup_prefix(name, methods))
     deadline = time.perf_counter() + args.deadline_s
     for mode in modes:
         for method in methods:
@@ -306,14 +308,6 @@ def setup_prefix(robot: str, methods: list[str]) -> str:
     """Key prefix of a run's set-up: ``<robot>.keypoint_bench.<tag>.`` (tag ``full`` for a run of the full
     method, else its methods joined by ``+``)."""
     return f"{robot}.keypoint_bench.{'full' if 'full' in methods else '+'.join(methods)}."
-
-
-def flatten(prefix: str, values: dict) -> dict:
-    """``values`` (nested dicts) as flat keys ``prefix + 'a.b'`` (the bench results' flat-keys habit)."""
-    out: dict = {}
-    for k, v in values.items():
-        out.update(flatten(f"{prefix}{k}.", v) if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 def setups(results: dict, robot: str) -> dict[str, dict]:
@@ -364,5 +358,5 @@ def keypoint_tables(results: dict) -> list[str]:
     return out
 
 
-__all__ = ["KP_METHODS", "MODES", "add_arguments", "add_auc", "flatten", "setup_prefix", "setups", "held_out_scenes", "keypoint_tables", "run_benchmark",
+__all__ = ["KP_METHODS", "MODES", "add_arguments", "add_auc", "setup_prefix", "setups", "held_out_scenes", "keypoint_tables", "run_benchmark",
            "run_single", "run_tracking", "summarise", "view_errors"]

@@ -3,14 +3,15 @@ tag for the markdown tables."""
 
 from __future__ import annotations
 
-from bench.pose_keypoints import flatten, keypoint_tables, setup_prefix, setups
+from bench.pose_keypoints import keypoint_tables, setup_prefix, setups
+from gen3d_ros.config import flatten_params
 
 
 def test_setups_are_flat_keys_read_back_per_run():
     setup = {"views": 24, "frames": 100, "image_size": 256, "device": "cpu", "keypoints": "kp.pt",
              "drrobot": "dr.pt", "versions": {"torch": "2.13"}, "config": {"restarts": 48}, "command": "python x"}
-    results = {"robots": ["arm"], **flatten(setup_prefix("arm", ["full", "keypoint_only"]), setup),
-               **flatten(setup_prefix("arm", ["refinement_only"]), {**setup, "views": 4, "note": "short"}),
+    results = {"robots": ["arm"], **flatten_params(setup, setup_prefix("arm", ["full", "keypoint_only"])),
+               **flatten_params({**setup, "views": 4, "note": "short"}, setup_prefix("arm", ["refinement_only"])),
                "arm.known_joints.add_auc": 0.9, "arm.known_joints.success_rate": 1.0}
     assert all(not isinstance(v, dict) for v in results.values())
     assert results["arm.keypoint_bench.full.versions.torch"] == "2.13"
