@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from gen3d_ros.completion.checkpoint import load_cgca, load_gca, save_bundle
 from gen3d_ros.completion.training import autoencoder, cgca, distributed, gca
+from gen3d_ros.completion.training.data_presets import scaled
 from gen3d_ros.outputs import write_json
 from gen3d_ros.sim.dataset import CompletionDatasetConfig
 
@@ -25,13 +26,7 @@ def fine_data(coarse_data: Mapping, scale: int, half_extent_m: tuple[float, floa
               surface_spacing_m: float | None = None) -> dict:
     """The fine stage's data: the coarse data on a grid ``scale`` times finer (same origin when the extent is
     kept; a smaller ``half_extent_m`` crop for the autoencoder, which is local, keeps the grids congruent)."""
-    d = CompletionDatasetConfig.from_dict(coarse_data).to_dict()
-    d["voxel_size_m"] = float(d["voxel_size_m"]) / scale
-    if half_extent_m is not None:
-        d["half_extent_m"] = list(half_extent_m)
-    if surface_spacing_m is not None:
-        d["surface_spacing_m"] = float(surface_spacing_m)
-    return d
+    return scaled(CompletionDatasetConfig.from_dict(coarse_data).to_dict(), scale, half_extent_m, surface_spacing_m)
 
 
 HIERARCHY_PRESETS: dict[str, dict[str, Any]] = {
