@@ -404,7 +404,7 @@ def _checkpoint_marked(path: Path) -> bool:
 
 
 #: Readers of markers inside container formats this module does not parse itself (``"bag"``: rosbag2 custom_data,
-#: registered by :mod:`gen3d_ros.io.rosbag2` when it is imported — every code path that writes a bag imports it).
+#: registered by :mod:`gen3d_ros.io.bag_writer` when it is imported — every code path that writes a bag imports it).
 #: The format modules depend on this module, never the reverse.
 _MARKER_READERS: dict[str, Callable[[Path], bool]] = {}
 
