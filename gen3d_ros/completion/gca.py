@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from gen3d_ros.sparse import Neighbourhood, SparseTensor, SparseUNet, unique_coords
+from gen3d_ros.sparse.fused import fast_paths_apply
 
 # Packed int64 keys for set membership: 6 bits batch + 3 x 19 bits space (±262k voxels per axis).
 _AXIS_BITS = 19
@@ -142,6 +143,67 @@ class ChainResult:
         return self.states[-1]
 
 
+class _BoxedChain:
+    """The chain's bookkeeping on int64 keys of one fixed box (issue 12): the ``bounds`` widened by the
+    neighbourhood's reach, every batch item of ``s0``. Candidates, probabilities, the draw, the union with ``s0``
+    and the crop are then ~25 ops and two ``unique`` calls a step, with no host read besides ``unique``'s and no
+    copy to the device, where the reference (:meth:`GCATransition.candidates`, :func:`union_coords`,
+    :func:`crop_to_bounds`) has ~60 and seven reads. Same candidates in the same order (sorted (batch, x, y, z)),
+    same probabilities, same draws from the generator: the same states (``tests/sparse/test_fused.py``)."""
+
+    def __init__(self, model: GCATransition, s0: Tensor, bounds: tuple[Sequence[int], Sequence[int]],
+                 batches: int) -> None:
+        offsets = model.offsets.to(s0.device).long()
+        r = int(offsets.abs().max()) if len(offsets) else 0
+        self.lo = [0] + [int(v) - r for v in bounds[0]]
+        self.ext = [batches] + [int(h) - int(lo) + 2 * r for lo, h in zip(bounds[0], bounds[1])]
+        e = self.ext
+        self.radix = [e[1] * e[2] * e[3], e[2] * e[3], e[3], 1]
+        self.shift = sum(v * q for v, q in zip(self.lo, self.radix))
+        self.delta = offsets[:, 0] * self.radix[1] + offsets[:, 1] * self.radix[2] + offsets[:, 2]  # (K,)
+        self.sentinel = e[0] * self.radix[0]  # above every key: marks cells left out
+        self.cell_lo = torch.tensor(list(bounds[0]), device=s0.device)
+        self.cell_hi = torch.tensor(list(bounds[1]), device=s0.device)
+        self.s0_keys = torch.cat([self.keys(s0), self.keys(s0).new_full((1,), self.sentinel)])
+
+    @staticmethod
+    def batches(s0: Tensor, bounds, keep_input: bool) -> int:
+        """``s0``'s batch count when the boxed chain can run (bounds given, ``s0`` inside them, the input kept),
+        else 0. One host read per chain."""
+        if bounds is None or not keep_input or len(s0) == 0:
+            return 0
+        b = s0[:, 0].long()
+        inside, lo_b, hi_b = torch.stack([in_bounds(s0, bounds).all().long(), b.min(), b.max()]).tolist()
+        return hi_b + 1 if inside and lo_b >= 0 else 0
+
+    def keys(self, cells: Tensor) -> Tensor:
+        c = cells.long()
+        out = c[:, 3] - self.shift
+        for j, q in zip(range(3), self.radix[:3]):
+            out = out.add_(c[:, j], alpha=q)
+        return out
+
+    def cells(self, keys: Tensor) -> Tensor:
+        e, q = self.ext, self.radix
+        return torch.stack([keys // q[0] + self.lo[0], (keys // q[1]) % e[1] + self.lo[1],
+                            (keys // q[2]) % e[2] + self.lo[2], keys % e[3] + self.lo[3]], 1).int()
+
+    def step(self, state: Tensor, logits: Tensor, mode: bool, generator: torch.Generator | None) -> Tensor:
+        """The next state (M, 4) int32 (before the ``max_cells`` and empty-state rules)."""
+        cand = (self.keys(state)[:, None] + self.delta[None, :]).reshape(-1)  # row n * K + k: logits' order
+        uniq, inverse = torch.unique(cand, sorted=True, return_inverse=True)
+        probs = torch.sigmoid(logits).reshape(-1)
+        total = probs.new_zeros(len(uniq)).index_add_(0, inverse, probs)
+        count = probs.new_zeros(len(uniq)).index_add_(0, inverse, torch.ones_like(probs))
+        p = total / count
+        occupied = p > 0.5 if mode else torch.bernoulli(p, generator=generator).bool()
+        xyz = self.cells(uniq)[:, 1:]
+        keep = occupied & ((xyz >= self.cell_lo) & (xyz < self.cell_hi)).all(1)
+        kept = torch.where(keep, uniq, torch.full_like(uniq, self.sentinel))
+        nxt = torch.unique(torch.cat([kept, self.s0_keys]), sorted=True)
+        return self.cells(nxt[:-1])  # the sentinel, always present, sorts last
+
+
 @torch.no_grad()
 def complete(model: GCATransition, input_cells: Tensor, *, steps: int | None = None,
              mode_steps: int | None = None, bounds: tuple[Sequence[int], Sequence[int]] | None = None,
@@ -161,17 +223,22 @@ def complete(model: GCATransition, input_cells: Tensor, *, steps: int | None = N
     s0 = input_cells.int().to(device)
     state = s0
     result = ChainResult([state.cpu()] if keep_states else [])
+    batches = _BoxedChain.batches(s0, bounds, cfg.keep_input) if fast_paths_apply(s0.device) else 0
+    boxed = _BoxedChain(model, s0, bounds, batches) if batches else None
     for t in range(steps):
         logits = model(state, s0)
-        cand, p = model.candidates(state, logits)
-        if t >= steps - mode_steps:
-            occupied = p > 0.5
-        else:
-            occupied = torch.bernoulli(p, generator=generator).bool()
-        nxt = cand[occupied]
-        if cfg.keep_input:
-            nxt = union_coords(nxt, s0)
-        nxt = crop_to_bounds(nxt, bounds)
+        if boxed is not None:
+            nxt = boxed.step(state, logits, t >= steps - mode_steps, generator)
+        else:  # the reference
+            cand, p = model.candidates(state, logits)
+            if t >= steps - mode_steps:
+                occupied = p > 0.5
+            else:
+                occupied = torch.bernoulli(p, generator=generator).bool()
+            nxt = cand[occupied]
+            if cfg.keep_input:
+                nxt = union_coords(nxt, s0)
+            nxt = crop_to_bounds(nxt, bounds)
         if len(nxt) > max_cells:
             break
         state = nxt if len(nxt) else s0

@@ -7,6 +7,7 @@ from typing import Sequence
 from torch import nn
 
 from gen3d_ros.sparse.conv import StridedConv3d, SubmanifoldConv3d, TransposedConv3d
+from gen3d_ros.sparse.fused import fused_for, fused_inference_applies
 from gen3d_ros.sparse.kernels import Neighbourhood
 from gen3d_ros.sparse.norm import SparseIdentity, make_activation, make_norm
 from gen3d_ros.sparse.tensor import SparseTensor, cat
@@ -126,6 +127,10 @@ class SparseUNet(nn.Module):
         """Decoder features (``widths[0]`` channels) on the input coordinates, before the head."""
         if x.num_channels != self.in_channels:
             raise ValueError(f"SparseUNet expects {self.in_channels} input channels, got {x.num_channels}")
+        if fused_inference_applies(self, x):  # eval without gradients: folded norms, fewer launches (fused.py)
+            fused = fused_for(self)
+            if fused is not None:
+                return x.replace_feats(fused.forward_features(x))
         h = self.stem(x)
         skips = []
         for i in range(self.num_levels):
