@@ -298,16 +298,54 @@ def completion_gpu(inputs: dict, device: str, reps: int, log: Callable[[str], No
     return res
 
 
+def coarse_fast_paths(inputs: dict, device: str, reps: int, log: Callable[[str], None]) -> dict[str, float]:
+    """Issue 12's coarse target before and after the inference fast paths (``gen3d_ros/sparse/fused.py``: folded
+    norms and kernel-2 resampling in the UNet, GCA's boxed chain), in one run: the fast path (node defaults,
+    +-51.2 m) on the 128-beam sweep with them ``off`` (the previous fast path) and ``auto`` (on for CUDA), the
+    other sensors with them on; ``fused.same_cells``: both grew the same coarse and fine cells (same seed)."""
+    from gen3d_ros.completion.processor import hgca_defaults
+    from gen3d_ros.sparse.fused import set_fused_inference
+
+    d = hgca_defaults(device)
+    steps = dict(coarse_steps=int(d["coarse_steps"]), fine_steps=int(d["fine_steps"]))
+    res: dict[str, float] = {}
+    outs = {}
+    try:
+        for mode in ("off", "auto", "off", "auto"):  # twice, interleaved: a busy host drifts
+            set_fused_inference(mode)
+            c = make_completer(device, ROI_M, mesher="torch", algorithm="auto", mesh_resolution=1, **steps)
+            label = f"fused.{mode}.os128" + (".again" if mode in outs else "")
+            med, outs[mode] = time_completion(c, inputs["points_os128"], device, reps, warmup=3)
+            res.update(_flat(label, med))
+            log(f"{label}: {med}")
+        res.update(_flat("fused.auto.os128.quality", quality(outs["auto"], c, inputs)))
+        res["fused.same_cells"] = float(np.array_equal(outs["off"].coarse_cells, outs["auto"].coarse_cells)
+                                        and np.array_equal(outs["off"].fine_cells, outs["auto"].fine_cells))
+        for name in [n for n in SENSORS[1:] if f"points_{n}" in inputs]:  # a trimmed inputs file may lack some
+            _measure(res, f"fused.auto.{name}", c, inputs, device, reps, log, sensor=name, with_quality=False)
+        for cs, fs in ((5, 4), (4, 4)):
+            c = make_completer(device, ROI_M, mesher="torch", algorithm="auto", coarse_steps=cs, fine_steps=fs,
+                               mesh_resolution=1)
+            _measure(res, f"fused.auto.steps{cs}_{fs}", c, inputs, device, reps, log)
+    finally:
+        set_fused_inference("auto")
+    for mode in ("off", "auto"):  # the better of the two interleaved medians
+        res[f"fused.{mode}.coarse_total_ms_best"] = min(res[f"fused.{mode}.os128.coarse_total_ms"],
+                                                        res.get(f"fused.{mode}.os128.again.coarse_total_ms", 1e9))
+    log(f"coarse fast paths: {res}")
+    return res
+
+
 # --------------------------------------------------------------------------------------------------
 # robot pose
 
 
 def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], None], *,
-                  cuda_graphs: bool | None = None) -> dict[str, float]:
+                  cuda_graphs: bool | None = None, track_iterations: int | None = None) -> dict[str, float]:
     """Frames/s of warm-started tracking (``PoseEstimator.refine`` per frame, camera unknown) of the video, and
     the seconds of one single-image estimate (multi-hypothesis search + refinement) of its first frame, both after
     warm-ups (``robot/pose/timing.py``). ``cuda_graphs``: the estimator's CUDA graphs (None: its default, on
-    CUDA on)."""
+    CUDA on); ``track_iterations``: Adam steps per tracked frame (None: the config's default)."""
     import torch
 
     from gen3d_ros.geometry.camera import PinholeCamera
@@ -319,7 +357,8 @@ def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], 
     size = int(inputs["video_rgb"].shape[1])
     camera = PinholeCamera.from_fov(size, size, float(inputs["video_fov_deg"]))
     background = tuple(float(v) for v in inputs["video_background"])
-    est = PoseEstimator(model, PoseEstimatorConfig(backend=backend, device=device, background=background),
+    steps = {} if track_iterations is None else {"track_iterations": int(track_iterations)}
+    est = PoseEstimator(model, PoseEstimatorConfig(backend=backend, device=device, background=background, **steps),
                         cuda_graphs=cuda_graphs)
     frames = [torch.as_tensor(f).float().div(255.0) for f in inputs["video_rgb"]]
     q_true = inputs["video_q"]
@@ -414,6 +453,7 @@ def run_gpu(args: argparse.Namespace) -> dict:
     parts: dict[str, Callable[[], dict]] = {
         "completion": lambda: completion_gpu(inputs, args.device, args.reps, log,
                                              headline_only=args.headline_only),
+        "coarse": lambda: coarse_fast_paths(inputs, args.device, args.reps, log),
         "train": lambda: training_throughput(args.device, log)}
     for backend in args.pose_backends:  # "gsplat+eager": gsplat without CUDA graphs, keys suffixed ".eager"
         name, eager = backend.removesuffix("+eager"), backend.endswith("+eager")
@@ -421,6 +461,10 @@ def run_gpu(args: argparse.Namespace) -> dict:
         suffix = ("" if name == first else f".{name}") + (".eager" if eager else "")
         parts[f"pose.{backend}"] = lambda b=name, s=suffix, e=eager: {
             k + s: v for k, v in pose_tracking(inputs, args.device, b, log, cuda_graphs=False if e else None).items()}
+    for n in args.pose_steps:  # steps per tracked frame vs error: keys suffixed .stepsN
+        parts[f"pose.steps{n}"] = lambda n=n: {
+            f"{k}.steps{n}": v for k, v in pose_tracking(inputs, args.device, args.pose_backends[0].removesuffix(
+                "+eager"), log, track_iterations=n).items()}
     for name, part in parts.items():
         if name.split(".")[0] not in args.parts:
             continue
@@ -444,9 +488,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--inputs", type=Path, required=True)
     g.add_argument("--device", default="cuda")
     g.add_argument("--reps", type=int, default=5)
-    g.add_argument("--parts", nargs="+", default=["completion", "pose", "train"])
+    g.add_argument("--parts", nargs="+", default=["completion", "pose", "train"],
+                   help="completion, coarse (issue 12's fast paths off / on), pose, train")
     g.add_argument("--pose-backends", nargs="+", default=["gsplat", "torch"],
                    help="splatting backends of the pose part; NAME+eager: without the estimator's CUDA graphs")
+    g.add_argument("--pose-steps", type=int, nargs="*", default=[],
+                   help="pose part: also track with these Adam steps per frame (first backend; keys .stepsN)")
     g.add_argument("--headline-only", action="store_true",
                    help="completion: the fast path per sensor, step count and the 120 m box only")
     g.add_argument("--out", type=Path, required=True)
