@@ -1,4 +1,4 @@
-"""Mesh URIs of a URDF may not lead outside its package (gen3d_ros.robot.urdf: _UriResolver, URDFPathError).
+"""Mesh URIs of a URDF may not lead outside its package (gen3d_ros.robot.urdf_paths: UriResolver, URDFPathError).
 
 Every "outside" target below is a valid STL mesh, so a resolver that let it through would load it and the test
 would fail on the missing error, not pass by accident on a parse error.
