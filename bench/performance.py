@@ -341,11 +341,11 @@ def coarse_fast_paths(inputs: dict, device: str, reps: int, log: Callable[[str],
 
 
 def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], None], *,
-                  cuda_graphs: bool | None = None, track_iterations: int | None = None) -> dict[str, float]:
+                  cuda_graphs: bool | None = None, overrides: dict | None = None) -> dict[str, float]:
     """Frames/s of warm-started tracking (``PoseEstimator.refine`` per frame, camera unknown) of the video, and
     the seconds of one single-image estimate (multi-hypothesis search + refinement) of its first frame, both after
     warm-ups (``robot/pose/timing.py``). ``cuda_graphs``: the estimator's CUDA graphs (None: its default, on
-    CUDA on); ``track_iterations``: Adam steps per tracked frame (None: the config's default)."""
+    CUDA on); ``overrides``: PoseEstimatorConfig fields (e.g. ``track_iterations``, ``track_lr_scale``)."""
     import torch
 
     from gen3d_ros.geometry.camera import PinholeCamera
@@ -357,8 +357,8 @@ def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], 
     size = int(inputs["video_rgb"].shape[1])
     camera = PinholeCamera.from_fov(size, size, float(inputs["video_fov_deg"]))
     background = tuple(float(v) for v in inputs["video_background"])
-    steps = {} if track_iterations is None else {"track_iterations": int(track_iterations)}
-    est = PoseEstimator(model, PoseEstimatorConfig(backend=backend, device=device, background=background, **steps),
+    est = PoseEstimator(model, PoseEstimatorConfig(backend=backend, device=device, background=background,
+                                                   **(overrides or {})),
                         cuda_graphs=cuda_graphs)
     frames = [torch.as_tensor(f).float().div(255.0) for f in inputs["video_rgb"]]
     q_true = inputs["video_q"]
@@ -373,7 +373,9 @@ def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], 
     res = {"pose_tracking_fps": float(timing.frames_per_s), "pose_tracking_joint_err_deg": float(err),
            "pose_single_image_s": float(single.seconds),
            "pose_single_image_joint_err_deg": float(np.degrees(np.abs(single.estimate.q - q_true[0])).mean()),
-           "pose_image_px": float(size), "pose_track_iterations": float(est.config.track_iterations)}
+           "pose_image_px": float(size), "pose_track_iterations": float(est.config.track_iterations),
+           "pose_track_lr_scale": float(est.config.track_lr_scale),
+           "pose_tracking_steps_per_frame": float(timing.steps_per_frame)}
     log(f"pose ({backend}{', no CUDA graphs' if cuda_graphs is False else ''}): {res}")
     return res
 
@@ -461,10 +463,13 @@ def run_gpu(args: argparse.Namespace) -> dict:
         suffix = ("" if name == first else f".{name}") + (".eager" if eager else "")
         parts[f"pose.{backend}"] = lambda b=name, s=suffix, e=eager: {
             k + s: v for k, v in pose_tracking(inputs, args.device, b, log, cuda_graphs=False if e else None).items()}
-    for n in args.pose_steps:  # steps per tracked frame vs error: keys suffixed .stepsN
-        parts[f"pose.steps{n}"] = lambda n=n: {
-            f"{k}.steps{n}": v for k, v in pose_tracking(inputs, args.device, args.pose_backends[0].removesuffix(
-                "+eager"), log, track_iterations=n).items()}
+    for variant in args.pose_variants:  # NAME:field=value,...: e.g. fewer steps per frame; keys suffixed .NAME
+        name, _, fields = variant.partition(":")
+        overrides = {k: (float(v) if "." in v or "e" in v else int(v))
+                     for k, v in (f.split("=") for f in fields.split(",") if f)}
+        parts[f"pose.{name}"] = lambda name=name, o=overrides: {
+            f"{k}.{name}": v for k, v in pose_tracking(inputs, args.device, args.pose_backends[0].removesuffix(
+                "+eager"), log, overrides=o).items()}
     for name, part in parts.items():
         if name.split(".")[0] not in args.parts:
             continue
@@ -492,8 +497,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="completion, coarse (issue 12's fast paths off / on), pose, train")
     g.add_argument("--pose-backends", nargs="+", default=["gsplat", "torch"],
                    help="splatting backends of the pose part; NAME+eager: without the estimator's CUDA graphs")
-    g.add_argument("--pose-steps", type=int, nargs="*", default=[],
-                   help="pose part: also track with these Adam steps per frame (first backend; keys .stepsN)")
+    g.add_argument("--pose-variants", nargs="*", default=[],
+                   help="pose part: also track with NAME:field=value,... config overrides (first backend; keys "
+                        ".NAME), e.g. steps8:track_iterations=8,track_lr_scale=0.4")
     g.add_argument("--headline-only", action="store_true",
                    help="completion: the fast path per sensor, step count and the 120 m box only")
     g.add_argument("--out", type=Path, required=True)
