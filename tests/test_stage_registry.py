@@ -44,8 +44,10 @@ def test_entry_matches_its_stage_and_config_classes(entry):
     stage_cls = entry.stage_class()
     assert stage_cls.name == entry.name
     assert set(entry.inputs) == set(stage_cls.inputs) and set(entry.outputs) == set(stage_cls.outputs)
-    # relative or private defaults, so that a namespace moves them; only tf is absolute (tf2 listens on /tf)
-    assert all(not topic.startswith("/") or topic == "/tf" for topic in entry.topics.values()), entry.topics
+    # relative or private defaults, so that a namespace moves them; only tf is absolute (tf2 listens on /tf and
+    # /tf_static)
+    assert all(not topic.startswith("/") or topic in ("/tf", "/tf_static") for topic in entry.topics.values()), \
+        entry.topics
     assert entry.latched <= set(entry.outputs) and entry.quiet_inputs <= set(entry.inputs)
     assert set(entry.auto_any_input) <= set(entry.inputs) and entry.worker in WORKERS
     config_cls = entry.config_class()

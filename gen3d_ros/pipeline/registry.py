@@ -128,13 +128,19 @@ STAGES: tuple[StageEntry, ...] = (
         name="robot_pose", node="robot_pose_node",
         stage="gen3d_ros.pipeline.robot_pose:RobotPoseStage",
         config="gen3d_ros.pipeline.robot_pose:RobotPoseStageConfig",
-        inputs={"image": "image", "camera_info": "camera_info"},
+        # joint_readings: the robot driver's encoders (relative joint_states), used when fresh
+        inputs={"image": "image", "camera_info": "camera_info", "joint_readings": "joint_states"},
         # joint_states private: not the robot driver's joint_states; tf absolute, as tf2 listeners expect
         outputs={"estimate": "~/estimate", "joint_states": "~/joint_states", "camera_pose": "~/camera_pose",
-                 "camera_pose_with_covariance": "~/camera_pose_with_covariance", "tf": "/tf"},
-        summary="Image + CameraInfo -> the robot's joints (JointState), the camera pose (PoseStamped, with "
-                "covariance, /tf when asked), "
-                "RobotPoseEstimate",
+                 "camera_pose_with_covariance": "~/camera_pose_with_covariance", "tf": "/tf",
+                 "calibration": "~/calibration", "tf_static": "/tf_static"},
+        summary="Image + CameraInfo (+ the encoders' JointState) -> the robot's joints (JointState), the camera "
+                "pose (PoseStamped, with covariance, /tf when asked), RobotPoseEstimate; mode calibrate: the static "
+                "camera (/tf_static, PoseWithCovarianceStamped)",
+        # calibrate mode publishes its result once: late tf2 listeners and consumers still get it
+        latched=frozenset({"calibration", "tf_static"}),
+        # a robot without encoders on the topic is normal: no input_timeout warning
+        quiet_inputs=frozenset({"joint_readings"}),
         # the fitting loop is Python + torch: in the node's process it would keep the executor waiting for the GIL
         worker="process",
         auto_types=("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"),

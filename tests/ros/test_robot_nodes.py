@@ -112,6 +112,82 @@ def test_pose_node_answers_an_image_pair_with_joints_camera_pose_and_tf(ros, exe
     assert node_proc.alive()
 
 
+def test_pose_node_calibrate_mode_uses_the_encoders_and_latches_the_static_transform(ros, executor, children,
+                                                                                     tmp_path):
+    """mode calibrate with the packaged keypoint network: each frame's camera from the encoders' JointState (keypoints
+    + PnP), the average of 3 frames on /tf_static and ~/calibration, which a subscriber that joins later still gets
+    (transient local); a malformed JointState is rejected and the node stays up."""
+    rclpy, context = ros
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image, JointState
+    from tf2_msgs.msg import TFMessage
+
+    from gen3d_ros.io.messages import rclpy_factory
+    from gen3d_ros.io.transforms import pose_to_matrix
+    from robot_scene import joint_state, kp_frame_messages, kp_joints, kp_scene
+
+    params = params_file(tmp_path, "robot_pose_node", {
+        "keypoints": "packaged", "mode": "calibrate", "calibrate_frames": 3, "max_image_side": 0, "n_gaussians": 300,
+        "input_qos": "reliable"})
+    node_proc = children("robot_pose_node", ["-m", "gen3d_ros.ros.robot_pose_node", "--ros-args",
+                                             "--params-file", params])
+    node = rclpy.create_node("robot_calibrate_test", context=context)
+    executor.add_node(node)
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    poses: list = []
+    node.create_subscription(PoseStamped, "/robot_pose_node/camera_pose", poses.append, reliable)
+    diag: list = []
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda a: diag.extend(s for s in a.status if s.name.startswith("/robot_pose_node")),
+                             reliable)
+    image_pub = node.create_publisher(Image, "/image", reliable)
+    info_pub = node.create_publisher(CameraInfo, "/camera_info", reliable)
+    joints_pub = node.create_publisher(JointState, "/joint_states", reliable)
+    alive = [node_proc]
+    assert spin_until(executor, lambda: bool(diag) and all(p.get_subscription_count() > 0 for p in
+                                                           (image_pub, info_pub, joints_pub)), 30.0, alive=alive), \
+        node_proc.output()
+
+    factory = rclpy_factory()
+    robot, _, T_camera_base = kp_scene()
+    for i in range(3):  # one frame at a time: the node keeps only the newest image
+        stamp, q = T0_NS + i * 10**9, kp_joints(10 + i)
+        image, info = kp_frame_messages(factory, stamp, q)
+        # whichever arrives first: a frame waits for its joints in calibrate mode
+        joints_pub.publish(joint_state(factory, stamp - 5_000_000, robot.actuated_joints, q))
+        info_pub.publish(info)
+        image_pub.publish(image)
+        assert spin_until(executor, lambda: len(poses) > i, 60.0, alive=alive), (diag[-1:], node_proc.output())
+    for pose in poses:  # known joints: the camera by PnP within a few cm in the base frame
+        T_base_camera = pose_to_matrix(pose.pose)
+        assert np.linalg.norm(np.linalg.inv(T_base_camera)[:3, 3] - T_camera_base[:3, 3]) < 0.02
+
+    # a late subscriber gets the latched results
+    latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    tf_static: list = []
+    calibration: list = []
+    node.create_subscription(TFMessage, "/tf_static", tf_static.append, latched)
+    node.create_subscription(PoseWithCovarianceStamped, "/robot_pose_node/calibration", calibration.append, latched)
+    assert spin_until(executor, lambda: tf_static and calibration, 20.0, alive=alive), diag[-1:]
+    (transform,) = tf_static[0].transforms
+    assert (transform.header.frame_id, transform.child_frame_id) == (robot.root, f"{CAMERA_FRAME}_estimated")
+    T_cal = pose_to_matrix(calibration[0].pose.pose)
+    assert np.linalg.norm(np.linalg.inv(T_cal)[:3, 3] - T_camera_base[:3, 3]) < 0.015
+    assert np.asarray(calibration[0].pose.covariance).reshape(6, 6).trace() > 0
+    assert spin_until(executor, lambda: diagnostic_values(diag[-1]).get("calibrated") == "1.000", 5.0, alive=alive)
+
+    # a JointState whose names and positions differ in length: rejected with the reason, the node stays up
+    rejected = int(diagnostic_values(diag[-1])["rejected"])
+    bad = joint_state(factory, T0_NS, robot.actuated_joints, kp_joints(0))
+    bad.position = [0.0, 1.0]
+    joints_pub.publish(bad)
+    assert spin_until(executor, lambda: int(diagnostic_values(diag[-1])["rejected"]) > rejected, 20.0, alive=alive)
+    assert "names but 2 positions" in diagnostic_values(diag[-1])["last_error"]
+    assert node_proc.alive()
+
+
 def test_action_node_answers_a_keypoint_goal_with_a_timed_joint_trajectory(ros, executor, children, tmp_path):
     rclpy, context = ros
     from geometry_msgs.msg import Point32, PolygonStamped

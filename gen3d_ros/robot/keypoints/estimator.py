@@ -17,7 +17,6 @@ back to the model's silhouette search (:meth:`PoseEstimator.estimate`).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, replace
 
@@ -58,9 +57,10 @@ class KeypointPoseConfig:
 
 @dataclass
 class Calibration:
-    """A static camera from N frames: ``T_camera_base`` [4, 4] (rotation: chordal mean; translation: mean of the
+    """A static camera from N frames: ``T_camera_base`` [4, 4] (rotation: chordal mean; translation: median of the
     inlier frames), the spread of the inlier frames about it (``translation_std_m``, ``rotation_std_deg``),
-    ``frames_used`` of ``frames`` and every frame's estimate (``per_frame`` [N, 4, 4], NaN where none)."""
+    ``frames_used`` of ``frames``, every frame's estimate (``per_frame`` [N, 4, 4], NaN where none) and which of
+    them were averaged (``inliers`` [N] bool)."""
 
     T_camera_base: np.ndarray
     translation_std_m: float
@@ -78,6 +78,7 @@ class Calibration:
 
 class KeypointPoseEstimator:
     """Keypoints (:class:`KeypointDetector`) + geometry (:mod:`~.solve`) + optional refinement through a
+    inliers: np.ndarray | None = None
     :class:`~gen3d_ros.robot.pose.estimator.PoseEstimator`'s differentiable renderer."""
 
     def __init__(self, detector: KeypointDetector, pose=None, config: KeypointPoseConfig | None = None,
@@ -265,24 +266,37 @@ class KeypointPoseEstimator:
 
 def average_cameras(per_frame: np.ndarray) -> Calibration:
     """The static camera of per-frame estimates ``per_frame [N, 4, 4]`` (NaN rows: frames without one): frames
-    further than 3 median absolute deviations (and 1 cm) from the median translation are left out, the rest averaged
-    (chordal L2 mean of the rotations, mean translation); their RMS deviations from it are the uncertainty.
-    Raises ValueError when no frame has an estimate."""
+    further than 3 median absolute deviations (and 1 cm) from the median translation, or (and 1 deg) from the
+    chordal mean rotation of those, are left out; the rest averaged (chordal L2 mean of the rotations, per-axis median
+    translation); their RMS deviations from it are the uncertainty. Raises ValueError when no frame has an
+    estimate."""
     per = np.asarray(per_frame, np.float64)
-    ok = np.isfinite(per[:, 0, 0])
+    ok = np.isfinite(per.reshape(len(per), -1)).all(axis=1)
     if not ok.any():
         raise ValueError(f"no camera pose from any of the {len(per)} frames (the robot not in view?)")
     t = per[ok, :3, 3]
     dev = np.linalg.norm(t - np.median(t, axis=0), axis=1)
     inl = dev <= max(3 * np.median(dev) * 1.4826, 0.01)
     Rs, ts = per[ok][inl, :3, :3], t[inl]
-    U, _, Vt = np.linalg.svd(Rs.sum(axis=0))
-    R = U @ np.diag([1, 1, np.linalg.det(U @ Vt)]) @ Vt
     T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, ts.mean(axis=0)
-    ang = [math.degrees(math.acos(np.clip((np.trace(R.T @ Ri) - 1) / 2, -1, 1))) for Ri in Rs]
+    T[:3, :3], T[:3, 3] = _chordal_mean(Rs), np.median(ts, axis=0)
+    inliers = np.zeros(len(per), bool)
+    inliers[np.flatnonzero(ok)[inl]] = True
     return Calibration(T, float(np.sqrt(((ts - T[:3, 3]) ** 2).sum(1).mean())),
-                       float(np.sqrt(np.mean(np.square(ang)))), int(inl.sum()), len(per), per)
+                       float(np.sqrt(np.mean(np.square(_angles_deg(Rs, T[:3, :3]))))), int(inl.sum()), len(per), per,
+                       inliers)
+
+
+def _chordal_mean(Rs: np.ndarray) -> np.ndarray:
+    """The rotation nearest (Frobenius) to the sum of ``Rs`` [n, 3, 3]: the chordal L2 mean."""
+    U, _, Vt = np.linalg.svd(Rs.sum(axis=0))
+    return U @ np.diag([1, 1, np.linalg.det(U @ Vt)]) @ Vt
+
+
+def _angles_deg(Rs: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """[n] angles (degrees) between each of ``Rs`` [n, 3, 3] and ``R``."""
+    cos = (np.einsum("ij,nij->n", R, Rs) - 1) / 2  # trace(R^T R_i)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 def _float64_copy(fk: ForwardKinematics) -> ForwardKinematics:
@@ -293,3 +307,7 @@ def _float64_copy(fk: ForwardKinematics) -> ForwardKinematics:
 
 
 __all__ = ["Calibration", "KeypointPoseConfig", "KeypointPoseEstimator", "average_cameras"]
+    # a mirrored PnP solution can land near the right translation: its rotation gives it away
+    ang = _angles_deg(per[ok][inl, :3, :3], _chordal_mean(per[ok][inl, :3, :3]))
+    keep = ang <= max(3 * np.median(ang) * 1.4826, 1.0)
+    inl[np.flatnonzero(inl)[~keep]] = False
