@@ -68,6 +68,7 @@ class Calibration:
     frames_used: int
     frames: int
     per_frame: np.ndarray
+    inliers: np.ndarray | None = None
 
     @property
     def T_base_camera(self) -> np.ndarray:
@@ -78,7 +79,6 @@ class Calibration:
 
 class KeypointPoseEstimator:
     """Keypoints (:class:`KeypointDetector`) + geometry (:mod:`~.solve`) + optional refinement through a
-    inliers: np.ndarray | None = None
     :class:`~gen3d_ros.robot.pose.estimator.PoseEstimator`'s differentiable renderer."""
 
     def __init__(self, detector: KeypointDetector, pose=None, config: KeypointPoseConfig | None = None,
@@ -277,6 +277,10 @@ def average_cameras(per_frame: np.ndarray) -> Calibration:
     t = per[ok, :3, 3]
     dev = np.linalg.norm(t - np.median(t, axis=0), axis=1)
     inl = dev <= max(3 * np.median(dev) * 1.4826, 0.01)
+    # a mirrored PnP solution can land near the right translation: its rotation gives it away
+    ang = _angles_deg(per[ok][inl, :3, :3], _chordal_mean(per[ok][inl, :3, :3]))
+    keep = ang <= max(3 * np.median(ang) * 1.4826, 1.0)
+    inl[np.flatnonzero(inl)[~keep]] = False
     Rs, ts = per[ok][inl, :3, :3], t[inl]
     T = np.eye(4)
     T[:3, :3], T[:3, 3] = _chordal_mean(Rs), np.median(ts, axis=0)
@@ -307,7 +311,3 @@ def _float64_copy(fk: ForwardKinematics) -> ForwardKinematics:
 
 
 __all__ = ["Calibration", "KeypointPoseConfig", "KeypointPoseEstimator", "average_cameras"]
-    # a mirrored PnP solution can land near the right translation: its rotation gives it away
-    ang = _angles_deg(per[ok][inl, :3, :3], _chordal_mean(per[ok][inl, :3, :3]))
-    keep = ang <= max(3 * np.median(ang) * 1.4826, 1.0)
-    inl[np.flatnonzero(inl)[~keep]] = False
