@@ -345,7 +345,8 @@ def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], 
     """Frames/s of warm-started tracking (``PoseEstimator.refine`` per frame, camera unknown) of the video, and
     the seconds of one single-image estimate (multi-hypothesis search + refinement) of its first frame, both after
     warm-ups (``robot/pose/timing.py``). ``cuda_graphs``: the estimator's CUDA graphs (None: its default, on
-    CUDA on); ``overrides``: PoseEstimatorConfig fields (e.g. ``track_iterations``, ``track_lr_scale``)."""
+    CUDA on); ``overrides``: PoseEstimatorConfig fields (e.g. ``track_iterations``, ``track_lr_scale``) and
+    ``loss_graphs`` (1: graph each step's losses too, ``robot/pose/graphs.py``)."""
     import torch
 
     from gen3d_ros.geometry.camera import PinholeCamera
@@ -357,9 +358,15 @@ def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], 
     size = int(inputs["video_rgb"].shape[1])
     camera = PinholeCamera.from_fov(size, size, float(inputs["video_fov_deg"]))
     background = tuple(float(v) for v in inputs["video_background"])
-    est = PoseEstimator(model, PoseEstimatorConfig(backend=backend, device=device, background=background,
-                                                   **(overrides or {})),
-                        cuda_graphs=cuda_graphs)
+    from gen3d_ros.robot.pose.graphs import set_loss_graphs
+
+    overrides = dict(overrides or {})
+    previous = set_loss_graphs(bool(overrides.pop("loss_graphs", False)))  # the step's losses graphed too
+    try:
+        est = PoseEstimator(model, PoseEstimatorConfig(backend=backend, device=device, background=background,
+                                                       **overrides), cuda_graphs=cuda_graphs)
+    finally:
+        set_loss_graphs(previous)
     frames = [torch.as_tensor(f).float().div(255.0) for f in inputs["video_rgb"]]
     q_true = inputs["video_q"]
     T_true = inputs["video_T_camera_base"]
@@ -375,6 +382,7 @@ def pose_tracking(inputs: dict, device: str, backend: str, log: Callable[[str], 
            "pose_single_image_joint_err_deg": float(np.degrees(np.abs(single.estimate.q - q_true[0])).mean()),
            "pose_image_px": float(size), "pose_track_iterations": float(est.config.track_iterations),
            "pose_track_lr_scale": float(est.config.track_lr_scale),
+           "pose_loss_graphs": float(est.refiner.loss_graphs is not None),
            "pose_tracking_steps_per_frame": float(timing.steps_per_frame)}
     log(f"pose ({backend}{', no CUDA graphs' if cuda_graphs is False else ''}): {res}")
     return res

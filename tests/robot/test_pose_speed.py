@@ -213,3 +213,57 @@ def test_single_image_timing_reports_its_phases(model):
     assert sum(timing.phase_seconds.values()) == pytest.approx(timing.estimate.seconds, rel=1e-6)
     assert timing.seconds >= timing.estimate.seconds * 0.99 and timing.steps == 5 * 2 + 5 * 1
     assert timing.ops.ops > 1000
+
+
+def test_loss_graph_function_equals_the_eager_losses():
+    """What LossGraphs records (image losses + smoothness of one step) equals the eager loop's losses, gradients
+    included; the switch that turns it on is off by default."""
+    from gen3d_ros.robot.pose.graphs import LossGraphs, loss_graphs_enabled
+
+    assert not loss_graphs_enabled()
+    g = torch.Generator().manual_seed(6)
+    rgb = torch.rand(2, 5, 6, 3, generator=g, requires_grad=True)
+    alpha = torch.rand(2, 5, 6, generator=g, requires_grad=True)
+    level = Level(CAMERA, torch.rand(5, 6, 3, generator=g), (torch.rand(5, 6, generator=g) > 0.5).float(),
+                  torch.rand(5, 6, generator=g))
+    q, R, t = (torch.randn(*s, generator=g, requires_grad=True) for s in ((2, 5), (2, 3, 3), (2, 3)))
+    prior = tuple(torch.randn(*s, generator=g) for s in ((2, 5), (2, 3, 3), (2, 3)))
+    graphs = LossGraphs((0.9, 0.7, 0.3, 0.01, 0.02))
+    loss, terms = graphs.losses(rgb, alpha, level.rgb, level.mask, level.outside, q, R, t, *prior)
+    ref_terms = image_losses(rgb, alpha, level, 0.9, 0.7, 0.3)
+    ref = ref_terms.sum(-1) + smoothness_penalty(q, R, t, prior, 0.01, 0.02)
+    torch.testing.assert_close(terms, ref_terms)
+    torch.testing.assert_close(loss, ref)
+    got = torch.autograd.grad(loss.sum(), (rgb, alpha, q, R, t))
+    want = torch.autograd.grad(ref.sum(), (rgb, alpha, q, R, t))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    no_prior, _ = graphs.losses(rgb, alpha, level.rgb, level.mask, level.outside)
+    torch.testing.assert_close(no_prior, ref_terms.sum(-1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_loss_graphs_track_like_the_pose_graphs_alone(model):
+    """With the losses graphed too (set_loss_graphs), tracking gives the same estimates as with the pose graphs
+    alone (float32 rounding apart) with fewer kernel launches per step."""
+    pytest.importorskip("gsplat")
+    from gen3d_ros.robot.pose.graphs import set_loss_graphs
+
+    results = {}
+    for on in (False, True):
+        previous = set_loss_graphs(on)
+        try:
+            estimator = PoseEstimator(copy.deepcopy(model), PoseEstimatorConfig(device="cuda"), cuda_graphs=True)
+        finally:
+            set_loss_graphs(previous)
+        assert (estimator.refiner.loss_graphs is not None) == on
+        frames, T, qs = _video(estimator, model, 4)
+        initial = estimator.refine(frames[0], CAMERA, qs[0], T, iterations=0)
+        results[on] = measure_tracking(estimator, frames[1:], CAMERA, initial, warmup=1)
+    plain, graphed = results[False], results[True]
+    print(f"kernels per step: pose graphs {plain.ops_per_step.kernels}, + loss graphs {graphed.ops_per_step.kernels}; "
+          f"frames/s {plain.frames_per_s:.1f} -> {graphed.frames_per_s:.1f}")
+    for a, b in zip(plain.estimates, graphed.estimates):
+        np.testing.assert_allclose(a.q, b.q, atol=1e-3)
+        np.testing.assert_allclose(a.T_camera_base, b.T_camera_base, atol=1e-3)
+    assert graphed.ops_per_step.kernels < plain.ops_per_step.kernels

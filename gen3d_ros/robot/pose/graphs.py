@@ -19,8 +19,23 @@ import torch
 from torch import Tensor
 
 from gen3d_ros.robot.parametrization import camera_from_pivot, joints_from_unconstrained
+from gen3d_ros.robot.pose.losses import image_losses, smoothness_penalty
 
 GAUSSIAN_KEYS = ("means", "quats", "scales", "opacities", "colors")
+_loss_graphs = False
+
+
+def set_loss_graphs(on: bool) -> bool:
+    """Whether estimators made from now on (with CUDA graphs) also graph each step's losses (:class:`LossGraphs`;
+    off by default until measured on a GPU: ``bench/performance.py --pose-variants NAME:loss_graphs=1``); returns
+    the previous setting."""
+    global _loss_graphs
+    previous, _loss_graphs = _loss_graphs, bool(on)
+    return previous
+
+
+def loss_graphs_enabled() -> bool:
+    return _loss_graphs
 
 
 class PoseGraphs:
@@ -53,4 +68,44 @@ class PoseGraphs:
         return dict(zip(GAUSSIAN_KEYS, gaussians)), T, R, q
 
 
-__all__ = ["GAUSSIAN_KEYS", "PoseGraphs"]
+class LossGraphs:
+    """The image losses and the smoothness penalty of a step, ``(rgb [B, h, w, 3], alpha [B, h, w], level,
+    q [B, J], R [B, 3, 3], t_c [B, 3], prior) -> (loss [B], terms [B, 3])``, as CUDA graphs (forward and backward),
+    one per image size, batch and prior presence, recorded on first use: ~20 launches a step become two. The
+    splatting between :class:`PoseGraphs` and these stays eager. ``weights``: ``(w_rgb, w_mask, w_outside,
+    w_smooth_joints, w_smooth_camera)``; the level's target images are copied into the graph's inputs per call."""
+
+    def __init__(self, weights: tuple[float, float, float, float, float]) -> None:
+        self.weights = tuple(float(w) for w in weights)
+        self._graphed: dict[tuple, Callable[..., tuple[Tensor, ...]]] = {}
+
+    def losses(self, rgb: Tensor, alpha: Tensor, target: Tensor, mask: Tensor, outside: Tensor,
+               *pose_and_prior: Tensor) -> tuple[Tensor, Tensor]:
+        """What is recorded (also the eager reference): ``(loss [B], terms [B, 3])``; ``pose_and_prior``:
+        ``(q, R, t_c, q_prev, R_prev, t_prev)`` or nothing (no smoothness penalty)."""
+        w_rgb, w_mask, w_out, w_q, w_cam = self.weights
+        terms = image_losses(rgb, alpha, _Target(target, mask, outside), w_rgb, w_mask, w_out)
+        loss = terms.sum(-1)
+        if pose_and_prior:
+            q, R, t_c, *prior = pose_and_prior
+            loss = loss + smoothness_penalty(q, R, t_c, tuple(prior), w_q, w_cam)
+        return loss, terms
+
+    def __call__(self, rgb: Tensor, alpha: Tensor, level, q: Tensor, R: Tensor, t_c: Tensor,
+                 prior: tuple[Tensor, Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+        args = (rgb, alpha, level.rgb, level.mask, level.outside) + ((q, R, t_c, *prior) if prior is not None else ())
+        key = tuple(tuple(a.shape) for a in args)
+        if key not in self._graphed:
+            sample = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
+            self._graphed[key] = torch.cuda.make_graphed_callables(self.losses, sample)
+        return self._graphed[key](*args)
+
+
+class _Target:
+    """The three target images of a :class:`~gen3d_ros.robot.pose.images.Level` (what ``image_losses`` reads)."""
+
+    def __init__(self, rgb: Tensor, mask: Tensor, outside: Tensor) -> None:
+        self.rgb, self.mask, self.outside = rgb, mask, outside
+
+
+__all__ = ["GAUSSIAN_KEYS", "LossGraphs", "PoseGraphs", "loss_graphs_enabled", "set_loss_graphs"]

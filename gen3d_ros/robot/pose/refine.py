@@ -151,10 +151,14 @@ class PoseRefiner:
         self.upper = model.fk.upper.to(device)
         self._rates: dict[tuple[bool, bool, float], Tensor] = {}
         self.graphs = None
+        self.loss_graphs = None
         if cuda_graphs and device.type == "cuda" and hasattr(model, "render_posed"):
-            from gen3d_ros.robot.pose.graphs import PoseGraphs
+            from gen3d_ros.robot.pose.graphs import LossGraphs, PoseGraphs, loss_graphs_enabled
 
             self.graphs = PoseGraphs(model, self.lower, self.upper)
+            if loss_graphs_enabled():
+                self.loss_graphs = LossGraphs((config.w_rgb, config.w_mask, config.w_outside, config.w_smooth_joints,
+                                               config.w_smooth_camera))
 
     def make_state(self, q: Tensor, T: Tensor) -> PoseState:
         """The :class:`PoseState` of joints ``q [B, J]`` and cameras ``T [B, 4, 4]`` (pivot: the posed surface's
@@ -212,6 +216,8 @@ class PoseRefiner:
         if self.graphs is not None and fixed_q is None and fixed_T is None:
             gaussians, T, R, q = self.graphs(x, cam.R0, cam.pivot)
             out = self.model.render_posed(gaussians, T, level.camera, background=self.background, backend=cfg.backend)
+            if self.loss_graphs is not None:
+                return self.loss_graphs(out.rgb, out.alpha, level, q, R, t_c, prior)
             terms = image_losses(out.rgb, out.alpha, level, cfg.w_rgb, cfg.w_mask, cfg.w_outside)
         else:
             q = joints_from_unconstrained(z, self.lower, self.upper) if fixed_q is None else fixed_q
