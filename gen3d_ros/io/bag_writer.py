@@ -272,36 +272,6 @@ class BagWriter:
         return {name: t.count for name, t in self.topics.items()}
 
 
-def check_output(path: Path, *, force: bool) -> None:
-    """Raise :class:`OutputExistsError` when ``path`` exists and ``force`` is off (kept for callers outside
-    this module; :class:`BagWriter` uses :func:`gen3d_ros.outputs.prepare_output`)."""
-    if (path.exists() or path.is_symlink()) and not force:
-        raise OutputExistsError(f"output {path} exists; pass force=True (--force) to replace it")
-
-
-def move_into_place(built: Path, dest: Path, scratch: Path) -> None:
-    """Move ``built`` to ``dest``. A file replaces atomically (``os.replace``); a directory is swapped by two
-    renames inside the same folder, the old one parked in ``scratch`` and removed with it."""
-    if built.is_dir() and (dest.exists() or dest.is_symlink()):
-        parked = scratch / "previous"
-        os.rename(dest, parked)
-        try:
-            os.rename(built, dest)
-        except BaseException:
-            os.rename(parked, dest)
-            raise
-    elif dest.is_dir() and not dest.is_symlink():
-        parked = scratch / "previous"
-        os.rename(dest, parked)
-        try:
-            os.replace(built, dest)
-        except BaseException:
-            os.rename(parked, dest)
-            raise
-    else:
-        os.replace(built, dest)
-
-
 def write_bag(path: str | os.PathLike, messages: Iterable[tuple[str, Any, int]], *, storage: str | None = None,
               force: bool = False) -> Path:
     """Write ``(topic, msg, time_ns)`` triples as a new bag at ``path`` (atomic; see :class:`BagWriter`)."""
@@ -309,12 +279,6 @@ def write_bag(path: str | os.PathLike, messages: Iterable[tuple[str, Any, int]],
         for topic, msg, time_ns in messages:
             writer.write(topic, msg, time_ns)
     return Path(path)
-
-
-def same_or_nested(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether paths ``a`` and ``b`` are the same or one contains the other (after resolving links)."""
-    ra, rb = Path(a).resolve(), Path(b).resolve()
-    return ra == rb or ra in rb.parents or rb in ra.parents
 
 
 def _is_gen3d_bag(path: Path) -> bool:

@@ -48,13 +48,12 @@ from rosbags.typesys.store import Typestore
 from gen3d_ros.io.bag_metadata import bag_custom_data
 from gen3d_ros.io.bag_storage import (MAX_METADATA_BYTES, STORAGES, BagError, StorageReader, describe_failure,
                                       storage_of)
-from gen3d_ros.io.bag_writer import (BAG_VERSION, BagWriter, OutputExistsError, check_output, move_into_place,
-                                     output_form, same_or_nested, write_bag)
+from gen3d_ros.io.bag_writer import BAG_VERSION, BagWriter, OutputExistsError, output_form, write_bag
 from gen3d_ros.io.typestore import get_gen3d_typestore
 
 __all__ = ["BAG_VERSION", "MAX_METADATA_BYTES", "STORAGES", "BagError", "BagMessage", "BagReader", "BagWriter",
-           "OutputExistsError", "TopicInfo", "bag_custom_data", "check_output", "move_into_place", "output_form",
-           "read_bag_info", "read_messages", "same_or_nested", "types_from_definition", "write_bag"]
+           "OutputExistsError", "TopicInfo", "bag_custom_data", "output_form", "read_bag_info", "read_messages",
+           "types_from_definition", "write_bag"]
 
 log = logging.getLogger("gen3d_ros.io.rosbag2")
 
