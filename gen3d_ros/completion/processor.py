@@ -29,7 +29,7 @@ from gen3d_ros.completion.alignment import GroundAlignment, estimate_alignment, 
 from gen3d_ros.completion.classical import ball_pivot_mesh, poisson_mesh
 from gen3d_ros.completion.decimate import decimate_to_budget
 from gen3d_ros.completion.grid import prepare_sweep
-from gen3d_ros.completion.mesh import TriangleMesh
+from gen3d_ros.completion.mesh import TriangleMesh, height_colors
 from gen3d_ros.completion.voxelize import voxel_centers, voxelize
 from gen3d_ros.config import param, validate
 
@@ -44,6 +44,11 @@ HGCA_DEFAULTS = {
     "cuda": {"region_half_extent": 51.2, "coarse_steps": 6, "fine_steps": 0},
     "cpu": {"region_half_extent": 25.6, "coarse_steps": 6, "fine_steps": 2},
 }
+
+
+#: Metres inside the completion volume whose points also go into the outside surface's Poisson (two coarse voxels):
+#: its surface then reaches the volume's faces instead of stopping short of them.
+OUTSIDE_BAND_M = 0.8
 
 
 def hgca_defaults(device: str) -> dict[str, float]:
@@ -87,8 +92,11 @@ class CompletionConfig:
                                     "its region)", unit="m", lo=1.0, hi=200.0)
     z_min: float = param(-3.0, "lowest kept point, sensor frame (learned methods with gravity_align: the level "
                                "model frame, sensor at the model's height)", unit="m", lo=-50.0, hi=50.0)
-    z_max: float = param(5.0, "highest kept point, sensor frame (learned methods with gravity_align: the model "
-                              "frame)", unit="m", lo=-50.0, hi=50.0)
+    # 20 m, not the old grid's 5 m: an OS-1 on a street sees 11-21 % of its returns above the demo grid's 4.4 m
+    # ceiling (bench/results/real_lidar.json), the rich models' grid reaches 8.4 m, and the observed surface
+    # outside the completion volume is kept (outside_surface).
+    z_max: float = param(20.0, "highest kept point, sensor frame (learned methods with gravity_align: the model "
+                               "frame)", unit="m", lo=-50.0, hi=50.0)
     max_points: int = param(200_000, "random subsample above this many points", lo=100, hi=10_000_000)
     min_points: int = param(50, "reject clouds with fewer usable points", lo=1, hi=1_000_000)
     poisson_depth: int = param(9, "Poisson octree depth (classical-poisson)", lo=5, hi=12)
@@ -107,6 +115,12 @@ class CompletionConfig:
     gravity_align: bool = param(True, "learned methods: complete in a gravity-aligned frame with the ground at the model's "
                                       "training height (from T_base_cloud when given, else a RANSAC ground fit "
                                       "with a sanity range), results transformed back to the cloud frame")
+    # The models complete only inside their grid (z ceiling 4.4 m for the demo models): without this a ray to a
+    # facade above it found no surface although the sweep saw one (real OS-1: no-hit 0.11 -> 0.007, issue 13).
+    outside_surface: bool = param(True, "learned methods: the observed surface outside the model's completion "
+                                        "volume (above its ceiling, below its floor, beyond its region) meshed as "
+                                        "classical-poisson does (no completion) and appended to the mesh; "
+                                        "CompletionResult.completed_faces counts the model's own faces, first")
     mesh_colors: bool = param(False, "per-vertex colours in CompletedMesh (+35 % bytes); off by default: they "
                                      "are the height ramp of the vertices, a subscriber can compute them")
 
@@ -183,6 +197,13 @@ class CompletionResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     display_mesh: TriangleMesh | None = None
     alignment: GroundAlignment | None = None  # the frame the model completed in (None: classical, or not aligned)
+    #: ``mesh.faces[:completed_faces]`` are the method's own surface (learned: inside its completion volume); the
+    #: faces after them are observed surface outside that volume, meshed without completion (``outside_surface``)
+    completed_faces: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.completed_faces is None:
+            self.completed_faces = len(self.mesh.faces)
 
 
 class CompletionProcessor:
@@ -292,6 +313,10 @@ class CompletionProcessor:
             result = self._process_hgca(points, dropped, start, on_coarse)
         else:
             result = self._process_gca(points, dropped)
+        if c.outside_surface:
+            t0 = time.perf_counter()
+            result.mesh, result.completed_faces = self._with_outside_surface(result.mesh, points)
+            result.timings_ms["outside_surface"] = (time.perf_counter() - t0) * 1e3
         if moved:
             result.mesh = TriangleMesh(alignment.to_cloud(result.mesh.vertices), result.mesh.faces,
                                        result.mesh.vertex_colors)  # height colours of the level frame
@@ -299,6 +324,42 @@ class CompletionProcessor:
         result.alignment = alignment
         result.timings_ms["align"] = align_ms
         return result
+
+    @property
+    def completion_volume(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(lo, hi)`` (3,) float64 metres: the box the learned model completes in, model frame (the cloud frame
+        when not aligned); None for the classical methods or a completer without a grid."""
+        c = self.completer
+        grid = getattr(getattr(c, "coarse", None), "grid", None) or getattr(c, "grid", None)
+        if grid is None:
+            return None
+        return grid.origin.copy(), grid.origin + grid.extent
+
+    def _with_outside_surface(self, mesh: TriangleMesh, points: np.ndarray) -> tuple[TriangleMesh, int]:
+        """``mesh`` (the completion, model frame) followed by the observed surface outside the completion volume,
+        and the completion's face count. That surface: Poisson (:func:`poisson_mesh`, the classical method's
+        parameters) of the points outside the volume and of those within a band of ``OUTSIDE_BAND_M`` inside it
+        (so that it reaches the volume's faces), cut to the faces whose centroid lies outside."""
+        volume = self.completion_volume
+        if volume is None:
+            return mesh, len(mesh.faces)
+        lo, hi = volume
+        band = ((points < lo + OUTSIDE_BAND_M) | (points >= hi - OUTSIDE_BAND_M)).any(1)
+        if not (((points < lo) | (points >= hi)).any(1)).any():
+            return mesh, len(mesh.faces)
+        c = self.config
+        outside = poisson_mesh(points[band], voxel_size=c.voxel_size, depth=c.poisson_depth,
+                               density_quantile=c.density_quantile)
+        centroid = outside.vertices[outside.faces].mean(1) if len(outside.faces) else np.zeros((0, 3))
+        faces = outside.faces[((centroid < lo) | (centroid >= hi)).any(1)]
+        if len(faces) == 0:
+            return mesh, len(mesh.faces)
+        n = len(mesh.vertices)
+        colors = (np.concatenate([mesh.vertex_colors, outside.vertex_colors])
+                  if len(mesh.vertex_colors) == n else height_colors(np.concatenate([mesh.vertices, outside.vertices])))
+        merged = TriangleMesh(np.concatenate([mesh.vertices, outside.vertices]).astype(np.float32),
+                              np.concatenate([mesh.faces, faces + n]).astype(np.int32), colors.astype(np.float32))
+        return merged, len(mesh.faces)
 
     def _alignment(self, points: np.ndarray, T_base_cloud: np.ndarray | None) -> GroundAlignment | None:
         """The model frame of this sweep (None when ``gravity_align`` is off or the model's frame is unknown)."""

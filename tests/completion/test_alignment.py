@@ -120,7 +120,9 @@ def completions_in_world(scene, align: bool) -> dict[tuple[float, float], list[n
     mounting), 1.2 m, 2.5 m and 1.73 m tilted 5 deg, mapped into the world frame (metres)."""
     from gen3d_ros.completion.processor import CompletionConfig, CompletionProcessor
 
-    proc = CompletionProcessor(CompletionConfig(method="gca", gravity_align=align))
+    # the completion alone: the observed surface outside the +-12 m box (outside_surface) is what each mounting
+    # happens to see out there, not the model's
+    proc = CompletionProcessor(CompletionConfig(method="gca", gravity_align=align, outside_surface=False))
     out = {}
     for height, tilt in ((1.73, 0.0), (1.2, 0.0), (2.5, 0.0), (1.73, 5.0)):
         T = pose(height, tilt)

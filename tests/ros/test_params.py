@@ -100,7 +100,7 @@ def test_descriptors_carry_description_with_unit_range_and_read_only(ros):
 @pytest.mark.parametrize("name,value,reason", [
     ("voxel_size", 5.0, "out of range"),            # descriptor range, checked by rclpy
     ("poisson_depth", 2, "out of range"),
-    ("z_min", 10.0, "z_min=10.0 must be below z_max"),  # cross-field check of CompletionConfig
+    ("z_min", 30.0, "z_min=30.0 must be below z_max"),  # cross-field check of CompletionConfig
     ("method", "marching-nowhere", "choose one of"),   # choices of CompletionConfig
     ("voxel_size", "big", "Wrong parameter type"),
     ("cloud_topic", "/elsewhere", "read-only"),
@@ -137,7 +137,7 @@ def test_valid_runtime_change_rebuilds_the_stage_and_keeps_the_counters(ros):
         # an atomic change is validated as a whole: z_min above the *new* z_max is rejected
         result = node.set_parameters_atomically([Parameter("z_max", value=1.0), Parameter("z_min", value=2.0)])
         assert not result.successful and "z_min" in result.reason
-        assert node.config.z_max == 5.0
+        assert node.config.z_max == 20.0
     finally:
         node.destroy_node()
 
@@ -157,8 +157,8 @@ def test_inconsistent_params_file_stops_the_node_naming_the_field(ros, tmp_path)
     from rclpy.exceptions import InvalidParameterValueException
 
     path = tmp_path / "p.yaml"
-    path.write_text("completion_node:\n  ros__parameters:\n    z_min: 6.0\n")
-    with pytest.raises(ValueError, match="z_min=6.0 must be below z_max"):
+    path.write_text("completion_node:\n  ros__parameters:\n    z_min: 26.0\n")
+    with pytest.raises(ValueError, match="z_min=26.0 must be below z_max"):
         make_node(ros, params_file=path)
     with pytest.raises(InvalidParameterValueException):
         make_node(ros, extra_args=["-p", "voxel_size:=9.0"])
@@ -197,10 +197,10 @@ def test_nested_config_fields_are_section_parameters_with_their_metadata(ros, tm
                                          ["gen3d_ros.ros.node_main", "completion_node"]], ids=["named", "stage_node"])
 def test_node_process_exits_with_code_2_and_the_reason_on_invalid_parameters(children, entry_point):
     require_rclpy()
-    child = children("completion_node", ["-m", *entry_point, "--ros-args", "-p", "z_min:=9.0"])
+    child = children("completion_node", ["-m", *entry_point, "--ros-args", "-p", "z_min:=29.0"])
     child.proc.wait(30)
     assert child.proc.returncode == 2, child.output()
-    assert "z_min=9.0 must be below z_max" in child.stderr() and "Traceback" not in child.stderr()
+    assert "z_min=29.0 must be below z_max" in child.stderr() and "Traceback" not in child.stderr()
 
 
 def test_stage_node_entry_point_names_the_known_nodes_for_an_unknown_one(capsys):
