@@ -11,6 +11,13 @@ returns inside the completion region (``|x|, |y| < region``, sensor frame, beyon
 - ``median_abs_dr_m``: median |hit range - real range| of the rays that hit, metres;
 - ``no_hit``: share of the rays that hit nothing.
 
+The same metrics over the rays whose real return lies inside the completion volume (the hGCA grid's box after its
+gravity alignment; the same rays for every method): ``<method>.inside.<metric>``; where the rays without a hit go:
+``<method>.no_hit_<class>`` (share of all rays) and ``rays_<class>`` (share of the rays in the class) for the
+classes above_ceiling, below_floor, beyond_xy, inside_ground, inside_other. Learned methods append the observed
+surface outside their volume to the mesh (the node's ``outside_surface``); ``<method>-completed-only`` scores the
+same completions on the model's own faces alone.
+
 Methods: ``hgca`` (the packaged bundle or ``--checkpoint``, region ``--region``), ``gca`` (its +-12 m training box,
 so it scores no-hit beyond), ``poisson`` (open3d screened Poisson of the same input, the node's
 ``classical-poisson``), and ``hgca-noalign`` (hGCA without gravity alignment, opt-in), all through
@@ -292,39 +299,114 @@ def ray_metrics(hit: np.ndarray, real: np.ndarray) -> dict[str, float]:
     return out
 
 
+#: Where a ray's real return lies relative to the completion volume (model frame): the no-hit breakdown
+RAY_CLASSES = ("above_ceiling", "below_floor", "beyond_xy", "inside_ground", "inside_other")
+#: A real return this close above the model's ground level (metres) counts as ground
+GROUND_BAND_M = 0.3
+#: The learned method whose completion volume (grid box after its alignment) defines the ``inside`` ray set
+VOLUME_METHODS = ("hgca", "hgca-noalign", "gca")
+
+
+def ray_classes(returns: np.ndarray, alignment: Any, volume: tuple[np.ndarray, np.ndarray],
+                model_height_m: float) -> dict[str, np.ndarray]:
+    """(R,) bool masks of :data:`RAY_CLASSES` (disjoint, covering every ray) of the real returns (R, 3) metres,
+    cloud frame: outside the volume ``(lo, hi)`` (model frame: ``alignment.to_model``, identity when None) by
+    height first, else beyond its x/y region; inside it, ground (within :data:`GROUND_BAND_M` of the model's
+    ground at ``-model_height_m``) or other."""
+    p = returns if alignment is None else alignment.to_model(returns)
+    lo, hi = volume
+    above, below = p[:, 2] >= hi[2], p[:, 2] < lo[2]
+    beyond = ((p[:, :2] < lo[:2]) | (p[:, :2] >= hi[:2])).any(1) & ~above & ~below
+    inside = ~(above | below | beyond)
+    ground = inside & (p[:, 2] < -model_height_m + GROUND_BAND_M)
+    return {"above_ceiling": above, "below_floor": below, "beyond_xy": beyond, "inside_ground": ground,
+            "inside_other": inside & ~ground}
+
+
+def _scores(hits: list[np.ndarray], real: np.ndarray, classes: dict[str, np.ndarray] | None) -> list[dict]:
+    """Per completion: the metrics over all rays, over the rays inside the volume (``inside.<metric>``) and the
+    no-hit share of all rays per ray class (``no_hit_<class>``)."""
+    runs = []
+    for hit in hits:
+        scores = ray_metrics(hit, real)
+        if classes is not None:
+            inside = classes["inside_ground"] | classes["inside_other"]
+            scores.update({f"inside.{k}": v for k, v in ray_metrics(hit[inside], real[inside]).items()})
+            scores.update({f"no_hit_{c}": float(np.mean(~np.isfinite(hit) & m)) for c, m in classes.items()})
+        runs.append(scores)
+    return runs
+
+
+def _complete(proc: Any, inputs: np.ndarray, origins: np.ndarray, dirs: np.ndarray, runs: int
+              ) -> tuple[list, list, list, list[float]]:
+    """``runs`` completions: results, hit ranges on the full mesh, on the completed faces alone, seconds."""
+    from gen3d_ros.completion.mesh import TriangleMesh
+
+    results, hits, completed, seconds = [], [], [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        res = proc.process(inputs.astype(np.float32))
+        seconds.append(time.perf_counter() - t0)
+        results.append(res)
+        hits.append(cast(res.mesh, origins, dirs))
+        if res.completed_faces < len(res.mesh.faces):  # observed surface outside the volume appended
+            own = TriangleMesh(res.mesh.vertices, res.mesh.faces[:res.completed_faces], res.mesh.vertex_colors)
+            completed.append(cast(own, origins, dirs))
+    return results, hits, completed, seconds
+
+
+def _flatten_runs(out: dict[str, Any], name: str, runs: list[dict]) -> None:
+    """Mean over the runs as ``<name>.<metric>``, their standard deviation as ``<name>.<metric>_sd``."""
+    for key in runs[0]:
+        values = np.array([r[key] for r in runs])
+        mean = float(values.mean())
+        out[f"{name}.{key}"] = mean if np.isfinite(mean) else None  # JSON has no NaN
+        if len(runs) > 1:
+            out[f"{name}.{key}_sd"] = float(values.std()) if np.isfinite(values).all() else None
+
+
 def evaluate(sweep: Sweep, processors: dict[str, Any], k: int, region: float, bar: Any,
              repeats: int = 1) -> tuple[dict, dict]:
     """Flat metrics of one sweep for every method, and its meshes (for the figure). Learned methods run
     ``repeats`` times (the processor's seed advances per call): the mean, and the standard deviation over the
-    repeats as ``<method>.<metric>_sd`` (one chain's sampling noise; Poisson is deterministic)."""
+    repeats as ``<method>.<metric>_sd`` (one chain's sampling noise; Poisson is deterministic).
+
+    Every method is scored on all rays and on the rays whose real return lies inside the completion volume of
+    the first of :data:`VOLUME_METHODS` run (its grid box after its alignment of the first completion):
+    ``<method>.inside.<metric>``, the same ray set for every method; ``<method>.no_hit_<class>``: the no-hit
+    share of all rays by where the real return lies (:data:`RAY_CLASSES`). A learned method whose mesh carries
+    observed surface outside its volume is also scored on its own faces alone as ``<method>-completed-only``."""
     inputs, origins, dirs, real = split_rings(sweep, k, region)
     out: dict[str, Any] = {"sensor": sweep.source.sensor, "points": len(sweep.points), "rings": sweep.n_rings,
                            "input_points": len(inputs), "input_rings": len(np.unique(sweep.ring[sweep.ring % k == 0])),
                            "rays": len(real)}
-    meshes = {}
+    done = {}
     for name, proc in processors.items():
-        runs, seconds, result = [], [], None
-        for _ in range(repeats if name != "poisson" else 1):
-            t0 = time.perf_counter()
-            res = proc.process(inputs.astype(np.float32))
-            seconds.append(time.perf_counter() - t0)
-            runs.append(ray_metrics(cast(res.mesh, origins, dirs), real))
-            result = result or res
-        for key in runs[0]:
-            values = np.array([r[key] for r in runs])
-            mean = float(values.mean())
-            out[f"{name}.{key}"] = mean if np.isfinite(mean) else None  # JSON has no NaN
-            if len(runs) > 1:
-                out[f"{name}.{key}_sd"] = float(values.std()) if np.isfinite(values).all() else None
+        done[name] = _complete(proc, inputs, origins, dirs, repeats if name != "poisson" else 1)
+        bar.update(1)
+    classes = None
+    ref = next((m for m in VOLUME_METHODS if m in processors), None)
+    if ref is not None and processors[ref].completion_volume is not None:
+        first = done[ref][0][0]
+        classes = ray_classes(origins + dirs * real[:, None], first.alignment, processors[ref].completion_volume,
+                              processors[ref].model_height_m)
+        out["volume_of"] = ref
+        out.update({f"rays_{c}": float(m.mean()) for c, m in classes.items()})
+    meshes = {}
+    for name, (results, hits, completed, seconds) in done.items():
+        _flatten_runs(out, name, _scores(hits, real, classes))
+        if completed:
+            _flatten_runs(out, f"{name}-completed-only", _scores(completed, real, classes))
+        result = results[0]
         out[f"{name}.seconds"] = round(float(np.mean(seconds)), 2)
         out[f"{name}.triangles"] = len(result.mesh.faces)
+        out[f"{name}.outside_triangles"] = len(result.mesh.faces) - result.completed_faces
         if result.alignment is not None:
             a = result.alignment
             out[f"{name}.alignment"] = a.source
             out[f"{name}.sensor_height_m"] = None if a.sensor_height_m is None else round(a.sensor_height_m, 3)
             out[f"{name}.tilt_deg"] = round(a.tilt_deg, 2)
         meshes[name] = result.mesh
-        bar.update(1)
     return out, {"inputs": inputs, "meshes": meshes}
 
 
@@ -333,13 +415,29 @@ def evaluate(sweep: Sweep, processors: dict[str, Any], k: int, region: float, ba
 METRIC_KEYS = ("within_0p2m", "within_0p5m", "median_abs_dr_m", "no_hit")
 
 
-def summarise(per_sweep: dict[str, dict], methods: Sequence[str]) -> dict[str, float]:
-    """Mean over sweeps of every method's metrics (flat ``<method>.<metric>``)."""
-    out = {}
+def scored_names(per_sweep: dict[str, dict], methods: Sequence[str]) -> list[str]:
+    """The methods and the ``<method>-completed-only`` scores present in the results."""
+    names = []
     for m in methods:
-        for key in (*METRIC_KEYS, "within_0p2m_sd", "seconds"):
+        names += [n for n in (m, f"{m}-completed-only") if any(f"{n}.within_0p2m" in r for r in per_sweep.values())]
+    return names
+
+
+def summarise(per_sweep: dict[str, dict], methods: Sequence[str]) -> dict[str, float]:
+    """Mean over sweeps of every method's metrics (flat ``<method>.<metric>``), over all rays and inside the
+    volume, with the no-hit breakdown, and of the ray classes' shares (``rays_<class>``)."""
+    out = {}
+    keys = (*METRIC_KEYS, "within_0p2m_sd", "seconds", *(f"inside.{k}" for k in METRIC_KEYS),
+            *(f"no_hit_{c}" for c in RAY_CLASSES))
+    for m in scored_names(per_sweep, methods):
+        for key in keys:
             values = [r[f"{m}.{key}"] for r in per_sweep.values() if r.get(f"{m}.{key}") is not None]
-            out[f"{m}.{key}"] = round(float(np.mean(values)), 4) if values else None
+            if values or key in METRIC_KEYS:
+                out[f"{m}.{key}"] = round(float(np.mean(values)), 4) if values else None
+    for c in RAY_CLASSES:
+        values = [r[f"rays_{c}"] for r in per_sweep.values() if f"rays_{c}" in r]
+        if values:
+            out[f"rays_{c}"] = round(float(np.mean(values)), 4)
     return out
 
 
@@ -355,26 +453,67 @@ def provenance(args: argparse.Namespace, command: str) -> dict[str, Any]:
             "command": command, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-def markdown(results: dict[str, Any], names: Sequence[str], methods: Sequence[str]) -> str:
-    """A table per sweep and the mean, methods as rows."""
-    lines = [f"# Real-LiDAR completion: every {results['k']}th ring in, the other rings re-simulated",
-             "", f"Region +-{results['region_m']} m; `{results['command']}`; {results['device']}; torch "
-             f"{results['torch']}, open3d {results['open3d']}, {results['date']}.", "",
-             f"Learned methods: mean of {results['repeats']} completions per sweep (± their standard deviation: one "
-             "chain's sampling noise; for the mean row the mean of the sweeps' deviations).", "",
-             "| sweep | sensor | rays | method | within 0.2 m | within 0.5 m | median abs dr (m) | no hit | s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+def _table(results: dict[str, Any], names: Sequence[str], methods: Sequence[str], prefix: str) -> list[str]:
+    """Rows of the metrics table (``prefix``: "" for all rays, "inside." for the rays inside the volume)."""
     fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.3f}"  # noqa
+    lines = ["| sweep | sensor | rays | method | within 0.2 m | within 0.5 m | median abs dr (m) | no hit | s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in [*names, "mean"]:
         for m in methods:
             get = (lambda key: results.get(f"{m}.{key}")) if name == "mean" else \
                 (lambda key: results.get(f"{name}.{m}.{key}"))
+            if get(prefix + "within_0p2m") is None and name != "mean":
+                continue
             sensor = "" if name == "mean" else results[f"{name}.sensor"]
             rays = "" if name == "mean" else results[f"{name}.rays"]
-            sd = get("within_0p2m_sd")
-            cells = [fmt(get(k)) + (f" ± {sd:.3f}" if k == "within_0p2m" and sd is not None else "")
+            if prefix and name != "mean":
+                rays = int(round(rays * (results.get(f"{name}.rays_inside_ground", 0)
+                                         + results.get(f"{name}.rays_inside_other", 0))))
+            sd = get(prefix + "within_0p2m_sd")
+            cells = [fmt(get(prefix + k)) + (f" ± {sd:.3f}" if k == "within_0p2m" and sd is not None else "")
                      for k in METRIC_KEYS]
             lines.append(f"| {name} | {sensor} | {rays} | {m} | " + " | ".join(cells) + f" | {fmt(get('seconds'))} |")
+    return lines
+
+
+def _no_hit_table(results: dict[str, Any], names: Sequence[str], methods: Sequence[str]) -> list[str]:
+    """Rows: per sweep and method, the share of rays of each class and the no-hit share of all rays by class."""
+    lines = ["| sweep | method | no hit | " + " | ".join(c.replace("_", " ") for c in RAY_CLASSES) + " |",
+             "|---|---|---|" + "---|" * len(RAY_CLASSES)]
+    for name in [*names, "mean"]:
+        pre = "" if name == "mean" else f"{name}."
+        if f"{pre}rays_above_ceiling" not in results:
+            continue
+        lines.append(f"| {name} | (share of rays) | | " + " | ".join(f"{results[f'{pre}rays_{c}']:.3f}"
+                                                               for c in RAY_CLASSES) + " |")
+        for m in methods:
+            if results.get(f"{pre}{m}.no_hit_above_ceiling") is None:
+                continue
+            lines.append(f"| {name} | {m} | {results[f'{pre}{m}.no_hit']:.3f} | " + " | ".join(
+                f"{results[f'{pre}{m}.no_hit_{c}']:.3f}" for c in RAY_CLASSES) + " |")
+    return lines
+
+
+def markdown(results: dict[str, Any], names: Sequence[str], methods: Sequence[str]) -> str:
+    """A table per sweep and the mean, methods as rows: all rays, the rays inside the completion volume, and
+    where the rays without a hit go."""
+    lines = [f"# Real-LiDAR completion: every {results['k']}th ring in, the other rings re-simulated",
+             "", f"Region +-{results['region_m']} m; `{results['command']}`; {results['device']}; torch "
+             f"{results['torch']}, open3d {results['open3d']}, {results['date']}.", "",
+             f"Learned methods: mean of {results['repeats']} completions per sweep (± their standard deviation: one "
+             "chain's sampling noise; for the mean row the mean of the sweeps' deviations). "
+             "`<method>-completed-only`: the same completions scored on the method's own faces, without the "
+             "observed surface outside its completion volume (`outside_surface`).", "",
+             "## All rays of the dropped rings", "", *_table(results, names, methods, "")]
+    if any(k.startswith("rays_") for k in results):
+        lines += ["", "## Rays whose real return lies inside the completion volume",
+                  "", f"The volume: the grid box of `{results.get('volume_of', 'hgca')}` after its gravity "
+                  "alignment; the same rays for every method.", "", *_table(results, names, methods, "inside."),
+                  "", "## Where the rays without a hit go",
+                  "", "Share of all rays by where the real return lies (model frame: above the grid's ceiling, "
+                  f"below its floor, beyond its x/y region, inside it on the ground (within {GROUND_BAND_M} m of "
+                  "the model's ground level) or elsewhere), and the no-hit share of all rays per class.", "",
+                  *_no_hit_table(results, names, methods)]
     lines += ["", "Sources (fetched at bench time, not in git):", ""]
     for name in names:
         lines.append(f"- `{name}`: {results[f'{name}.source']} ({results[f'{name}.licence']})")
@@ -481,8 +620,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                **provenance(args, command)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out.with_suffix(".json"), results)
-    write_text(args.out.with_suffix(".md"), markdown(results, list(per_sweep), methods))
-    print(markdown(results, list(per_sweep), methods))
+    names = scored_names(per_sweep, methods)
+    write_text(args.out.with_suffix(".md"), markdown(results, list(per_sweep), names))
+    print(markdown(results, list(per_sweep), names))
     return results
 
 

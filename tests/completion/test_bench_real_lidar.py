@@ -72,3 +72,22 @@ def test_rays_recast_on_the_true_surface_come_back_and_a_shifted_surface_does_no
     assert bad["within_0p5m"] >= bad["within_0p2m"]
     empty = bench.ray_metrics(bench.cast(TriangleMesh.empty(), origins, dirs), real)
     assert empty["no_hit"] == 1.0 and empty["within_0p5m"] == 0.0 and np.isnan(empty["median_abs_dr_m"])
+
+
+def test_ray_classes_split_rays_by_where_the_real_return_lies_in_the_model_frame(bench) -> None:
+    """Each ray in one class: above the ceiling / below the floor (by height first), beyond x/y, inside on the
+    ground (within GROUND_BAND_M of the model ground) or inside elsewhere; the alignment moves returns first."""
+    from gen3d_ros.completion.alignment import GroundAlignment
+
+    returns = np.array([[5, 0, 5.0], [5, 0, -4.0], [30, 0, 0.0], [30, 0, 6.0], [5, 0, -1.6], [5, 0, 0.0]])
+    volume = (np.array([-25.6, -25.6, -2.8]), np.array([25.6, 25.6, 4.4]))
+    classes = bench.ray_classes(returns, None, volume, 1.73)
+    expected = ["above_ceiling", "below_floor", "beyond_xy", "above_ceiling", "inside_ground", "inside_other"]
+    assert [next(c for c, m in classes.items() if m[i]) for i in range(6)] == expected
+    assert sum(m.astype(int) for m in classes.values()).tolist() == [1] * 6
+    lift = np.eye(4)
+    lift[2, 3] = -1.0  # the sensor 1 m higher than the model's: returns 1 m lower in the model frame
+    moved = bench.ray_classes(returns, GroundAlignment(lift, "ransac", 1.73), volume, 1.73)
+    assert moved["above_ceiling"].tolist() == [False, False, False, True, False, False]  # (5, 0, 5) -> z 4: inside
+    assert moved["below_floor"][[1, 4]].tolist() == [True, False]
+    assert moved["inside_ground"][[4, 5]].tolist() == [True, False]
