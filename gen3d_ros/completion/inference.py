@@ -283,11 +283,15 @@ class SceneCompleter:
         seed = cfg.seed if seed is None else int(seed)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        points = prepare_sweep(np.asarray(points, np.float64).reshape(-1, 3), roi_radius_m=cfg.roi_radius_m,
-                               max_points=cfg.max_points, rng=self.rng).points
-        if self._on_gpu():  # one upload; voxelised where the chain runs
+        points = np.asarray(points).reshape(-1, 3)
+        # float32 sweeps (PointCloud2) stay float32 up to the upload (half the bytes to copy and send; float64 is
+        # exact for them, so every result is unchanged); all else becomes float64 as before
+        points = prepare_sweep(points if points.dtype == np.float32 else points.astype(np.float64),
+                               roi_radius_m=cfg.roi_radius_m, max_points=cfg.max_points, rng=self.rng).points
+        if self._on_gpu():  # one upload; voxelised where the chain runs (in float64: voxelize_tensor)
             coarse_in = self.coarse.voxelize_tensor(torch.from_numpy(np.ascontiguousarray(points)).to(cfg.device))
         else:
+            points = points.astype(np.float64, copy=False)
             coarse_in = self.coarse.voxelize(points)
         if len(coarse_in) == 0:
             raise ValueError(f"no point lies in the model's grid: origin {self.origin.tolist()} m, "
@@ -298,6 +302,7 @@ class SceneCompleter:
         if on_coarse is not None:
             on_coarse(self.coarse.centers(coarse[0]))
             t0 = time.perf_counter()
+        points = points.astype(np.float64, copy=False)
         fine_cells, fine_latents = self._fine_input(points)
         t0 = self._clock(timings, "encode", t0)
         bounds = ((0, 0, 0), tuple(int(v) for v in self.fine_shape))

@@ -23,3 +23,14 @@ def test_voxelize_tensor_equals_numpy_voxelize_on_a_wide_grid():
     assert len(ref) > 1000
     np.testing.assert_array_equal(got, ref)
     assert completer.voxelize_tensor(torch.zeros((0, 3), dtype=torch.float64)).shape == (0, 3)
+
+
+def test_float32_sweeps_voxelise_on_the_device_as_their_float64_copy():
+    """SceneCompleter uploads float32 sweeps as they are (half the bytes); voxelize_tensor works in float64, which
+    holds every float32 exactly, so the cells equal the numpy voxelisation of the float64 copy."""
+    completer = GCACompleter(default_gca_checkpoint(), half_extent_m=30.0)
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(-40, 40, size=(20000, 3)).astype(np.float32)
+    pts[:100] = (np.round(pts[:100] / completer.voxel_size) * completer.voxel_size).astype(np.float32)  # on faces
+    got = completer.voxelize_tensor(torch.from_numpy(pts)).numpy()
+    np.testing.assert_array_equal(got, completer.voxelize(pts.astype(np.float64)))
