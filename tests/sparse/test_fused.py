@@ -179,7 +179,8 @@ def test_boxed_gca_chain_keeps_every_state_of_the_reference(modes):
 def test_cuda_auto_runs_the_fast_paths_and_matches_the_reference(modes):
     """On CUDA ``auto`` fuses: the UNet's features equal the CPU reference's, and the packaged coarse model's chain
     grows the same cells as the reference path on the GPU (the candidates' probability sums use atomics on both
-    paths, so a draw may flip at the last bit: at most 0.1 % of the cells differ)."""
+    paths, so a draw may flip at the last bit and its neighbourhood grow differently: at most 1 % of the cells
+    differ; a wrong chain differs everywhere)."""
     import numpy as np
 
     from gen3d_ros.completion.checkpoint import default_hgca_checkpoint, load_bundle
@@ -206,4 +207,4 @@ def test_cuda_auto_runs_the_fast_paths_and_matches_the_reference(modes):
         modes(mode)
         grown[mode] = {tuple(c) for c in completer.complete_cells(cells, seed=2, steps=4).tolist()}
     assert len(grown["off"]) > len(cells)
-    assert len(grown["off"] ^ grown["auto"]) <= 0.001 * len(grown["off"])
+    assert len(grown["off"] ^ grown["auto"]) <= 0.01 * len(grown["off"])
