@@ -4,7 +4,7 @@
     est = kpe.estimate(rgb, camera, q=joint_state)   # known joints: camera by PnP + RANSAC, then refinement
     est = kpe.estimate(rgb, camera)                   # unknown joints: FK fitting from restarts, then refinement
     cal = kpe.calibrate(frames, camera, joint_states) # the static T_camera_base over N frames, with its spread
-    est = kpe.track_step(rgb, camera, previous)       # video: re-anchored on this frame's keypoints
+    est = kpe.track_step(rgb, camera, previous)       # video: joint filter + static camera (keypoints/tracking.py)
 
 Frames and units: ``q`` radians / metres (order ``fk.joint_names``); ``T_camera_base`` base -> OpenCV camera,
 metres; images ``[H, W, 3]`` RGB (uint8 or float in [0, 1]) on any background: the network's robot mask replaces
@@ -27,6 +27,7 @@ from gen3d_ros.geometry.camera import PinholeCamera
 from gen3d_ros.robot.keypoints.detector import Detection, KeypointDetector
 from gen3d_ros.robot.keypoints.solve import (KeypointFit, camera_from_keypoints, fit_joints_and_camera,
                                              joints_from_keypoints)
+from gen3d_ros.robot.keypoints.tracking import StaticCameraTracker
 from gen3d_ros.robot.kinematics import ForwardKinematics
 from gen3d_ros.robot.pose.config import PoseEstimate
 from gen3d_ros.robot.pose.images import image_to_tensor, make_level
@@ -46,12 +47,21 @@ class KeypointPoseConfig:
     refine_iterations: int = 40     # Adam steps of that refinement (single image)
     refine_scale: float = 0.5       # its image scale
     refine_lr_scale: float = 0.3    # its learning-rate factor (the keypoint solution is already close)
-    track_ik_steps: int = 10        # tracking: Levenberg-Marquardt steps from the previous frame
-    track_prior_weight: float = 20.0  # tracking: px^2 per rad^2 pulling the joints towards the previous frame
-    track_camera_prior_weight: float = 1e5  # tracking: px^2 per rad^2 / m^2 pulling the camera towards the last one
+    # tracking with a camera static relative to the base (keypoints/tracking.py): a constant-velocity joint filter
+    # and one bundle-adjusted camera; off: every frame fits joints and camera (a moving camera)
+    track_static_camera: bool = True
+    track_accel_std: float = 0.1    # its joint acceleration noise, rad / frame^2 for a joint with a 2 pi range
+    track_keypoint_std_px: float = 1.0  # its keypoint noise (px, at confidence 1)
+    track_gate: float = 6.0         # an update further than this (Mahalanobis) from the prediction is not taken
+    track_camera_frames: int = 20   # the camera is bundle-adjusted every frame for this many frames, ...
+    track_camera_every: int = 5     # ... then every this many frames ...
+    track_camera_window: int = 100  # ... over the last this many frames
+    track_ik_steps: int = 10        # moving camera: Levenberg-Marquardt steps from the previous frame
+    track_prior_weight: float = 20.0  # moving camera: px^2 per rad^2 pulling the joints towards the previous frame
+    track_camera_prior_weight: float = 1e5  # moving camera: px^2 per rad^2 / m^2 pulling the camera to the last one
     track_refine_iterations: int = 8  # tracking: render-and-compare steps per frame (0: keypoints only)
-    reinit_rms_px: float = 6.0      # tracking: re-initialise when the warm fit's error exceeds this ...
-    reinit_loss_factor: float = 2.0  # ... or the render loss jumps above this x the recent median
+    reinit_rms_px: float = 6.0      # tracking: re-initialise when the keypoint error exceeds this ...
+    reinit_loss_factor: float = 2.0  # ... or it (or the render loss) jumps above this x the recent median
     accept_rms_factor: float = 1.25  # a refined pose is kept if its keypoint error is within this x its fit's
 
 
@@ -97,6 +107,8 @@ class KeypointPoseEstimator:
             raise ValueError(f"the keypoint network's links {sorted(missing)} are not links of robot "
                              f"{getattr(fk, 'robot_name', '?')!r}: a network of another robot?")
         self._losses: list[float] = []
+        self._tracker: StaticCameraTracker | None = None
+        self._last: PoseEstimate | None = None  # what track_step returned last (the tracker continues from it)
 
     # ------------------------------------------------------------------------------------------ single image
 
@@ -225,24 +237,70 @@ class KeypointPoseEstimator:
     # ------------------------------------------------------------------------------------------ tracking
 
     def reset(self) -> None:
-        """Forget the tracking statistics (the render losses of recent frames)."""
+        """Forget the tracking state (the static-camera tracker, the render losses of recent frames)."""
         self._losses.clear()
+        self._tracker, self._last = None, None
 
     def track_step(self, image: np.ndarray, camera: PinholeCamera, previous: PoseEstimate | None,
                    T_camera_base: np.ndarray | None = None) -> PoseEstimate:
-        """One video frame. From the previous estimate, the FK fit is re-anchored on this frame's keypoints (with a
-        pull towards the previous joints: the temporal smoothing), then a few render-and-compare steps with the
-        smoothness prior. Re-initialised from restarts (the previous joints among them) when the fit's error exceeds
-        ``reinit_rms_px`` or the render loss jumps above ``reinit_loss_factor`` x the median of recent frames.
-        ``T_camera_base``: a calibrated camera, the fit's starting camera (instead of the previous frame's)."""
+        """One video frame; ``previous`` None: the first (a single-image estimate from restarts). With
+        ``config.track_static_camera`` (default) the camera is static relative to the base: a constant-velocity
+        joint filter updated from each frame's keypoints, one camera bundle-adjusted over the recent frames, an
+        innovation gate and re-initialisation from restarts when the keypoint error jumps
+        (:class:`~gen3d_ros.robot.keypoints.tracking.StaticCameraTracker`). Otherwise every frame re-anchors joints
+        and camera on its keypoints with a pull towards the previous frame. With ``config.refine`` and
+        ``track_refine_iterations`` > 0 a few render-and-compare steps follow; the frame is re-initialised when the
+        render loss jumps above ``reinit_loss_factor`` x the median of recent frames.
+        ``T_camera_base``: a calibrated camera, held fixed (static) or the starting camera (moving)."""
         t0 = time.perf_counter()
         cfg = self.config
         if previous is None:
             self.reset()
             est = self.estimate(image, camera, T_camera_base=T_camera_base)
-            self._losses.append(est.loss)
+        else:
+            det = self.detector.detect(image)
+            if cfg.track_static_camera:
+                est = self._track_static(image, det, camera, previous, T_camera_base)
+            else:
+                est = self._track_moving(image, det, camera, previous, T_camera_base)
+        self._losses.append(est.loss)
+        self._last = replace(est, seconds=time.perf_counter() - t0)
+        return self._last
+
+    def _track_static(self, image: np.ndarray, det: Detection, camera: PinholeCamera, previous: PoseEstimate,
+                      T_camera_base: np.ndarray | None) -> PoseEstimate:
+        """A frame of the static-camera tracker, started at ``previous`` unless it is what it returned last."""
+        cfg = self.config
+        if self._tracker is None or previous is not self._last:
+            T = previous.T_camera_base if T_camera_base is None else T_camera_base
+            self._tracker = StaticCameraTracker(self.detector.keypoints, self.fk64, cfg, T, T_camera_base is not None)
+            self._tracker.start(previous.q)
+        fr = self._tracker.step(det.uv, det.confidence, camera)
+        if fr.lost:  # not even restarts under this camera fit: joints (and camera) from scratch
+            est = self.estimate(image, camera, q_guess=fr.q, T_camera_base=T_camera_base)
+            self._tracker = StaticCameraTracker(self.detector.keypoints, self.fk64, cfg, est.T_camera_base,
+                                                T_camera_base is not None)
+            self._tracker.start(est.q)
             return est
-        det = self.detector.detect(image)
+        fit = KeypointFit(fr.q, fr.T_camera_base, fr.rms_px)
+        est = replace(self._plain(fit, cfg.restarts if fr.event == "reinit" else 1),
+                      loss_terms={"keypoint_rms_px": fr.rms_px, "innovation": fr.innovation,
+                                  "coast": float(fr.event == "coast"), "reinit": float(fr.event == "reinit")})
+        if self.pose is not None and cfg.refine and cfg.track_refine_iterations > 0 and np.isfinite(fr.rms_px):
+            est = self._refine(image, det, camera, [fit], True, cfg.track_refine_iterations, 0.5, prior=previous,
+                               optimise_T=False)
+            recent = self._losses[-10:]
+            if recent and est.loss > cfg.reinit_loss_factor * float(np.median(recent)):
+                est = self.estimate(image, camera, q_guess=fr.q, T_camera_base=fr.T_camera_base)
+                self._tracker.start(est.q)
+        return est
+
+    def _track_moving(self, image: np.ndarray, det: Detection, camera: PinholeCamera, previous: PoseEstimate,
+                      T_camera_base: np.ndarray | None) -> PoseEstimate:
+        """A frame from a moving camera: the FK fit re-anchored on this frame's keypoints from the previous
+        estimate (joint and camera priors towards it), re-initialised from restarts when its error exceeds
+        ``reinit_rms_px``."""
+        cfg = self.config
         T_start = previous.T_camera_base if T_camera_base is None else np.asarray(T_camera_base, np.float64)
         fixed = T_camera_base is not None
         fits = fit_joints_and_camera(self.detector.keypoints, self.fk64, det.uv, det.confidence, camera,
@@ -260,8 +318,7 @@ class KeypointPoseEstimator:
             est = self._plain(fits[0], 1)
         if reinit:
             est = self.estimate(image, camera, q_guess=previous.q, T_camera_base=T_camera_base)
-        self._losses.append(est.loss)
-        return replace(est, seconds=time.perf_counter() - t0)
+        return est
 
 
 def average_cameras(per_frame: np.ndarray) -> Calibration:
