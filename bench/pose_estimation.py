@@ -53,6 +53,7 @@ from gen3d_ros.robot.gaussians import RobotGaussianModel  # noqa: E402
 from gen3d_ros.robot.pose import PoseEstimator, PoseEstimatorConfig  # noqa: E402
 from gen3d_ros.robot.urdf import load_robot_npz, save_robot_npz  # noqa: E402
 from gen3d_ros.outputs import atomic_path, write_text  # noqa: E402
+from gen3d_ros.config import flatten_params  # noqa: E402
 sys.path.insert(0, str(ROOT / "bench"))
 import pose_keypoints  # noqa: E402
 
@@ -149,7 +150,7 @@ def write_markdown(results: dict, path: Path) -> None:
            "Medians over the views; ADD = mean distance of link origins in the camera frame; success = ADD < 5 cm; "
            "s / image = median wall time of one `estimate`.", ""]
     for robot in results.get("robots", []):
-        meta = results.get(robot, {})
+        meta = setup_of(results, robot)
         if not meta:  # a robot of the keypoint benchmark only (its tables follow)
             continue
         out += [f"## {robot}: {meta.get('views')} views, {meta.get('image_size')} px, {meta.get('fov_deg')} deg FOV, "
@@ -175,6 +176,20 @@ def write_markdown(results: dict, path: Path) -> None:
             "CPU seconds are wall time on a 2-core machine shared with other jobs (a test suite ran alongside): treat "
             "them as upper bounds.", ""]
     write_text(path, "\n".join(out))
+
+
+def setup_of(results: dict, robot: str) -> dict:
+    """The set-up of ``robot``'s run (flat keys ``<robot>.setup.<field>``, ``versions`` / ``config`` one level
+    deeper) as a dict: ``versions`` and ``config`` as dicts again."""
+    head, meta = f"{robot}.setup.", {}
+    for key, value in results.items():
+        if key.startswith(head):
+            field, _, sub = key[len(head):].partition(".")
+            if sub:
+                meta.setdefault(field, {})[sub] = value
+            else:
+                meta[field] = value
+    return meta
 
 
 def merge_results(path: Path, new: dict) -> dict:
@@ -274,7 +289,7 @@ def _scenes(args: argparse.Namespace, robot, model, camera: PinholeCamera, backg
 
 def _results_header(args: argparse.Namespace, robot, model, spec: dict, checkpoint: Path | None, image_source: str,
                     n_views: int, camera: PinholeCamera) -> dict:
-    """The results' robot section (images, model, device, versions, command) and its flat copies."""
+    """The results' robot set-up (images, model, device, versions, command) as flat keys ``<robot>.setup.*``."""
     name_r = robot.name
     label = None
     if image_source == "mesh_renderer":
@@ -282,19 +297,12 @@ def _results_header(args: argparse.Namespace, robot, model, spec: dict, checkpoi
         label = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
         if args.scenes is not None:
             label += f" (copied to {args.scenes}/model.pt)"
-    results: dict = {
-        "robots": [name_r],
-        name_r: {
-            "image_source": image_source, "checkpoint": label,
-            "views": n_views, "image_size": [camera.width, camera.height], "fov_deg": spec["fov"],
-            "background": list(spec["background"]), "seed": args.seed, "device": _device_name(args.device),
-            "backend": args.backend, "versions": _versions(), "config": dict(args.config),
-            "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        },
-    }
-    for k in ("device", "command", "image_source"):  # flat copies
-        results[f"{name_r}.{k}"] = results[name_r][k]
-    return results
+    setup = {"image_source": image_source, "checkpoint": label, "views": n_views,
+             "image_size": [camera.width, camera.height], "fov_deg": spec["fov"],
+             "background": list(spec["background"]), "seed": args.seed, "device": _device_name(args.device),
+             "backend": args.backend, "versions": _versions(), "config": dict(args.config),
+             "command": "python " + " ".join(shlex.quote(a) for a in sys.argv)}
+    return {"robots": [name_r], **flatten_params(setup, f"{name_r}.setup.")}
 
 
 def _view_errors(estimator: PoseEstimator, model, est, q: torch.Tensor, T: torch.Tensor,
@@ -420,19 +428,18 @@ def main() -> int:
     # joint error over the revolute joints (degrees); prismatic ones (the Panda's fingers) are left out
     types = {j.name: j.type for j in robot.joints}
     angular = np.array([types.get(j, "revolute") in ("revolute", "continuous") for j in model.fk.joint_names])
-    results[name_r]["joint_err_joints"] = [j for j, a in zip(model.fk.joint_names, angular) if a]
+    results[f"{name_r}.setup.joint_err_joints"] = [j for j, a in zip(model.fk.joint_names, angular) if a]
     args.out.mkdir(parents=True, exist_ok=True)
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
         metrics = _run_method(args, name, model, scenes, camera, background, angular, t_start)
         if metrics is None:
             continue
         views = metrics.pop("views")
-        results[f"{name_r}.{name}.phase_seconds"] = metrics.pop("phase_seconds")
+        results.update(flatten_params(metrics.pop("phase_seconds"), f"{name_r}.{name}.phase_seconds."))
         for k, v in metrics.items():
             results[f"{name_r}.{name}.{k}"] = round(v, 4)
         results[f"{name_r}.{name}.views"] = views
-        print(name, {k: round(v, 3) for k, v in metrics.items()}, results[f"{name_r}.{name}.phase_seconds"],
-              flush=True)
+        print(name, {k: round(v, 3) for k, v in metrics.items()}, flush=True)
         # written after every method (a run cut short keeps what it finished), merged with the other robots
         merged = merge_results(json_path, results)
         write_text(json_path, json.dumps(merged, indent=2) + "\n")
