@@ -183,6 +183,7 @@ def run_tracking(kpe, pose, video: dict, method: str, fk64, angular, deadline: f
                joint_err_deg_mean_by_joint=[round(float(v), 3) for v in np.mean(per_joint, axis=0)],
                cam_rot_err_deg_mean=float(np.mean([e["rot"] for e in errors])),
                coast_frames=events["coast"], reinit_frames=events["reinit"])
+    out["_per_frame"] = np.array(per_joint)  # [F, J] deg: for the plot, not the results
     if method == "keypoint_only" and time.perf_counter() < deadline:
         out.update(calibrated_tracking(kpe, video, angular))
     return out
@@ -196,7 +197,7 @@ def calibrated_tracking(kpe, video: dict, angular: np.ndarray) -> dict:
         prev = kpe.track_step(video["rgb"][i], video["camera"], prev, T_camera_base=T)
         per_joint.append(np.degrees(np.abs(np.asarray(prev.q) - video["q"][i])))
     e = np.array(per_joint)[:, angular]
-    return {"calibrated_joint_err_deg_mean": float(e.mean()), "calibrated_joint_err_deg_first20": float(e[:20].mean()),
+    return {"_calibrated_per_frame": np.array(per_joint), "calibrated_joint_err_deg_mean": float(e.mean()), "calibrated_joint_err_deg_first20": float(e[:20].mean()),
             "calibrated_joint_err_deg_last20": float(e[-20:].mean()),
             "calibrated_joint_err_deg_mean_by_joint": [round(float(v), 3) for v in np.array(per_joint).mean(0)]}
 
@@ -222,6 +223,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--write-kp-scenes", type=Path, default=None, help="render the held-out views and video here, exit")
     g.add_argument("--kp-scenes", type=Path, default=None, help="use the views of --write-kp-scenes (no open3d)")
     g.add_argument("--refine-iterations", type=int, default=None, help="KeypointPoseConfig.refine_iterations")
+    g.add_argument("--tracking-plot", type=Path, default=None,
+                   help="per-frame joint errors of the tracking runs: PATH with _<method> before .png")
 
 
 def _models(args, robot, root: Path):
@@ -321,11 +324,42 @@ def run_benchmark(args, root: Path, robot, versions: dict, device_name: str) -> 
             else:
                 limit = args.ablation_views if method == "refinement_only" else len(scenes["q"])
                 res = run_single(kpe, pose, scenes, mode, method, kpe.fk64, angular, limit, deadline)
+            per_frame = {k: res.pop(k) for k in ("_per_frame", "_calibrated_per_frame") if k in res}
+            if args.tracking_plot is not None and per_frame and method != "refinement_only":
+                plot_tracking(args.tracking_plot.with_name(f"{args.tracking_plot.stem}_{method}.png"), per_frame,
+                              kpe.joint_names, f"{name}, {method}")
             prefix = f"{name}.{mode}." if method == "full" else f"{name}.{mode}.{method}."
             results.update({prefix + k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()})
             print(mode, method, f"{time.perf_counter() - t0:.0f} s", {k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()},
                   flush=True)
     return results
+
+
+def plot_tracking(path: Path, per_frame: dict, joint_names: list[str], title: str) -> None:
+    """Per-frame joint errors of a tracking run (``_per_frame`` [F, J] deg, and ``_calibrated_per_frame`` with the
+    true camera given when present), one panel each, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gen3d_ros.outputs import save_figure
+
+    panels = [(k, t) for k, t in (("_per_frame", "unknown start"), ("_calibrated_per_frame", "true camera given"))
+              if k in per_frame]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.2), sharey=True, squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        err = per_frame[key]
+        for j, joint in enumerate(joint_names):
+            ax.plot(err[:, j], lw=0.9, label=joint)
+        ax.plot(err.mean(axis=1), "k-", lw=2, label="mean")
+        ax.set(title=f"{title}: {label} (mean {err.mean():.2f} deg)", xlabel="frame", ylabel="joint error [deg]",
+               ylim=(0, 30))
+        ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, path, dpi=90)
+    plt.close(fig)
 
 
 def setup_prefix(robot: str, methods: list[str]) -> str:
@@ -397,5 +431,5 @@ def keypoint_tables(results: dict) -> list[str]:
     return out
 
 
-__all__ = ["KP_METHODS", "MODES", "add_arguments", "add_auc", "calibrated_tracking", "setup_prefix", "setups",
-           "held_out_scenes", "keypoint_tables", "run_benchmark", "run_single", "run_tracking", "summarise", "view_errors"]
+__all__ = ["KP_METHODS", "MODES", "add_arguments", "add_auc", "calibrated_tracking", "plot_tracking", "setup_prefix",
+           "setups", "held_out_scenes", "keypoint_tables", "run_benchmark", "run_single", "run_tracking", "summarise", "view_errors"]
