@@ -83,6 +83,40 @@ def test_pose_covariance_is_the_square_of_pose_std_row_major() -> None:
         RobotPoseStageConfig(pose_std=[0.1, 0.2])
 
 
+def test_bag_mode_calibrates_the_camera_from_frames_and_their_joint_states(tmp_path: Path, capsys) -> None:
+    """mode calibrate over a bag with /joint_states (each reading a few ms before its frame): the packaged keypoint
+    network's known-joints cameras of 3 frames averaged into one /tf_static transform and ~/calibration."""
+    from robot_scene import joint_state, kp_frame_messages, kp_joints, kp_scene
+
+    from gen3d_ros.io.transforms import pose_to_matrix
+
+    f = rosbags_factory()
+    robot, _, T_camera_base = kp_scene()
+    messages = []
+    for i in range(3):
+        t, q = T0_NS + i * 10**9, kp_joints(30 + i)
+        image, info = kp_frame_messages(f, t, q)
+        messages += [("/joint_states", joint_state(f, t - 3_000_000, robot.actuated_joints, q), t - 3_000_000),
+                     ("/camera_info", info, t), ("/image", image, t + 1000)]
+    write_bag(tmp_path / "cam", messages)
+    args = ["bag", str(tmp_path / "cam"), "-o", str(tmp_path / "out"), "--no-progress"]
+    for k, v in {"keypoints": "packaged", "mode": "calibrate", "calibrate_frames": 3, "max_image_side": 0,
+                 "n_gaussians": 300}.items():
+        args += ["--set", f"robot_pose_node:{k}={v}"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = {}
+    for m in read_messages(tmp_path / "out"):
+        out.setdefault(m.topic, []).append(m.msg)
+    assert len(out["/robot_pose_node/camera_pose"]) == 3 and "/tf" not in out
+    (tf,) = out["/tf_static"]
+    (cal,) = out["/robot_pose_node/calibration"]
+    (transform,) = tf.transforms
+    assert (transform.header.frame_id, transform.child_frame_id) == (robot.root, f"{CAMERA_FRAME}_estimated")
+    T_cal = pose_to_matrix(cal.pose.pose)
+    assert np.linalg.norm(np.linalg.inv(T_cal)[:3, 3] - T_camera_base[:3, 3]) < 0.015
+    assert np.asarray(cal.pose.covariance).reshape(6, 6).trace() > 0
+
+
 def test_vendored_tf_message_has_the_real_type_hash() -> None:
     """rosidl's build of vendor/tf2_msgs and rosbags' Jazzy store (the upstream definition) agree."""
     import pytest
