@@ -93,6 +93,13 @@ def _posed_hull(renderer, q: np.ndarray, points: np.ndarray, link: np.ndarray) -
     return np.einsum("pij,pj->pi", T[:, :3, :3], points) + T[:, :3, 3]
 
 
+def joint_error(q_est, q_true) -> np.ndarray:
+    """|q_est - q_true| per joint, wrapped to [0, pi] (rad): a revolute joint's angles 2 pi apart give the same
+    link pose (UR arms range over +-2 pi). Prismatic joints (m) are far below pi and pass unchanged."""
+    d = np.asarray(q_est, np.float64) - np.asarray(q_true, np.float64)
+    return np.abs((d + np.pi) % (2 * np.pi) - np.pi)
+
+
 def view_errors(fk64, q_true, T_true, q_est, T_est, angular: np.ndarray) -> dict:
     """Errors of one estimate: joint (deg, mean over revolute joints), camera rotation (deg) / translation (cm),
     ADD (m; link origins in the camera frame)."""
@@ -101,8 +108,7 @@ def view_errors(fk64, q_true, T_true, q_est, T_est, angular: np.ndarray) -> dict
         p_e = fk64(torch.as_tensor(np.asarray(q_est, np.float64)))[:, :3, 3].numpy()
     c_t = p_t @ T_true[:3, :3].T + T_true[:3, 3]
     c_e = p_e @ T_est[:3, :3].T + T_est[:3, 3]
-    dq = np.abs(np.asarray(q_est) - np.asarray(q_true))
-    dq = np.minimum(dq, 2 * np.pi - dq)
+    dq = joint_error(q_est, q_true)
     cos = (np.trace(T_est[:3, :3].T @ T_true[:3, :3]) - 1) / 2
     return {"joint": float(np.degrees(dq[angular]).mean()) if angular.any() else 0.0,
             "rot": math.degrees(math.acos(float(np.clip(cos, -1, 1)))),
@@ -113,13 +119,28 @@ def view_errors(fk64, q_true, T_true, q_est, T_est, angular: np.ndarray) -> dict
 def summarise(errors: list[dict], seconds: list[float]) -> dict:
     """The flat metrics of a list of :func:`view_errors` results."""
     add = np.array([e["add"] for e in errors])
+    ok = [e for e in errors if np.isfinite(e["add"])]
+
+    def stat(fn, key: str) -> float | None:  # over the views with an estimate; None when none had one
+        return float(fn([e[key] for e in ok])) if ok else None
+
+    add_median = float(np.median(add))
     return {"add_auc": add_auc(add), "success_rate": float((add < 0.05).mean()),
-            "add_cm_median": 100 * float(np.median(add)),
-            "joint_err_deg_median": float(np.median([e["joint"] for e in errors])),
-            "joint_err_deg_mean": float(np.mean([e["joint"] for e in errors])),
-            "cam_rot_err_deg_median": float(np.median([e["rot"] for e in errors])),
-            "cam_trans_err_cm_median": float(np.median([e["trans"] for e in errors])),
-            "fps": 1.0 / max(float(np.median(seconds)), 1e-9), "views": len(errors)}
+            "add_cm_median": 100 * add_median if np.isfinite(add_median) else None,
+            "joint_err_deg_median": stat(np.median, "joint"), "joint_err_deg_mean": stat(np.mean, "joint"),
+            "cam_rot_err_deg_median": stat(np.median, "rot"), "cam_trans_err_cm_median": stat(np.median, "trans"),
+            "fps": 1.0 / max(float(np.median(seconds)), 1e-9) if seconds else None, "views": len(errors),
+            "failed_views": len(errors) - len(ok)}
+
+
+def _number(value) -> float:
+    """A result for the tables: None (no view had an estimate) or a missing key prints as nan."""
+    return float("nan") if value is None else float(value)
+
+
+FAILED_VIEW = {"joint": float("nan"), "rot": float("nan"), "trans": float("nan"), "add": float("inf")}
+"""A view whose estimate raised (too few keypoints and an empty mask): counted in ADD-AUC and the success rate as a
+miss (ADD = inf), left out of the error medians, counted in ``failed_views``."""
 
 
 def run_single(kpe, pose, scenes: dict, mode: str, method: str, fk64, angular, limit: int, deadline: float) -> dict:
@@ -133,11 +154,15 @@ def run_single(kpe, pose, scenes: dict, mode: str, method: str, fk64, angular, l
         img, q, T = scenes["rgb"][i], scenes["q"][i], scenes["T_camera_base"][i]
         known = q if mode == "known_joints" else None
         t0 = time.perf_counter()
-        if method == "refinement_only":
-            det = kpe.detector.detect(img)
-            est = pose.estimate(kpe._target(img, det), camera, mask=det.mask > 0.5, q=known)
-        else:
-            est = kpe.estimate(img, camera, q=known, refine=method == "full")
+        try:
+            if method == "refinement_only":
+                det = kpe.detector.detect(img)
+                est = pose.estimate(kpe._target(img, det), camera, mask=det.mask > 0.5, q=known)
+            else:
+                est = kpe.estimate(img, camera, q=known, refine=method == "full")
+        except ValueError:  # one view without enough evidence must not end the benchmark
+            errors.append(FAILED_VIEW)
+            continue
         secs.append(time.perf_counter() - t0)
         errors.append(view_errors(fk64, q, T, est.q, est.T_camera_base, angular))
     return summarise(errors, secs) if errors else {}
@@ -166,7 +191,7 @@ def run_tracking(kpe, pose, video: dict, method: str, fk64, angular, deadline: f
         prev = est
         errors.append(view_errors(fk64, video["q"][i], video["T_camera_base"][i], est.q, est.T_camera_base,
                                   angular))
-        per_joint.append(np.degrees(np.abs(np.asarray(est.q) - video["q"][i])))
+        per_joint.append(np.degrees(joint_error(est.q, video["q"][i])))
         for k in events:
             events[k] += int(est.loss_terms.get(k, 0.0) > 0)
     kpe.config.refine, kpe.config.track_refine_iterations = saved
@@ -195,7 +220,7 @@ def calibrated_tracking(kpe, video: dict, angular: np.ndarray) -> dict:
     T, prev, per_joint = video["T_camera_base"][0], None, []
     for i in range(len(video["q"])):
         prev = kpe.track_step(video["rgb"][i], video["camera"], prev, T_camera_base=T)
-        per_joint.append(np.degrees(np.abs(np.asarray(prev.q) - video["q"][i])))
+        per_joint.append(np.degrees(joint_error(prev.q, video["q"][i])))
     e = np.array(per_joint)[:, angular]
     return {"_calibrated_per_frame": np.array(per_joint), "calibrated_joint_err_deg_mean": float(e.mean()), "calibrated_joint_err_deg_first20": float(e[:20].mean()),
             "calibrated_joint_err_deg_last20": float(e[-20:].mean()),
@@ -398,11 +423,12 @@ def keypoint_tables(results: dict) -> list[str]:
                 p = f"{robot}.{mode}." if method == "full" else f"{robot}.{mode}.{method}."
                 if p + "add_auc" not in results:
                     continue
-                r = lambda k: results.get(p + k, float("nan"))  # noqa: E731
+                r = lambda k: _number(results.get(p + k))  # noqa: E731
+                failed = f" ({results[p + 'failed_views']} failed)" if results.get(p + "failed_views") else ""
                 out.append(f"| {mode} | {method} | {r('add_auc'):.3f} | {r('success_rate'):.2f} | "
                            f"{r('add_cm_median'):.2f} | {r('joint_err_deg_median'):.2f} | "
                            f"{r('cam_trans_err_cm_median'):.2f} | {r('cam_rot_err_deg_median'):.2f} | {r('fps'):.2f} | "
-                           f"{r('views')} |")
+                           f"{r('views'):.0f}{failed} |")
         for tag, extra in sorted(runs.items()):
             note = f" {extra['note']}" if extra.get("note") else ""
             out += ["", f"Rows of {tag} measured separately: device {extra['device']}, "
