@@ -19,8 +19,9 @@ surface outside their volume to the mesh (the node's ``outside_surface``); ``<me
 same completions on the model's own faces alone.
 
 Methods: ``hgca`` (the packaged bundle or ``--checkpoint``, region ``--region``), ``gca`` (its +-12 m training box,
-so it scores no-hit beyond), ``poisson`` (open3d screened Poisson of the same input, the node's
-``classical-poisson``), and ``hgca-noalign`` (hGCA without gravity alignment, opt-in), all through
+the observed surface beyond), ``poisson`` (open3d screened Poisson of the same input, the node's
+``classical-poisson``), and, opt-in, ``hgca-noalign`` (hGCA without gravity alignment), ``hgca-carved`` and
+``poisson-carved`` (the node's ``carve_free_space``: faces the input's rays pass through removed), all through
 :class:`~gen3d_ros.completion.processor.CompletionProcessor` with the node's defaults.
 
     python bench/real_lidar.py                              # every sweep, +-25.6 m, CPU, a few minutes
@@ -248,7 +249,7 @@ def load_sweep(source: Source, cache: Path, python: Callable[[], str]) -> Sweep:
 
 # ------------------------------------------------------------------------------------------------ evaluation
 
-METHODS = ("hgca", "gca", "poisson", "hgca-noalign")
+METHODS = ("hgca", "gca", "poisson", "hgca-noalign", "hgca-carved", "poisson-carved")
 THRESHOLDS = ((0.2, "within_0p2m"), (0.5, "within_0p5m"))
 
 
@@ -256,10 +257,11 @@ def method_config(method: str, args: argparse.Namespace) -> Any:
     """The node's CompletionConfig of a bench method (defaults of the node; region and checkpoints from args)."""
     from gen3d_ros.completion.processor import CompletionConfig
 
-    common = {"device": args.device, "seed": 0, "roi_radius": max(75.0, args.region * 1.5)}
+    common = {"device": args.device, "seed": 0, "roi_radius": max(75.0, args.region * 1.5),
+              "carve_free_space": method.endswith("-carved")}
     if method.startswith("hgca"):
         return CompletionConfig(method="hgca", checkpoint=args.checkpoint or "", region_half_extent=args.region,
-                                gravity_align=method == "hgca", **common)
+                                gravity_align=method != "hgca-noalign", **common)
     if method == "gca":
         return CompletionConfig(method="gca", checkpoint=args.gca_checkpoint or "", **common)
     return CompletionConfig(method="classical-poisson", **common)
@@ -290,12 +292,17 @@ def cast(mesh: Any, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
 
 
 def ray_metrics(hit: np.ndarray, real: np.ndarray) -> dict[str, float]:
-    """The four numbers of the module docstring from hit and real ranges (metres)."""
+    """The four numbers of the module docstring from hit and real ranges (metres), and ``early_0p5m`` /
+    ``late_0p5m``: share of the rays that hit more than 0.5 m before / beyond their real return (a surface where the
+    real beam went on: thickened or invented geometry, porous vegetation made solid; or a surface missing)."""
     ok = np.isfinite(hit)
     dr = np.abs(hit - real)
     out = {name: float(np.mean(ok & (dr <= t))) for t, name in THRESHOLDS}
     out["median_abs_dr_m"] = float(np.median(dr[ok])) if ok.any() else float("nan")
     out["no_hit"] = float(1.0 - ok.mean())
+    with np.errstate(invalid="ignore"):
+        out["early_0p5m"] = float(np.mean(ok & (hit < real - 0.5)))
+        out["late_0p5m"] = float(np.mean(ok & (hit > real + 0.5)))
     return out
 
 
@@ -427,7 +434,8 @@ def summarise(per_sweep: dict[str, dict], methods: Sequence[str]) -> dict[str, f
     """Mean over sweeps of every method's metrics (flat ``<method>.<metric>``), over all rays and inside the
     volume, with the no-hit breakdown, and of the ray classes' shares (``rays_<class>``)."""
     out = {}
-    keys = (*METRIC_KEYS, "within_0p2m_sd", "seconds", *(f"inside.{k}" for k in METRIC_KEYS),
+    keys = (*METRIC_KEYS, "within_0p2m_sd", "seconds", "early_0p5m", "late_0p5m",
+            *(f"inside.{k}" for k in (*METRIC_KEYS, "early_0p5m", "late_0p5m")),
             *(f"no_hit_{c}" for c in RAY_CLASSES))
     for m in scored_names(per_sweep, methods):
         for key in keys:
@@ -456,8 +464,8 @@ def provenance(args: argparse.Namespace, command: str) -> dict[str, Any]:
 def _table(results: dict[str, Any], names: Sequence[str], methods: Sequence[str], prefix: str) -> list[str]:
     """Rows of the metrics table (``prefix``: "" for all rays, "inside." for the rays inside the volume)."""
     fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.3f}"  # noqa
-    lines = ["| sweep | sensor | rays | method | within 0.2 m | within 0.5 m | median abs dr (m) | no hit | s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| sweep | sensor | rays | method | within 0.2 m | within 0.5 m | median abs dr (m) | no hit "
+             "| > 0.5 m early | s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in [*names, "mean"]:
         for m in methods:
             get = (lambda key: results.get(f"{m}.{key}")) if name == "mean" else \
@@ -471,7 +479,7 @@ def _table(results: dict[str, Any], names: Sequence[str], methods: Sequence[str]
                                          + results.get(f"{name}.rays_inside_other", 0))))
             sd = get(prefix + "within_0p2m_sd")
             cells = [fmt(get(prefix + k)) + (f" ± {sd:.3f}" if k == "within_0p2m" and sd is not None else "")
-                     for k in METRIC_KEYS]
+                     for k in (*METRIC_KEYS, "early_0p5m")]
             lines.append(f"| {name} | {sensor} | {rays} | {m} | " + " | ".join(cells) + f" | {fmt(get('seconds'))} |")
     return lines
 

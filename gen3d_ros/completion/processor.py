@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from gen3d_ros.completion.alignment import GroundAlignment, estimate_alignment, model_sensor_height
+from gen3d_ros.completion.carving import carve_free_space
 from gen3d_ros.completion.classical import ball_pivot_mesh, poisson_mesh
 from gen3d_ros.completion.decimate import decimate_to_budget
 from gen3d_ros.completion.grid import prepare_sweep
@@ -121,6 +122,11 @@ class CompletionConfig:
                                         "volume (above its ceiling, below its floor, beyond its region) meshed as "
                                         "classical-poisson does (no completion) and appended to the mesh; "
                                         "CompletionResult.completed_faces counts the model's own faces, first")
+    # Off by default: measured on the real sweeps it helps hGCA and Poisson alike (bench/results/real_lidar.md,
+    # *-carved), and it costs 0.1-1.4 s of CPU ray casting a sweep.
+    carve_free_space: bool = param(False, "remove the mesh faces that the sweep's own rays pass through (a return "
+                                          "more than 0.3 m off the face's plane beyond it: foliage the beams went "
+                                          "through, closed by the mesh); every method")
     mesh_colors: bool = param(False, "per-vertex colours in CompletedMesh (+35 % bytes); off by default: they "
                                      "are the height ramp of the vertices, a subscriber can compute them")
 
@@ -281,6 +287,12 @@ class CompletionProcessor:
             result = self._process_classical(points, dropped)
         else:
             result = self._process_learned(points, dropped, start, on_coarse, T_base_cloud)
+        if c.carve_free_space:
+            t0 = time.perf_counter()
+            keep = carve_free_space(result.mesh, points)
+            result.completed_faces = int(keep[:result.completed_faces].sum())
+            result.mesh = TriangleMesh(result.mesh.vertices, result.mesh.faces[keep], result.mesh.vertex_colors)
+            result.timings_ms["carve"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         result.display_mesh = decimate_to_budget(result.mesh, c.marker_max_triangles)
         result.timings_ms["decimate"] = (time.perf_counter() - t0) * 1e3
