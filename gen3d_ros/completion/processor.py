@@ -30,7 +30,8 @@ from gen3d_ros.completion.carving import carve_free_space
 from gen3d_ros.completion.classical import ball_pivot_mesh, poisson_mesh
 from gen3d_ros.completion.decimate import decimate_to_budget
 from gen3d_ros.completion.grid import prepare_sweep
-from gen3d_ros.completion.mesh import TriangleMesh, height_colors
+from gen3d_ros.completion.mesh import TriangleMesh
+from gen3d_ros.completion.outside_surface import OutsideSurfaceWorker, append_surface, band_points
 from gen3d_ros.completion.voxelize import voxel_centers, voxelize
 from gen3d_ros.config import param, validate
 
@@ -47,9 +48,6 @@ HGCA_DEFAULTS = {
 }
 
 
-#: Metres inside the completion volume whose points also go into the outside surface's Poisson (two coarse voxels):
-#: its surface then reaches the volume's faces instead of stopping short of them.
-OUTSIDE_BAND_M = 0.8
 
 
 def hgca_defaults(device: str) -> dict[str, float]:
@@ -121,7 +119,9 @@ class CompletionConfig:
     outside_surface: bool = param(True, "learned methods: the observed surface outside the model's completion "
                                         "volume (above its ceiling, below its floor, beyond its region) meshed as "
                                         "classical-poisson does (no completion) and appended to the mesh; "
-                                        "CompletionResult.completed_faces counts the model's own faces, first")
+                                        "CompletionResult.completed_faces counts the model's own faces, first. "
+                                        "Meshed in a worker process while the model completes (0.5-3 s of "
+                                        "Poisson on one core for a 128-beam sweep; more faces to publish)")
     # Off by default: measured on the real sweeps it helps hGCA and Poisson alike (bench/results/real_lidar.md,
     # *-carved), and it costs 0.1-1.4 s of CPU ray casting a sweep.
     carve_free_space: bool = param(False, "remove the mesh faces that the sweep's own rays pass through (a return "
@@ -222,6 +222,7 @@ class CompletionProcessor:
         self.config = config or CompletionConfig()
         self.rng = np.random.default_rng(self.config.seed)
         self.calls = 0
+        self._outside_worker = OutsideSurfaceWorker()
         if completer is not None and self.config.method in CLASSICAL_METHODS:
             raise ValueError(f"a completer was given but method {self.config.method!r} uses none; "
                              "give method gca or hgca")
@@ -321,14 +322,20 @@ class CompletionProcessor:
             keep = (points[:, 2] >= c.z_min) & (points[:, 2] <= c.z_max)
             points, dropped = points[keep], dropped + int((~keep).sum())
             self._check_count(points)
+        # The outside surface needs only the sweep: meshed in a worker process while the model completes.
+        volume = self.completion_volume if c.outside_surface else None
+        band = band_points(points, *volume) if volume is not None else None
+        poisson = dict(voxel_size=c.voxel_size, depth=c.poisson_depth, density_quantile=c.density_quantile)
+        outside = self._outside_worker.submit(band, *volume, **poisson) if band is not None else None
         if c.method in ("hgca", "cgca"):
             result = self._process_hgca(points, dropped, start, on_coarse)
         else:
             result = self._process_gca(points, dropped)
-        if c.outside_surface:
+        if outside is not None:
             t0 = time.perf_counter()
-            result.mesh, result.completed_faces = self._with_outside_surface(result.mesh, points)
-            result.timings_ms["outside_surface"] = (time.perf_counter() - t0) * 1e3
+            surface, result.timings_ms["outside_surface"] = outside.result()
+            result.mesh, result.completed_faces = append_surface(result.mesh, surface)
+            result.timings_ms["outside_surface_wait"] = (time.perf_counter() - t0) * 1e3
         if moved:
             result.mesh = TriangleMesh(alignment.to_cloud(result.mesh.vertices), result.mesh.faces,
                                        result.mesh.vertex_colors)  # height colours of the level frame
@@ -346,32 +353,6 @@ class CompletionProcessor:
         if grid is None:
             return None
         return grid.origin.copy(), grid.origin + grid.extent
-
-    def _with_outside_surface(self, mesh: TriangleMesh, points: np.ndarray) -> tuple[TriangleMesh, int]:
-        """``mesh`` (the completion, model frame) followed by the observed surface outside the completion volume,
-        and the completion's face count. That surface: Poisson (:func:`poisson_mesh`, the classical method's
-        parameters) of the points outside the volume and of those within a band of ``OUTSIDE_BAND_M`` inside it
-        (so that it reaches the volume's faces), cut to the faces whose centroid lies outside."""
-        volume = self.completion_volume
-        if volume is None:
-            return mesh, len(mesh.faces)
-        lo, hi = volume
-        band = ((points < lo + OUTSIDE_BAND_M) | (points >= hi - OUTSIDE_BAND_M)).any(1)
-        if not (((points < lo) | (points >= hi)).any(1)).any():
-            return mesh, len(mesh.faces)
-        c = self.config
-        outside = poisson_mesh(points[band], voxel_size=c.voxel_size, depth=c.poisson_depth,
-                               density_quantile=c.density_quantile)
-        centroid = outside.vertices[outside.faces].mean(1) if len(outside.faces) else np.zeros((0, 3))
-        faces = outside.faces[((centroid < lo) | (centroid >= hi)).any(1)]
-        if len(faces) == 0:
-            return mesh, len(mesh.faces)
-        n = len(mesh.vertices)
-        colors = (np.concatenate([mesh.vertex_colors, outside.vertex_colors])
-                  if len(mesh.vertex_colors) == n else height_colors(np.concatenate([mesh.vertices, outside.vertices])))
-        merged = TriangleMesh(np.concatenate([mesh.vertices, outside.vertices]).astype(np.float32),
-                              np.concatenate([mesh.faces, faces + n]).astype(np.int32), colors.astype(np.float32))
-        return merged, len(mesh.faces)
 
     def _alignment(self, points: np.ndarray, T_base_cloud: np.ndarray | None) -> GroundAlignment | None:
         """The model frame of this sweep (None when ``gravity_align`` is off or the model's frame is unknown)."""

@@ -64,3 +64,21 @@ def test_classical_methods_have_no_volume_and_count_every_face_as_their_own() ->
     proc = CompletionProcessor(CompletionConfig(method="classical-poisson"))
     result = proc.process(facade_above_the_ceiling())
     assert proc.completion_volume is None and result.completed_faces == len(result.mesh.faces) > 0
+
+
+def test_the_outside_surface_is_meshed_beside_the_completion_and_its_time_reported(completions) -> None:
+    """It runs in a worker process while the model completes; the sweep reports the thread's time and how long the
+    completion then waited for it, and the thread's faces follow the model's own (``_append_surface``)."""
+    from gen3d_ros.completion.mesh import TriangleMesh
+    from gen3d_ros.completion.outside_surface import append_surface as _append_surface
+
+    timings = completions[True][0].timings_ms
+    assert timings["outside_surface"] > 0 and 0 <= timings["outside_surface_wait"] <= timings["outside_surface"] + 50
+    assert "outside_surface" not in completions[False][0].timings_ms
+    tri = np.array([[0, 1, 2]], np.int32)
+    own = TriangleMesh(np.eye(3, dtype=np.float32), tri, np.zeros((3, 3), np.float32))
+    other = TriangleMesh(np.eye(3, dtype=np.float32) + 5, np.concatenate([tri, tri]), np.ones((3, 3), np.float32))
+    merged, n = _append_surface(own, other)
+    assert n == 1 and merged.faces.tolist() == [[0, 1, 2], [3, 4, 5], [3, 4, 5]]
+    np.testing.assert_array_equal(merged.vertex_colors[3:], 1.0)
+    assert _append_surface(own, None) == (own, 1)
