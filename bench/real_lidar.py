@@ -311,7 +311,7 @@ RAY_CLASSES = ("above_ceiling", "below_floor", "beyond_xy", "inside_ground", "in
 #: A real return this close above the model's ground level (metres) counts as ground
 GROUND_BAND_M = 0.3
 #: The learned method whose completion volume (grid box after its alignment) defines the ``inside`` ray set
-VOLUME_METHODS = ("hgca", "hgca-noalign", "gca")
+VOLUME_METHODS = ("hgca", "hgca-carved", "hgca-noalign", "gca")
 
 
 def ray_classes(returns: np.ndarray, alignment: Any, volume: tuple[np.ndarray, np.ndarray],
