@@ -214,19 +214,40 @@ def run_tracking(kpe, pose, video: dict, method: str, fk64, angular, deadline: f
     return out
 
 
-def calibrated_tracking(kpe, video: dict, angular: np.ndarray) -> dict:
-    """The keypoint tracker again with the true camera given (a perfect ``calibrate`` result: joints only), the
-    camera's share of the error: ``calibrated_joint_err_deg_{mean,first20,last20,mean_by_joint}``."""
-    T, prev, per_joint = video["T_camera_base"][0], None, []
-    for i in range(len(video["q"])):
-        prev = kpe.track_step(video["rgb"][i], video["camera"], prev, T_camera_base=T)
-        per_joint.append(np.degrees(joint_error(prev.q, video["q"][i])))
-    e = np.array(per_joint)[:, angular]
-    return {"_calibrated_per_frame": np.array(per_joint), "calibrated_joint_err_deg_mean": float(e.mean()), "calibrated_joint_err_deg_first20": float(e[:20].mean()),
-            "calibrated_joint_err_deg_last20": float(e[-20:].mean()),
-            "calibrated_joint_err_deg_mean_by_joint": [round(float(v), 3) for v in np.array(per_joint).mean(0)]}
+def calibrated_tracking(kpe, video: dict, angular: np.ndarray, calibrate_frames: int = 10) -> dict:
+    """The keypoint tracker again under a given static camera (joints only), from an unknown joint start:
 
+    - ``calibrated_*``: the true camera (a perfect ``calibrate`` result): the camera's share of the error;
+    - ``selfcal_*``: the camera that ``calibrate`` (the node's calibrate mode) finds from the video's first
+      ``calibrate_frames`` frames and their joint readings, then the whole video tracked without readings -- a
+      static camera calibrated once while the encoders are read, as deployed. The base's yaw and the camera's
+      azimuth about the base trade off in a single image of a round base; the calibration pins the camera.
 
+    Keys ``<tag>_joint_err_deg_{mean,first20,last20,mean_by_joint}``; ``selfcal_cam_{trans_err_cm,rot_err_deg}``."""
+    T_true = video["T_camera_base"][0]
+    out: dict = {}
+    try:
+        cal = kpe.calibrate(video["rgb"][:calibrate_frames], video["camera"], video["q"][:calibrate_frames])
+        cameras = [("calibrated", T_true), ("selfcal", cal.T_camera_base)]
+        cos = (np.trace(cal.T_camera_base[:3, :3].T @ T_true[:3, :3]) - 1) / 2
+        out.update(selfcal_frames=calibrate_frames, selfcal_frames_used=int(cal.frames_used),
+                   selfcal_cam_trans_err_cm=100 * float(np.linalg.norm(cal.T_camera_base[:3, 3] - T_true[:3, 3])),
+                   selfcal_cam_rot_err_deg=math.degrees(math.acos(float(np.clip(cos, -1, 1)))))
+    except ValueError:  # no frame gave a camera: only the true-camera run
+        cameras = [("calibrated", T_true)]
+    for tag, T in cameras:
+        kpe.reset()
+        prev, per_joint = None, []
+        for i in range(len(video["q"])):
+            prev = kpe.track_step(video["rgb"][i], video["camera"], prev, T_camera_base=T)
+            per_joint.append(np.degrees(joint_error(prev.q, video["q"][i])))
+        e = np.array(per_joint)[:, angular]
+        out.update({f"_{tag}_per_frame": np.array(per_joint), f"{tag}_joint_err_deg_mean": float(e.mean()),
+                    f"{tag}_joint_err_deg_first20": float(e[:20].mean()),
+                    f"{tag}_joint_err_deg_last20": float(e[-20:].mean()),
+                    f"{tag}_joint_err_deg_mean_by_joint": [round(float(v), 3) for v in np.array(per_joint).mean(0)]})
+    kpe.reset()
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ entry point
@@ -349,7 +370,8 @@ def run_benchmark(args, root: Path, robot, versions: dict, device_name: str) -> 
             else:
                 limit = args.ablation_views if method == "refinement_only" else len(scenes["q"])
                 res = run_single(kpe, pose, scenes, mode, method, kpe.fk64, angular, limit, deadline)
-            per_frame = {k: res.pop(k) for k in ("_per_frame", "_calibrated_per_frame") if k in res}
+            per_frame = {k: res.pop(k) for k in ("_per_frame", "_calibrated_per_frame", "_selfcal_per_frame")
+                         if k in res}
             if args.tracking_plot is not None and per_frame and method != "refinement_only":
                 plot_tracking(args.tracking_plot.with_name(f"{args.tracking_plot.stem}_{method}.png"), per_frame,
                               kpe.joint_names, f"{name}, {method}")
@@ -370,17 +392,18 @@ def plot_tracking(path: Path, per_frame: dict, joint_names: list[str], title: st
 
     from gen3d_ros.outputs import save_figure
 
-    panels = [(k, t) for k, t in (("_per_frame", "unknown start"), ("_calibrated_per_frame", "true camera given"))
-              if k in per_frame]
+    panels = [(k, t) for k, t in (("_per_frame", "unknown start"), ("_selfcal_per_frame", "camera from calibrate"),
+                                  ("_calibrated_per_frame", "true camera given")) if k in per_frame]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.2), sharey=True, squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
         err = per_frame[key]
         for j, joint in enumerate(joint_names):
             ax.plot(err[:, j], lw=0.9, label=joint)
         ax.plot(err.mean(axis=1), "k-", lw=2, label="mean")
-        ax.set(title=f"{title}: {label} (mean {err.mean():.2f} deg)", xlabel="frame", ylabel="joint error [deg]",
+        ax.set(title=f"{label} (mean {err.mean():.2f} deg)", xlabel="frame", ylabel="joint error [deg]",
                ylim=(0, 30))
         ax.legend(fontsize=7, ncol=3)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path, dpi=90)
@@ -453,6 +476,15 @@ def keypoint_tables(results: dict) -> list[str]:
                         f"mean joint error {results[p + 'calibrated_joint_err_deg_mean']:.2f} deg, first / last 20 "
                         f"frames {results[p + 'calibrated_joint_err_deg_first20']:.2f} / "
                         f"{results[p + 'calibrated_joint_err_deg_last20']:.2f} deg; per joint [{by}] deg."]
+            if p + "selfcal_joint_err_deg_mean" in results:
+                by = ", ".join(f"{v:.1f}" for v in results[p + "selfcal_joint_err_deg_mean_by_joint"])
+                out += ["", f"Tracking ({method}) under the camera that calibrate found from the first "
+                        f"{results[p + 'selfcal_frames']} frames with their joint readings (camera off by "
+                        f"{results[p + 'selfcal_cam_trans_err_cm']:.2f} cm, {results[p + 'selfcal_cam_rot_err_deg']:.2f} "
+                        f"deg), then every frame from an unknown joint start: mean joint error "
+                        f"{results[p + 'selfcal_joint_err_deg_mean']:.2f} deg, first / last 20 frames "
+                        f"{results[p + 'selfcal_joint_err_deg_first20']:.2f} / "
+                        f"{results[p + 'selfcal_joint_err_deg_last20']:.2f} deg; per joint [{by}] deg."]
         out.append("")
     return out
 

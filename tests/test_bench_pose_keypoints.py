@@ -51,3 +51,19 @@ def test_failed_views_count_as_misses_not_as_errors():
                **{f"arm.known_joints.{k}": v for k, v in none.items()}}
     assert "| known_joints | full | 0.000 | 0.00 | nan | nan | nan | nan | nan | 1 (1 failed) |" \
         in "\n".join(keypoint_tables(results))
+
+
+def test_tracking_under_the_calibrated_camera_is_reported_beside_the_unknown_start():
+    setup = {"views": 1, "frames": 100, "image_size": 64, "device": "cpu", "keypoints": "kp.pt", "drrobot": "dr.pt"}
+    p = "arm.tracking.keypoint_only."
+    track = {"add_auc": 0.9, "success_rate": 1.0, "joint_err_deg_mean": 4.35, "joint_err_deg_first20": 4.2,
+             "joint_err_deg_last20": 4.8, "joint_err_deg_mean_by_joint": [11.8, 1.3], "cam_rot_err_deg_mean": 12.0,
+             "coast_frames": 0, "reinit_frames": 0, "frames": 100, "selfcal_frames": 10, "selfcal_cam_trans_err_cm": 1.09,
+             "selfcal_cam_rot_err_deg": 1.66, "selfcal_joint_err_deg_mean": 2.58, "selfcal_joint_err_deg_first20": 2.38,
+             "selfcal_joint_err_deg_last20": 3.04, "selfcal_joint_err_deg_mean_by_joint": [2.26, 1.51]}
+    results = {"robots": ["arm"], **flatten_params(setup, setup_prefix("arm", ["full", "keypoint_only"])),
+               **{p + k: v for k, v in track.items()}}
+    text = "\n".join(keypoint_tables(results))
+    assert ("under the camera that calibrate found from the first 10 frames with their joint readings (camera off by "
+            "1.09 cm, 1.66 deg), then every frame from an unknown joint start: mean joint error 2.58 deg, first / last "
+            "20 frames 2.38 / 3.04 deg; per joint [2.3, 1.5] deg.") in text
