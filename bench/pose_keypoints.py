@@ -133,6 +133,14 @@ def summarise(errors: list[dict], seconds: list[float]) -> dict:
             "failed_views": len(errors) - len(ok)}
 
 
+def _joint_errors(results: dict, p: str) -> str:
+    """``mean joint error ..., first / last 20 frames ...; per joint [...] deg`` of the tracking keys under ``p``."""
+    by = ", ".join(f"{v:.1f}" for v in results[p + "joint_err_deg_mean_by_joint"])
+    return (f"mean joint error {results[p + 'joint_err_deg_mean']:.2f} deg, first / last 20 frames "
+            f"{results[p + 'joint_err_deg_first20']:.2f} / {results[p + 'joint_err_deg_last20']:.2f} deg; "
+            f"per joint [{by}] deg")
+
+
 def _number(value) -> float:
     """A result for the tables: None (no view had an estimate) or a missing key prints as nan."""
     return float("nan") if value is None else float(value)
@@ -464,27 +472,17 @@ def keypoint_tables(results: dict) -> list[str]:
         for method in KP_METHODS:  # where the tracking error is, per joint
             p = f"{robot}.tracking." if method == "full" else f"{robot}.tracking.{method}."
             if p + "joint_err_deg_mean_by_joint" in results:
-                by = ", ".join(f"{v:.1f}" for v in results[p + "joint_err_deg_mean_by_joint"])
-                out += ["", f"Tracking ({method}): mean joint error {results[p + 'joint_err_deg_mean']:.2f} deg, first / "
-                        f"last 20 frames {results[p + 'joint_err_deg_first20']:.2f} / "
-                        f"{results[p + 'joint_err_deg_last20']:.2f} deg; per joint [{by}] deg; camera rotation "
+                out += ["", f"Tracking ({method}): {_joint_errors(results, p)}; camera rotation "
                         f"{results[p + 'cam_rot_err_deg_mean']:.1f} deg mean; coasted {results[p + 'coast_frames']}, "
                         f"re-initialised {results[p + 'reinit_frames']} of {results[p + 'frames']} frames."]
             if p + "calibrated_joint_err_deg_mean" in results:
-                by = ", ".join(f"{v:.1f}" for v in results[p + "calibrated_joint_err_deg_mean_by_joint"])
                 out += ["", f"Tracking ({method}) with the true camera given (a perfect calibration, joints only): "
-                        f"mean joint error {results[p + 'calibrated_joint_err_deg_mean']:.2f} deg, first / last 20 "
-                        f"frames {results[p + 'calibrated_joint_err_deg_first20']:.2f} / "
-                        f"{results[p + 'calibrated_joint_err_deg_last20']:.2f} deg; per joint [{by}] deg."]
+                        f"{_joint_errors(results, p + 'calibrated_')}."]
             if p + "selfcal_joint_err_deg_mean" in results:
-                by = ", ".join(f"{v:.1f}" for v in results[p + "selfcal_joint_err_deg_mean_by_joint"])
                 out += ["", f"Tracking ({method}) under the camera that calibrate found from the first "
                         f"{results[p + 'selfcal_frames']} frames with their joint readings (camera off by "
                         f"{results[p + 'selfcal_cam_trans_err_cm']:.2f} cm, {results[p + 'selfcal_cam_rot_err_deg']:.2f} "
-                        f"deg), then every frame from an unknown joint start: mean joint error "
-                        f"{results[p + 'selfcal_joint_err_deg_mean']:.2f} deg, first / last 20 frames "
-                        f"{results[p + 'selfcal_joint_err_deg_first20']:.2f} / "
-                        f"{results[p + 'selfcal_joint_err_deg_last20']:.2f} deg; per joint [{by}] deg."]
+                        f"deg), then every frame from an unknown joint start: {_joint_errors(results, p + 'selfcal_')}."]
         out.append("")
     return out
 
