@@ -82,7 +82,8 @@ class OutsideSurfaceJob:
 
 class OutsideSurfaceWorker:
     """:func:`outside_surface` in a spawned worker process shared by the whole Python process (a node, the CLI,
-    a test session). ``in_process=True`` computes it on the caller's thread (in :meth:`OutsideSurfaceJob.result`)."""
+    a test session). ``in_process=True``, and any daemonic process (the nodes' stage processes, which
+    multiprocessing forbids children), compute it on the caller's thread (in :meth:`OutsideSurfaceJob.result`)."""
 
     _pool: ProcessPoolExecutor | None = None
     _broken = False
@@ -93,6 +94,8 @@ class OutsideSurfaceWorker:
 
     @classmethod
     def _executor(cls) -> ProcessPoolExecutor | None:
+        if mp.current_process().daemon:  # a node's stage process: daemonic processes may not have children
+            return None
         with cls._lock:
             if cls._pool is None and not cls._broken:
                 # spawn, not fork: the caller may hold a CUDA context and rclpy threads

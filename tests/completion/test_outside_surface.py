@@ -82,3 +82,27 @@ def test_the_outside_surface_is_meshed_beside_the_completion_and_its_time_report
     assert n == 1 and merged.faces.tolist() == [[0, 1, 2], [3, 4, 5], [3, 4, 5]]
     np.testing.assert_array_equal(merged.vertex_colors[3:], 1.0)
     assert _append_surface(own, None) == (own, 1)
+
+
+def _surface_in_a_daemon(queue) -> None:
+    from gen3d_ros.completion.outside_surface import OutsideSurfaceWorker, band_points
+
+    points = facade_above_the_ceiling().astype(np.float64)
+    lo, hi = np.array([-12.0, -12.0, -3.0]), np.array([12.0, 12.0, 4.4])
+    job = OutsideSurfaceWorker().submit(band_points(points, lo, hi), lo, hi, voxel_size=0.2, depth=7,
+                                        density_quantile=0.02)
+    surface, ms = job.result()
+    queue.put((len(surface.faces) if surface is not None else 0, ms))
+
+
+def test_a_daemonic_process_meshes_the_outside_surface_itself() -> None:
+    """The nodes' stage processes are daemonic, and multiprocessing forbids them children: no worker there."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_surface_in_a_daemon, args=(queue,), daemon=True)
+    child.start()
+    faces, ms = queue.get(timeout=60)  # a crashed child (no fallback) leaves the queue empty
+    child.join(10)
+    assert child.exitcode == 0 and faces > 100 and ms > 0

@@ -93,7 +93,7 @@ def test_completion_node_meshes_published_clouds_keeping_stamp_and_frame(ros, ex
     assert float(values["last_latency_ms"]) > 0.0
 
     # Runtime reconfiguration through the parameter service, as `ros2 param set` does it.
-    results = set_parameters(rclpy, node, executor, "completion_node", [Parameter("z_min", value=10.0)])
+    results = set_parameters(rclpy, node, executor, "completion_node", [Parameter("z_min", value=30.0)])
     assert not results[0].successful and "z_min" in results[0].reason
     results = set_parameters(rclpy, node, executor, "completion_node",
                              [Parameter("cloud_topic", value="/elsewhere")])
