@@ -20,6 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from gen3d_ros.completion.classical import poisson_mesh
 from gen3d_ros.completion.mesh import TriangleMesh, height_colors
@@ -27,6 +28,12 @@ from gen3d_ros.completion.mesh import TriangleMesh, height_colors
 OUTSIDE_BAND_M = 0.8
 """Metres inside the completion volume whose points also go into the Poisson fit (two coarse voxels): its surface
 then reaches the volume's faces instead of stopping short of them."""
+
+
+OUTSIDE_MAX_DIST_M = 0.6
+"""Faces of the outside surface farther than this from every return are dropped (metres): Poisson closes sparse
+returns above the ceiling into sheets spanning the scene (the demo's VLP-32 street: tree tops), which no ray saw.
+0.6 m keeps a facade between two rings ~1 m apart."""
 
 
 def band_points(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
@@ -40,11 +47,16 @@ def band_points(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
 def outside_surface(points: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, voxel_size: float, depth: int,
                     density_quantile: float) -> tuple[TriangleMesh | None, float]:
     """Poisson (:func:`poisson_mesh`) of ``points`` (from :func:`band_points`), cut to the faces whose centroid lies
-    outside ``[lo, hi)``, and the milliseconds it took; None when no face lies outside."""
+    outside ``[lo, hi)`` and within ``OUTSIDE_MAX_DIST_M`` of a point, and the milliseconds it took; None when no
+    face is left."""
     t0 = time.perf_counter()
     mesh = poisson_mesh(points, voxel_size=voxel_size, depth=depth, density_quantile=density_quantile)
     centroid = mesh.vertices[mesh.faces].mean(1) if len(mesh.faces) else np.zeros((0, 3))
-    faces = mesh.faces[((centroid < lo) | (centroid >= hi)).any(1)]
+    keep = ((centroid < lo) | (centroid >= hi)).any(1)
+    if keep.any():  # Poisson balloons over sparse returns (tree tops, far streets): only faces near a return
+        near, _ = cKDTree(points).query(centroid[keep], distance_upper_bound=OUTSIDE_MAX_DIST_M)
+        keep[np.flatnonzero(keep)[~np.isfinite(near)]] = False
+    faces = mesh.faces[keep]
     surface = TriangleMesh(mesh.vertices, faces, mesh.vertex_colors) if len(faces) else None
     return surface, (time.perf_counter() - t0) * 1e3
 

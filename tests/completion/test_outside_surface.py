@@ -106,3 +106,21 @@ def test_a_daemonic_process_meshes_the_outside_surface_itself() -> None:
     faces, ms = queue.get(timeout=60)  # a crashed child (no fallback) leaves the queue empty
     child.join(10)
     assert child.exitcode == 0 and faces > 100 and ms > 0
+
+
+def test_the_outside_surface_stays_near_the_returns() -> None:
+    """Poisson closes sparse returns above the ceiling (tree tops seen by a few rings) into sheets spanning the
+    scene; the faces far from every return are dropped."""
+    from scipy.spatial import cKDTree
+
+    from gen3d_ros.completion.outside_surface import OUTSIDE_MAX_DIST_M, band_points, outside_surface
+
+    rng = np.random.default_rng(0)
+    tops = [c + rng.normal(0, [0.5, 0.5, 0.2], (150, 3)) for c in
+            ([5, 5, 6.0], [-8, 3, 6.5], [2, -9, 5.5], [-4, -4, 7.0], [9, -2, 6.0])]
+    points = np.concatenate([facade_above_the_ceiling().astype(np.float64), *tops])
+    lo, hi = np.array([-12.0, -12.0, -3.0]), np.array([12.0, 12.0, 4.4])
+    surface, _ = outside_surface(band_points(points, lo, hi), lo, hi, voxel_size=0.2, depth=8, density_quantile=0.02)
+    centroid = surface.vertices[surface.faces].mean(1)
+    dist, _ = cKDTree(points).query(centroid)
+    assert len(surface.faces) > 1000 and dist.max() <= OUTSIDE_MAX_DIST_M + 1e-6
