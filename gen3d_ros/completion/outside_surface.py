@@ -33,7 +33,11 @@ then reaches the volume's faces instead of stopping short of them."""
 OUTSIDE_MAX_DIST_M = 0.6
 """Faces of the outside surface farther than this from every return are dropped (metres): Poisson closes sparse
 returns above the ceiling into sheets spanning the scene (the demo's VLP-32 street: tree tops), which no ray saw.
-0.6 m keeps a facade between two rings ~1 m apart."""
+0.6 m keeps a facade between two rings ~1 m apart; farther out rings spread, so the bound grows with the range
+(``OUTSIDE_MAX_DIST_PER_M`` of the horizontal distance from the sensor)."""
+
+OUTSIDE_MAX_DIST_PER_M = 0.03
+"""The bound's growth with range (m per m): 1.2 m at 40 m, about two ring spacings of a 32-ring sensor there."""
 
 
 def band_points(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
@@ -54,8 +58,10 @@ def outside_surface(points: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, voxel
     centroid = mesh.vertices[mesh.faces].mean(1) if len(mesh.faces) else np.zeros((0, 3))
     keep = ((centroid < lo) | (centroid >= hi)).any(1)
     if keep.any():  # Poisson balloons over sparse returns (tree tops, far streets): only faces near a return
-        near, _ = cKDTree(points).query(centroid[keep], distance_upper_bound=OUTSIDE_MAX_DIST_M)
-        keep[np.flatnonzero(keep)[~np.isfinite(near)]] = False
+        kept = centroid[keep]
+        near, _ = cKDTree(points).query(kept, distance_upper_bound=OUTSIDE_MAX_DIST_M * 4)
+        limit = np.maximum(OUTSIDE_MAX_DIST_M, OUTSIDE_MAX_DIST_PER_M * np.linalg.norm(kept[:, :2], axis=1))
+        keep[np.flatnonzero(keep)[~(near <= limit)]] = False
     faces = mesh.faces[keep]
     surface = TriangleMesh(mesh.vertices, faces, mesh.vertex_colors) if len(faces) else None
     return surface, (time.perf_counter() - t0) * 1e3
