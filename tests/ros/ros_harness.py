@@ -178,6 +178,16 @@ def spin_until(executor: Any, predicate: Callable[[], bool], timeout: float, *,
     return predicate()
 
 
+def node_diagnostics(node: Any, prefix: str, qos: Any) -> list:
+    """Subscribe ``node`` to /diagnostics; the list that collects the statuses whose name starts with ``prefix``."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    statuses: list = []
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda a: statuses.extend(s for s in a.status if s.name.startswith(prefix)), qos)
+    return statuses
+
+
 def diagnostic_values(status: Any) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
 

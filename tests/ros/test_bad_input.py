@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from ros_harness import (REPO, TEST_FRAME, diagnostic_values, make_cloud, plane_and_box, spin_until, stamp_ns_of,
-                         wait_pid_gone)
+from ros_harness import (REPO, TEST_FRAME, diagnostic_values, make_cloud, node_diagnostics, plane_and_box, spin_until,
+                         stamp_ns_of, wait_pid_gone)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -22,7 +22,6 @@ NODE_ARGS = ["-m", "gen3d_ros.ros.completion_node", "--ros-args",
 
 def test_bad_clouds_are_rejected_and_counted_and_the_node_keeps_meshing(ros, executor, children):
     rclpy, context = ros
-    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import PointCloud2
 
@@ -35,10 +34,7 @@ def test_bad_clouds_are_rejected_and_counted_and_the_node_keeps_meshing(ros, exe
     pub = node.create_publisher(PointCloud2, "/points", reliable)
     meshes: list = []
     node.create_subscription(CompletedMesh, "/completion_node/mesh", meshes.append, reliable)
-    diag: list = []
-    node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda a: diag.extend(s for s in a.status if s.name.startswith("/completion_node")),
-                             reliable)
+    diag = node_diagnostics(node, "/completion_node", reliable)
     alive = [node_proc]
     assert spin_until(executor, lambda: diag and pub.get_subscription_count() > 0, 30.0, alive=alive), \
         node_proc.output()
@@ -96,7 +92,6 @@ def test_live_malformed_set_is_counted_while_the_node_keeps_serving(ros, executo
     impossible lengths) in groups of 5, each group followed by a valid cloud: every valid cloud is meshed, the
     diagnostics and parameter services keep answering, and every message is accounted for."""
     rclpy, context = ros
-    from diagnostic_msgs.msg import DiagnosticArray
     from rcl_interfaces.srv import GetParameters
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import PointCloud2
@@ -111,10 +106,7 @@ def test_live_malformed_set_is_counted_while_the_node_keeps_serving(ros, executo
     pub = node.create_publisher(PointCloud2, "/points", reliable)
     meshes: list = []
     node.create_subscription(CompletedMesh, "/completion_node/mesh", meshes.append, reliable)
-    diag: list = []
-    node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda a: diag.extend(s for s in a.status if s.name.startswith("/completion_node")),
-                             reliable)
+    diag = node_diagnostics(node, "/completion_node", reliable)
     client = node.create_client(GetParameters, "/completion_node/get_parameters")
     alive = [node_proc]
     assert spin_until(executor, lambda: diag and pub.get_subscription_count() > 0 and client.service_is_ready(),

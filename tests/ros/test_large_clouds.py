@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ros_harness import PUBLISHER, REPO, diagnostic_values, spin_until, stamp_ns_of
+from ros_harness import PUBLISHER, REPO, diagnostic_values, node_diagnostics, spin_until, stamp_ns_of
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -21,7 +21,6 @@ T0_BIG, T0_SMALL = 2_000_000_000_000, 3_000_000_000_000
 
 def _listen(rclpy, context, executor, name: str):
     """A test node collecting CompletedMesh outputs and the completion node's diagnostics."""
-    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from gen3d_ros.msg import CompletedMesh
@@ -31,10 +30,7 @@ def _listen(rclpy, context, executor, name: str):
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     meshes: list = []
     node.create_subscription(CompletedMesh, "/completion_node/mesh", meshes.append, reliable)
-    diag: list = []
-    node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda a: diag.extend(s for s in a.status if s.name.startswith("/completion_node")),
-                             reliable)
+    diag = node_diagnostics(node, "/completion_node", reliable)
     return meshes, diag
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ros_harness import diagnostic_values, spin_until, stamp_ns_of
+from ros_harness import diagnostic_values, node_diagnostics, spin_until, stamp_ns_of
 from robot_scene import CAMERA_FRAME, Q_TRUE, camera_in_base, frame_messages, scene
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -37,7 +37,6 @@ POSE_PARAMS = {
 
 def test_pose_node_answers_an_image_pair_with_joints_camera_pose_and_tf(ros, executor, children, tmp_path):
     rclpy, context = ros
-    from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -60,10 +59,7 @@ def test_pose_node_answers_an_image_pair_with_joints_camera_pose_and_tf(ros, exe
     node.create_subscription(JointState, "/robot_pose_node/joint_states", got["joints"].append, reliable)
     node.create_subscription(PoseStamped, "/robot_pose_node/camera_pose", got["pose"].append, reliable)
     node.create_subscription(TFMessage, "/tf", got["tf"].append, reliable)
-    diag: list = []
-    node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda a: diag.extend(s for s in a.status if s.name.startswith("/robot_pose_node")),
-                             reliable)
+    diag = node_diagnostics(node, "/robot_pose_node", reliable)
     image_pub = node.create_publisher(Image, "/image", reliable)
     info_pub = node.create_publisher(CameraInfo, "/camera_info", reliable)
     alive = [node_proc]
@@ -118,7 +114,6 @@ def test_pose_node_calibrate_mode_uses_the_encoders_and_latches_the_static_trans
     + PnP), the average of 3 frames on /tf_static and ~/calibration, which a subscriber that joins later still gets
     (transient local); a malformed JointState is rejected and the node stays up."""
     rclpy, context = ros
-    from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -138,10 +133,7 @@ def test_pose_node_calibrate_mode_uses_the_encoders_and_latches_the_static_trans
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     poses: list = []
     node.create_subscription(PoseStamped, "/robot_pose_node/camera_pose", poses.append, reliable)
-    diag: list = []
-    node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda a: diag.extend(s for s in a.status if s.name.startswith("/robot_pose_node")),
-                             reliable)
+    diag = node_diagnostics(node, "/robot_pose_node", reliable)
     image_pub = node.create_publisher(Image, "/image", reliable)
     info_pub = node.create_publisher(CameraInfo, "/camera_info", reliable)
     joints_pub = node.create_publisher(JointState, "/joint_states", reliable)
