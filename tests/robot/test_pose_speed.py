@@ -46,6 +46,20 @@ def _video(estimator, model, n: int) -> tuple[list[torch.Tensor], torch.Tensor, 
     return [estimator.render(q, T, CAMERA).rgb.clamp(0, 1) for q in qs], T, qs
 
 
+def _tracked(estimator, model):
+    """``measure_tracking`` over a 4-frame video of ``model``, started from the first frame's true pose."""
+    frames, T, qs = _video(estimator, model, 4)
+    initial = estimator.refine(frames[0], CAMERA, qs[0], T, iterations=0)
+    return measure_tracking(estimator, frames[1:], CAMERA, initial, warmup=1)
+
+
+def _assert_same_estimates(a, b) -> None:
+    """Two tracking runs gave the same joints and cameras (float32 rounding apart)."""
+    for x, y in zip(a.estimates, b.estimates):
+        np.testing.assert_allclose(x.q, y.q, atol=1e-3)
+        np.testing.assert_allclose(x.T_camera_base, y.T_camera_base, atol=1e-3)
+
+
 def test_tracking_step_launches_few_ops(model):
     """Per Adam step of a tracked frame, everything but the splatting itself (pose -> Gaussians, camera, losses,
     smoothness, backward, Adam, best state): measured 853 ops before issue 12's rewrite (skinning constants,
@@ -114,15 +128,11 @@ def test_cuda_graphs_track_like_the_eager_loop(model):
     results = {}
     for graphs in (False, True):
         estimator = PoseEstimator(copy.deepcopy(model), PoseEstimatorConfig(device="cuda"), cuda_graphs=graphs)
-        frames, T, qs = _video(estimator, model, 4)
-        initial = estimator.refine(frames[0], CAMERA, qs[0], T, iterations=0)
-        results[graphs] = measure_tracking(estimator, frames[1:], CAMERA, initial, warmup=1)
+        results[graphs] = _tracked(estimator, model)
     eager, graphed = results[False], results[True]
     print(f"kernels per step: eager {eager.ops_per_step.kernels}, graphed {graphed.ops_per_step.kernels}; frames/s "
           f"{eager.frames_per_s:.1f} -> {graphed.frames_per_s:.1f}")
-    for a, b in zip(eager.estimates, graphed.estimates):
-        np.testing.assert_allclose(a.q, b.q, atol=1e-3)
-        np.testing.assert_allclose(a.T_camera_base, b.T_camera_base, atol=1e-3)
+    _assert_same_estimates(eager, graphed)
     assert graphed.ops_per_step.kernels < eager.ops_per_step.kernels
     assert graphed.ops_per_step.syncs <= eager.ops_per_step.syncs
 
@@ -257,13 +267,9 @@ def test_cuda_loss_graphs_track_like_the_pose_graphs_alone(model):
         finally:
             set_loss_graphs(previous)
         assert (estimator.refiner.loss_graphs is not None) == on
-        frames, T, qs = _video(estimator, model, 4)
-        initial = estimator.refine(frames[0], CAMERA, qs[0], T, iterations=0)
-        results[on] = measure_tracking(estimator, frames[1:], CAMERA, initial, warmup=1)
+        results[on] = _tracked(estimator, model)
     plain, graphed = results[False], results[True]
     print(f"kernels per step: pose graphs {plain.ops_per_step.kernels}, + loss graphs {graphed.ops_per_step.kernels}; "
           f"frames/s {plain.frames_per_s:.1f} -> {graphed.frames_per_s:.1f}")
-    for a, b in zip(plain.estimates, graphed.estimates):
-        np.testing.assert_allclose(a.q, b.q, atol=1e-3)
-        np.testing.assert_allclose(a.T_camera_base, b.T_camera_base, atol=1e-3)
+    _assert_same_estimates(plain, graphed)
     assert graphed.ops_per_step.kernels < plain.ops_per_step.kernels
