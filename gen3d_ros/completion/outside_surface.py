@@ -29,7 +29,6 @@ OUTSIDE_BAND_M = 0.8
 """Metres inside the completion volume whose points also go into the Poisson fit (two coarse voxels): its surface
 then reaches the volume's faces instead of stopping short of them."""
 
-
 OUTSIDE_MAX_DIST_M = 0.6
 """Faces of the outside surface farther than this from every return are dropped (metres): Poisson closes sparse
 returns above the ceiling into sheets spanning the scene (the demo's VLP-32 street: tree tops), which no ray saw.
@@ -100,15 +99,12 @@ class OutsideSurfaceJob:
 
 class OutsideSurfaceWorker:
     """:func:`outside_surface` in a spawned worker process shared by the whole Python process (a node, the CLI,
-    a test session). ``in_process=True``, and any daemonic process (the nodes' stage processes, which
-    multiprocessing forbids children), compute it on the caller's thread (in :meth:`OutsideSurfaceJob.result`)."""
+    a test session). A daemonic process (the nodes' stage processes, which multiprocessing forbids children)
+    computes it on the caller's thread (in :meth:`OutsideSurfaceJob.result`)."""
 
     _pool: ProcessPoolExecutor | None = None
     _broken = False
     _lock = threading.Lock()
-
-    def __init__(self, *, in_process: bool = False) -> None:
-        self.in_process = in_process
 
     @classmethod
     def _executor(cls) -> ProcessPoolExecutor | None:
@@ -134,7 +130,7 @@ class OutsideSurfaceWorker:
         """Start meshing ``points`` (:func:`band_points`) outside ``[lo, hi)``; ``poisson``: the
         :func:`outside_surface` keywords."""
         args = (points, lo, hi)
-        executor = None if self.in_process else self._executor()
+        executor = self._executor()
         future = None
         if executor is not None:
             try:

@@ -48,8 +48,6 @@ HGCA_DEFAULTS = {
 }
 
 
-
-
 def hgca_defaults(device: str) -> dict[str, float]:
     """The hgca region and steps used for parameters left at 0 on ``device`` (``cuda``, ``cuda:N``, ``cpu``)."""
     return HGCA_DEFAULTS["cuda" if str(device).startswith("cuda") else "cpu"]
